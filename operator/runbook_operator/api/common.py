@@ -1,0 +1,171 @@
+"""Building blocks shared by every kind: naming, conditions, durations, references.
+
+The pydantic models in this package are the single source of truth for the API: the CRDs in
+`crds/` are generated from them (see `crdgen`), and the operator re-validates what it reads with
+the same models.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "runbook.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "runbook"
+FIELD_MANAGER = "runbook-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "runbook-operator"
+
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64)]
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `1h30m`-style durations (units ms, s, m, h, d) as used across the API."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m, 7d")
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields ignored.
+
+    Unknown fields are ignored rather than rejected because the API server prunes them already,
+    and an operator older than its CRD must keep working.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_attribute_docstrings=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as it appears in the Kubernetes object."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(ApiModel):
+    """One observation of the resource's state, in the standard Kubernetes condition shape."""
+
+    type: str = Field(
+        description="Condition type: Ready, Reconciling and Stalled (kstatus) plus domain types.",
+        pattern=r"^[A-Za-z][A-Za-z0-9]*$",
+        max_length=64,
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        description="A CamelCase machine-readable reason for the last transition.",
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+    )
+    message: str = Field(
+        default="", description="A human-readable explanation of the condition.", max_length=32768
+    )
+    last_transition_time: datetime = Field(
+        description="When the condition last changed status (RFC 3339 UTC)."
+    )
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The metadata.generation the condition was computed from.",
+    )
+
+
+CONDITIONS_SCHEMA_EXTRA = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+class SecretKeyRef(ApiModel):
+    """Selects one key of a Secret in the resource's own namespace."""
+
+    name: str = Field(
+        description="Name of the Secret, in the same namespace as this resource.",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
+    key: str = Field(
+        description="Key inside the Secret's data.",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+    )
+
+
+class PrinterColumn(BaseModel):
+    """An `additionalPrinterColumns` entry for `kubectl get`."""
+
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "date"]
+    json_path: str
+    description: str
+    priority: int = 0
+
+
+def ready_column() -> PrinterColumn:
+    return PrinterColumn(
+        name="Ready",
+        type="string",
+        json_path='.status.conditions[?(@.type=="Ready")].status',
+        description="Whether the resource is reconciled and healthy.",
+    )
+
+
+def reason_column() -> PrinterColumn:
+    return PrinterColumn(
+        name="Reason",
+        type="string",
+        json_path='.status.conditions[?(@.type=="Ready")].reason',
+        description="Why the resource is or is not Ready.",
+        priority=1,
+    )
+
+
+def age_column() -> PrinterColumn:
+    return PrinterColumn(
+        name="Age",
+        type="date",
+        json_path=".metadata.creationTimestamp",
+        description="Time since the resource was created.",
+    )
+
+
+class KindInfo(BaseModel):
+    """What the CRD generator needs to know about a kind beyond its schema."""
+
+    kind: str
+    plural: str
+    short_names: list[str]
+    printer_columns: list[PrinterColumn]
+    root_validations: list[dict[str, str]] = []
+
+
+class Resource(ApiModel):
+    """Base of every top-level kind: subclasses declare `spec`, `status` and `info`."""
+
+    info: ClassVar[KindInfo]
+
+    @classmethod
+    def singular(cls) -> str:
+        return cls.info.kind.lower()
+
+    @classmethod
+    def crd_name(cls) -> str:
+        return f"{cls.info.plural}.{GROUP}"

@@ -1,0 +1,6 @@
+"""Every kind the operator serves, in one list (CRD generation and the kubectl plugin use it)."""
+
+from runbook_operator.api.backuppolicy import BackupPolicy
+from runbook_operator.api.common import Resource
+
+KINDS: list[type[Resource]] = [BackupPolicy]

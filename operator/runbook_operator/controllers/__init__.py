@@ -1,0 +1,14 @@
+"""kopf handlers, one module per kind; `register_all` attaches them to a registry."""
+
+from __future__ import annotations
+
+import kopf
+
+from runbook_operator.controllers import backuppolicy
+from runbook_operator.integrations.kubernetes import Kube
+
+
+def register_all(
+    registry: kopf.OperatorRegistry, kube: Kube, resync_seconds: float, namespaces: list[str]
+) -> None:
+    backuppolicy.register(registry, kube, resync_seconds, namespaces)

@@ -1,0 +1,226 @@
+"""kopf handlers for BackupPolicy: read, decide (core.backup), write status, emit events.
+
+Reconciliation is level-triggered: any event on a policy whose status lags its spec, and a
+periodic resync of all policies, run the same idempotent reconcile. Nothing is kept in memory, so a restart
+(even kill -9) resumes from what the API server holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.dynamic.exceptions import (
+    BadRequestError,
+    DynamicApiError,
+    ForbiddenError,
+    UnprocessibleEntityError,
+)
+from pydantic import ValidationError
+
+from runbook_operator.api.backuppolicy import BackupPolicy, BackupPolicySpec, BackupPolicyStatus
+from runbook_operator.api.common import API_VERSION, GROUP, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VERSION
+from runbook_operator.controllers.errors import api_error_message, validation_message
+from runbook_operator.controllers.metrics import measured
+from runbook_operator.core import backup
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, condition_status
+from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+
+KIND = BackupPolicy.info.kind
+PLURAL = BackupPolicy.info.plural
+OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, backup.POLICY_LABEL: kopf.PRESENT}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def needs_reconcile(body: kopf.Body | dict[str, Any]) -> bool:
+    """A policy needs work when its status lags the spec or it is not Ready."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return True
+    ready = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
+    )
+    return ready is None or ready.get("status") != "True"
+
+
+def _decide(kube: Kube, body: kopf.Body) -> tuple[Outcome, dict[str, Any] | None]:
+    """Validate, check referenced Secrets, apply the CronJob; say how it went."""
+    meta = body["metadata"]
+    try:
+        spec = BackupPolicySpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as error:
+        return Outcome(Phase.STALLED, "InvalidSpec", validation_message(error, "spec")), None
+    problems = backup.semantic_problems(spec)
+    if problems:
+        return Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)), None
+    refs = spec.secret_refs()
+    found = {ref.name: kube.secret_keys(meta["namespace"], ref.name) for ref in refs}
+    missing = backup.missing_secrets(refs, found)
+    if missing:
+        message = "; ".join(missing) + ". The CronJob is not changed until the Secret exists."
+        return Outcome(Phase.STALLED, "SecretNotFound", message), None
+    owner = backup.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    try:
+        applied = kube.apply(backup.render_cronjob(spec, owner))
+    except (UnprocessibleEntityError, BadRequestError) as error:
+        return Outcome(Phase.STALLED, "CronJobRejected", api_error_message(error)), None
+    except ForbiddenError as error:
+        return Outcome(Phase.STALLED, "Forbidden", api_error_message(error)), None
+    name = applied["metadata"]["name"]
+    if spec.suspend:
+        return Outcome(Phase.READY, "Suspended", f"CronJob {name} is suspended"), applied
+    message = f"CronJob {name} runs {spec.schedule!r} in {spec.time_zone}"
+    return Outcome(Phase.READY, "Scheduled", message), applied
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _status_change(
+    outcome: Outcome, generation: int, cronjob: dict[str, Any] | None, now: datetime
+):
+    """A status change function for Kube.update_status (pure given its inputs)."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = BackupPolicyStatus.model_validate(current.get("status") or {})
+        update: dict[str, Any] = {
+            "observed_generation": generation,
+            "conditions": apply_outcome(old.conditions, outcome, now, generation),
+        }
+        if cronjob is not None:
+            update["cron_job_name"] = cronjob["metadata"]["name"]
+            scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
+            if scheduled and (old.last_schedule_time is None or scheduled > old.last_schedule_time):
+                update["last_schedule_time"] = scheduled
+        new = old.model_copy(update=update)
+        return new.to_wire() if new.to_wire() != old.to_wire() else None
+
+    return change
+
+
+def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger) -> None:
+    meta = body["metadata"]
+    with measured(KIND) as result:
+        outcome, cronjob = _decide(kube, body)
+        before = [c for c in (body.get("status") or {}).get("conditions") or []]
+        kube.update_status(
+            API_VERSION,
+            KIND,
+            meta["name"],
+            meta["namespace"],
+            _status_change(outcome, meta["generation"], cronjob, _now()),
+        )
+        result.value = outcome.phase.name.lower()
+    if outcome.phase is Phase.STALLED:
+        stalled_before = next((c for c in before if c.get("type") == "Stalled"), {})
+        if stalled_before.get("status") != "True" or stalled_before.get("message") != outcome.message:
+            kopf.warn(body, reason=outcome.reason, message=outcome.message)
+            logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
+
+
+def record_finished_job(kube: Kube, job: kopf.Body) -> None:
+    """Fold a finished Job (scheduled or created by hand from the CronJob) into its policy."""
+    record = backup.finished_job(dict(job))
+    if record is None:
+        return
+    policy = job["metadata"]["labels"][backup.POLICY_LABEL]
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = BackupPolicyStatus.model_validate(current.get("status") or {})
+        new = backup.record_job(old, record)
+        return new.to_wire() if new.to_wire() != old.to_wire() else None
+
+    kube.update_status(API_VERSION, KIND, policy, job["metadata"]["namespace"], change)
+
+
+def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
+    """Copy the CronJob's lastScheduleTime into its policy's status."""
+    scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
+    if scheduled is None:
+        return
+    policy = cronjob["metadata"]["labels"][backup.POLICY_LABEL]
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = BackupPolicyStatus.model_validate(current.get("status") or {})
+        if old.last_schedule_time is not None and old.last_schedule_time >= scheduled:
+            return None
+        return old.model_copy(update={"last_schedule_time": scheduled}).to_wire()
+
+    kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], change)
+
+
+def _reconcile_logging_errors(kube: Kube, body: kopf.Body, logger: kopf.Logger) -> None:
+    """Transient API failures are retried by the next event or resync; they are logged, and
+    never crash the operator or leave a half-written status."""
+    try:
+        reconcile(kube, body, logger)
+    except (DynamicApiError, StatusConflict) as error:
+        message = api_error_message(error) if isinstance(error, DynamicApiError) else str(error)
+        logger.warning("reconcile failed, will retry on the next resync: %s", message)
+
+
+async def resync_forever(
+    kube: Kube, namespaces: list[str], interval: float, logger: logging.Logger | kopf.Logger
+) -> None:
+    """Reconcile every policy periodically: repairs drift of the CronJob, retries failures,
+    and notices Secrets that appeared (the operator may not watch Secrets).
+
+    One LIST per interval instead of a kopf timer per object: kopf guards timers with a
+    finalizer, which would need write access to the user's resources.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            policies = await asyncio.to_thread(
+                kube.list, API_VERSION, KIND, namespaces or [None]
+            )
+        except DynamicApiError as error:
+            logger.warning("resync list failed: %s", api_error_message(error))
+            continue
+        for body in policies:
+            if not body["metadata"].get("deletionTimestamp"):
+                await asyncio.to_thread(_reconcile_logging_errors, kube, body, logger)
+
+
+def register(
+    registry: kopf.OperatorRegistry, kube: Kube, resync_seconds: float, namespaces: list[str]
+) -> None:
+    """Attach the BackupPolicy handlers to `registry`."""
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def policy_changed(event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+            return
+        if needs_reconcile(body):
+            _reconcile_logging_errors(kube, body, logger)
+
+    @kopf.on.startup(registry=registry)
+    async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        memo.backup_resync = asyncio.create_task(
+            resync_forever(kube, namespaces, resync_seconds, logger)
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+        memo.backup_resync.cancel()
+
+    @kopf.on.event("batch", "v1", "jobs", labels=OWNED_LABELS, registry=registry)
+    def job_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            record_finished_job(kube, body)
+        except DynamicApiError as error:
+            logger.warning("could not record Job result: %s", api_error_message(error))
+
+    @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED_LABELS, registry=registry)
+    def cronjob_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        try:
+            record_schedule(kube, body)
+        except DynamicApiError as error:
+            logger.warning("could not record schedule time: %s", api_error_message(error))

@@ -1,0 +1,977 @@
+"""A real Kubernetes control plane as local processes, for e2e tests and ``make demo``.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes and pods) run
+on free loopback ports, from the binaries ``hack/build-control-plane.sh`` builds and caches. No
+containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status.
+
+Flags that mattered, and why:
+
+etcd
+  ``--listen-peer-urls`` / ``--initial-cluster`` on a free port: the defaults (2380) would collide
+  with any other etcd on the machine. ``--unsafe-no-fsync``: the data is throw-away, and fsync
+  dominates write latency on CI disks.
+kube-apiserver
+  ``--authorization-mode=RBAC`` so the operator's own ServiceAccount is held to its Role, as in
+  production. ``--service-account-issuer`` + ``--service-account-key-file`` +
+  ``--service-account-signing-key-file`` enable the TokenRequest API (``kubectl create token``,
+  :meth:`LocalCluster.service_account_kubeconfig`, and the controller-manager's per-controller
+  credentials). ``--advertise-address=127.0.0.1``: otherwise the apiserver picks a host
+  interface address. ``--endpoint-reconciler-type=none``: Endpoints and EndpointSlices may not
+  hold a loopback address, so reconciling the ``kubernetes`` Service's only logs errors.
+  ``--kubelet-preferred-address-types=InternalIP`` with kwok's node IP 127.0.0.1: any
+  apiserver-to-"kubelet" call (``kubectl logs``) lands on kwok's loopback server, never on a
+  made-up address. The ServiceAccount admission plugin stays on (unlike envtest) because the
+  controller-manager creates the ``default`` ServiceAccounts.
+kube-controller-manager
+  ``--use-service-account-credentials`` (each controller under its own RBAC identity, as upstream),
+  ``--service-account-private-key-file`` (token signing), ``--root-ca-file`` (``kube-root-ca.crt``
+  ConfigMaps), ``--leader-elect=false`` (single instance, no lease wait at start).
+  ``--secure-port`` on a free port: its default 10257 would collide between parallel clusters.
+  No ``--authentication-kubeconfig``: with it, both components keep logging that the apiserver
+  publishes no request-header CA (there is no front proxy); anonymous ``/healthz`` still works.
+kube-scheduler
+  ``--leader-elect=false`` and a free ``--secure-port`` for the same reasons.
+kwok v0.8.0 (standalone)
+  The standalone binary has **no built-in stages**: without Stage objects in ``--config`` it exits
+  with "no stages found" (only ``kwokctl`` injects defaults). The harness writes
+  :func:`kwok_stages` to a config file: the upstream "fast" node stages, the node lease
+  (``--node-lease-duration-seconds=40``; otherwise the node only heartbeats by status and the
+  node-lifecycle controller's 50 s grace period is tight on a busy machine), the upstream pod-ready
+  and pod-delete stages, and a deterministic pod-complete stage whose outcome pods choose with
+  annotations (:data:`EXIT_CODE_ANNOTATION`, ...). ``HOME`` points into the work dir so a
+  developer's ``~/.kwok/kwok.yaml`` is never merged in.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from base64 import b64encode
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from runbook_operator.devcluster.certs import PKI, generate_pki
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "kwok-node-0"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: Fake pod IPs kwok hands out; nothing listens there and nothing should connect to them.
+POD_CIDR = "10.244.0.0/16"
+
+#: Pod annotations read by the harness's pod-complete stage (Job-owned pods only).
+EXIT_CODE_ANNOTATION = "devcluster.runbook.dev/exit-code"
+TERMINATION_MESSAGE_ANNOTATION = "devcluster.runbook.dev/termination-message"
+REASON_ANNOTATION = "devcluster.runbook.dev/reason"
+RUN_DURATION_ANNOTATION = "devcluster.runbook.dev/run-duration"
+
+DEFAULT_START_TIMEOUT = 180.0
+STOP_GRACE_SECONDS = 15.0
+STATE_FILE = "state.json"
+_POLL_INTERVAL = 0.25
+# Start order. stop() reverses it: the apiserver's clients first, etcd last, so all exit cleanly.
+_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+_PR_SET_PDEATHSIG = 1
+# Everything start() may create in a work dir; a dir holding anything else is not ours to wipe.
+_WORKDIR_ENTRIES = frozenset(
+    {"pki", "etcd", "logs", "kubeconfigs", "kwok", "kubectl-cache", STATE_FILE, STATE_FILE + ".tmp"}
+)
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not be started, reached or stopped."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A kubectl call failed; unlike CalledProcessError its message includes kubectl's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()}"
+
+
+def repo_root() -> Path:
+    """The source checkout holding ``hack/``: ``$RUNBOOK_REPO_ROOT``, else found from this file.
+
+    The package is installed editable, so ``__file__`` lives inside the checkout.
+    """
+    override = os.environ.get("RUNBOOK_REPO_ROOT")
+    root = Path(override) if override else Path(__file__).resolve().parents[3]
+    if not (root / "hack" / "build-control-plane.sh").is_file():
+        raise ClusterError(
+            f"{root} has no hack/build-control-plane.sh; set RUNBOOK_REPO_ROOT to the repo checkout"
+        )
+    return root
+
+
+def build_control_plane() -> Path:
+    """Run the (cached) build script and return its binary directory.
+
+    The script's progress on stderr passes through, so a first, slow build is visibly alive.
+    """
+    script = repo_root() / "hack" / "build-control-plane.sh"
+    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise ClusterError(f"{script} failed with exit code {proc.returncode}")
+    bin_dir = Path(lines[-1])
+    missing = [c for c in (*_COMPONENTS, "kubectl") if not (bin_dir / c).is_file()]
+    if missing:
+        raise ClusterError(f"{script} printed {bin_dir}, which lacks {', '.join(missing)}")
+    return bin_dir
+
+
+def kwok_stages() -> list[dict[str, Any]]:
+    """Stage objects for kwok: node lifecycle, and pod ready → complete/fail → delete.
+
+    Stages for the same resource must not overlap: kwok picks at random among matching stages. So
+    success and failure are one stage whose outcome a pod chooses by annotations:
+
+    - :data:`EXIT_CODE_ANNOTATION` (default ``0``): non-zero makes the pod ``Failed``;
+    - :data:`TERMINATION_MESSAGE_ANNOTATION`: the containers' ``state.terminated.message``;
+    - :data:`REASON_ANNOTATION`: ``state.terminated.reason`` (default ``Completed``/``Error``);
+    - :data:`RUN_DURATION_ANNOTATION`: a Go duration (``30s``) to stay Running first.
+
+    Like upstream, only pods owned by a Job complete; other pods stay Running.
+    """
+    return [yaml.safe_load(doc) for doc in _STAGES_YAML.split("\n---\n")]
+
+
+_STAGES_YAML = r"""
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: node-initialize
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: NotIn
+      values: ['True']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $lastTransitionTime | Quote }}
+        message: {{ .message | Quote }}
+        reason: {{ .reason | Quote }}
+        status: {{ .status | Quote }}
+        type: {{ .type  | Quote}}
+      {{ end }}
+      addresses:
+      {{ with NodeIP }}
+      - address: {{ . | Quote }}
+        type: InternalIP
+      {{ end }}
+      {{ with NodeName }}
+      - address: {{ . | Quote }}
+        type: Hostname
+      {{ end }}
+      {{ with NodePort }}
+      daemonEndpoints:
+        kubeletEndpoint:
+          Port: {{ . }}
+      {{ end }}
+      allocatable:
+      {{ with .status.allocatable }}
+      {{ YAML . 1 }}
+      {{ else }}
+        cpu: 1k
+        memory: 1Ti
+        pods: 1M
+      {{ end }}
+      capacity:
+      {{ with .status.capacity }}
+      {{ YAML . 1 }}
+      {{ else }}
+        cpu: 1k
+        memory: 1Ti
+        pods: 1M
+      {{ end }}
+      {{ $nodeInfo := .status.nodeInfo }}
+      {{ $kwokVersion := printf "kwok-%s" Version }}
+      nodeInfo:
+        architecture: {{ or $nodeInfo.architecture "amd64" }}
+        bootID: {{ or $nodeInfo.bootID `""` }}
+        containerRuntimeVersion: {{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}
+        kernelVersion: {{ or $nodeInfo.kernelVersion $kwokVersion }}
+        kubeProxyVersion: {{ or $nodeInfo.kubeProxyVersion $kwokVersion }}
+        kubeletVersion: {{ or $nodeInfo.kubeletVersion $kwokVersion }}
+        machineID: {{ or $nodeInfo.machineID `""` }}
+        operatingSystem: {{ or $nodeInfo.operatingSystem "linux" }}
+        osImage: {{ or $nodeInfo.osImage `""` }}
+        systemUUID: {{ or $nodeInfo.systemUUID `""` }}
+      phase: Running
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: node-heartbeat-with-lease
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - key: .status.phase
+      operator: In
+      values: [Running]
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: In
+      values: ['True']
+  delay:
+    durationMilliseconds: 600000
+    jitterDurationMilliseconds: 610000
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
+      conditions:
+      {{ range NodeConditions }}
+      - lastHeartbeatTime: {{ $now | Quote }}
+        lastTransitionTime: {{ $lastTransitionTime | Quote }}
+        message: {{ .message | Quote }}
+        reason: {{ .reason | Quote }}
+        status: {{ .status | Quote }}
+        type: {{ .type | Quote }}
+      {{ end }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-ready
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: .metadata.deletionTimestamp
+      operator: DoesNotExist
+    - key: .status.phase
+      operator: In
+      values: [Pending]
+    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
+      operator: NotIn
+      values: ['True']
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: ContainersReady
+      {{ range .spec.readinessGates }}
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: {{ .conditionType | Quote }}
+      {{ end }}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        {{ if eq .restartPolicy "Always" }}
+        started: true
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+        {{ else }}
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+        {{ end }}
+      {{ end }}
+      {{ $hostIPs := NodeIPsWith .spec.nodeName }}
+      {{ with $hostIPs }}
+      hostIP: {{ index . 0 | Quote }}
+      hostIPs:
+      {{ range . }}
+      - ip: {{ . | Quote }}
+      {{ end }}
+      {{ end }}
+      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+      {{ with $podIPs }}
+      podIP: {{ index . 0 | Quote }}
+      podIPs:
+      {{ range . }}
+      - ip: {{ . | Quote }}
+      {{ end }}
+      {{ end }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-complete
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: .metadata.deletionTimestamp
+      operator: DoesNotExist
+    - key: .status.phase
+      operator: In
+      values: [Running]
+    - key: '.metadata.ownerReferences.[].kind'
+      operator: In
+      values: [Job]
+  delay:
+    durationMilliseconds: 0
+    durationFrom:
+      expressionFrom: '.metadata.annotations["devcluster.runbook.dev/run-duration"]'
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      {{ $annotations := or .metadata.annotations dict }}
+      {{ $exitCode := or ( index $annotations "devcluster.runbook.dev/exit-code" ) "0" | atoi }}
+      {{ $message := index $annotations "devcluster.runbook.dev/termination-message" }}
+      {{ $reason := index $annotations "devcluster.runbook.dev/reason" }}
+      {{ if not $reason }}{{ $reason = ternary "Completed" "Error" ( eq $exitCode 0 ) }}{{ end }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        reason: PodCompleted
+        status: "False"
+        type: Ready
+      - lastTransitionTime: {{ $now | Quote }}
+        reason: PodCompleted
+        status: "False"
+        type: ContainersReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: {{ $exitCode }}
+            finishedAt: {{ $now | Quote }}
+            reason: {{ $reason | Quote }}
+            startedAt: {{ $now | Quote }}
+            {{ with $message }}
+            message: {{ . | Quote }}
+            {{ end }}
+      {{ end }}
+      phase: {{ ternary "Succeeded" "Failed" ( eq $exitCode 0 ) }}
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-delete
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: .metadata.deletionTimestamp
+      operator: Exists
+  next:
+    delete: true
+"""
+
+
+@dataclass
+class _Process:
+    """One component process; ``start_ticks`` guards against signalling a recycled pid."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    log: str
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """The process's start time from /proc (clock ticks since boot), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open together so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+# Resolved before any fork: the child between fork and exec should only make the syscall.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the thread that started it dies."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LocalCluster:
+    """A throw-away control plane on loopback; use as a context manager or call start()/stop().
+
+    ``detached=True`` starts processes that outlive this Python process (``make cluster-up``);
+    :meth:`attach` reconnects to them from ``state.json``. Attached clusters started from the main
+    thread also die with it (PR_SET_PDEATHSIG), so a killed test run leaves no orphans.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        bin_dir: str | os.PathLike[str] | None = None,
+        *,
+        detached: bool = False,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        remove_workdir: bool | None = None,
+    ) -> None:
+        self._workdir = Path(workdir).resolve() if workdir is not None else None
+        # By default only a temporary work dir (one this object creates) is removed by stop().
+        self._remove_workdir = workdir is None if remove_workdir is None else remove_workdir
+        self._bin_dir = Path(bin_dir).resolve() if bin_dir is not None else None
+        self._detached = detached
+        self._start_timeout = start_timeout
+        self._ports: dict[str, int] = {}
+        self._processes: dict[str, _Process] = {}
+        self._popens: dict[str, subprocess.Popen[bytes]] = {}
+        self._http: httpx.Client | None = None
+
+    # -- paths and properties ------------------------------------------------------------------
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="runbook-devcluster-"))
+        return self._workdir
+
+    @property
+    def bin_dir(self) -> Path:
+        """Binary directory; built (or found in the build cache) on first use."""
+        if self._bin_dir is None:
+            self._bin_dir = build_control_plane()
+        return self._bin_dir
+
+    @property
+    def server(self) -> str:
+        if "kube-apiserver" not in self._ports:
+            raise ClusterError("the cluster has not been started")
+        return f"https://127.0.0.1:{self._ports['kube-apiserver']}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self._ports)
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self._kubeconfig_dir / "admin.kubeconfig"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.workdir / STATE_FILE
+
+    @property
+    def _pki_dir(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def _kubeconfig_dir(self) -> Path:
+        return self.workdir / "kubeconfigs"
+
+    @property
+    def _kubectl_cache(self) -> Path:
+        # Per cluster: ports are reused across runs, and a stale discovery cache hides new CRDs.
+        return self.workdir / "kubectl-cache"
+
+    def env(self) -> dict[str, str]:
+        """The current environment plus KUBECONFIG (admin) and the built kubectl first on PATH."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.admin_kubeconfig),
+            "KUBECACHEDIR": str(self._kubectl_cache),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalCluster:
+        """Start every component and wait until the cluster can run a Job end to end.
+
+        On failure every started process is stopped and the work dir is kept for its logs.
+        """
+        # Resolve (maybe build) the binaries first: a build does not count against the deadline.
+        self._bin_dir = self.bin_dir
+        deadline = time.monotonic() + self._start_timeout
+        self._prepare_workdir()
+        started = time.monotonic()
+        try:
+            pki = generate_pki(self._pki_dir)
+            names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
+                     "kube-scheduler", "kwok")
+            self._ports = dict(zip(names, _free_ports(len(names)), strict=True))
+            self._write_kubeconfigs(pki)
+            self._start_etcd()
+            self._wait_for("etcd", self._probe_etcd, deadline)
+            self._start_apiserver(pki)
+            self._http = self._admin_http_client(pki)
+            self._wait_for("kube-apiserver", self._probe_apiserver, deadline)
+            self._start_controller_manager(pki)
+            self._start_scheduler()
+            self._start_kwok(pki)
+            self._create_node()
+            self._wait_for("kube-scheduler", self._probe_scheduler, deadline)
+            self._wait_for("kube-controller-manager", self._probe_default_service_account, deadline)
+            self._wait_for("kwok", self._probe_node_ready, deadline)
+        except BaseException:
+            self._terminate_processes()
+            raise
+        if not self._detached:
+            atexit.register(self.stop)
+        log.info("local cluster %s ready in %.1fs (%s)", self.server, time.monotonic() - started,
+                 self.workdir)
+        return self
+
+    def stop(self) -> None:
+        """Terminate every component (SIGTERM, then SIGKILL after a grace); drop a temp work dir."""
+        atexit.unregister(self.stop)
+        self._terminate_processes()
+        if self._remove_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        elif self._workdir is not None and self.state_file.exists():
+            self.state_file.unlink()
+
+    @classmethod
+    def attach(
+        cls, state_dir: str | os.PathLike[str], *, remove_workdir: bool = False
+    ) -> LocalCluster:
+        """Reconnect to a (detached) cluster from the ``state.json`` its start() wrote."""
+        path = Path(state_dir).resolve() / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ClusterError(f"no cluster state at {path}") from None
+        cluster = cls(path.parent, state["bin_dir"], detached=state["detached"],
+                      remove_workdir=remove_workdir)
+        cluster._ports = state["ports"]
+        cluster._processes = {n: _Process(**p) for n, p in state["processes"].items()}
+        return cluster
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id of each started component, in start order."""
+        return {n: p.pid for n, p in self._processes.items()}
+
+    def is_running(self) -> bool:
+        return bool(self._processes) and not self.dead_components()
+
+    def dead_components(self) -> list[str]:
+        """Components whose process has exited since start()."""
+        return [n for n, p in self._processes.items() if _proc_start_ticks(p.pid) != p.start_ticks]
+
+    def is_ready(self) -> bool:
+        """Whether the apiserver answers /readyz with the admin identity."""
+        result = self.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
+        return result.returncode == 0 and result.stdout.strip() == "ok"
+
+    def log_path(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the built kubectl against this cluster (admin identity unless ``kubeconfig``)."""
+        config = kubeconfig or self.admin_kubeconfig
+        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(config), *args]
+        env = {**os.environ, "KUBECACHEDIR": str(self._kubectl_cache)}
+        env.pop("KUBECONFIG", None)
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env,
+                                timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, cmd, result.stdout, result.stderr)
+        return result
+
+    def service_account_kubeconfig(
+        self,
+        namespace: str,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        duration: str = "24h",
+    ) -> Path:
+        """Write a kubeconfig that authenticates as an existing ServiceAccount via a bound token.
+
+        The token comes from the TokenRequest API (through the admin identity), so the operator can
+        run locally with exactly the RBAC its manifests grant.
+        """
+        token = self.kubectl("create", "token", name, "-n", namespace, f"--duration={duration}")
+        default = self._kubeconfig_dir / f"sa-{namespace}-{name}.kubeconfig"
+        target = Path(path) if path is not None else default
+        user = f"system:serviceaccount:{namespace}:{name}"
+        self._write_kubeconfig(target, user, {"token": token.stdout.strip()}, namespace=namespace)
+        return target
+
+    # -- internals: workdir, kubeconfigs, process management ------------------------------------
+
+    def _prepare_workdir(self) -> None:
+        """Refuse a live cluster's or a foreign dir; clear what a previous cluster left behind.
+
+        Every start is a fresh cluster: new keys, empty etcd.
+        """
+        if self.state_file.exists():
+            previous = LocalCluster.attach(self.workdir)
+            if previous.is_running():
+                raise ClusterError(f"a cluster is already running from {self.workdir}")
+            previous._terminate_processes()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        foreign = sorted(p.name for p in self.workdir.iterdir() if p.name not in _WORKDIR_ENTRIES)
+        if foreign:
+            raise ClusterError(f"{self.workdir} holds files that are not a cluster's: {foreign}")
+        for entry in self.workdir.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        for sub in ("logs", "kubeconfigs", "kwok/home"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _write_kubeconfig(
+        self, path: Path, user: str, credentials: Mapping[str, str], *, namespace: str = "default"
+    ) -> None:
+        ca_data = b64encode((self._pki_dir / "ca.crt").read_bytes()).decode()
+        cluster = {"server": self.server, "certificate-authority-data": ca_data}
+        context = {"cluster": "devcluster", "user": user, "namespace": namespace}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "devcluster", "cluster": cluster}],
+            "users": [{"name": user, "user": dict(credentials)}],
+            "contexts": [{"name": "devcluster", "context": context}],
+            "current-context": "devcluster",
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _write_kubeconfigs(self, pki: PKI) -> None:
+        for stem, pair in pki.clients.items():
+            creds = {"client-certificate-data": b64encode(pair.cert.read_bytes()).decode(),
+                     "client-key-data": b64encode(pair.key.read_bytes()).decode()}
+            self._write_kubeconfig(self._kubeconfig_dir / f"{stem}.kubeconfig", stem, creds)
+
+    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        log_path = self.log_path(name)
+        pdeathsig = not self._detached and threading.current_thread() is threading.main_thread()
+        with log_path.open("ab") as out:
+            popen = subprocess.Popen(
+                [str(self.bin_dir / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+                preexec_fn=_die_with_parent if pdeathsig else None,
+            )
+        ticks = _proc_start_ticks(popen.pid)
+        self._popens[name] = popen
+        self._processes[name] = _Process(name, popen.pid, ticks if ticks is not None else -1,
+                                         str(log_path))
+        self._save_state()
+
+    def _save_state(self) -> None:
+        state = {
+            "detached": self._detached,
+            "bin_dir": str(self.bin_dir),
+            "server": self.server,
+            "admin_kubeconfig": str(self.admin_kubeconfig),
+            "ports": self._ports,
+            "processes": {n: asdict(p) for n, p in self._processes.items()},
+        }
+        tmp = self.workdir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def _terminate_processes(self) -> None:
+        """SIGTERM in reverse start order (etcd last); SIGKILL what outlives the grace period."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        servers = ("kube-apiserver", "etcd")
+        clients = [n for n in reversed(_COMPONENTS) if n in self._processes and n not in servers]
+        for group in (clients, *([n] for n in servers if n in self._processes)):
+            for name in group:
+                self._signal(name, signal.SIGTERM)
+            end = time.monotonic() + STOP_GRACE_SECONDS
+            for name in group:
+                if not self._wait_exit(name, end):
+                    log.warning("%s ignored SIGTERM for %ss; killing it", name, STOP_GRACE_SECONDS)
+                    self._signal(name, signal.SIGKILL)
+                    self._wait_exit(name, time.monotonic() + 5)
+        self._processes.clear()
+        self._popens.clear()
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        proc = self._processes[name]
+        if _proc_start_ticks(proc.pid) == proc.start_ticks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+
+    def _wait_exit(self, name: str, deadline: float) -> bool:
+        popen = self._popens.get(name)
+        if popen is not None:
+            try:
+                popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        proc = self._processes[name]
+        while _proc_start_ticks(proc.pid) == proc.start_ticks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_INTERVAL)
+        return True
+
+    def _wait_for(self, component: str, probe: Callable[[], str | None], deadline: float) -> None:
+        """Poll ``probe`` (None = ready, else a description of what is missing) until the deadline.
+
+        Fails fast, with the log tail, when any started component exits.
+        """
+        status = "not probed yet"
+        while True:
+            for name in self.dead_components():
+                raise ClusterError(
+                    f"{name} exited while waiting for {component} "
+                    f"(log {self.log_path(name)}):\n{_tail(self.log_path(name))}"
+                )
+            try:
+                result = probe()
+            except (httpx.HTTPError, subprocess.SubprocessError, OSError) as exc:
+                result = f"{type(exc).__name__}: {exc}"
+            if result is None:
+                log.debug("%s ready", component)
+                return
+            status = result
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"{component} not ready within the {self._start_timeout:.0f}s start timeout: "
+                    f"{status} (log {self.log_path(component)}):\n{_tail(self.log_path(component))}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    # -- internals: components ------------------------------------------------------------------
+
+    def _start_etcd(self) -> None:
+        client = f"http://127.0.0.1:{self._ports['etcd']}"
+        peer = f"http://127.0.0.1:{self._ports['etcd-peer']}"
+        self._spawn("etcd", [
+            "--name=devcluster",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=devcluster={peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ])
+
+    def _start_apiserver(self, pki: PKI) -> None:
+        self._spawn("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{self._ports['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self._ports['kube-apiserver']}",
+            f"--cert-dir={self.workdir / 'pki' / 'apiserver-generated'}",
+            f"--tls-cert-file={pki.apiserver.cert}",
+            f"--tls-private-key-file={pki.apiserver.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--service-account-issuer={self.server}",
+            f"--service-account-key-file={pki.sa_public_key}",
+            f"--service-account-signing-key-file={pki.sa_private_key}",
+            "--allow-privileged=true",
+            "--endpoint-reconciler-type=none",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false",
+        ])
+
+    def _start_controller_manager(self, pki: PKI) -> None:
+        kubeconfig = self._kubeconfig_dir / "kube-controller-manager.kubeconfig"
+        self._spawn("kube-controller-manager", [
+            f"--kubeconfig={kubeconfig}",
+            f"--service-account-private-key-file={pki.sa_private_key}",
+            f"--root-ca-file={pki.ca.cert}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self._ports['kube-controller-manager']}",
+            "--profiling=false",
+        ])
+
+    def _start_scheduler(self) -> None:
+        kubeconfig = self._kubeconfig_dir / "kube-scheduler.kubeconfig"
+        self._spawn("kube-scheduler", [
+            f"--kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self._ports['kube-scheduler']}",
+            "--profiling=false",
+        ])
+
+    def _start_kwok(self, pki: PKI) -> None:
+        config = self.workdir / "kwok" / "stages.yaml"
+        config.write_text(yaml.safe_dump_all(kwok_stages(), sort_keys=False))
+        port = self._ports["kwok"]
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.admin_kubeconfig}",
+                f"--config={config}",
+                "--manage-all-nodes=true",
+                f"--server-address=127.0.0.1:{port}",
+                # kwok reuses the apiserver's serving cert (its SANs include 127.0.0.1).
+                f"--tls-cert-file={pki.apiserver.cert}",
+                f"--tls-private-key-file={pki.apiserver.key}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={port}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+            env={"HOME": str(self.workdir / "kwok" / "home")},
+        )
+
+    def _create_node(self) -> None:
+        resources = {"cpu": "64", "memory": "256Gi", "pods": "1000"}
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "type": "kwok",
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                },
+            },
+            "spec": {},
+            "status": {"allocatable": resources, "capacity": resources},
+        }
+        assert self._http is not None
+        response = self._http.post("/api/v1/nodes", json=node)
+        if response.status_code not in (201, 409):
+            raise ClusterError(
+                f"creating node {NODE_NAME} failed: {response.status_code} {response.text}"
+            )
+
+    # -- internals: readiness probes ------------------------------------------------------------
+
+    def _admin_http_client(self, pki: PKI) -> httpx.Client:
+        context = ssl.create_default_context(cafile=str(pki.ca.cert))
+        admin = pki.clients["admin"]
+        context.load_cert_chain(str(admin.cert), str(admin.key))
+        return httpx.Client(base_url=self.server, verify=context, timeout=5.0)
+
+    def _probe_etcd(self) -> str | None:
+        response = httpx.get(f"http://127.0.0.1:{self._ports['etcd']}/health", timeout=2.0)
+        return None if response.json().get("health") == "true" else f"/health: {response.text}"
+
+    def _probe_apiserver(self) -> str | None:
+        assert self._http is not None
+        response = self._http.get("/readyz")
+        return None if response.status_code == 200 else f"/readyz {response.status_code}"
+
+    def _probe_scheduler(self) -> str | None:
+        # Self-signed in-memory serving cert; only the health verdict is read.
+        response = httpx.get(f"https://127.0.0.1:{self._ports['kube-scheduler']}/healthz",
+                             verify=False, timeout=2.0)
+        return None if response.status_code == 200 else f"/healthz {response.status_code}"
+
+    def _probe_default_service_account(self) -> str | None:
+        assert self._http is not None
+        response = self._http.get("/api/v1/namespaces/default/serviceaccounts/default")
+        return None if response.status_code == 200 else "no default ServiceAccount in default yet"
+
+    def _probe_node_ready(self) -> str | None:
+        assert self._http is not None
+        response = self._http.get(f"/api/v1/nodes/{NODE_NAME}")
+        response.raise_for_status()
+        node = response.json()
+        ready = any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in node.get("status", {}).get("conditions", []))
+        if not ready:
+            return f"node {NODE_NAME} not Ready"
+        # The node-lifecycle controller lifts its not-ready taint a moment after Ready.
+        taints = [t["key"] for t in node["spec"].get("taints", [])]
+        return f"node {NODE_NAME} still tainted {taints}" if taints else None

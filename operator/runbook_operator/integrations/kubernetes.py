@@ -1,0 +1,123 @@
+"""The operator's only door to the Kubernetes API for its own reads and writes.
+
+Generated objects are written with server-side apply under one field manager, so fields that
+users or other controllers own on them are not fought over. Status is written with a merge
+patch guarded by resourceVersion, so concurrent writers never lose each other's updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import config
+from kubernetes.client import ApiClient
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+
+from runbook_operator.api.common import FIELD_MANAGER
+
+STATUS_CONFLICT_RETRIES = 5
+
+
+class StatusConflict(RuntimeError):
+    """Status could not be written after several conflicting concurrent updates."""
+
+
+def load_client_config() -> None:
+    """In-cluster credentials when deployed, the kubeconfig (KUBECONFIG) otherwise."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class Kube:
+    """Thin, dict-in/dict-out adapter over the dynamic client."""
+
+    def __init__(self, api_client: ApiClient | None = None) -> None:
+        self._dynamic = DynamicClient(api_client or ApiClient())
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `body`, taking ownership of the fields it sets."""
+        resource = self._resource(body["apiVersion"], body["kind"])
+        result = self._dynamic.server_side_apply(
+            resource,
+            body=body,
+            namespace=body["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return result.to_dict()
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        try:
+            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        return found.to_dict()
+
+    def list(
+        self, api_version: str, kind: str, namespaces: list[str | None]
+    ) -> list[dict[str, Any]]:
+        """All objects of a kind in the given namespaces (None: all namespaces)."""
+        resource = self._resource(api_version, kind)
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            items.extend(resource.get(namespace=namespace).to_dict()["items"])
+        return items
+
+    def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The key names of a Secret, or None if it does not exist. Values are dropped here,
+        so they can never reach status, events or logs."""
+        secret = self.get("v1", "Secret", name, namespace)
+        if secret is None:
+            return None
+        return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+
+    def update_status(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """Read the object, let `change` compute a status patch from it, write it.
+
+        `change` returns None when nothing needs writing. A concurrent write makes the
+        resourceVersion stale; the read-compute-write then repeats on fresh data.
+        """
+        resource = self._resource(api_version, kind)
+        for _ in range(STATUS_CONFLICT_RETRIES):
+            try:
+                current = resource.get(name=name, namespace=namespace).to_dict()
+            except NotFoundError:
+                return None
+            patch = change(current)
+            if patch is None:
+                return current
+            body = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "status": patch,
+            }
+            try:
+                return resource.status.patch(
+                    body=body,
+                    name=name,
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                    field_manager=FIELD_MANAGER,
+                ).to_dict()
+            except ConflictError:
+                continue
+            except NotFoundError:
+                return None
+        raise StatusConflict(
+            f"{kind} {namespace}/{name}: status update conflicted {STATUS_CONFLICT_RETRIES} times"
+        )

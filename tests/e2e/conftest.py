@@ -1,0 +1,96 @@
+"""One real control plane per test session, the operator installed from manifests/ and run
+under its own ServiceAccount identity; a fresh namespace per test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+
+from runbook_operator.devcluster.cluster import LocalCluster
+from tests.e2e.support import OperatorProcess, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "runbook-system"
+OPERATOR_ACCOUNT = "runbook-operator"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
+        local.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
+        local.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd", "-l", "app.kubernetes.io/part-of=runbook-operator",
+        )
+        local.kubectl("api-resources")  # refreshes kubectl's discovery cache (categories)
+        yield local
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: LocalCluster, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    return Path(cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, path))
+
+
+@pytest.fixture(scope="session")
+def operator(operator_kubeconfig: Path, tmp_path_factory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(
+        operator_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log"
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def running_operator(operator: OperatorProcess) -> OperatorProcess:
+    """The session's operator, restarted if an earlier test killed it."""
+    if not operator.alive():
+        operator.start()
+    return operator
+
+
+@pytest.fixture(scope="session")
+def api(cluster: LocalCluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def dynamic(api: client.ApiClient) -> DynamicClient:
+    return DynamicClient(api)
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:5]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(
+        lambda: core.list_namespaced_service_account(name).items,
+        "default ServiceAccount in the test namespace",
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """On failure, attach the operator's recent log to the report: it says why."""
+    outcome = yield
+    report = outcome.get_result()
+    process = item.funcargs.get("running_operator") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(process, OperatorProcess):
+        report.sections.append(("operator log (tail)", process.log_tail(80)))

@@ -1,0 +1,114 @@
+"""Helpers for e2e tests: waiting on conditions with deadlines, and the operator process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout: float = 60.0,
+    interval: float = 0.25,
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+        except Exception as error:  # noqa: BLE001 - reported if the deadline passes
+            last_error = error
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise Timeout(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OperatorProcess:
+    """`runbook-operator run` as a subprocess with the ServiceAccount's kubeconfig, so RBAC
+    applies to everything it does exactly as in a cluster."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, resync_seconds: float = 2.0) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.resync_seconds = resync_seconds
+        self.process: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.health_port, self.metrics_port = free_port(), free_port()
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "runbook_operator.cli.main", "run",
+                f"--health-port={self.health_port}",
+                f"--metrics-port={self.metrics_port}",
+                f"--resync-interval={self.resync_seconds}",
+                "--priority=100",
+            ],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(self._healthy, "operator /healthz", timeout=60)
+
+    def _healthy(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"operator exited; log tail:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).is_success
+        except httpx.HTTPError:
+            return False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])

@@ -1,0 +1,328 @@
+"""BackupPolicy end to end: real API server, real garbage collector, kwok-run Jobs, and the
+operator as a subprocess under its own ServiceAccount with RBAC on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from runbook_operator.devcluster.cluster import EXIT_CODE_ANNOTATION, LocalCluster
+from tests.e2e.support import OperatorProcess, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "runbook.dev", "v1alpha1", "backuppolicies"
+SECRET_VALUE = "example-only-change-me"
+
+
+def policy_body(name: str, **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BackupPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "0 2 * * *",
+            "source": {"command": {"image": "busybox:1.36", "command": ["true"]}},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def create_policy(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return custom(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def get_policy(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return custom(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {}
+    )
+
+
+def wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float = 60) -> dict:
+    def ready() -> dict | None:
+        obj = get_policy(api, namespace, name)
+        status = obj.get("status") or {}
+        if (
+            condition(obj, "Ready").get("status") == "True"
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+        ):
+            return obj
+        return None
+
+    return wait_for(ready, f"BackupPolicy {namespace}/{name} Ready", timeout=timeout)
+
+
+def cronjob(api: client.ApiClient, namespace: str, name: str) -> client.V1CronJob | None:
+    try:
+        return client.BatchV1Api(api).read_namespaced_cron_job(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def test_example_policy_renders_cronjob_and_becomes_ready(
+    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "backuppolicy-nightly.yaml"))
+    obj = wait_ready(api, namespace, "app-db-nightly")
+    assert obj["status"]["cronJobName"] == "app-db-nightly-backup"
+    assert condition(obj, "Stalled")["status"] == "False"
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+
+    cj = cronjob(api, namespace, "app-db-nightly-backup")
+    assert cj is not None
+    assert cj.spec.schedule == "0 2 * * *" and cj.spec.time_zone == "UTC"
+    assert cj.spec.concurrency_policy == "Forbid"
+    assert cj.spec.starting_deadline_seconds == 600
+    assert cj.spec.successful_jobs_history_limit == 3 and cj.spec.failed_jobs_history_limit == 3
+    job = cj.spec.job_template.spec
+    assert job.active_deadline_seconds == 3600 and job.backoff_limit == 1
+    assert cj.metadata.labels["app.kubernetes.io/managed-by"] == "runbook-operator"
+    assert cj.metadata.labels["runbook.dev/backuppolicy"] == "app-db-nightly"
+    (owner,) = cj.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == (
+        "BackupPolicy", "app-db-nightly", obj["metadata"]["uid"],
+    )
+    assert "runbook-operator" in {m.manager for m in cj.metadata.managed_fields}
+
+    # The Secret is referenced, never copied: its value appears nowhere the operator wrote.
+    env = {e.name: e for e in job.template.spec.containers[0].env}
+    assert env["PGPASSWORD"].value is None
+    assert env["PGPASSWORD"].value_from.secret_key_ref.name == "app-db-credentials"
+    written = json.dumps(api.sanitize_for_serialization(cj)) + json.dumps(obj)
+    written += cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
+    assert SECRET_VALUE not in written
+    assert SECRET_VALUE not in running_operator.log_text()
+
+
+def _create_job_from_cronjob(
+    cluster: LocalCluster, namespace: str, cronjob_name: str, job_name: str, exit_code: int = 0
+) -> None:
+    """What `kubectl create job --from=cronjob/...` does, optionally marking the pod to fail
+    (the test cluster's kwok stage reads the exit code from a pod annotation)."""
+    rendered = cluster.kubectl(
+        "create", "job", job_name, f"--from=cronjob/{cronjob_name}", "-n", namespace,
+        "--dry-run=client", "-o", "json",
+    ).stdout
+    job = json.loads(rendered)
+    if exit_code:
+        annotations = job["spec"]["template"]["metadata"].setdefault("annotations", {})
+        annotations[EXIT_CODE_ANNOTATION] = str(exit_code)
+    cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
+
+
+def test_finished_jobs_update_last_success_and_failure(
+    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_policy(api, namespace, policy_body("nightly", backoffLimit=0))
+    wait_ready(api, namespace, "nightly")
+
+    _create_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-ok")
+    ok = wait_for(
+        lambda: (s := get_policy(api, namespace, "nightly").get("status", {})).get(
+            "lastSuccessfulTime") and s,
+        "lastSuccessfulTime after a completed Job",
+    )
+    assert ok["lastJob"]["name"] == "manual-ok" and ok["lastJob"]["outcome"] == "Succeeded"
+    assert "lastFailureTime" not in ok
+
+    _create_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-fail", exit_code=3)
+    failed = wait_for(
+        lambda: (s := get_policy(api, namespace, "nightly").get("status", {})).get(
+            "lastFailureTime") and s,
+        "lastFailureTime after a failed Job",
+    )
+    assert failed["lastJob"]["name"] == "manual-fail"
+    assert failed["lastJob"]["outcome"] == "Failed"
+    assert failed["lastJob"]["reason"] == "BackoffLimitExceeded"
+    assert failed["lastSuccessfulTime"] == ok["lastSuccessfulTime"]
+
+
+INVALID = [
+    ("bad-cron", {"schedule": "every night at 2"}, "spec.schedule"),
+    ("bad-tz", {"timeZone": "Mars/Olympus"}, "spec.timeZone"),
+    ("neg-history", {"successfulJobsHistoryLimit": -1}, "spec.successfulJobsHistoryLimit"),
+    ("bad-duration", {"timeout": "an hour"}, "spec.timeout"),
+    ("no-source", {"source": {}}, "spec.source"),
+    (
+        "env-both",
+        {"source": {"command": {"image": "busybox", "command": ["true"], "env": [
+            {"name": "A", "value": "x", "secretKeyRef": {"name": "s", "key": "k"}}]}}},
+        "spec.source.command.env[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize("name, spec, field", INVALID, ids=[i[0] for i in INVALID])
+def test_invalid_specs_are_rejected_at_apply_time_with_field_path(
+    api, namespace: str, name: str, spec: dict, field: str
+) -> None:
+    with pytest.raises(ApiException) as raised:
+        create_policy(api, namespace, policy_body(name, **spec))
+    assert raised.value.status == 422
+    assert field in json.loads(raised.value.body)["message"]
+
+
+def test_missing_required_field_and_long_name_are_rejected(api, namespace: str) -> None:
+    body = policy_body("no-schedule")
+    del body["spec"]["schedule"]
+    with pytest.raises(ApiException) as raised:
+        create_policy(api, namespace, body)
+    assert raised.value.status == 422 and "spec.schedule: Required value" in raised.value.body
+
+    with pytest.raises(ApiException) as raised:
+        create_policy(api, namespace, policy_body("x" * 50))
+    assert raised.value.status == 422 and "name must be at most 45 characters" in raised.value.body
+
+
+def test_missing_secret_stalls_with_event_and_recovers(
+    api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    env = [{"name": "TOKEN", "secretKeyRef": {"name": "later", "key": "token"}}]
+    body = policy_body(
+        "needs-secret",
+        source={"command": {"image": "busybox", "command": ["true"], "env": env}},
+    )
+    create_policy(api, namespace, body)
+
+    def stalled() -> dict | None:
+        obj = get_policy(api, namespace, "needs-secret")
+        return obj if condition(obj, "Stalled").get("status") == "True" else None
+
+    obj = wait_for(stalled, "Stalled=True for the missing Secret")
+    assert condition(obj, "Stalled")["reason"] == "SecretNotFound"
+    assert "Secret 'later' not found" in condition(obj, "Stalled")["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    assert cronjob(api, namespace, "needs-secret-backup") is None
+
+    core = client.CoreV1Api(api)
+    event = wait_for(
+        lambda: [e for e in core.list_namespaced_event(namespace).items
+                 if e.reason == "SecretNotFound" and e.involved_object.name == "needs-secret"],
+        "a SecretNotFound Event",
+    )[0]
+    assert event.type == "Warning" and "later" in event.message
+    assert running_operator.alive()
+
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="later"), string_data={"token": "t0k"}),
+    )
+    recovered = wait_ready(api, namespace, "needs-secret", timeout=60)
+    assert condition(recovered, "Stalled")["status"] == "False"
+    assert cronjob(api, namespace, "needs-secret-backup") is not None
+
+
+def test_spec_changes_rerender_and_deletion_garbage_collects(
+    api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_policy(api, namespace, policy_body("changing"))
+    wait_ready(api, namespace, "changing")
+    custom(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "changing",
+        {"spec": {"schedule": "30 4 * * *", "suspend": True, "timeZone": "Europe/Berlin"}},
+    )
+    obj = wait_ready(api, namespace, "changing")
+    assert condition(obj, "Ready")["reason"] == "Suspended"
+    cj = cronjob(api, namespace, "changing-backup")
+    assert (cj.spec.schedule, cj.spec.suspend, cj.spec.time_zone) == (
+        "30 4 * * *", True, "Europe/Berlin",
+    )
+
+    custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "changing")
+    wait_for(
+        lambda: cronjob(api, namespace, "changing-backup") is None,
+        "the garbage collector to delete the CronJob",
+    )
+
+
+def test_kill9_then_spec_change_updates_cronjob_without_duplicates(
+    api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_policy(api, namespace, policy_body("survivor"))
+    wait_ready(api, namespace, "survivor")
+    running_operator.kill9()
+
+    custom(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "survivor", {"spec": {"schedule": "15 3 * * *"}}
+    )
+    running_operator.start()
+    obj = wait_ready(api, namespace, "survivor")
+    assert obj["metadata"]["generation"] == 2
+    cronjobs = client.BatchV1Api(api).list_namespaced_cron_job(
+        namespace, label_selector="runbook.dev/backuppolicy=survivor"
+    ).items
+    assert [c.metadata.name for c in cronjobs] == ["survivor-backup"]
+    assert cronjobs[0].spec.schedule == "15 3 * * *"
+    assert len(cronjobs[0].metadata.owner_references) == 1
+
+
+def test_operator_identity_is_least_privileged(
+    cluster: LocalCluster, operator_kubeconfig: Path, namespace: str
+) -> None:
+    def can_i(*args: str) -> bool:
+        result = cluster.kubectl(
+            "auth", "can-i", *args, kubeconfig=operator_kubeconfig, check=False
+        )
+        return result.stdout.strip() == "yes"
+
+    assert can_i("get", "secrets", "-n", namespace)
+    assert can_i("patch", "backuppolicies.runbook.dev", "--subresource=status", "-n", namespace)
+    assert can_i("create", "cronjobs.batch", "-n", namespace)
+    for denied in (
+        ("list", "secrets", "--all-namespaces"),
+        ("watch", "secrets", "-n", namespace),
+        ("create", "secrets", "-n", namespace),
+        ("delete", "cronjobs.batch", "-n", namespace),
+        ("patch", "backuppolicies.runbook.dev", "-n", namespace),
+        ("delete", "pods", "-n", namespace),
+        ("create", "clusterrolebindings"),
+        ("*", "*"),
+    ):
+        assert not can_i(*denied), f"operator may {' '.join(denied)}"
+
+    listing = cluster.kubectl(
+        "get", "secrets", "-A", kubeconfig=operator_kubeconfig, check=False
+    )
+    assert listing.returncode != 0 and "Forbidden" in listing.stderr
+
+
+def test_status_plugin_and_metrics(
+    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+) -> None:
+    create_policy(api, namespace, policy_body("shown"))
+    wait_ready(api, namespace, "shown")
+    env = cluster.env()
+    result = subprocess.run(
+        ["kubectl-runbook", "status", "-n", namespace, "--fail-unready"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "shown" in line)
+    assert "BackupPolicy" in row and "True" in row and "Scheduled" in row
+
+    listed = cluster.kubectl("get", "runbook", "-n", namespace).stdout.splitlines()
+    assert listed[0].split()[:3] == ["NAME", "SCHEDULE", "SUSPEND"]
+    assert any(line.startswith("shown ") and "True" in line for line in listed)
+
+    metrics = running_operator.metrics()
+    assert 'runbook_operator_reconcile_total{kind="BackupPolicy",result="ready"}' in metrics
+    assert "runbook_operator_reconcile_duration_seconds_bucket" in metrics
