@@ -13,7 +13,7 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
 from runbook_operator.devcluster.cluster import LocalCluster
-from tests.e2e.support import OperatorProcess, wait_for
+from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"
@@ -45,8 +45,8 @@ def operator_kubeconfig(cluster: LocalCluster, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(operator_kubeconfig: Path, tmp_path_factory) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
+def operator(operator_kubeconfig: Path, tmp_path_factory) -> Iterator[LocalOperator]:
+    process = LocalOperator(
         operator_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log"
     )
     process.start()
@@ -55,7 +55,7 @@ def operator(operator_kubeconfig: Path, tmp_path_factory) -> Iterator[OperatorPr
 
 
 @pytest.fixture
-def running_operator(operator: OperatorProcess) -> OperatorProcess:
+def running_operator(operator: LocalOperator) -> LocalOperator:
     """The session's operator, restarted if an earlier test killed it."""
     if not operator.alive():
         operator.start()
@@ -92,5 +92,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     process = item.funcargs.get("running_operator") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(process, OperatorProcess):
+    if report.failed and isinstance(process, LocalOperator):
         report.sections.append(("operator log (tail)", process.log_tail(80)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from runbook_operator.devcluster.cluster import EXIT_CODE_ANNOTATION, LocalCluster
-from tests.e2e.support import OperatorProcess, wait_for
+from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "runbook.dev", "v1alpha1", "backuppolicies"
@@ -79,7 +80,7 @@ def cronjob(api: client.ApiClient, namespace: str, name: str) -> client.V1CronJo
 
 
 def test_example_policy_renders_cronjob_and_becomes_ready(
-    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "backuppolicy-nightly.yaml"))
     obj = wait_ready(api, namespace, "app-db-nightly")
@@ -130,7 +131,7 @@ def _create_job_from_cronjob(
 
 
 def test_finished_jobs_update_last_success_and_failure(
-    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
     create_policy(api, namespace, policy_body("nightly", backoffLimit=0))
     wait_ready(api, namespace, "nightly")
@@ -194,7 +195,7 @@ def test_missing_required_field_and_long_name_are_rejected(api, namespace: str) 
 
 
 def test_missing_secret_stalls_with_event_and_recovers(
-    api, namespace: str, running_operator: OperatorProcess
+    api, namespace: str, running_operator: LocalOperator
 ) -> None:
     env = [{"name": "TOKEN", "secretKeyRef": {"name": "later", "key": "token"}}]
     body = policy_body(
@@ -232,7 +233,7 @@ def test_missing_secret_stalls_with_event_and_recovers(
 
 
 def test_spec_changes_rerender_and_deletion_garbage_collects(
-    api, namespace: str, running_operator: OperatorProcess
+    api, namespace: str, running_operator: LocalOperator
 ) -> None:
     create_policy(api, namespace, policy_body("changing"))
     wait_ready(api, namespace, "changing")
@@ -255,7 +256,7 @@ def test_spec_changes_rerender_and_deletion_garbage_collects(
 
 
 def test_kill9_then_spec_change_updates_cronjob_without_duplicates(
-    api, namespace: str, running_operator: OperatorProcess
+    api, namespace: str, running_operator: LocalOperator
 ) -> None:
     create_policy(api, namespace, policy_body("survivor"))
     wait_ready(api, namespace, "survivor")
@@ -306,13 +307,14 @@ def test_operator_identity_is_least_privileged(
 
 
 def test_status_plugin_and_metrics(
-    cluster: LocalCluster, api, namespace: str, running_operator: OperatorProcess
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
     create_policy(api, namespace, policy_body("shown"))
     wait_ready(api, namespace, "shown")
     env = cluster.env()
     result = subprocess.run(
-        ["kubectl-runbook", "status", "-n", namespace, "--fail-unready"],
+        [str(Path(sys.executable).parent / "kubectl-runbook"), "status", "-n", namespace,
+         "--fail-unready"],
         env=env, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""Helpers for e2e tests: waiting on conditions with deadlines, and the operator process."""
+"""The operator as a local process under its ServiceAccount identity, as `make demo` and the
+e2e tests run it, and waiting on conditions with deadlines (never fixed sleeps)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class OperatorProcess:
+class LocalOperator:
     """`runbook-operator run` as a subprocess with the ServiceAccount's kubeconfig, so RBAC
     applies to everything it does exactly as in a cluster."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, resync_seconds: float = 2.0) -> None:
+    def __init__(
+        self, kubeconfig: Path, log_path: Path, resync_seconds: float = 2.0, priority: int = 100
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
+        self.priority = priority
         self.process: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.metrics_port = 0
@@ -71,7 +75,7 @@ class OperatorProcess:
                 f"--health-port={self.health_port}",
                 f"--metrics-port={self.metrics_port}",
                 f"--resync-interval={self.resync_seconds}",
-                "--priority=100",
+                f"--priority={self.priority}",
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
