@@ -328,3 +328,19 @@ def test_status_plugin_and_metrics(
     metrics = running_operator.metrics()
     assert 'runbook_operator_reconcile_total{kind="BackupPolicy",result="ready"}' in metrics
     assert "runbook_operator_reconcile_duration_seconds_bucket" in metrics
+
+
+def test_scheduled_run_is_started_by_the_cronjob_controller_and_recorded(
+    api, namespace: str, running_operator: LocalOperator
+) -> None:
+    create_policy(api, namespace, policy_body("every-minute", schedule="* * * * *"))
+    wait_ready(api, namespace, "every-minute")
+    status = wait_for(
+        lambda: (s := get_policy(api, namespace, "every-minute").get("status", {})).get(
+            "lastSuccessfulTime") and s.get("lastScheduleTime") and s,
+        "a scheduled run to be recorded (the CronJob ticks once a minute)",
+        timeout=100,
+    )
+    assert status["lastJob"]["outcome"] == "Succeeded"
+    assert status["lastJob"]["name"].startswith("every-minute-backup-")
+    assert status["lastSuccessfulTime"] >= status["lastScheduleTime"]

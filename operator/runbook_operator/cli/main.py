@@ -116,12 +116,13 @@ def run(args: argparse.Namespace) -> None:
     kube = Kube()
     if not args.standalone:
         kube.apply(peering_object(args.peering))
-    register_all(registry, kube, args.resync_interval, args.namespace)
+    settings = operator_settings(args)
+    register_all(registry, settings, kube, args.resync_interval, args.namespace)
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.run(
         registry=registry,
-        settings=operator_settings(args),
+        settings=settings,
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=args.priority,

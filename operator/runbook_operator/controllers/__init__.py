@@ -9,6 +9,10 @@ from runbook_operator.integrations.kubernetes import Kube
 
 
 def register_all(
-    registry: kopf.OperatorRegistry, kube: Kube, resync_seconds: float, namespaces: list[str]
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    kube: Kube,
+    resync_seconds: float,
+    namespaces: list[str],
 ) -> None:
-    backuppolicy.register(registry, kube, resync_seconds, namespaces)
+    backuppolicy.register(registry, settings, kube, resync_seconds, namespaces)

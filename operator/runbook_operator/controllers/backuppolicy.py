@@ -190,9 +190,17 @@ async def resync_forever(
 
 
 def register(
-    registry: kopf.OperatorRegistry, kube: Kube, resync_seconds: float, namespaces: list[str]
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    kube: Kube,
+    resync_seconds: float,
+    namespaces: list[str],
 ) -> None:
     """Attach the BackupPolicy handlers to `registry`."""
+    owned = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{backup.POLICY_LABEL}"
+    for plural in ("jobs", "cronjobs"):
+        # Filter server-side: the operator never streams Jobs and CronJobs it did not render.
+        settings.watching.label_selectors["batch", plural] = owned
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def policy_changed(event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
