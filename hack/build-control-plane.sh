@@ -14,7 +14,9 @@ export GOFLAGS="-mod=readonly -buildvcs=false"
 export CGO_ENABLED=0
 
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$modules/kubernetes/go.mod")"
-key="$(cat "$0" "$modules"/*/go.mod "$modules"/*/go.sum | sha256sum | cut -c1-16)"
+# Bump when the build flags below change, so cached binaries are rebuilt.
+build_revision=1
+key="$( (echo "$build_revision"; cat "$modules"/*/go.mod "$modules"/*/go.sum) | sha256sum | cut -c1-16)"
 bin="$cache_root/bin/$key"
 wanted=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
@@ -36,10 +38,11 @@ for p in "${stamp_pkgs[@]}"; do
 done
 
 start=$SECONDS
+log "building the control plane $k8s_version into $bin (first time on a machine: ~7 minutes on 2 cores)"
 build() {  # module-dir output package [ldflags]
   local dir="$1" out="$2" pkg="$3" flags="${4:-"-s -w"}"
   if [[ -x "$bin/$out" ]]; then return; fi
-  log "building $out (first build on this machine takes 10-20 minutes)"
+  log "building $out"
   (cd "$modules/$dir" && go build -trimpath -tags selinux,notest -ldflags "$flags" -o "$bin/$out.tmp" "$pkg")
   mv "$bin/$out.tmp" "$bin/$out"
   log "built $out ($((SECONDS - start))s elapsed)"
@@ -48,6 +51,9 @@ build etcd etcd go.etcd.io/etcd/server/v3
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build kubernetes "$c" "k8s.io/kubernetes/cmd/$c" "$ldflags"
+done
+for stale in "$cache_root"/bin/*; do  # binaries of earlier module versions
+  [[ "$stale" == "$bin" ]] || rm -rf "$stale"
 done
 log "control plane $k8s_version ready in $bin ($((SECONDS - start))s)"
 echo "$bin"
