@@ -344,3 +344,48 @@ def test_scheduled_run_is_started_by_the_cronjob_controller_and_recorded(
     assert status["lastJob"]["outcome"] == "Succeeded"
     assert status["lastJob"]["name"].startswith("every-minute-backup-")
     assert status["lastSuccessfulTime"] >= status["lastScheduleTime"]
+
+
+def _reconcile_count(operator: LocalOperator) -> float:
+    total = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith('runbook_operator_reconcile_total{kind="BackupPolicy"'):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_success(
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
+) -> None:
+    create_policy(api, namespace, policy_body("rpo", suspend=True, rpo="20s"))
+    obj = wait_ready(api, namespace, "rpo")
+    assert condition(obj, "RPOMet")["status"] == "True"
+
+    breached = wait_for(
+        lambda: (o := get_policy(api, namespace, "rpo"))
+        and condition(o, "RPOMet").get("status") == "False" and o,
+        "RPOMet=False once 20s pass without a backup (the CronJob is suspended)",
+        timeout=60,
+    )
+    assert condition(breached, "RPOMet")["reason"] == "ObjectiveBreached"
+    assert "no successful backup" in condition(breached, "RPOMet")["message"]
+    assert breached["status"]["rpoBreachNotifiedAt"]
+
+    def breach_events() -> list:
+        return [e for e in client.CoreV1Api(api).list_namespaced_event(namespace).items
+                if e.reason == "RPOBreached"]
+
+    wait_for(breach_events, "the RPOBreached Event")
+    seen = _reconcile_count(running_operator)
+    wait_for(lambda: _reconcile_count(running_operator) >= seen + 5,
+             "five more reconciles while still in breach")
+    assert len(breach_events()) == 1
+    assert (breach_events()[0].count or 1) == 1
+
+    _create_job_from_cronjob(cluster, namespace, "rpo-backup", "rescue")
+    recovered = wait_for(
+        lambda: (o := get_policy(api, namespace, "rpo"))
+        and condition(o, "RPOMet").get("status") == "True" and o,
+        "RPOMet=True after a successful backup",
+    )
+    assert recovered["status"]["lastJob"]["name"] == "rescue"

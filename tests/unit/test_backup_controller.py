@@ -1,9 +1,10 @@
 """The pure parts of the BackupPolicy controller: when to reconcile and what status to write."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from runbook_operator.controllers.backuppolicy import _status_change, needs_reconcile
 from runbook_operator.core.conditions import Outcome, Phase
+from runbook_operator.core.rpo import evaluate
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -50,5 +51,24 @@ def test_status_change_keeps_job_history_and_newer_schedule() -> None:
                           "lastScheduleTime": "2026-03-01T03:00:00Z"}}
     change = _status_change(Outcome(Phase.STALLED, "SecretNotFound", "no"), 4, CRONJOB, NOW)
     patch = change(current)
-    assert patch["lastSuccessfulTime"] == "2026-03-01T02:00:09Z"
-    assert patch["lastScheduleTime"] == "2026-03-01T03:00:00Z"
+    assert "lastSuccessfulTime" not in patch and "lastScheduleTime" not in patch
+    assert patch["observedGeneration"] == 4
+
+
+def test_status_patch_nulls_removed_fields() -> None:
+    current = {"status": {"rpoDeadline": "2026-03-01T02:00:00Z", "observedGeneration": 4}}
+    change = _status_change(Outcome(Phase.READY, "Scheduled", "ok"), 4, None, NOW, rpo=None)
+    patch = change(current)
+    assert patch["rpoDeadline"] is None and "observedGeneration" not in patch
+
+
+def test_rpo_condition_and_breach_mark() -> None:
+    breach = evaluate(timedelta(minutes=5), None, NOW - timedelta(hours=1), None, NOW)
+    change = _status_change(
+        Outcome(Phase.READY, "Scheduled", "ok"), 1, None, NOW, rpo=breach, breach_notified=True
+    )
+    patch = change({"status": {}})
+    rpo = next(c for c in patch["conditions"] if c["type"] == "RPOMet")
+    assert (rpo["status"], rpo["reason"]) == ("False", "ObjectiveBreached")
+    assert patch["rpoBreachNotifiedAt"] == "2026-03-01T12:00:00Z"
+    assert patch["rpoDeadline"] == "2026-03-01T11:05:00Z"

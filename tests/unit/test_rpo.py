@@ -12,14 +12,20 @@ RPO = timedelta(hours=25)
 def test_met_while_newest_success_is_younger_than_rpo() -> None:
     result = evaluate(RPO, T0, T0 - timedelta(days=3), None, T0 + timedelta(hours=24))
     assert result.met and not result.notify and result.deadline == T0 + RPO
-    assert result.message == "newest good backup is 1d old (RPO 1d1h)"
+    assert result.message == (
+        "RPO 1d1h met until 2026-01-02T01:00:00Z: "
+        "the newest good backup finished at 2026-01-01T00:00:00Z"
+    )
 
 
 def test_new_policy_gets_one_rpo_of_grace() -> None:
     assert evaluate(RPO, None, T0, None, T0 + timedelta(hours=1)).met
     late = evaluate(RPO, None, T0, None, T0 + timedelta(hours=26))
     assert not late.met and late.notify
-    assert "no successful backup since the policy was created 1d2h ago" in late.message
+    assert late.message == (
+        "RPO 1d1h breached since 2026-01-02T01:00:00Z: "
+        "no successful backup since the policy was created at 2026-01-01T00:00:00Z"
+    )
 
 
 def test_breach_notified_once_then_again_after_recovery() -> None:

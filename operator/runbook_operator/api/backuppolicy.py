@@ -64,10 +64,15 @@ class EnvVar(ApiModel):
 
 
 class CommandSource(ApiModel):
-    """Runs a command in a container image of your choice as the backup."""
+    """A custom command. Without a destination it is the whole backup, run in `image`; with a
+    destination it runs in the runner's image and its stdout is the backup, which the runner
+    compresses, encrypts, stores and verifies."""
 
-    image: str = Field(
-        description="Container image that runs the backup command.", min_length=1, max_length=512
+    image: str | None = Field(
+        default=None,
+        description="Container image that runs the command (only without a destination).",
+        min_length=1,
+        max_length=512,
     )
     command: list[str] = Field(
         description="Entrypoint, as an exec array (not run through a shell).",
@@ -91,26 +96,196 @@ class CommandSource(ApiModel):
         return [e.secret_key_ref for e in self.env if e.secret_key_ref is not None]
 
 
+HOST_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$"
+DB_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$-]*$"
+
+
+class DatabaseSource(ApiModel):
+    """Connection to a database server; the password comes from a Secret."""
+
+    host: str = Field(description="Server host name (a Service name works).",
+                      pattern=HOST_PATTERN, max_length=253)
+    port: int | None = Field(default=None, ge=1, le=65535,
+                             description="Server port (default: the engine's standard port).")
+    database: str = Field(description="Database to dump.", pattern=DB_NAME_PATTERN,
+                          max_length=63)
+    user: str = Field(description="User to connect as.", min_length=1, max_length=63)
+    password_secret_ref: SecretKeyRef = Field(description="Secret key holding the password.")
+    extra_args: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="Extra arguments for the dump tool (e.g. --exclude-table=audit_log).",
+    )
+
+
+class FilesSource(ApiModel):
+    """Files on a PersistentVolumeClaim, archived with tar."""
+
+    claim_name: str = Field(description="PersistentVolumeClaim to back up (mounted read-only).",
+                            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    path: str = Field(default="/", pattern=r"^/([^/]+(/[^/]+)*)?/?$", max_length=1024,
+                      description="Directory inside the volume to archive.")
+    exclude: list[str] = Field(default_factory=list, max_length=64,
+                               description="Glob patterns of paths to leave out.")
+
+
+SOURCE_KINDS = ("postgres", "mysql", "files", "command")
+_ONE_SOURCE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS) + " == 1"
+
+
 class BackupSource(ApiModel):
     """What to back up. Exactly one source kind is set."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "has(self.command)", "message": "set exactly one source: command"}
+                {"rule": _ONE_SOURCE,
+                 "message": "set exactly one source: postgres, mysql, files or command"}
             ]
         }
     }
 
+    postgres: DatabaseSource | None = Field(
+        default=None, description="PostgreSQL, dumped with pg_dump in custom format.")
+    mysql: DatabaseSource | None = Field(
+        default=None, description="MySQL or MariaDB, dumped with mysqldump --single-transaction.")
+    files: FilesSource | None = Field(default=None, description="Files on a volume, as tar.")
     command: CommandSource | None = Field(
-        default=None, description="A custom command whose run is the backup."
-    )
+        default=None, description="A custom command (see CommandSource).")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> BackupSource:
-        if self.command is None:
-            raise ValueError("set exactly one source: command")
+        if sum(getattr(self, kind) is not None for kind in SOURCE_KINDS) != 1:
+            raise ValueError("set exactly one source: postgres, mysql, files or command")
         return self
+
+    def kind(self) -> str:
+        return next(kind for kind in SOURCE_KINDS if getattr(self, kind) is not None)
+
+
+class PVCDestination(ApiModel):
+    """A directory on a PersistentVolumeClaim."""
+
+    claim_name: str = Field(description="PersistentVolumeClaim that holds the backups.",
+                            pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    path: str = Field(default="backups", max_length=512,
+                      pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+                      description="Directory inside the volume (relative).")
+
+
+class S3Credentials(ApiModel):
+    """Keys of a Secret holding S3 credentials."""
+
+    name: str = Field(description="Secret name.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                      max_length=253)
+    access_key_id_key: str = Field(default="AWS_ACCESS_KEY_ID",
+                                   description="Key holding the access key id.")
+    secret_access_key_key: str = Field(default="AWS_SECRET_ACCESS_KEY",
+                                       description="Key holding the secret access key.")
+
+
+class S3Destination(ApiModel):
+    """An S3-compatible bucket (AWS S3, MinIO, Ceph RGW, ...)."""
+
+    endpoint: str | None = Field(default=None, pattern=r"^https?://[^ /]+(/.*)?$",
+                                 max_length=512,
+                                 description="Endpoint URL; empty for AWS S3.")
+    region: str = Field(default="us-east-1", max_length=64, description="Bucket region.")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                        description="Bucket name.")
+    prefix: str = Field(default="", max_length=512, pattern=r"^([A-Za-z0-9_.-]+/?)*$",
+                        description="Key prefix; backups go under <prefix>/<policy>/.")
+    force_path_style: bool = Field(default=True,
+                                   description="Path-style addressing (needed by MinIO).")
+    credentials_secret_ref: S3Credentials = Field(description="Where the credentials are.")
+
+
+class Destination(ApiModel):
+    """Where backups are stored. Exactly one kind is set."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "has(self.pvc) != has(self.s3)",
+                 "message": "set exactly one destination: pvc or s3"}
+            ]
+        }
+    }
+
+    pvc: PVCDestination | None = Field(default=None, description="A volume directory.")
+    s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Destination:
+        if (self.pvc is None) == (self.s3 is None):
+            raise ValueError("set exactly one destination: pvc or s3")
+        return self
+
+
+class Encryption(ApiModel):
+    """Client-side encryption of every backup with a key from a Secret."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.mode == 'none' || has(self.keySecretRef)",
+                 "message": "aes-256-gcm needs keySecretRef (or set mode: none explicitly)"}
+            ]
+        }
+    }
+
+    mode: Literal["aes-256-gcm", "none"] = Field(
+        default="aes-256-gcm", description="aes-256-gcm (authenticated, chunked) or none.")
+    key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the 32-byte key, base64 or hex encoded.",
+    )
+
+    @model_validator(mode="after")
+    def _key_unless_none(self) -> Encryption:
+        if self.mode != "none" and self.key_secret_ref is None:
+            raise ValueError("aes-256-gcm needs keySecretRef (or set mode: none explicitly)")
+        return self
+
+
+class Retention(ApiModel):
+    """Which backups to keep, applied after each successful backup inside the policy's own
+    prefix. The newest verified backup is never deleted; no rule keeps everything."""
+
+    keep_last: int = Field(default=0, ge=0, le=1000, description="Keep the newest N backups.")
+    keep_daily: int = Field(default=0, ge=0, le=1000,
+                            description="Keep the newest backup of each of the last N days.")
+    keep_weekly: int = Field(default=0, ge=0, le=1000,
+                             description="Keep the newest backup of each of the last N weeks.")
+    keep_monthly: int = Field(default=0, ge=0, le=1000,
+                              description="Keep the newest backup of each of the last N months.")
+    keep_yearly: int = Field(default=0, ge=0, le=100,
+                             description="Keep the newest backup of each of the last N years.")
+    max_age: Duration | None = Field(
+        default=None, description="Delete backups older than this (e.g. 30d), whatever else.")
+    dry_run: bool = Field(default=False,
+                          description="Report what would be deleted without deleting.")
+
+
+class RestoreTest(ApiModel):
+    """Restore the newest backup into a scratch target on a schedule, to prove it restores."""
+
+    schedule: CronSchedule = Field(description="Cron schedule of the restore test.")
+    check_query: str | None = Field(
+        default=None, max_length=4096,
+        description="SQL run on the restored database; the test fails if it errors.")
+    timeout: Duration = Field(default="1h", description="Maximum duration of one test.")
+    suspend: bool = Field(default=False, description="Pause restore tests.")
+
+
+class Notifications(ApiModel):
+    """Which NotificationChannels hear about this policy, and about what."""
+
+    channels: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="Names of NotificationChannels in this namespace.")
+    on_failure: bool = Field(default=True, description="Notify when a backup fails.")
+    on_rpo_breach: bool = Field(default=True, description="Notify when the RPO is breached.")
+    on_success: bool = Field(default=False, description="Notify when a backup succeeds.")
 
 
 class ResourceRequirements(ApiModel):
@@ -125,7 +300,14 @@ class ResourceRequirements(ApiModel):
 
 
 class BackupPolicySpec(ApiModel):
-    """Desired backup schedule and source."""
+    """Desired backup schedule, source, destination and objectives."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": lambda schema: schema.setdefault(
+            "x-kubernetes-validations",
+            [{"rule": rule, "message": message} for rule, message, _ in RUNNER_RULES],
+        )
+    }
 
     schedule: CronSchedule = Field(
         description="Cron schedule (5 fields or a macro such as @daily), evaluated in timeZone."
@@ -166,10 +348,79 @@ class BackupPolicySpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None, description="CPU and memory requests and limits for the backup container."
     )
+    destination: Destination | None = Field(
+        default=None,
+        description="Where the runner stores backups. Without it, source.command is the whole "
+        "backup job.",
+    )
+    compression: Literal["zstd", "gzip", "none"] = Field(
+        default="zstd", description="Compression applied by the runner.")
+    encryption: Encryption | None = Field(
+        default=None, description="Encryption applied by the runner (required with a destination).")
+    retention: Retention | None = Field(default=None, description="Pruning rules.")
+    restore_test: RestoreTest | None = Field(
+        default=None, description="Scheduled restore tests of the newest backup.")
+    rpo: Duration | None = Field(
+        default=None,
+        description="Recovery point objective: the newest good backup must be younger than this.")
+    notifications: Notifications | None = Field(
+        default=None, description="Who is told about failures, RPO breaches and successes.")
+
+    @model_validator(mode="after")
+    def _runner_rules(self) -> BackupPolicySpec:
+        for problem in runner_rule_violations(self):
+            raise ValueError(problem)
+        return self
 
     def secret_refs(self) -> list[SecretKeyRef]:
-        """Every Secret key the rendered Job depends on."""
-        return self.source.command.secret_refs() if self.source.command else []
+        """Every Secret key the rendered Jobs depend on."""
+        refs: list[SecretKeyRef] = []
+        source = self.source
+        if source.command:
+            refs += source.command.secret_refs()
+        for db in (source.postgres, source.mysql):
+            if db:
+                refs.append(db.password_secret_ref)
+        if self.encryption and self.encryption.key_secret_ref:
+            refs.append(self.encryption.key_secret_ref)
+        if self.destination and self.destination.s3:
+            creds = self.destination.s3.credentials_secret_ref
+            refs += [SecretKeyRef(name=creds.name, key=creds.access_key_id_key),
+                     SecretKeyRef(name=creds.name, key=creds.secret_access_key_key)]
+        return refs
+
+
+RUNNER_RULES = [
+    (
+        "has(self.destination) || (has(self.source.command) && has(self.source.command.image))",
+        "without a destination the backup is source.command run in its own image: "
+        "set source.command.image, or set a destination",
+        lambda s: s.destination is not None
+        or (s.source.command is not None and s.source.command.image is not None),
+    ),
+    (
+        "!has(self.destination) || !has(self.source.command) || !has(self.source.command.image)",
+        "with a destination, source.command runs in the runner image and its stdout is the "
+        "backup: remove source.command.image",
+        lambda s: s.destination is None or s.source.command is None
+        or s.source.command.image is None,
+    ),
+    (
+        "!has(self.destination) || has(self.encryption)",
+        "with a destination, set encryption (keySecretRef, or mode: none explicitly)",
+        lambda s: s.destination is None or s.encryption is not None,
+    ),
+    (
+        "has(self.destination) || (!has(self.retention) && !has(self.restoreTest))",
+        "retention and restoreTest need a destination",
+        lambda s: s.destination is not None or (s.retention is None and s.restore_test is None),
+    ),
+]
+
+
+def runner_rule_violations(spec: BackupPolicySpec) -> list[str]:
+    """The same cross-field rules the CRD enforces with CEL, for the operator's re-validation."""
+    return [message for _, message, holds in RUNNER_RULES if not holds(spec)]
 
 
 class JobRecord(ApiModel):
@@ -180,6 +431,44 @@ class JobRecord(ApiModel):
     finished_at: datetime = Field(description="When the Job finished.")
     reason: str = Field(default="", description="Why it failed (the Job's condition reason).")
     message: str = Field(default="", description="The Job's condition message.")
+
+
+HISTORY_LIMIT = 20
+
+
+class BackupRecord(ApiModel):
+    """A backup the runner stored and verified."""
+
+    time: datetime = Field(description="When the backup finished.")
+    job_name: str = Field(description="The Job that made it.")
+    location: str = Field(default="", description="Where it is (s3://... or file://...).")
+    key: str = Field(default="", description="Its key under the policy's prefix.")
+    size_bytes: int = Field(default=0, ge=0, description="Stored size in bytes.")
+    sha256: str = Field(default="", description="SHA-256 of the stored object.")
+    duration_seconds: float = Field(default=0, ge=0, description="How long the run took.")
+    verified: bool = Field(default=False, description="Whether verification passed.")
+
+
+class BackupAttempt(ApiModel):
+    """One finished run, successful or not (the newest first, capped)."""
+
+    time: datetime = Field(description="When the run finished.")
+    job_name: str = Field(description="The Job.")
+    outcome: Literal["Succeeded", "Failed"] = Field(description="How it ended.")
+    reason: str = Field(default="", description="CamelCase reason of a failure.")
+    message: str = Field(default="", description="What happened, for people.")
+    size_bytes: int | None = Field(default=None, description="Stored size, when it succeeded.")
+
+
+class RestoreTestRecord(ApiModel):
+    """The last restore test: which backup, how long (a measured RTO), and the outcome."""
+
+    time: datetime = Field(description="When the test finished.")
+    job_name: str = Field(description="The Job that ran it.")
+    outcome: Literal["Succeeded", "Failed"] = Field(description="How it ended.")
+    backup_key: str = Field(default="", description="The backup that was restored.")
+    duration_seconds: float = Field(default=0, ge=0, description="Restore duration (RTO).")
+    message: str = Field(default="", description="Check result or failure reason.")
 
 
 class BackupPolicyStatus(ApiModel):
@@ -204,6 +493,19 @@ class BackupPolicyStatus(ApiModel):
         default=None, description="When a backup run last failed."
     )
     last_job: JobRecord | None = Field(default=None, description="The last finished backup Job.")
+    last_backup: BackupRecord | None = Field(
+        default=None, description="The newest successful backup the runner reported.")
+    history: list[BackupAttempt] = Field(
+        default_factory=list, max_length=HISTORY_LIMIT,
+        description=f"The last {HISTORY_LIMIT} runs, newest first.")
+    last_verified_backup: RestoreTestRecord | None = Field(
+        default=None, description="The newest restore test.")
+    restore_test_cron_job_name: str | None = Field(
+        default=None, description="The CronJob that runs restore tests.")
+    rpo_deadline: datetime | None = Field(
+        default=None, description="When the RPO is breached unless a backup succeeds first.")
+    rpo_breach_notified_at: datetime | None = Field(
+        default=None, description="When the current RPO breach was notified (once per breach).")
 
 
 class BackupPolicy(Resource):
@@ -238,6 +540,12 @@ class BackupPolicy(Resource):
                 json_path=".status.lastFailureTime",
                 description="Time since the last failed backup.",
                 priority=1,
+            ),
+            PrinterColumn(
+                name="RPO Met",
+                type="string",
+                json_path='.status.conditions[?(@.type=="RPOMet")].status',
+                description="Whether the newest good backup is within the RPO.",
             ),
             ready_column(),
             reason_column(),

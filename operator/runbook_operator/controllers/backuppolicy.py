@@ -22,15 +22,26 @@ from kubernetes.dynamic.exceptions import (
 from pydantic import ValidationError
 
 from runbook_operator.api.backuppolicy import BackupPolicy, BackupPolicySpec, BackupPolicyStatus
-from runbook_operator.api.common import API_VERSION, GROUP, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VERSION
+from runbook_operator.api.common import (
+    API_VERSION,
+    ApiModel,
+    GROUP,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    VERSION,
+    parse_duration,
+)
 from runbook_operator.controllers.errors import api_error_message, validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core import backup
-from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, condition_status
+from runbook_operator.core import rpo as rpo_core
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
+from runbook_operator.core.rpo import RPOEvaluation
 from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 
 KIND = BackupPolicy.info.kind
 PLURAL = BackupPolicy.info.plural
+RPO_CONDITION = "RPOMet"
 OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, backup.POLICY_LABEL: kopf.PRESENT}
 
 
@@ -49,13 +60,20 @@ def needs_reconcile(body: kopf.Body | dict[str, Any]) -> bool:
     return ready is None or ready.get("status") != "True"
 
 
-def _decide(kube: Kube, body: kopf.Body) -> tuple[Outcome, dict[str, Any] | None]:
+def _parse_spec(body: kopf.Body) -> BackupPolicySpec | ValidationError:
+    try:
+        return BackupPolicySpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as error:
+        return error
+
+
+def _decide(
+    kube: Kube, body: kopf.Body, spec: BackupPolicySpec | ValidationError
+) -> tuple[Outcome, dict[str, Any] | None]:
     """Validate, check referenced Secrets, apply the CronJob; say how it went."""
     meta = body["metadata"]
-    try:
-        spec = BackupPolicySpec.model_validate(dict(body.get("spec") or {}))
-    except ValidationError as error:
-        return Outcome(Phase.STALLED, "InvalidSpec", validation_message(error, "spec")), None
+    if isinstance(spec, ValidationError):
+        return Outcome(Phase.STALLED, "InvalidSpec", validation_message(spec, "spec")), None
     problems = backup.semantic_problems(spec)
     if problems:
         return Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)), None
@@ -79,49 +97,96 @@ def _decide(kube: Kube, body: kopf.Body) -> tuple[Outcome, dict[str, Any] | None
     return Outcome(Phase.READY, "Scheduled", message), applied
 
 
+def status_patch(old: ApiModel, new: ApiModel) -> dict[str, Any] | None:
+    """The merge patch from `old` to `new` status: changed fields, and null for removed ones
+    (a merge patch leaves absent fields untouched). None when nothing changed."""
+    old_wire, new_wire = old.to_wire(), new.to_wire()
+    patch: dict[str, Any] = {k: v for k, v in new_wire.items() if old_wire.get(k) != v}
+    patch.update({k: None for k in old_wire if k not in new_wire})
+    return patch or None
+
+
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _status_change(
-    outcome: Outcome, generation: int, cronjob: dict[str, Any] | None, now: datetime
+    outcome: Outcome,
+    generation: int,
+    cronjob: dict[str, Any] | None,
+    now: datetime,
+    rpo: RPOEvaluation | None = None,
+    breach_notified: bool = False,
 ):
     """A status change function for Kube.update_status (pure given its inputs)."""
 
     def change(current: dict[str, Any]) -> dict[str, Any] | None:
         old = BackupPolicyStatus.model_validate(current.get("status") or {})
-        update: dict[str, Any] = {
-            "observed_generation": generation,
-            "conditions": apply_outcome(old.conditions, outcome, now, generation),
-        }
+        conditions = apply_outcome(old.conditions, outcome, now, generation)
+        update: dict[str, Any] = {"observed_generation": generation}
+        if rpo is None:
+            conditions = [c for c in conditions if c.type != RPO_CONDITION]
+            update["rpo_deadline"] = None
+        else:
+            conditions = set_condition(
+                conditions, RPO_CONDITION, "True" if rpo.met else "False",
+                "WithinObjective" if rpo.met else "ObjectiveBreached", rpo.message, now, generation,
+            )
+            update["rpo_deadline"] = rpo.deadline
+            if breach_notified:
+                update["rpo_breach_notified_at"] = now
+        update["conditions"] = conditions
         if cronjob is not None:
             update["cron_job_name"] = cronjob["metadata"]["name"]
             scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
             if scheduled and (old.last_schedule_time is None or scheduled > old.last_schedule_time):
                 update["last_schedule_time"] = scheduled
         new = old.model_copy(update=update)
-        return new.to_wire() if new.to_wire() != old.to_wire() else None
+        return status_patch(old, new)
 
     return change
 
 
+def _evaluate_rpo(
+    spec: BackupPolicySpec | ValidationError, body: kopf.Body, now: datetime
+) -> RPOEvaluation | None:
+    if isinstance(spec, ValidationError) or spec.rpo is None:
+        return None
+    status = BackupPolicyStatus.model_validate(dict(body.get("status") or {}))
+    return rpo_core.evaluate(
+        parse_duration(spec.rpo),
+        status.last_successful_time,
+        _parse_time(body["metadata"]["creationTimestamp"]) or now,
+        status.rpo_breach_notified_at,
+        now,
+    )
+
+
 def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger) -> None:
     meta = body["metadata"]
+    now = _now()
     with measured(KIND) as result:
-        outcome, cronjob = _decide(kube, body)
+        spec = _parse_spec(body)
+        outcome, cronjob = _decide(kube, body, spec)
+        rpo = _evaluate_rpo(spec, body, now)
+        if rpo is not None and rpo.notify:
+            kube.event(body, "Warning", "RPOBreached", rpo.message)
+            logger.warning("%s", rpo.message)
         before = [c for c in (body.get("status") or {}).get("conditions") or []]
         kube.update_status(
             API_VERSION,
             KIND,
             meta["name"],
             meta["namespace"],
-            _status_change(outcome, meta["generation"], cronjob, _now()),
+            _status_change(
+                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify)
+            ),
         )
         result.value = outcome.phase.name.lower()
     if outcome.phase is Phase.STALLED:
         stalled_before = next((c for c in before if c.get("type") == "Stalled"), {})
         if stalled_before.get("status") != "True" or stalled_before.get("message") != outcome.message:
-            kopf.warn(body, reason=outcome.reason, message=outcome.message)
+            kube.event(body, "Warning", outcome.reason, outcome.message)
             logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
 
 
@@ -135,7 +200,7 @@ def record_finished_job(kube: Kube, job: kopf.Body) -> None:
     def change(current: dict[str, Any]) -> dict[str, Any] | None:
         old = BackupPolicyStatus.model_validate(current.get("status") or {})
         new = backup.record_job(old, record)
-        return new.to_wire() if new.to_wire() != old.to_wire() else None
+        return status_patch(old, new)
 
     kube.update_status(API_VERSION, KIND, policy, job["metadata"]["namespace"], change)
 
@@ -151,7 +216,7 @@ def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
         old = BackupPolicyStatus.model_validate(current.get("status") or {})
         if old.last_schedule_time is not None and old.last_schedule_time >= scheduled:
             return None
-        return old.model_copy(update={"last_schedule_time": scheduled}).to_wire()
+        return status_patch(old, old.model_copy(update={"last_schedule_time": scheduled}))
 
     kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], change)
 
@@ -170,10 +235,11 @@ async def resync_forever(
     kube: Kube, namespaces: list[str], interval: float, logger: logging.Logger | kopf.Logger
 ) -> None:
     """Reconcile every policy periodically: repairs drift of the CronJob, retries failures,
-    and notices Secrets that appeared (the operator may not watch Secrets).
+    evaluates RPOs, and notices Secrets that appeared (the operator may not watch Secrets).
 
     One LIST per interval instead of a kopf timer per object: kopf guards timers with a
-    finalizer, which would need write access to the user's resources.
+    finalizer, which would need write access to the user's resources. A policy whose
+    reconcile fails unexpectedly is logged and skipped; it never stops the others.
     """
     while True:
         await asyncio.sleep(interval)
@@ -185,8 +251,13 @@ async def resync_forever(
             logger.warning("resync list failed: %s", api_error_message(error))
             continue
         for body in policies:
-            if not body["metadata"].get("deletionTimestamp"):
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
                 await asyncio.to_thread(_reconcile_logging_errors, kube, body, logger)
+            except Exception:  # noqa: BLE001 - isolate one policy's bug from the rest
+                meta = body["metadata"]
+                logger.exception("resync of %s/%s failed", meta["namespace"], meta["name"])
 
 
 def register(

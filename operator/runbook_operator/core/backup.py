@@ -228,9 +228,11 @@ def record_job(status: BackupPolicyStatus, record: JobRecord) -> BackupPolicySta
         update["last_successful_time"] = _later(status.last_successful_time, record.finished_at)
     else:
         update["last_failure_time"] = _later(status.last_failure_time, record.finished_at)
-    if status.last_job is None or (record.finished_at, record.name) >= (
-        status.last_job.finished_at,
-        status.last_job.name,
+    latest = status.last_job
+    if latest is None or (record.finished_at, record.name, record.outcome) >= (
+        latest.finished_at,
+        latest.name,
+        latest.outcome,
     ):
         update["last_job"] = record
     return status.model_copy(update=update)

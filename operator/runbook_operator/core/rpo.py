@@ -8,7 +8,7 @@ repeats the breach notification.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -31,23 +31,32 @@ def evaluate(
 ) -> RPOEvaluation:
     """Compare the age of the newest successful backup with the objective.
 
-    Before the first success the policy's creation time is the reference, so a new policy gets
+    Messages name times, not ages, so status does not change (and is not rewritten) on every
+    evaluation. Before the first success the policy's creation time is the reference, so a new policy gets
     one RPO of grace instead of being in breach at once. A breach is notified once: a later
     evaluation sees `breach_notified_at` at or after the breach start and stays quiet; a new
     success ends the breach, and the next breach is notified again.
     """
     reference = last_success or created
     deadline = reference + rpo
+    newest = (
+        f"the newest good backup finished at {_stamp(last_success)}"
+        if last_success is not None
+        else f"no successful backup since the policy was created at {_stamp(created)}"
+    )
     if now < deadline:
-        return RPOEvaluation(True, deadline, None, False,
-                             f"newest good backup is {_age(now - reference)} old (RPO {_age(rpo)})")
+        return RPOEvaluation(
+            True, deadline, None, False, f"RPO {_age(rpo)} met until {_stamp(deadline)}: {newest}"
+        )
     already = breach_notified_at is not None and breach_notified_at >= deadline
-    if last_success is None:
-        detail = f"no successful backup since the policy was created {_age(now - created)} ago"
-    else:
-        detail = f"the newest good backup is {_age(now - last_success)} old"
-    return RPOEvaluation(False, deadline, deadline, not already,
-                         f"RPO {_age(rpo)} breached: {detail}")
+    return RPOEvaluation(
+        False, deadline, deadline, not already,
+        f"RPO {_age(rpo)} breached since {_stamp(deadline)}: {newest}",
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _age(delta: timedelta) -> str:

@@ -7,7 +7,9 @@ patch guarded by resourceVersion, so concurrent writers never lose each other's 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import config
@@ -71,6 +73,35 @@ class Kube:
         for namespace in namespaces:
             items.extend(resource.get(namespace=namespace).to_dict()["items"])
         return items
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event on `involved` (any object dict with apiVersion/kind/metadata).
+
+        Posted directly rather than through kopf, so it works from any thread or task."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+        }
+        self._resource("v1", "Event").create(body=body, namespace=meta["namespace"])
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The key names of a Secret, or None if it does not exist. Values are dropped here,

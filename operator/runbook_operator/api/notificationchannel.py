@@ -1,0 +1,342 @@
+"""NotificationChannel: one place to declare where notifications go (Slack, PagerDuty, a
+webhook, email), with every credential held in a Secret and referenced by name.
+
+Other kinds (BackupPolicy, AlertRule, EscalationPolicy) name a channel; the operator delivers
+through it with retries and records each delivery in the channel's status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from runbook_operator.api.common import (
+    CONDITIONS_SCHEMA_EXTRA,
+    ApiModel,
+    Condition,
+    Duration,
+    KindInfo,
+    PrinterColumn,
+    Resource,
+    SecretKeyRef,
+    age_column,
+    ready_column,
+    reason_column,
+)
+
+ChannelType = Literal["slack", "pagerduty", "webhook", "email"]
+CHANNEL_TYPES: tuple[ChannelType, ...] = ("slack", "pagerduty", "webhook", "email")
+Severity = Literal["critical", "high", "medium", "low", "info"]
+PagerDutySeverity = Literal["critical", "error", "warning", "info"]
+DeliveryResultValue = Literal["delivered", "retrying", "failed"]
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+HTTP_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=254)]
+
+
+class SlackChannel(ApiModel):
+    """A Slack incoming webhook."""
+
+    webhook_url_secret_ref: SecretKeyRef = Field(
+        alias="webhookURLSecretRef",
+        description="Secret key holding the incoming-webhook URL (the URL is the credential).",
+    )
+    channel: str | None = Field(
+        default=None,
+        description="Channel override such as #ops (honoured only by legacy webhooks).",
+        max_length=80,
+    )
+    username: str | None = Field(
+        default=None,
+        description="Sender name override (honoured only by legacy webhooks).",
+        max_length=80,
+    )
+
+
+class PagerDutySeverityMapping(ApiModel):
+    """How the operator's severities map onto the four PagerDuty Events v2 severities."""
+
+    critical: PagerDutySeverity = Field(
+        default="critical", description="PagerDuty severity for critical."
+    )
+    high: PagerDutySeverity = Field(
+        default="error", description="PagerDuty severity for high."
+    )
+    medium: PagerDutySeverity = Field(
+        default="warning", description="PagerDuty severity for medium."
+    )
+    low: PagerDutySeverity = Field(
+        default="warning", description="PagerDuty severity for low."
+    )
+    info: PagerDutySeverity = Field(
+        default="info", description="PagerDuty severity for info."
+    )
+
+
+class PagerDutyChannel(ApiModel):
+    """A PagerDuty service integration, through the Events API v2."""
+
+    routing_key_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the integration's 32-character routing key."
+    )
+    endpoint: str = Field(
+        default=PAGERDUTY_EVENTS_URL,
+        description="Events API v2 enqueue URL (change only for a regional or test endpoint).",
+        pattern=HTTP_URL_PATTERN,
+        max_length=2048,
+    )
+    severity_mapping: PagerDutySeverityMapping = Field(
+        default_factory=PagerDutySeverityMapping,
+        description="Maps critical|high|medium|low|info onto critical|error|warning|info.",
+    )
+
+
+class WebhookHeader(ApiModel):
+    """An HTTP header whose value comes from a Secret (tokens, shared secrets)."""
+
+    name: str = Field(description="Header name.", pattern=HEADER_NAME_PATTERN, max_length=128)
+    secret_key_ref: SecretKeyRef = Field(description="Secret key holding the header value.")
+
+
+class WebhookChannel(ApiModel):
+    """A generic HTTP endpoint receiving an Alertmanager-v4-compatible JSON body."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.url) != has(self.urlSecretRef)",
+                    "message": "set exactly one of url and urlSecretRef",
+                }
+            ]
+        }
+    }
+
+    url_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the URL, for URLs that embed a credential."
+    )
+    url: str | None = Field(
+        default=None,
+        description="The URL, when it holds no credential (otherwise use urlSecretRef).",
+        pattern=HTTP_URL_PATTERN,
+        max_length=2048,
+    )
+    headers: list[WebhookHeader] = Field(
+        default_factory=list,
+        description="Extra request headers, each from a Secret key.",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_url(self) -> WebhookChannel:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("set exactly one of url and urlSecretRef")
+        return self
+
+
+class EmailChannel(ApiModel):
+    """Email through an SMTP relay."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.usernameSecretRef) == has(self.passwordSecretRef)",
+                    "message": "set both usernameSecretRef and passwordSecretRef, or neither",
+                }
+            ]
+        }
+    }
+
+    smtp_host: str = Field(
+        description="SMTP relay host name or IP address.",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$",
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP relay port.")
+    from_: EmailAddress = Field(alias="from", description="Sender address.")
+    to: list[EmailAddress] = Field(
+        description="Recipient addresses.", min_length=1, max_length=50
+    )
+    username_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SMTP login name."
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SMTP password."
+    )
+    start_tls: bool = Field(
+        default=True,
+        alias="startTLS",
+        description="Upgrade the connection with STARTTLS before logging in and sending; "
+        "delivery fails rather than falling back to plain text.",
+    )
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> EmailChannel:
+        if (self.username_secret_ref is None) != (self.password_secret_ref is None):
+            raise ValueError("set both usernameSecretRef and passwordSecretRef, or neither")
+        return self
+
+
+class RetryPolicy(ApiModel):
+    """Retries of one delivery: on 429, 5xx, timeouts and connection errors; never on other 4xx."""
+
+    max_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts in total, the first included."
+    )
+    initial_backoff: Duration = Field(
+        default="1s", description="Wait before the second attempt; doubled for each further one."
+    )
+    max_backoff: Duration = Field(
+        default="1m",
+        description="Longest wait between attempts, also capping a server's Retry-After.",
+    )
+
+
+class RateLimit(ApiModel):
+    """At most `requests` requests per `per`; further requests wait for a free slot."""
+
+    requests: int = Field(ge=1, le=10000, description="Requests allowed in each window.")
+    per: Duration = Field(default="1m", description="Length of the sliding window.")
+
+
+_EXACTLY_ONE_TYPE = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in CHANNEL_TYPES) + " == 1"
+
+
+class NotificationChannelSpec(ApiModel):
+    """Where notifications go and how delivery is retried. Exactly one channel type is set."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": _EXACTLY_ONE_TYPE,
+                    "message": "set exactly one of slack, pagerduty, webhook, email",
+                }
+            ]
+        }
+    }
+
+    slack: SlackChannel | None = Field(default=None, description="Slack incoming webhook.")
+    pagerduty: PagerDutyChannel | None = Field(
+        default=None, description="PagerDuty Events API v2 integration."
+    )
+    webhook: WebhookChannel | None = Field(
+        default=None, description="Generic webhook with an Alertmanager-v4-compatible body."
+    )
+    email: EmailChannel | None = Field(default=None, description="Email through an SMTP relay.")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="How failed deliveries are retried."
+    )
+    timeout: Duration = Field(default="10s", description="Time limit of each delivery attempt.")
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Upper bound on the request rate to the receiver."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_type(self) -> NotificationChannelSpec:
+        set_types = [t for t in CHANNEL_TYPES if getattr(self, t) is not None]
+        if len(set_types) != 1:
+            raise ValueError("set exactly one of slack, pagerduty, webhook, email")
+        return self
+
+    def channel_type(self) -> ChannelType:
+        return next(t for t in CHANNEL_TYPES if getattr(self, t) is not None)
+
+    def secret_refs(self) -> list[SecretKeyRef]:
+        """Every Secret key a delivery needs, so the controller can check them up front."""
+        if self.slack:
+            return [self.slack.webhook_url_secret_ref]
+        if self.pagerduty:
+            return [self.pagerduty.routing_key_secret_ref]
+        if self.webhook:
+            url = [self.webhook.url_secret_ref] if self.webhook.url_secret_ref else []
+            return url + [h.secret_key_ref for h in self.webhook.headers]
+        assert self.email is not None
+        return [r for r in (self.email.username_secret_ref, self.email.password_secret_ref) if r]
+
+
+class DeliveryResult(ApiModel):
+    """How a delivery ended, without any secret (URLs are reduced to scheme and host)."""
+
+    time: datetime = Field(description="When the attempt ended.")
+    result: DeliveryResultValue = Field(description="delivered, retrying or failed.")
+    status_code: int | None = Field(
+        default=None, description="HTTP status, or the SMTP reply code for email."
+    )
+    message: str = Field(default="", description="What happened, for people.", max_length=1024)
+
+
+class DeliveryRecord(DeliveryResult):
+    """One delivery attempt through a channel, as callers record it in their own status."""
+
+    channel: str = Field(description="Name of the NotificationChannel.")
+    attempt: int = Field(ge=1, description="Attempt number, starting at 1.")
+
+
+class NotificationChannelStatus(ApiModel):
+    """What the operator observed about the channel and its deliveries."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation last reconciled."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled conditions.",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
+    )
+    type: ChannelType | None = Field(default=None, description="The channel type in use.")
+    last_delivery: DeliveryResult | None = Field(
+        default=None, description="The outcome of the most recent delivery."
+    )
+    delivered_total: int = Field(default=0, ge=0, description="Notifications delivered.")
+    failed_total: int = Field(
+        default=0, ge=0, description="Notifications given up on after retries or a final error."
+    )
+
+
+class NotificationChannel(Resource):
+    """A destination for notifications: Slack, PagerDuty, a webhook or email."""
+
+    info = KindInfo(
+        kind="NotificationChannel",
+        plural="notificationchannels",
+        short_names=["nc"],
+        printer_columns=[
+            PrinterColumn(
+                name="Type",
+                type="string",
+                json_path=".status.type",
+                description="Channel type.",
+            ),
+            ready_column(),
+            PrinterColumn(
+                name="Last Delivery",
+                type="date",
+                json_path=".status.lastDelivery.time",
+                description="Time since the last delivery ended.",
+            ),
+            PrinterColumn(
+                name="Result",
+                type="string",
+                json_path=".status.lastDelivery.result",
+                description="How the last delivery ended.",
+                priority=1,
+            ),
+            reason_column(),
+            age_column(),
+        ],
+    )
+
+    spec: NotificationChannelSpec = Field(description="Where notifications go.")
+    status: NotificationChannelStatus = Field(
+        default_factory=NotificationChannelStatus,
+        description="Observed state, written by the operator.",
+    )
