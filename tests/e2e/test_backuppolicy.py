@@ -191,7 +191,7 @@ def test_missing_required_field_and_long_name_are_rejected(api, namespace: str) 
 
     with pytest.raises(ApiException) as raised:
         create_policy(api, namespace, policy_body("x" * 50))
-    assert raised.value.status == 422 and "name must be at most 45 characters" in raised.value.body
+    assert raised.value.status == 422 and "name must be at most 44 characters" in raised.value.body
 
 
 def test_missing_secret_stalls_with_event_and_recovers(
@@ -292,7 +292,8 @@ def test_operator_identity_is_least_privileged(
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "-n", namespace),
         ("create", "secrets", "-n", namespace),
-        ("delete", "cronjobs.batch", "-n", namespace),
+        ("delete", "jobs.batch", "-n", namespace),
+        ("create", "pods", "-n", namespace),
         ("patch", "backuppolicies.runbook.dev", "-n", namespace),
         ("delete", "pods", "-n", namespace),
         ("create", "clusterrolebindings"),

@@ -10,6 +10,7 @@ from runbook_operator.api.common import SecretKeyRef
 from runbook_operator.core import backup
 
 OWNER = backup.Owner(name="nightly", namespace="db", uid="1234")
+IMAGE = "registry.example/runbook-operator:1.2.3"
 
 
 def spec(**overrides) -> BackupPolicySpec:
@@ -32,7 +33,7 @@ def spec(**overrides) -> BackupPolicySpec:
 
 
 def test_cronjob_carries_schedule_policy_and_identity() -> None:
-    cronjob = backup.render_cronjob(spec(), OWNER)
+    cronjob = backup.render_cronjob(spec(), OWNER, IMAGE)
     assert cronjob["metadata"]["name"] == "nightly-backup"
     assert cronjob["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "runbook-operator"
     assert cronjob["metadata"]["labels"]["runbook.dev/backuppolicy"] == "nightly"
@@ -51,7 +52,7 @@ def test_cronjob_carries_schedule_policy_and_identity() -> None:
 
 
 def test_secrets_are_referenced_never_inlined() -> None:
-    container = backup.render_cronjob(spec(), OWNER)["spec"]["jobTemplate"]["spec"]["template"][
+    container = backup.render_cronjob(spec(), OWNER, IMAGE)["spec"]["jobTemplate"]["spec"]["template"][
         "spec"
     ]["containers"][0]
     by_name = {e["name"]: e for e in container["env"]}
@@ -63,7 +64,7 @@ def test_secrets_are_referenced_never_inlined() -> None:
 
 
 def test_pod_runs_restricted() -> None:
-    pod = backup.render_cronjob(spec(), OWNER)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    pod = backup.render_cronjob(spec(), OWNER, IMAGE)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["automountServiceAccountToken"] is False
     container = pod["containers"][0]["securityContext"]
@@ -84,6 +85,7 @@ def test_spec_fields_flow_into_cronjob() -> None:
             resources={"limits": {"memory": "256Mi"}},
         ),
         OWNER,
+        IMAGE,
     )
     s = rendered["spec"]
     job = s["jobTemplate"]["spec"]

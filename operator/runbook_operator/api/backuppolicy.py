@@ -23,7 +23,8 @@ from runbook_operator.api.common import (
 from runbook_operator.api.schedule import CronSchedule, TimeZone
 
 CRONJOB_SUFFIX = "-backup"
-MAX_NAME_LENGTH = 52 - len(CRONJOB_SUFFIX)
+RESTORE_TEST_SUFFIX = "-restore"
+MAX_NAME_LENGTH = 52 - max(len(CRONJOB_SUFFIX), len(RESTORE_TEST_SUFFIX))
 
 Quantity = str | int
 
@@ -411,6 +412,11 @@ RUNNER_RULES = [
         lambda s: s.destination is None or s.encryption is not None,
     ),
     (
+        "!has(self.restoreTest) || !has(self.source.command)",
+        "restoreTest needs a source it can restore: postgres, mysql or files",
+        lambda s: s.restore_test is None or s.source.command is None,
+    ),
+    (
         "has(self.destination) || (!has(self.retention) && !has(self.restoreTest))",
         "retention and restoreTest need a destination",
         lambda s: s.destination is not None or (s.retention is None and s.restore_test is None),
@@ -447,6 +453,12 @@ class BackupRecord(ApiModel):
     sha256: str = Field(default="", description="SHA-256 of the stored object.")
     duration_seconds: float = Field(default=0, ge=0, description="How long the run took.")
     verified: bool = Field(default=False, description="Whether verification passed.")
+    pruned_count: int = Field(default=0, ge=0,
+                              description="Backups retention deleted after this one.")
+    pruned: list[str] = Field(default_factory=list, max_length=10,
+                              description="Some of the pruned backups' keys.")
+    prune_dry_run: bool = Field(
+        default=False, description="True when retention.dryRun: pruned lists what would go.")
 
 
 class BackupAttempt(ApiModel):
@@ -555,7 +567,7 @@ class BackupPolicy(Resource):
             {
                 "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
                 "message": f"name must be at most {MAX_NAME_LENGTH} characters "
-                f"(the CronJob name adds '{CRONJOB_SUFFIX}')",
+                f"(CronJob names add '{RESTORE_TEST_SUFFIX}')",
             }
         ],
     )

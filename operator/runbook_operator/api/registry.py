@@ -2,5 +2,6 @@
 
 from runbook_operator.api.backuppolicy import BackupPolicy
 from runbook_operator.api.common import Resource
+from runbook_operator.api.notificationchannel import NotificationChannel
 
-KINDS: list[type[Resource]] = [BackupPolicy]
+KINDS: list[type[Resource]] = [BackupPolicy, NotificationChannel]

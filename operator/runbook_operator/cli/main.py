@@ -17,8 +17,10 @@ from runbook_operator.api.crdgen import render_all
 from runbook_operator.cli.logs import configure
 from runbook_operator.controllers import register_all
 from runbook_operator.integrations.kubernetes import Kube, load_client_config
+from runbook_operator.runner.main import main as runner_main
 
 PEERING_NAME = "runbook-operator"
+DEFAULT_RUNNER_IMAGE = "runbook-operator:0.1.0"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("RUNBOOK_RESYNC_SECONDS", "60")),
         help="seconds between full reconciles of each resource (repairs drift, retries)",
     )
+    run.add_argument(
+        "--runner-image",
+        default=os.environ.get("RUNBOOK_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
+        help="image of backup Jobs that use the runner (default: %(default)s)",
+    )
     run.add_argument("--workers", type=int, default=20, help="max concurrent handlers")
     run.add_argument(
         "--watch-timeout",
@@ -72,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
+    commands.add_parser(
+        "runner",
+        help="run one backup, verify, restore or list operation (inside backup Jobs)",
+        add_help=False,
+    )
     return parser
 
 
@@ -117,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.standalone:
         kube.apply(peering_object(args.peering))
     settings = operator_settings(args)
-    register_all(registry, settings, kube, args.resync_interval, args.namespace)
+    register_all(registry, settings, kube, args.resync_interval, args.namespace, args.runner_image)
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.run(
@@ -133,6 +145,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["runner"]:
+        sys.exit(runner_main(argv[1:]))
     args = _parser().parse_args(argv)
     if args.command == "crds":
         sys.stdout.write("---\n".join(render_all().values()))

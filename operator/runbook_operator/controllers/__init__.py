@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from runbook_operator.controllers import backuppolicy
+from runbook_operator.controllers import backuppolicy, notificationchannel
 from runbook_operator.integrations.kubernetes import Kube
 
 
@@ -14,5 +14,7 @@ def register_all(
     kube: Kube,
     resync_seconds: float,
     namespaces: list[str],
+    runner_image: str,
 ) -> None:
-    backuppolicy.register(registry, settings, kube, resync_seconds, namespaces)
+    backuppolicy.register(registry, settings, kube, resync_seconds, namespaces, runner_image)
+    notificationchannel.register(registry, settings, kube, resync_seconds, namespaces)

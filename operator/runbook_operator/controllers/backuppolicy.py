@@ -42,6 +42,7 @@ from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 KIND = BackupPolicy.info.kind
 PLURAL = BackupPolicy.info.plural
 RPO_CONDITION = "RPOMet"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, backup.POLICY_LABEL: kopf.PRESENT}
 
 
@@ -68,7 +69,7 @@ def _parse_spec(body: kopf.Body) -> BackupPolicySpec | ValidationError:
 
 
 def _decide(
-    kube: Kube, body: kopf.Body, spec: BackupPolicySpec | ValidationError
+    kube: Kube, body: kopf.Body, spec: BackupPolicySpec | ValidationError, runner_image: str
 ) -> tuple[Outcome, dict[str, Any] | None]:
     """Validate, check referenced Secrets, apply the CronJob; say how it went."""
     meta = body["metadata"]
@@ -85,7 +86,15 @@ def _decide(
         return Outcome(Phase.STALLED, "SecretNotFound", message), None
     owner = backup.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     try:
-        applied = kube.apply(backup.render_cronjob(spec, owner))
+        applied = kube.apply(backup.render_cronjob(spec, owner, runner_image))
+        restore_test = backup.render_restore_test_cronjob(spec, owner, runner_image)
+        if restore_test is not None:
+            kube.apply(restore_test)
+        else:
+            kube.delete_if_exists(
+                "batch/v1", "CronJob", backup.restore_test_cronjob_name(owner.name),
+                owner.namespace, owned_by=owner.uid,
+            )
     except (UnprocessibleEntityError, BadRequestError) as error:
         return Outcome(Phase.STALLED, "CronJobRejected", api_error_message(error)), None
     except ForbiddenError as error:
@@ -162,12 +171,14 @@ def _evaluate_rpo(
     )
 
 
-def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger) -> None:
+def reconcile(
+    kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger, runner_image: str
+) -> None:
     meta = body["metadata"]
     now = _now()
     with measured(KIND) as result:
         spec = _parse_spec(body)
-        outcome, cronjob = _decide(kube, body, spec)
+        outcome, cronjob = _decide(kube, body, spec, runner_image)
         rpo = _evaluate_rpo(spec, body, now)
         if rpo is not None and rpo.notify:
             kube.event(body, "Warning", "RPOBreached", rpo.message)
@@ -190,17 +201,35 @@ def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger)
             logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
 
 
+def _termination_message(kube: Kube, job: kopf.Body) -> str | None:
+    """The runner's result: the termination message of the Job's newest finished pod."""
+    meta = job["metadata"]
+    pods = kube.list(
+        "v1", "Pod", [meta["namespace"]], label_selector=f"{JOB_NAME_LABEL}={meta['name']}"
+    )
+    finished = []
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated")
+            if container.get("name") == backup.RUNNER_CONTAINER and terminated:
+                finished.append((terminated.get("finishedAt") or "", terminated.get("message")))
+    return max(finished)[1] if finished else None
+
+
 def record_finished_job(kube: Kube, job: kopf.Body) -> None:
-    """Fold a finished Job (scheduled or created by hand from the CronJob) into its policy."""
-    record = backup.finished_job(dict(job))
-    if record is None:
+    """Fold a finished Job (scheduled or created by hand from a CronJob) into its policy."""
+    if backup.finished_job(dict(job)) is None:
         return
-    policy = job["metadata"]["labels"][backup.POLICY_LABEL]
+    labels = job["metadata"].get("labels") or {}
+    message = _termination_message(kube, job) if labels.get(backup.RUNNER_LABEL) == "true" else None
+    verdict = backup.judge_run(dict(job), message)
+    if verdict is None:
+        return
+    policy = labels[backup.POLICY_LABEL]
 
     def change(current: dict[str, Any]) -> dict[str, Any] | None:
         old = BackupPolicyStatus.model_validate(current.get("status") or {})
-        new = backup.record_job(old, record)
-        return status_patch(old, new)
+        return status_patch(old, backup.record_run(old, verdict))
 
     kube.update_status(API_VERSION, KIND, policy, job["metadata"]["namespace"], change)
 
@@ -221,18 +250,24 @@ def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
     kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], change)
 
 
-def _reconcile_logging_errors(kube: Kube, body: kopf.Body, logger: kopf.Logger) -> None:
+def _reconcile_logging_errors(
+    kube: Kube, body: kopf.Body, logger: kopf.Logger, runner_image: str
+) -> None:
     """Transient API failures are retried by the next event or resync; they are logged, and
     never crash the operator or leave a half-written status."""
     try:
-        reconcile(kube, body, logger)
+        reconcile(kube, body, logger, runner_image)
     except (DynamicApiError, StatusConflict) as error:
         message = api_error_message(error) if isinstance(error, DynamicApiError) else str(error)
         logger.warning("reconcile failed, will retry on the next resync: %s", message)
 
 
 async def resync_forever(
-    kube: Kube, namespaces: list[str], interval: float, logger: logging.Logger | kopf.Logger
+    kube: Kube,
+    namespaces: list[str],
+    interval: float,
+    logger: logging.Logger | kopf.Logger,
+    runner_image: str,
 ) -> None:
     """Reconcile every policy periodically: repairs drift of the CronJob, retries failures,
     evaluates RPOs, and notices Secrets that appeared (the operator may not watch Secrets).
@@ -254,7 +289,9 @@ async def resync_forever(
             if body["metadata"].get("deletionTimestamp"):
                 continue
             try:
-                await asyncio.to_thread(_reconcile_logging_errors, kube, body, logger)
+                await asyncio.to_thread(
+                    _reconcile_logging_errors, kube, body, logger, runner_image
+                )
             except Exception:  # noqa: BLE001 - isolate one policy's bug from the rest
                 meta = body["metadata"]
                 logger.exception("resync of %s/%s failed", meta["namespace"], meta["name"])
@@ -266,6 +303,7 @@ def register(
     kube: Kube,
     resync_seconds: float,
     namespaces: list[str],
+    runner_image: str,
 ) -> None:
     """Attach the BackupPolicy handlers to `registry`."""
     owned = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{backup.POLICY_LABEL}"
@@ -278,12 +316,12 @@ def register(
         if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
             return
         if needs_reconcile(body):
-            _reconcile_logging_errors(kube, body, logger)
+            _reconcile_logging_errors(kube, body, logger, runner_image)
 
     @kopf.on.startup(registry=registry)
     async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.backup_resync = asyncio.create_task(
-            resync_forever(kube, namespaces, resync_seconds, logger)
+            resync_forever(kube, namespaces, resync_seconds, logger, runner_image)
         )
 
     @kopf.on.cleanup(registry=registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,12 @@ from croniter import croniter
 
 from runbook_operator.api.backuppolicy import (
     CRONJOB_SUFFIX,
+    HISTORY_LIMIT,
+    RESTORE_TEST_SUFFIX,
+    BackupAttempt,
+    BackupRecord,
+    CommandSource,
+    RestoreTestRecord,
     BackupPolicy,
     BackupPolicySpec,
     BackupPolicyStatus,
@@ -22,8 +29,23 @@ from runbook_operator.api.common import (
     SecretKeyRef,
     parse_duration,
 )
+from runbook_operator.core.conditions import set_condition
+from runbook_operator.runner.pipeline import BackupResult, RestoreResult, RunResult
 
 POLICY_LABEL = "runbook.dev/backuppolicy"
+VERIFIED_CONDITION = "Verified"
+OPERATION_LABEL = "runbook.dev/operation"
+RUNNER_LABEL = "runbook.dev/runner"
+RUNNER_CONTAINER = "runner"
+RUNNER_CONFIG_ENV = "RUNBOOK_RUNNER_CONFIG"
+ENCRYPTION_KEY_ENV = "RUNBOOK_ENCRYPTION_KEY"
+SOURCE_PASSWORD_ENV = "RUNBOOK_SOURCE_PASSWORD"
+S3_ACCESS_KEY_ENV = "RUNBOOK_S3_ACCESS_KEY_ID"
+S3_SECRET_KEY_ENV = "RUNBOOK_S3_SECRET_ACCESS_KEY"
+BACKUPS_MOUNT = "/var/lib/runbook/backups"
+SOURCE_MOUNT = "/var/lib/runbook/source"
+SCRATCH_MOUNT = "/var/lib/runbook/scratch"
+SCRATCH_SUFFIX = "_restore_test"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 BACKUP_CONTAINER = "backup"
 NON_ROOT_ID = 65532
@@ -42,6 +64,10 @@ def cronjob_name(policy_name: str) -> str:
     return f"{policy_name}{CRONJOB_SUFFIX}"
 
 
+def restore_test_cronjob_name(policy_name: str) -> str:
+    return f"{policy_name}{RESTORE_TEST_SUFFIX}"
+
+
 def selector_labels(policy_name: str) -> dict[str, str]:
     """Labels that find everything rendered for one policy (CronJob, Jobs, Pods)."""
     return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, POLICY_LABEL: policy_name}
@@ -57,54 +83,210 @@ def semantic_problems(spec: BackupPolicySpec) -> list[str]:
     return problems
 
 
-def _env(spec: BackupPolicySpec) -> list[dict[str, Any]]:
-    command = spec.source.command
-    assert command is not None
+def _env_from_spec(command: CommandSource) -> list[dict[str, Any]]:
     env = []
     for var in command.env:
         if var.secret_key_ref is not None:
-            ref = var.secret_key_ref
-            env.append(
-                {"name": var.name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-            )
+            env.append({"name": var.name, "valueFrom": _secret_ref(var.secret_key_ref)})
         else:
             env.append({"name": var.name, "value": var.value})
     return env
 
 
-def _container(spec: BackupPolicySpec) -> dict[str, Any]:
+def _secret_ref(ref: SecretKeyRef) -> dict[str, Any]:
+    return {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+
+
+def _resources(spec: BackupPolicySpec) -> dict[str, Any]:
+    if spec.resources is None:
+        return {}
+    pairs = (("requests", spec.resources.requests), ("limits", spec.resources.limits))
+    return {"resources": {key: value for key, value in pairs if value}}
+
+
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _command_container(spec: BackupPolicySpec) -> dict[str, Any]:
+    """Without a destination the user's command, in its own image, is the whole backup."""
     command = spec.source.command
-    assert command is not None
-    container: dict[str, Any] = {
+    assert command is not None and command.image is not None
+    return {
         "name": BACKUP_CONTAINER,
         "image": command.image,
         "command": command.command,
         "args": command.args,
-        "env": _env(spec),
+        "env": _env_from_spec(command),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _CONTAINER_SECURITY,
+        **_resources(spec),
     }
-    if spec.resources is not None:
-        container["resources"] = {
-            key: value
-            for key, value in (("requests", spec.resources.requests), ("limits", spec.resources.limits))
-            if value
+
+
+@dataclass(frozen=True)
+class RunnerParts:
+    """What the runner container needs besides its config: env from Secrets, volumes."""
+
+    env: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+
+
+def _storage_config(spec: BackupPolicySpec) -> tuple[dict[str, Any], RunnerParts]:
+    destination = spec.destination
+    assert destination is not None
+    if destination.pvc is not None:
+        volume = {"name": "backups",
+                  "persistentVolumeClaim": {"claimName": destination.pvc.claim_name}}
+        mount = {"name": "backups", "mountPath": BACKUPS_MOUNT}
+        config = {"local": {"path": f"{BACKUPS_MOUNT}/{destination.pvc.path}"}}
+        return config, RunnerParts([], [volume], [mount])
+    s3 = destination.s3
+    assert s3 is not None
+    creds = s3.credentials_secret_ref
+    env = [
+        {"name": S3_ACCESS_KEY_ENV,
+         "valueFrom": _secret_ref(SecretKeyRef(name=creds.name, key=creds.access_key_id_key))},
+        {"name": S3_SECRET_KEY_ENV,
+         "valueFrom": _secret_ref(SecretKeyRef(name=creds.name, key=creds.secret_access_key_key))},
+    ]
+    config = {"s3": {"endpointUrl": s3.endpoint, "region": s3.region, "bucket": s3.bucket,
+                     "prefix": s3.prefix, "accessKeyIdEnv": S3_ACCESS_KEY_ENV,
+                     "secretAccessKeyEnv": S3_SECRET_KEY_ENV,
+                     "forcePathStyle": s3.force_path_style}}
+    if s3.endpoint is None:
+        del config["s3"]["endpointUrl"]
+    return config, RunnerParts(env, [], [])
+
+
+def _database_settings(spec: BackupPolicySpec) -> tuple[str, dict[str, Any], RunnerParts]:
+    source = spec.source
+    db = source.postgres or source.mysql
+    assert db is not None
+    kind = "postgres" if source.postgres else "mysql"
+    settings: dict[str, Any] = {"host": db.host, "user": db.user, "database": db.database,
+                                "passwordEnv": SOURCE_PASSWORD_ENV, "extraArgs": db.extra_args}
+    if db.port is not None:
+        settings["port"] = db.port
+    env = [{"name": SOURCE_PASSWORD_ENV, "valueFrom": _secret_ref(db.password_secret_ref)}]
+    return kind, settings, RunnerParts(env, [], [])
+
+
+def _source_config(spec: BackupPolicySpec) -> tuple[dict[str, Any], RunnerParts]:
+    source = spec.source
+    if source.postgres or source.mysql:
+        kind, settings, parts = _database_settings(spec)
+        return {"kind": kind, "settings": settings}, parts
+    if source.files is not None:
+        volume = {"name": "source", "persistentVolumeClaim": {
+            "claimName": source.files.claim_name, "readOnly": True}}
+        mount = {"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True}
+        path = f"{SOURCE_MOUNT}{source.files.path}".rstrip("/") or SOURCE_MOUNT
+        settings = {"path": path, "exclude": source.files.exclude}
+        return {"kind": "files", "settings": settings}, RunnerParts([], [volume], [mount])
+    command = source.command
+    assert command is not None
+    literal = {e.name: e.value for e in command.env if e.value is not None}
+    secret = [e.name for e in command.env if e.secret_key_ref is not None]
+    env = [e for e in _env_from_spec(command) if "valueFrom" in e]
+    settings = {"command": command.command, "args": command.args, "env": literal,
+                "secretEnv": secret}
+    return {"kind": "command", "settings": settings}, RunnerParts(env, [], [])
+
+
+def _restore_target_config(spec: BackupPolicySpec) -> tuple[dict[str, Any], RunnerParts]:
+    """Restore tests go into a scratch target that never touches the source's data."""
+    source = spec.source
+    test = spec.restore_test
+    assert test is not None
+    if source.postgres or source.mysql:
+        kind, settings, parts = _database_settings(spec)
+        settings.pop("extraArgs")
+        settings["database"] = scratch_database(settings["database"])
+        settings["dropExisting"] = True
+        if test.check_query:
+            settings["checkQuery"] = test.check_query
+        return {"kind": kind, "settings": settings}, parts
+    volume = {"name": "scratch", "emptyDir": {}}
+    mount = {"name": "scratch", "mountPath": SCRATCH_MOUNT}
+    return ({"kind": "files", "settings": {"path": SCRATCH_MOUNT}},
+            RunnerParts([], [volume], [mount]))
+
+
+def scratch_database(database: str) -> str:
+    return f"{database[:63 - len(SCRATCH_SUFFIX)]}{SCRATCH_SUFFIX}"
+
+
+def runner_config(spec: BackupPolicySpec, owner: Owner, operation: str) -> tuple[dict[str, Any], RunnerParts]:
+    """The runner's non-secret JSON config and the Secret-backed env and volumes it needs."""
+    storage, storage_parts = _storage_config(spec)
+    source, source_parts = _source_config(spec)
+    encryption = spec.encryption
+    assert encryption is not None
+    config: dict[str, Any] = {
+        "operation": operation,
+        "policy": owner.name,
+        "namespace": owner.namespace,
+        "compression": spec.compression,
+        "encryption": {"mode": encryption.mode, "keyEnv": ENCRYPTION_KEY_ENV},
+        "storage": storage,
+        "source": source,
+    }
+    parts = [storage_parts, source_parts]
+    if encryption.key_secret_ref is not None:
+        parts.append(RunnerParts(
+            [{"name": ENCRYPTION_KEY_ENV, "valueFrom": _secret_ref(encryption.key_secret_ref)}],
+            [], []))
+    if operation == "backup" and spec.retention is not None:
+        rules = spec.retention
+        config["retention"] = {
+            "keepLast": rules.keep_last, "keepDaily": rules.keep_daily,
+            "keepWeekly": rules.keep_weekly, "keepMonthly": rules.keep_monthly,
+            "keepYearly": rules.keep_yearly, "dryRun": rules.dry_run,
+            "timeZone": spec.time_zone,
         }
-    return container
+        if rules.max_age is not None:
+            config["retention"]["maxAgeSeconds"] = int(
+                parse_duration(rules.max_age).total_seconds())
+    if operation == "restore":
+        target, target_parts = _restore_target_config(spec)
+        config["restoreTarget"] = target
+        parts.append(target_parts)
+    unique_env = {e["name"]: e for p in reversed(parts) for e in p.env}
+    merged = RunnerParts(
+        env=sorted(unique_env.values(), key=lambda e: e["name"]),
+        volumes=[v for p in parts for v in p.volumes],
+        mounts=[m for p in parts for m in p.mounts],
+    )
+    return config, merged
 
 
-def render_cronjob(spec: BackupPolicySpec, owner: Owner) -> dict[str, Any]:
-    """The CronJob that runs the policy's backups, as a server-side-apply body.
+def _runner_container(
+    spec: BackupPolicySpec, owner: Owner, operation: str, image: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    config, parts = runner_config(spec, owner, operation)
+    container = {
+        "name": RUNNER_CONTAINER,
+        "image": image,
+        "command": ["runbook-operator", "runner"],
+        "env": [{"name": RUNNER_CONFIG_ENV,
+                 "value": json.dumps(config, separators=(",", ":"), sort_keys=True)},
+                *parts.env],
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *parts.mounts],
+        "securityContext": _CONTAINER_SECURITY,
+        **_resources(spec),
+    }
+    return container, parts.volumes
 
-    A native CronJob (not an in-process scheduler) keeps ticks while the operator is down, and
-    `startingDeadlineSeconds` with `Forbid` stops missed runs from storming on recovery.
-    """
-    labels = {**selector_labels(owner.name), COMPONENT_LABEL: "backup"}
+
+def _pod_spec(spec: BackupPolicySpec, container: dict[str, Any],
+              volumes: list[dict[str, Any]]) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": spec.service_account_name is not None,
@@ -112,18 +294,28 @@ def render_cronjob(spec: BackupPolicySpec, owner: Owner) -> dict[str, Any]:
             "runAsNonRoot": True,
             "runAsUser": NON_ROOT_ID,
             "runAsGroup": NON_ROOT_ID,
+            "fsGroup": NON_ROOT_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(spec)],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
     }
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
+    return pod_spec
+
+
+def _cronjob(
+    spec: BackupPolicySpec, owner: Owner, name: str, operation: str, schedule: str,
+    suspend: bool, timeout: str, pod_spec: dict[str, Any], runner: bool,
+) -> dict[str, Any]:
+    labels = {**selector_labels(owner.name), COMPONENT_LABEL: "backup",
+              OPERATION_LABEL: operation, RUNNER_LABEL: "true" if runner else "false"}
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {
-            "name": cronjob_name(owner.name),
+            "name": name,
             "namespace": owner.namespace,
             "labels": labels,
             "ownerReferences": [
@@ -138,9 +330,9 @@ def render_cronjob(spec: BackupPolicySpec, owner: Owner) -> dict[str, Any]:
             ],
         },
         "spec": {
-            "schedule": spec.schedule,
+            "schedule": schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend,
+            "suspend": suspend,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": int(parse_duration(spec.starting_deadline).total_seconds()),
             "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
@@ -149,9 +341,7 @@ def render_cronjob(spec: BackupPolicySpec, owner: Owner) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "backoffLimit": spec.backoff_limit,
-                    "activeDeadlineSeconds": max(
-                        1, int(parse_duration(spec.timeout).total_seconds())
-                    ),
+                    "activeDeadlineSeconds": max(1, int(parse_duration(timeout).total_seconds())),
                     "podFailurePolicy": {
                         "rules": [
                             {
@@ -167,6 +357,35 @@ def render_cronjob(spec: BackupPolicySpec, owner: Owner) -> dict[str, Any]:
             },
         },
     }
+
+
+def render_cronjob(spec: BackupPolicySpec, owner: Owner, runner_image: str) -> dict[str, Any]:
+    """The CronJob that runs the policy's backups, as a server-side-apply body.
+
+    A native CronJob (not an in-process scheduler) keeps ticks while the operator is down, and
+    `startingDeadlineSeconds` with `Forbid` stops missed runs from storming on recovery. With
+    a destination the runner does the backup; without, the user's command is the backup.
+    """
+    if spec.destination is None:
+        container, volumes = _command_container(spec), []
+    else:
+        container, volumes = _runner_container(spec, owner, "backup", runner_image)
+    return _cronjob(spec, owner, cronjob_name(owner.name), "backup", spec.schedule, spec.suspend,
+                    spec.timeout, _pod_spec(spec, container, volumes),
+                    runner=spec.destination is not None)
+
+
+def render_restore_test_cronjob(
+    spec: BackupPolicySpec, owner: Owner, runner_image: str
+) -> dict[str, Any] | None:
+    """The CronJob that restores the newest backup into a scratch target, or None."""
+    test = spec.restore_test
+    if test is None or spec.destination is None:
+        return None
+    container, volumes = _runner_container(spec, owner, "restore", runner_image)
+    return _cronjob(spec, owner, restore_test_cronjob_name(owner.name), "restore-test",
+                    test.schedule, spec.suspend or test.suspend, test.timeout,
+                    _pod_spec(spec, container, volumes), runner=True)
 
 
 def missing_secrets(
@@ -236,3 +455,111 @@ def record_job(status: BackupPolicyStatus, record: JobRecord) -> BackupPolicySta
     ):
         update["last_job"] = record
     return status.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """How one finished Job counts: its record, and what it proved (a backup or a restore)."""
+
+    operation: str
+    record: JobRecord
+    backup: BackupRecord | None = None
+    restore: RestoreTestRecord | None = None
+
+
+def _parse_result(message: str | None, model: type[RunResult]) -> RunResult | None:
+    if not message:
+        return None
+    try:
+        return model.model_validate_json(message)
+    except ValueError:
+        return None
+
+
+def judge_run(job: dict[str, Any], termination_message: str | None) -> RunVerdict | None:
+    """Decide what a finished Job means; None while it runs.
+
+    A runner Job counts as a success only when the Job completed AND the runner reported a
+    valid, successful result: a completed Job without one is a failure (`NoResult`), and a
+    failed Job takes the runner's reason when it gave one. Jobs of a plain command (no
+    destination) succeed when they complete.
+    """
+    base = finished_job(job)
+    if base is None:
+        return None
+    labels = job["metadata"].get("labels") or {}
+    operation = labels.get(OPERATION_LABEL, "backup")
+    if labels.get(RUNNER_LABEL) != "true":
+        return RunVerdict(operation, base)
+    model: type[RunResult] = RestoreResult if operation == "restore-test" else BackupResult
+    result = _parse_result(termination_message, model)
+    if result is None:
+        if base.outcome == "Succeeded":
+            message = "the Job completed without a valid runner result; not counted as a backup"
+            record = base.model_copy(update={"outcome": "Failed", "reason": "NoResult",
+                                             "message": message})
+        else:
+            record = base
+        return RunVerdict(operation, record)
+    if not result.ok or base.outcome == "Failed":
+        reason = result.reason if not result.ok else base.reason
+        message = result.message if not result.ok else base.message
+        record = base.model_copy(update={"outcome": "Failed", "reason": reason,
+                                         "message": message})
+        return RunVerdict(operation, record)
+    record = base.model_copy(update={"reason": result.reason, "message": result.message})
+    if isinstance(result, RestoreResult):
+        restore = RestoreTestRecord(
+            time=base.finished_at, job_name=base.name, outcome="Succeeded",
+            backup_key=result.key or "", duration_seconds=result.duration_seconds,
+            message=result.message,
+        )
+        return RunVerdict(operation, record, restore=restore)
+    assert isinstance(result, BackupResult)
+    stored = BackupRecord(
+        time=base.finished_at, job_name=base.name, location=result.location or "",
+        key=result.key or "", size_bytes=result.size_bytes or 0, sha256=result.sha256 or "",
+        duration_seconds=result.duration_seconds, verified=result.verified,
+        pruned_count=result.pruned_count, pruned=result.pruned[:10],
+        prune_dry_run=result.prune_dry_run,
+    )
+    return RunVerdict(operation, record, backup=stored)
+
+
+def record_run(status: BackupPolicyStatus, verdict: RunVerdict) -> BackupPolicyStatus:
+    """Fold a judged Job into status; idempotent, so replayed events change nothing."""
+    if verdict.operation == "restore-test":
+        return _record_restore_test(status, verdict)
+    status = record_job(status, verdict.record)
+    record = verdict.record
+    attempt = BackupAttempt(
+        time=record.finished_at, job_name=record.name, outcome=record.outcome,
+        reason=record.reason, message=record.message[:1024],
+        size_bytes=verdict.backup.size_bytes if verdict.backup else None,
+    )
+    history = [a for a in status.history if a.job_name != record.name] + [attempt]
+    history.sort(key=lambda a: (a.time, a.job_name), reverse=True)
+    update: dict[str, Any] = {"history": history[:HISTORY_LIMIT]}
+    newest = status.last_backup
+    if verdict.backup and (newest is None or verdict.backup.time >= newest.time):
+        update["last_backup"] = verdict.backup
+    return status.model_copy(update=update)
+
+
+def _record_restore_test(status: BackupPolicyStatus, verdict: RunVerdict) -> BackupPolicyStatus:
+    record = verdict.record
+    test = verdict.restore or RestoreTestRecord(
+        time=record.finished_at, job_name=record.name, outcome=record.outcome,
+        message=f"{record.reason}: {record.message}".strip(": ")[:1024],
+    )
+    previous = status.last_verified_backup
+    if previous is not None and (previous.time, previous.job_name) > (test.time, test.job_name):
+        return status
+    ok = test.outcome == "Succeeded"
+    conditions = set_condition(
+        status.conditions, VERIFIED_CONDITION, "True" if ok else "False",
+        "RestoreSucceeded" if ok else "RestoreFailed",
+        (f"restored {test.backup_key} in {test.duration_seconds:.1f}s" if ok else test.message),
+        test.time, None,
+    )
+    return status.model_copy(update={"last_verified_backup": test, "conditions": conditions})

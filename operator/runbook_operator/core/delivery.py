@@ -271,14 +271,15 @@ def decide(
     return Retry(after=after, reason=reason)
 
 
-def rate_limit_wait(sent: Sequence[float], limit: RateLimit, now: float) -> float:
-    """Seconds until another request fits in the sliding window, given the send times
-    (monotonic seconds, oldest first) of recent requests."""
+def rate_limit_slot(sent: Sequence[float], limit: RateLimit, now: float) -> float:
+    """The earliest time (monotonic seconds, not before `now`) at which another request fits
+    in the sliding window, given the times of earlier requests, oldest first. A time, not a
+    wait, so that recorded slots are exact and float rounding cannot squeeze in an extra one."""
     window = parse_duration(limit.per).total_seconds()
     recent = [t for t in sent if t > now - window]
     if len(recent) < limit.requests:
-        return 0.0
-    return recent[-limit.requests] + window - now
+        return now
+    return max(now, recent[-limit.requests] + window)
 
 
 def record_deliveries(

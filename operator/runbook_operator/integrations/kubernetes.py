@@ -65,13 +65,18 @@ class Kube:
         return found.to_dict()
 
     def list(
-        self, api_version: str, kind: str, namespaces: list[str | None]
+        self,
+        api_version: str,
+        kind: str,
+        namespaces: list[str | None],
+        label_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """All objects of a kind in the given namespaces (None: all namespaces)."""
         resource = self._resource(api_version, kind)
         items: list[dict[str, Any]] = []
         for namespace in namespaces:
-            items.extend(resource.get(namespace=namespace).to_dict()["items"])
+            found = resource.get(namespace=namespace, label_selector=label_selector)
+            items.extend(found.to_dict()["items"])
         return items
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -102,6 +107,23 @@ class Kube:
             "reportingInstance": socket.gethostname(),
         }
         self._resource("v1", "Event").create(body=body, namespace=meta["namespace"])
+
+    def delete_if_exists(
+        self, api_version: str, kind: str, name: str, namespace: str, owned_by: str
+    ) -> bool:
+        """Delete an object the operator generated earlier and no longer wants; objects not
+        owned by `owned_by` (a uid) are left alone. Returns whether it deleted."""
+        current = self.get(api_version, kind, name, namespace)
+        owners = (current or {}).get("metadata", {}).get("ownerReferences") or []
+        if not any(o.get("uid") == owned_by for o in owners):
+            return False
+        try:
+            self._resource(api_version, kind).delete(
+                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+            )
+        except NotFoundError:
+            return False
+        return True
 
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The key names of a Secret, or None if it does not exist. Values are dropped here,

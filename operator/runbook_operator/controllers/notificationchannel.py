@@ -1,0 +1,191 @@
+"""kopf handlers for NotificationChannel: validate, check referenced Secrets, write status.
+
+A channel is Ready when its spec is valid and every Secret key it references exists; it is
+Stalled (with a Warning Event) otherwise. Reconciliation is level-triggered like BackupPolicy's:
+events on channels whose status lags, plus a periodic resync that notices Secrets created
+later (the operator may only `get` Secrets by name, never watch them).
+
+Deliveries happen in the kinds that notify (BackupPolicy, AlertRule, ...); they fold their
+delivery records into the channel's status with `record_delivery`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.dynamic.exceptions import DynamicApiError
+from pydantic import ValidationError
+
+from runbook_operator.api.common import API_VERSION, GROUP, VERSION
+from runbook_operator.api.notificationchannel import (
+    ChannelType,
+    DeliveryRecord,
+    NotificationChannel,
+    NotificationChannelSpec,
+    NotificationChannelStatus,
+)
+from runbook_operator.controllers.backuppolicy import needs_reconcile, status_patch
+from runbook_operator.controllers.errors import api_error_message, validation_message
+from runbook_operator.controllers.metrics import measured
+from runbook_operator.core.backup import missing_secrets
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
+from runbook_operator.core.delivery import record_deliveries
+from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+
+KIND = NotificationChannel.info.kind
+PLURAL = NotificationChannel.info.plural
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def decide(
+    spec: dict[str, Any], secrets: dict[str, set[str] | None]
+) -> tuple[Outcome, ChannelType | None]:
+    """Outcome of a reconcile, given the spec and the key names of the Secrets it references
+    (None for a Secret that does not exist). Pure: the reads happen in the caller."""
+    try:
+        parsed = NotificationChannelSpec.model_validate(spec)
+    except ValidationError as error:
+        return Outcome(Phase.STALLED, "InvalidSpec", validation_message(error, "spec")), None
+    channel_type = parsed.channel_type()
+    refs = parsed.secret_refs()
+    missing = missing_secrets(refs, secrets)
+    if missing:
+        message = "; ".join(missing) + ". Deliveries through this channel fail until it exists."
+        return Outcome(Phase.STALLED, "SecretNotFound", message), channel_type
+    message = f"{channel_type} channel ready" + (
+        f"; {len(refs)} Secret reference(s) resolved" if refs else ""
+    )
+    return Outcome(Phase.READY, "SecretsResolved", message), channel_type
+
+
+def _referenced_secrets(spec: dict[str, Any]) -> list[str]:
+    try:
+        parsed = NotificationChannelSpec.model_validate(spec)
+    except ValidationError:
+        return []
+    return sorted({ref.name for ref in parsed.secret_refs()})
+
+
+def _status_change(
+    outcome: Outcome, generation: int, channel_type: ChannelType | None, now: datetime
+):
+    """A status change function for Kube.update_status; delivery fields are left alone."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = NotificationChannelStatus.model_validate(current.get("status") or {})
+        new = old.model_copy(
+            update={
+                "observed_generation": generation,
+                "conditions": apply_outcome(old.conditions, outcome, now, generation),
+                "type": channel_type,
+            }
+        )
+        return status_patch(old, new)
+
+    return change
+
+
+def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger) -> None:
+    meta = body["metadata"]
+    spec = dict(body.get("spec") or {})
+    with measured(KIND) as result:
+        secrets = {
+            name: kube.secret_keys(meta["namespace"], name) for name in _referenced_secrets(spec)
+        }
+        outcome, channel_type = decide(spec, secrets)
+        before = (body.get("status") or {}).get("conditions") or []
+        kube.update_status(
+            API_VERSION,
+            KIND,
+            meta["name"],
+            meta["namespace"],
+            _status_change(outcome, meta["generation"], channel_type, _now()),
+        )
+        result.value = outcome.phase.name.lower()
+    if outcome.phase is Phase.STALLED:
+        stalled = next((c for c in before if c.get("type") == "Stalled"), {})
+        if stalled.get("status") != "True" or stalled.get("message") != outcome.message:
+            kube.event(body, "Warning", outcome.reason, outcome.message)
+            logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
+
+
+def record_delivery(
+    kube: Kube, namespace: str, name: str, records: Sequence[DeliveryRecord]
+) -> None:
+    """Fold the attempts of one or more deliveries (as `notifiers.deliver` returns them) into
+    the channel's status: last delivery and counters. Blocking; call it from a thread in
+    async code."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = NotificationChannelStatus.model_validate(current.get("status") or {})
+        new = record_deliveries(old, records)
+        patch = status_patch(old, new)
+        if patch is not None and new.last_delivery is not None and "lastDelivery" in patch:
+            # With nulls: a merge patch merges nested objects and would keep an old statusCode.
+            patch["lastDelivery"] = new.last_delivery.model_dump(mode="json", by_alias=True)
+        return patch
+
+    kube.update_status(API_VERSION, KIND, name, namespace, change)
+
+
+def _reconcile_logging_errors(kube: Kube, body: kopf.Body, logger: kopf.Logger) -> None:
+    """Transient API failures are retried by the next event or resync; they are logged only."""
+    try:
+        reconcile(kube, body, logger)
+    except (DynamicApiError, StatusConflict) as error:
+        message = api_error_message(error) if isinstance(error, DynamicApiError) else str(error)
+        logger.warning("reconcile failed, will retry on the next resync: %s", message)
+
+
+async def resync_forever(
+    kube: Kube, namespaces: list[str], interval: float, logger: logging.Logger | kopf.Logger
+) -> None:
+    """Reconcile every channel periodically, so a Secret created (or deleted) after the
+    channel is noticed without watching Secrets."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            channels = await asyncio.to_thread(kube.list, API_VERSION, KIND, namespaces or [None])
+        except DynamicApiError as error:
+            logger.warning("resync list failed: %s", api_error_message(error))
+            continue
+        for body in channels:
+            if not body["metadata"].get("deletionTimestamp"):
+                await asyncio.to_thread(_reconcile_logging_errors, kube, body, logger)
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    kube: Kube,
+    resync_seconds: float,
+    namespaces: list[str],
+) -> None:
+    """Attach the NotificationChannel handlers to `registry`."""
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def channel_changed(
+        event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any
+    ) -> None:
+        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+            return
+        if needs_reconcile(body):
+            _reconcile_logging_errors(kube, body, logger)
+
+    @kopf.on.startup(registry=registry)
+    async def start_channel_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        memo.notificationchannel_resync = asyncio.create_task(
+            resync_forever(kube, namespaces, resync_seconds, logger)
+        )
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_channel_resync(memo: kopf.Memo, **_: Any) -> None:
+        memo.notificationchannel_resync.cancel()

@@ -1,0 +1,194 @@
+"""Shared pieces of the notifier tests: a sample notification and real in-test receivers
+(HTTP and SMTP) that record what they get and fail on demand."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from runbook_operator.core.delivery import Link, Notification, Source
+
+NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+STARTED = datetime(2026, 3, 1, 11, 55, 0, tzinfo=UTC)
+
+
+def notification(**changes: Any) -> Notification:
+    """A BackupPolicy failure, the common case; `changes` override fields."""
+    base: dict[str, Any] = {
+        "source": Source(kind="BackupPolicy", name="db-nightly", namespace="prod"),
+        "event": "failed",
+        "severity": "high",
+        "title": "Backup db-nightly failed",
+        "summary": "pg_dump: connection refused",
+        "details": {"job": "db-nightly-backup-29012345", "reason": "BackoffLimitExceeded"},
+        "links": [Link(href="https://grafana.example.com/d/backups", text="Dashboard")],
+        "timestamp": NOW,
+        "started_at": STARTED,
+        "dedup_key": "prod/db-nightly/backup-failed",
+    }
+    return Notification(**{**base, **changes})
+
+
+@dataclass
+class Reply:
+    """What the HTTP receiver answers to one request; `delay` holds the answer back (a
+    timeout when longer than the client's)."""
+
+    status: int = 200
+    body: str = "ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HTTPReceiver:
+    """A real HTTP server on 127.0.0.1 in a thread. Answers come from `replies` in order,
+    then `default`."""
+
+    def __init__(self, default: Reply | None = None) -> None:
+        self.default = default or Reply()
+        self.replies: list[Reply] = []
+        self.requests: list[Received] = []
+        self._release = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    def url(self, path: str) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def answer(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def _next(self) -> Reply:
+        return self.replies.pop(0) if self.replies else self.default
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.requests.append(Received(self.path, headers, body))
+                reply = receiver._next()
+                if reply.delay:
+                    receiver._release.wait(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    data = reply.body.encode()
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> HTTPReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Mail:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    login: str | None
+
+
+class SMTPReceiver:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1. DATA replies come from `replies` in order,
+    then 250; with `credentials` it requires AUTH, with `tls_context` it offers STARTTLS."""
+
+    def __init__(
+        self,
+        credentials: tuple[str, str] | None = None,
+        tls_context: Any = None,
+    ) -> None:
+        self.replies: list[str] = []
+        self.mails: list[Mail] = []
+        self.port = free_port()
+        self._credentials = credentials
+        self._logins: dict[int, str] = {}
+        kwargs: dict[str, Any] = {"auth_require_tls": False}
+        if credentials is not None:
+            kwargs.update(authenticator=self._authenticate, auth_required=True)
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        login, password = data.login.decode(), data.password.decode()
+        if (login, password) != self._credentials:
+            return AuthResult(success=False, handled=False)
+        self._logins[id(session)] = login
+        return AuthResult(success=True)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = self.replies.pop(0) if self.replies else "250 Message accepted"
+        if reply.startswith("250"):
+            self.mails.append(
+                Mail(
+                    mail_from=str(envelope.mail_from),
+                    rcpt_tos=list(envelope.rcpt_tos),
+                    content=bytes(envelope.original_content or b""),
+                    login=self._logins.get(id(session)),
+                )
+            )
+        return reply
+
+    def __enter__(self) -> SMTPReceiver:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+
+class Sleeps:
+    """An injected `sleep` that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
