@@ -293,6 +293,7 @@ def test_operator_identity_is_least_privileged(
         ("watch", "secrets", "-n", namespace),
         ("create", "secrets", "-n", namespace),
         ("delete", "jobs.batch", "-n", namespace),
+        ("update", "jobs.batch", "-n", namespace),
         ("create", "pods", "-n", namespace),
         ("patch", "backuppolicies.runbook.dev", "-n", namespace),
         ("delete", "pods", "-n", namespace),
@@ -323,8 +324,8 @@ def test_status_plugin_and_metrics(
     assert "BackupPolicy" in row and "True" in row and "Scheduled" in row
 
     listed = cluster.kubectl("get", "runbook", "-n", namespace).stdout.splitlines()
-    assert listed[0].split()[:3] == ["NAME", "SCHEDULE", "SUSPEND"]
-    assert any(line.startswith("shown ") and "True" in line for line in listed)
+    assert any(line.startswith("backuppolicy.runbook.dev/shown ") and "True" in line
+               for line in listed), listed
 
     metrics = running_operator.metrics()
     assert 'runbook_operator_reconcile_total{kind="BackupPolicy",result="ready"}' in metrics
@@ -390,3 +391,26 @@ def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_succ
         "RPOMet=True after a successful backup",
     )
     assert recovered["status"]["lastJob"]["name"] == "rescue"
+
+
+def test_backup_now_annotation_runs_one_backup_per_token(
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
+) -> None:
+    create_policy(api, namespace, policy_body("ondemand", suspend=True))
+    wait_ready(api, namespace, "ondemand")
+    cluster.kubectl("annotate", "-n", namespace, "backuppolicy/ondemand",
+                    "runbook.dev/backup-now=before-upgrade")
+    status = wait_for(
+        lambda: (s := get_policy(api, namespace, "ondemand").get("status", {})).get(
+            "lastSuccessfulTime") and s,
+        "the on-demand backup to succeed",
+    )
+    assert status["backupNowToken"] == "before-upgrade"
+    assert status["lastJob"]["name"].startswith("ondemand-now-")
+    running_operator.kill9()
+    running_operator.start()
+    seen = _reconcile_count(running_operator)
+    wait_for(lambda: _reconcile_count(running_operator) >= seen + 3, "resyncs after a restart")
+    jobs = client.BatchV1Api(api).list_namespaced_job(
+        namespace, label_selector="runbook.dev/backuppolicy=ondemand").items
+    assert len(jobs) == 1

@@ -17,7 +17,7 @@ def test_demo_shows_examples_ready_and_stops_cleanly(tmp_path: Path) -> None:
     assert "backuppolicy.runbook.dev/app-db-hourly condition met" in out
     table = out.split("==> kubectl get runbook -A", 1)[1].split("==>", 1)[0]
     rows = [line.split() for line in table.strip().splitlines()[1:]]
-    assert sorted(row[1] for row in rows) == ["app-db-hourly", "app-db-nightly"]
+    assert sorted(row[1].split("/")[-1] for row in rows) == ["app-db-hourly", "app-db-nightly"]
     assert all("True" in row for row in rows)
     assert "export KUBECONFIG=" in out
     assert out.rstrip().endswith("stopped cleanly")

@@ -514,6 +514,8 @@ class BackupPolicyStatus(ApiModel):
         default=None, description="The newest restore test.")
     restore_test_cron_job_name: str | None = Field(
         default=None, description="The CronJob that runs restore tests.")
+    backup_now_token: str | None = Field(
+        default=None, description="The last runbook.dev/backup-now annotation value acted on.")
     rpo_deadline: datetime | None = Field(
         default=None, description="When the RPO is breached unless a backup succeeds first.")
     rpo_breach_notified_at: datetime | None = Field(

@@ -58,7 +58,16 @@ def needs_reconcile(body: kopf.Body | dict[str, Any]) -> bool:
     ready = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
     )
-    return ready is None or ready.get("status") != "True"
+    if ready is None or ready.get("status") != "True":
+        return True
+    return _backup_now_request(body) is not None
+
+
+def _backup_now_request(body: kopf.Body | dict[str, Any]) -> str | None:
+    """The backup-now token not yet acted on, if any."""
+    token = (body["metadata"].get("annotations") or {}).get(backup.BACKUP_NOW_ANNOTATION)
+    handled = (body.get("status") or {}).get("backupNowToken")
+    return token if token and token != handled else None
 
 
 def _parse_spec(body: kopf.Body) -> BackupPolicySpec | ValidationError:
@@ -126,6 +135,7 @@ def _status_change(
     now: datetime,
     rpo: RPOEvaluation | None = None,
     breach_notified: bool = False,
+    backup_now_token: str | None = None,
 ):
     """A status change function for Kube.update_status (pure given its inputs)."""
 
@@ -133,6 +143,8 @@ def _status_change(
         old = BackupPolicyStatus.model_validate(current.get("status") or {})
         conditions = apply_outcome(old.conditions, outcome, now, generation)
         update: dict[str, Any] = {"observed_generation": generation}
+        if backup_now_token is not None:
+            update["backup_now_token"] = backup_now_token
         if rpo is None:
             conditions = [c for c in conditions if c.type != RPO_CONDITION]
             update["rpo_deadline"] = None
@@ -180,6 +192,12 @@ def reconcile(
         spec = _parse_spec(body)
         outcome, cronjob = _decide(kube, body, spec, runner_image)
         rpo = _evaluate_rpo(spec, body, now)
+        token = _backup_now_request(body)
+        if token is not None and cronjob is not None:
+            created = kube.create_if_absent(backup.on_demand_job(cronjob, token))
+            logger.info("backup-now %s: %s", token, "Job created" if created else "already done")
+        else:
+            token = None
         if rpo is not None and rpo.notify:
             kube.event(body, "Warning", "RPOBreached", rpo.message)
             logger.warning("%s", rpo.message)
@@ -190,7 +208,7 @@ def reconcile(
             meta["name"],
             meta["namespace"],
             _status_change(
-                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify)
+                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify), token
             ),
         )
         result.value = outcome.phase.name.lower()

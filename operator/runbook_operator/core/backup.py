@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from runbook_operator.core.conditions import set_condition
 from runbook_operator.runner.pipeline import BackupResult, RestoreResult, RunResult
 
 POLICY_LABEL = "runbook.dev/backuppolicy"
+BACKUP_NOW_ANNOTATION = "runbook.dev/backup-now"
 VERIFIED_CONDITION = "Verified"
 OPERATION_LABEL = "runbook.dev/operation"
 RUNNER_LABEL = "runbook.dev/runner"
@@ -386,6 +388,32 @@ def render_restore_test_cronjob(
     return _cronjob(spec, owner, restore_test_cronjob_name(owner.name), "restore-test",
                     test.schedule, spec.suspend or test.suspend, test.timeout,
                     _pod_spec(spec, container, volumes), runner=True)
+
+
+def on_demand_job(cronjob: dict[str, Any], token: str) -> dict[str, Any]:
+    """A Job from the backup CronJob's template for a `runbook.dev/backup-now` request, as
+    `kubectl create job --from=cronjob/...` makes it. Its name derives from the token, so
+    acting on the same request twice (after a restart) creates nothing new."""
+    meta = cronjob["metadata"]
+    template = cronjob["spec"]["jobTemplate"]
+    digest = hashlib.sha256(token.encode()).hexdigest()[:10]
+    policy = meta["labels"][POLICY_LABEL]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{policy}-now-{digest}",
+            "namespace": meta["namespace"],
+            "labels": dict(template["metadata"]["labels"]),
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual",
+                            BACKUP_NOW_ANNOTATION: token[:253]},
+            "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "CronJob", "name": meta["name"],
+                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": template["spec"],
+    }
 
 
 def missing_secrets(

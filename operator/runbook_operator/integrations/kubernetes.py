@@ -108,6 +108,16 @@ class Kube:
         }
         self._resource("v1", "Event").create(body=body, namespace=meta["namespace"])
 
+    def create_if_absent(self, body: dict[str, Any]) -> bool:
+        """Create `body`; an object of that name already existing is not an error (the
+        request was acted on before). Returns whether it created."""
+        resource = self._resource(body["apiVersion"], body["kind"])
+        try:
+            resource.create(body=body, namespace=body["metadata"].get("namespace"))
+        except ConflictError:
+            return False
+        return True
+
     def delete_if_exists(
         self, api_version: str, kind: str, name: str, namespace: str, owned_by: str
     ) -> bool:
