@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 
-.PHONY: help install crds test unit e2e demo cluster-up cluster-down control-plane bench clean
+.PHONY: help install crds test unit e2e demo cluster-up cluster-down control-plane test-services bench clean
 
 help:
 	@echo "make demo          local control plane + operator + examples, status shown (Ctrl-C stops)"
@@ -25,16 +25,21 @@ install: $(VENV)/.installed
 control-plane:
 	hack/build-control-plane.sh >/dev/null
 
+# Real services for the backup tests: PostgreSQL and MariaDB from Debian, MinIO from Go.
+test-services:
+	hack/install-test-deps.sh
+	hack/build-minio.sh >/dev/null
+
 crds: install
 	$(PY) -m runbook_operator.api.crdgen
 
-test: install control-plane
+test: install control-plane test-services
 	$(PY) -m pytest tests
 
 unit: install
 	$(PY) -m pytest tests/unit
 
-e2e: install control-plane
+e2e: install control-plane test-services
 	$(PY) -m pytest tests/e2e
 
 demo: install control-plane

@@ -483,6 +483,19 @@ class RestoreTestRecord(ApiModel):
     message: str = Field(default="", description="Check result or failure reason.")
 
 
+NOTIFICATION_LOG_LIMIT = 10
+
+
+class NotificationLogEntry(ApiModel):
+    """One notification this policy sent (the newest first, capped)."""
+
+    time: datetime = Field(description="When it was sent.")
+    event: str = Field(description="failed, breached, resolved or succeeded.")
+    channel: str = Field(description="The NotificationChannel.")
+    result: str = Field(description="delivered or failed (after the channel's retries).")
+    message: str = Field(default="", max_length=1024, description="The delivery's outcome.")
+
+
 class BackupPolicyStatus(ApiModel):
     """What the operator observed and decided."""
 
@@ -514,6 +527,9 @@ class BackupPolicyStatus(ApiModel):
         default=None, description="The newest restore test.")
     restore_test_cron_job_name: str | None = Field(
         default=None, description="The CronJob that runs restore tests.")
+    notifications: list[NotificationLogEntry] = Field(
+        default_factory=list, max_length=NOTIFICATION_LOG_LIMIT,
+        description=f"The last {NOTIFICATION_LOG_LIMIT} notifications sent, newest first.")
     backup_now_token: str | None = Field(
         default=None, description="The last runbook.dev/backup-now annotation value acted on.")
     rpo_deadline: datetime | None = Field(

@@ -24,19 +24,22 @@ from pydantic import ValidationError
 from runbook_operator.api.backuppolicy import BackupPolicy, BackupPolicySpec, BackupPolicyStatus
 from runbook_operator.api.common import (
     API_VERSION,
-    ApiModel,
     GROUP,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     VERSION,
     parse_duration,
 )
+from runbook_operator.controllers.common import lags_or_unready, status_patch
 from runbook_operator.controllers.errors import api_error_message, validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core import backup
 from runbook_operator.core import rpo as rpo_core
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
 from runbook_operator.core.rpo import RPOEvaluation
+from runbook_operator.api.notificationchannel import DeliveryRecord
+from runbook_operator.controllers.notify import notify
+from runbook_operator.core.delivery import Notification
 from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 
 KIND = BackupPolicy.info.kind
@@ -51,16 +54,9 @@ def _now() -> datetime:
 
 
 def needs_reconcile(body: kopf.Body | dict[str, Any]) -> bool:
-    """A policy needs work when its status lags the spec or it is not Ready."""
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body["metadata"].get("generation"):
-        return True
-    ready = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
-    )
-    if ready is None or ready.get("status") != "True":
-        return True
-    return _backup_now_request(body) is not None
+    """A policy needs work when its status lags the spec, it is not Ready, or a backup-now
+    request waits."""
+    return lags_or_unready(body) or _backup_now_request(body) is not None
 
 
 def _backup_now_request(body: kopf.Body | dict[str, Any]) -> str | None:
@@ -115,15 +111,6 @@ def _decide(
     return Outcome(Phase.READY, "Scheduled", message), applied
 
 
-def status_patch(old: ApiModel, new: ApiModel) -> dict[str, Any] | None:
-    """The merge patch from `old` to `new` status: changed fields, and null for removed ones
-    (a merge patch leaves absent fields untouched). None when nothing changed."""
-    old_wire, new_wire = old.to_wire(), new.to_wire()
-    patch: dict[str, Any] = {k: v for k, v in new_wire.items() if old_wire.get(k) != v}
-    patch.update({k: None for k in old_wire if k not in new_wire})
-    return patch or None
-
-
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
@@ -136,6 +123,7 @@ def _status_change(
     rpo: RPOEvaluation | None = None,
     breach_notified: bool = False,
     backup_now_token: str | None = None,
+    sent: list[tuple[Notification, list[DeliveryRecord]]] = (),
 ):
     """A status change function for Kube.update_status (pure given its inputs)."""
 
@@ -157,6 +145,10 @@ def _status_change(
             if breach_notified:
                 update["rpo_breach_notified_at"] = now
         update["conditions"] = conditions
+        for notification, outcomes in sent:
+            old_log = backup.log_notifications(old, notification, outcomes).notifications
+            update["notifications"] = old_log
+            old = old.model_copy(update={"notifications": old_log})
         if cronjob is not None:
             update["cron_job_name"] = cronjob["metadata"]["name"]
             scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
@@ -183,6 +175,34 @@ def _evaluate_rpo(
     )
 
 
+def _notify_rpo(
+    kube: Kube,
+    body: kopf.Body,
+    spec: BackupPolicySpec | ValidationError,
+    rpo: RPOEvaluation | None,
+    now: datetime,
+    logger: logging.Logger | kopf.Logger,
+) -> list[tuple[Notification, list[DeliveryRecord]]]:
+    """Once per breach: a Warning Event and, if configured, channel notifications; and an
+    all-clear when a notified breach ends."""
+    if rpo is None or isinstance(spec, ValidationError):
+        return []
+    previous = next((c for c in (body.get("status") or {}).get("conditions") or []
+                     if c.get("type") == RPO_CONDITION), {})
+    recovered = rpo.met and previous.get("status") == "False"
+    if rpo.notify:
+        kube.event(body, "Warning", "RPOBreached", rpo.message)
+        logger.warning("%s", rpo.message)
+    wanted = spec.notifications
+    if not (rpo.notify or recovered) or not wanted or not wanted.channels:
+        return []
+    if not wanted.on_rpo_breach:
+        return []
+    meta = body["metadata"]
+    notification = backup.rpo_notification(meta["name"], meta["namespace"], rpo, now)
+    return [(notification, notify(kube, meta["namespace"], wanted.channels, notification))]
+
+
 def reconcile(
     kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger, runner_image: str
 ) -> None:
@@ -198,9 +218,7 @@ def reconcile(
             logger.info("backup-now %s: %s", token, "Job created" if created else "already done")
         else:
             token = None
-        if rpo is not None and rpo.notify:
-            kube.event(body, "Warning", "RPOBreached", rpo.message)
-            logger.warning("%s", rpo.message)
+        sent = _notify_rpo(kube, body, spec, rpo, now, logger)
         before = [c for c in (body.get("status") or {}).get("conditions") or []]
         kube.update_status(
             API_VERSION,
@@ -208,7 +226,8 @@ def reconcile(
             meta["name"],
             meta["namespace"],
             _status_change(
-                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify), token
+                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify), token,
+                sent,
             ),
         )
         result.value = outcome.phase.name.lower()
@@ -244,12 +263,28 @@ def record_finished_job(kube: Kube, job: kopf.Body) -> None:
     if verdict is None:
         return
     policy = labels[backup.POLICY_LABEL]
+    namespace = job["metadata"]["namespace"]
+    current = kube.get(API_VERSION, KIND, policy, namespace)
+    if current is None:
+        return
+    old = BackupPolicyStatus.model_validate(current.get("status") or {})
+    sent: list[tuple[Notification, list[DeliveryRecord]]] = []
+    if backup.record_run(old, verdict) != old:  # first time this Job is seen: tell people
+        spec = _parse_spec(current)
+        wanted = spec.notifications if isinstance(spec, BackupPolicySpec) else None
+        failed = verdict.record.outcome == "Failed"
+        if wanted and wanted.channels and (wanted.on_failure if failed else wanted.on_success):
+            notification = backup.run_notification(policy, namespace, verdict)
+            sent.append((notification, notify(kube, namespace, wanted.channels, notification)))
 
     def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        old = BackupPolicyStatus.model_validate(current.get("status") or {})
-        return status_patch(old, backup.record_run(old, verdict))
+        before = BackupPolicyStatus.model_validate(current.get("status") or {})
+        after = backup.record_run(before, verdict)
+        for notification, outcomes in sent:
+            after = backup.log_notifications(after, notification, outcomes)
+        return status_patch(before, after)
 
-    kube.update_status(API_VERSION, KIND, policy, job["metadata"]["namespace"], change)
+    kube.update_status(API_VERSION, KIND, policy, namespace, change)
 
 
 def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:

@@ -29,7 +29,7 @@ from runbook_operator.api.notificationchannel import (
     NotificationChannelSpec,
     NotificationChannelStatus,
 )
-from runbook_operator.controllers.backuppolicy import needs_reconcile, status_patch
+from runbook_operator.controllers.common import lags_or_unready, status_patch
 from runbook_operator.controllers.errors import api_error_message, validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core.backup import missing_secrets
@@ -177,7 +177,7 @@ def register(
     ) -> None:
         if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
             return
-        if needs_reconcile(body):
+        if lags_or_unready(body):
             _reconcile_logging_errors(kube, body, logger)
 
     @kopf.on.startup(registry=registry)

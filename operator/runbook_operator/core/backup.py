@@ -13,6 +13,8 @@ from croniter import croniter
 from runbook_operator.api.backuppolicy import (
     CRONJOB_SUFFIX,
     HISTORY_LIMIT,
+    NOTIFICATION_LOG_LIMIT,
+    NotificationLogEntry,
     RESTORE_TEST_SUFFIX,
     BackupAttempt,
     BackupRecord,
@@ -30,7 +32,10 @@ from runbook_operator.api.common import (
     SecretKeyRef,
     parse_duration,
 )
+from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.core.conditions import set_condition
+from runbook_operator.core.delivery import Notification, Source, fingerprint
+from runbook_operator.core.rpo import RPOEvaluation
 from runbook_operator.runner.pipeline import BackupResult, RestoreResult, RunResult
 
 POLICY_LABEL = "runbook.dev/backuppolicy"
@@ -591,3 +596,60 @@ def _record_restore_test(status: BackupPolicyStatus, verdict: RunVerdict) -> Bac
         test.time, None,
     )
     return status.model_copy(update={"last_verified_backup": test, "conditions": conditions})
+
+
+def _source(policy: str, namespace: str) -> Source:
+    return Source(kind=BackupPolicy.info.kind, name=policy, namespace=namespace)
+
+
+def run_notification(policy: str, namespace: str, verdict: RunVerdict) -> Notification:
+    """What to tell people about a finished run: a failure (one per failed Job: its name is in
+    the dedup key) or a success."""
+    record = verdict.record
+    what = "Restore test" if verdict.operation == "restore-test" else "Backup"
+    failed = record.outcome == "Failed"
+    details = {"job": record.name, "reason": record.reason or record.outcome}
+    if verdict.backup is not None:
+        details |= {"location": verdict.backup.location,
+                    "sizeBytes": str(verdict.backup.size_bytes)}
+    return Notification(
+        source=_source(policy, namespace),
+        event="failed" if failed else "succeeded",
+        severity="high" if failed else "info",
+        title=f"{what} {namespace}/{policy} {'failed' if failed else 'succeeded'}",
+        summary=(f"{record.reason}: {record.message}" if failed else record.message)[:1024],
+        details=details,
+        timestamp=record.finished_at,
+        dedup_key=fingerprint(BackupPolicy.info.kind, namespace, policy, verdict.operation,
+                              record.name),
+    )
+
+
+def rpo_notification(
+    policy: str, namespace: str, rpo: RPOEvaluation, now: datetime
+) -> Notification:
+    """RPO breached (a problem) or met again (all clear), under one dedup key per policy so
+    an incident tool resolves what it opened."""
+    return Notification(
+        source=_source(policy, namespace),
+        event="resolved" if rpo.met else "breached",
+        severity="info" if rpo.met else "critical",
+        title=f"Backup RPO {'met again' if rpo.met else 'breached'} for {namespace}/{policy}",
+        summary=rpo.message,
+        details={"deadline": rpo.deadline.isoformat()},
+        timestamp=now,
+        started_at=rpo.breached_since,
+        dedup_key=fingerprint(BackupPolicy.info.kind, namespace, policy, "rpo"),
+    )
+
+
+def log_notifications(
+    status: BackupPolicyStatus, notification: Notification, outcomes: list[DeliveryRecord]
+) -> BackupPolicyStatus:
+    entries = [
+        NotificationLogEntry(time=o.time, event=notification.event, channel=o.channel,
+                             result=o.result, message=o.message[:1024])
+        for o in outcomes
+    ]
+    merged = sorted(entries + status.notifications, key=lambda e: e.time, reverse=True)
+    return status.model_copy(update={"notifications": merged[:NOTIFICATION_LOG_LIMIT]})

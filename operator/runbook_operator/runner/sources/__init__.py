@@ -45,7 +45,9 @@ class PostgresConnection(SettingsModel):
     port: Port = 5432
     user: str = Field(min_length=1)
     password_env: EnvName | None = None
-    ssl_mode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    ssl_mode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = None
 
 
 class PostgresSettings(PostgresConnection):
@@ -146,7 +148,9 @@ def parse_settings(model: type[M], settings: dict[str, Any], what: str) -> M:
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
             for e in error.errors(include_input=False, include_url=False)
         )
-        raise RunnerError(f"invalid {what} settings: {problems}", reason="InvalidSettings") from None
+        raise RunnerError(
+            f"invalid {what} settings: {problems}", reason="InvalidSettings"
+        ) from None
 
 
 def _unknown(kind: str, what: str) -> RunnerError:

@@ -13,18 +13,15 @@ Rules this module enforces for all of them:
 from __future__ import annotations
 
 import io
-import logging
 import os
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from runbook_operator.runner.interfaces import RestoreError, RunnerError, SourceError
 from runbook_operator.runner.sources import CommandSettings, read_env
-
-log = logging.getLogger(__name__)
 
 #: Bytes of a tool's stderr kept for error messages (results go into a 4 KiB termination message).
 STDERR_TAIL_BYTES = 1500
@@ -36,7 +33,9 @@ REDACTED = b"[REDACTED]"
 _JOIN_TIMEOUT = 10.0
 
 
-def child_env(extra: Mapping[str, str], passthrough: Callable[[str], bool] | None = None) -> dict[str, str]:
+def child_env(
+    extra: Mapping[str, str], passthrough: Callable[[str], bool] | None = None
+) -> dict[str, str]:
     """BASE_ENV, plus our variables `passthrough` accepts, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k in BASE_ENV or (passthrough and passthrough(k))}
     env.update(extra)
@@ -65,7 +64,9 @@ class StderrTail:
     It keeps `limit` bytes plus a margin as long as the longest secret and cuts that margin off
     after scrubbing, so a secret straddling the cut can never leave a fragment behind."""
 
-    def __init__(self, pipe: BinaryIO, secrets: Sequence[str], limit: int = STDERR_TAIL_BYTES) -> None:
+    def __init__(
+        self, pipe: IO[bytes], secrets: Sequence[str], limit: int = STDERR_TAIL_BYTES
+    ) -> None:
         self._pipe = pipe
         self._secrets = [s for s in secrets if s]
         self._margin = max((len(s.encode()) for s in self._secrets), default=0)
@@ -100,7 +101,11 @@ class StderrTail:
 
 
 def _popen(
-    argv: Sequence[str], env: Mapping[str, str], what: str, error: type[RunnerError], **kwargs: object
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    what: str,
+    error: type[RunnerError],
+    **kwargs: object,
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(list(argv), env=dict(env), stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
@@ -127,11 +132,17 @@ class ProcessDump:
     ) -> None:
         self.what = what or os.path.basename(argv[0])
         self._proc = _popen(
-            argv, env, self.what, SourceError,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, cwd=cwd, pipesize=PIPE_SIZE,
+            argv,
+            env,
+            self.what,
+            SourceError,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            cwd=cwd,
+            pipesize=PIPE_SIZE,
         )
         assert self._proc.stdout is not None and self._proc.stderr is not None
-        self.stream: BinaryIO = self._proc.stdout
+        self.stream = cast(BinaryIO, self._proc.stdout)
         self._stderr = StderrTail(self._proc.stderr, secrets)
 
     def finish(self) -> None:
@@ -148,7 +159,7 @@ class GuardedWriter(io.RawIOBase):
     decides: raise the consumer's own error (why the restore failed), or return True to accept
     and discard the rest (a check that needed only the start of the stream)."""
 
-    def __init__(self, raw: BinaryIO, on_broken: Callable[[], bool]) -> None:
+    def __init__(self, raw: IO[bytes], on_broken: Callable[[], bool]) -> None:
         super().__init__()
         self._raw = raw
         self._on_broken = on_broken
@@ -199,7 +210,7 @@ class ProcessSink:
         secrets: Sequence[str] = (),
         what: str | None = None,
         error: type[RunnerError] = RestoreError,
-        stdout: Callable[[BinaryIO], None] | None = None,
+        stdout: Callable[[IO[bytes]], None] | None = None,
         early_exit_ok: bool = False,
         cwd: str | None = None,
     ) -> None:
@@ -207,9 +218,14 @@ class ProcessSink:
         self._error = error
         self._early_exit_ok = early_exit_ok
         self._proc = _popen(
-            argv, env, self.what, error,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-            cwd=cwd, pipesize=PIPE_SIZE,
+            argv,
+            env,
+            self.what,
+            error,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+            cwd=cwd,
+            pipesize=PIPE_SIZE,
         )
         assert self._proc.stdin is not None and self._proc.stderr is not None
         self._stderr = StderrTail(self._proc.stderr, secrets)

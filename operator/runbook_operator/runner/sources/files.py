@@ -9,6 +9,7 @@ absolute names and `..`, and rejects symlinks whose target leaves the directory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import fnmatch
@@ -35,15 +36,12 @@ from runbook_operator.runner.sources.command import PIPE_SIZE, GuardedWriter
 log = logging.getLogger(__name__)
 
 _COPY_BUFFER = 1 << 20
-_JOIN_TIMEOUT = 30.0
 
 
 def _pipe() -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
-    try:
+    with contextlib.suppress(OSError):  # over the per-user pipe budget: the default still works
         fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:  # over the per-user pipe budget: the default size still works
-        pass
     return read_fd, write_fd
 
 
@@ -82,12 +80,16 @@ class ThreadSink:
     `consume` raises a RunnerError to fail; it must read to EOF on success, so the writer never
     sees EPIPE for a stream the consumer accepted."""
 
-    def __init__(self, consume: Callable[[BinaryIO], None], what: str, error: type[RunnerError]) -> None:
+    def __init__(
+        self, consume: Callable[[BinaryIO], None], what: str, error: type[RunnerError]
+    ) -> None:
         self.what = what
         self._error_type = error
         read_fd, write_fd = _pipe()
         self._in: BinaryIO = os.fdopen(read_fd, "rb", buffering=_COPY_BUFFER)
-        self._writer = GuardedWriter(os.fdopen(write_fd, "wb", buffering=_COPY_BUFFER), self._broken)
+        self._writer = GuardedWriter(
+            os.fdopen(write_fd, "wb", buffering=_COPY_BUFFER), self._broken
+        )
         self.stream: BinaryIO = self._writer  # type: ignore[assignment]
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(consume,), name=what, daemon=True)
@@ -147,7 +149,9 @@ def walk(root: Path, patterns: list[str]) -> Iterator[tuple[str, str]]:
             stack.pop()
 
 
-def _children(directory: str, relative_dir: str, patterns: list[str]) -> Iterator[tuple[str, str, bool]]:
+def _children(
+    directory: str, relative_dir: str, patterns: list[str]
+) -> Iterator[tuple[str, str, bool]]:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except FileNotFoundError:  # removed while we walked
@@ -159,7 +163,9 @@ def _children(directory: str, relative_dir: str, patterns: list[str]) -> Iterato
 
 
 def write_tar(root: Path, patterns: list[str], out: BinaryIO) -> None:
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_COPY_BUFFER) as tar:
+    with tarfile.open(
+        fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_COPY_BUFFER
+    ) as tar:
         for path, relative in walk(root, patterns):
             try:
                 info = tar.gettarinfo(path, arcname=relative)
@@ -203,7 +209,9 @@ def _check_symlink(relative: str, target: str) -> None:
         raise RestoreError(f"refusing symlink {relative!r} to absolute path {target!r}")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relative), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise RestoreError(f"refusing symlink {relative!r} pointing outside the target ({target!r})")
+        raise RestoreError(
+            f"refusing symlink {relative!r} pointing outside the target ({target!r})"
+        )
 
 
 class _Extractor:
@@ -248,12 +256,16 @@ class _Extractor:
                 os.mkdir(path, 0o700)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    raise RestoreError(f"refusing {relative!r}: exists and is not a directory") from None
+                    raise RestoreError(
+                        f"refusing {relative!r}: exists and is not a directory"
+                    ) from None
             self.directories.append((path, member))
             return
         if member.isreg():
             self.clear(path, relative)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
             source = tar.extractfile(member)
             assert source is not None
             with os.fdopen(fd, "wb") as out:
@@ -324,7 +336,8 @@ class FilesRestoreTarget:
         preserve = self.settings.preserve_ownership
         return ThreadSink(
             lambda stream: extract_tar(stream, root, preserve),
-            what=f"extracting into {root}", error=RestoreError,
+            what=f"extracting into {root}",
+            error=RestoreError,
         )
 
 

@@ -26,8 +26,13 @@ from runbook_operator.runner.sources import (
 )
 from runbook_operator.runner.sources.command import ProcessDump, ProcessSink, child_env, run_tool
 
-DUMP_OPTIONS = ("--single-transaction", "--routines", "--triggers", "--hex-blob",
-                "--default-character-set=utf8mb4")
+DUMP_OPTIONS = (
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+)
 #: Options that drop the "-- Dump completed" trailer the verifier looks for.
 _NO_TRAILER_OPTIONS = ("--skip-comments", "--compact")
 _TRAILER = b"-- Dump completed"
@@ -38,8 +43,12 @@ def connection(
     settings: MySQLConnection, error: type[RunnerError]
 ) -> tuple[list[str], dict[str, str], list[str]]:
     """argv options, environment and secrets for a MySQL client tool."""
-    args = [f"--host={settings.host}", f"--port={settings.port}", f"--user={settings.user}",
-            "--protocol=TCP"]
+    args = [
+        f"--host={settings.host}",
+        f"--port={settings.port}",
+        f"--user={settings.user}",
+        "--protocol=TCP",
+    ]
     extra: dict[str, str] = {}
     secrets: list[str] = []
     if settings.password_env:
@@ -61,8 +70,14 @@ class MySQLSource:
 
     def start(self) -> ProcessDump:
         args, env, secrets = connection(self.settings, SourceError)
-        argv = ["mysqldump", *args, *DUMP_OPTIONS, *self.settings.extra_args, "--",
-                self.settings.database]
+        argv = [
+            "mysqldump",
+            *args,
+            *DUMP_OPTIONS,
+            *self.settings.extra_args,
+            "--",
+            self.settings.database,
+        ]
         return ProcessDump(argv, env, secrets, what=f"mysqldump of {self.settings.database}")
 
 
@@ -70,7 +85,10 @@ class MySQLRestoreSink(ProcessSink):
     """`mysql` replaying the dump; on success the optional check query runs."""
 
     def __init__(
-        self, settings: MySQLRestoreSettings, args: list[str], env: dict[str, str],
+        self,
+        settings: MySQLRestoreSettings,
+        args: list[str],
+        env: dict[str, str],
         secrets: list[str],
     ) -> None:
         self.settings = settings
@@ -78,9 +96,16 @@ class MySQLRestoreSink(ProcessSink):
         #: The check query's output, once finish() has run it.
         self.check_result: str | None = None
         super().__init__(
-            ["mysql", *args, "--binary-mode", *settings.extra_args,
-             f"--database={settings.database}"],
-            env, secrets, what=f"mysql restore into {settings.database}",
+            [
+                "mysql",
+                *args,
+                "--binary-mode",
+                *settings.extra_args,
+                f"--database={settings.database}",
+            ],
+            env,
+            secrets,
+            what=f"mysql restore into {settings.database}",
         )
 
     def finish(self) -> None:
@@ -89,9 +114,18 @@ class MySQLRestoreSink(ProcessSink):
         if query is None:
             return
         self.check_result = run_tool(
-            ["mysql", *self._args, "--batch", "--skip-column-names",
-             f"--database={self.settings.database}", f"--execute={query}"],
-            self._env, self._secrets, RestoreError, what="check query",
+            [
+                "mysql",
+                *self._args,
+                "--batch",
+                "--skip-column-names",
+                f"--database={self.settings.database}",
+                f"--execute={query}",
+            ],
+            self._env,
+            self._secrets,
+            RestoreError,
+            what="check query",
         )
         expect = self.settings.expect
         if expect is not None and self.check_result != expect:
@@ -116,8 +150,13 @@ class MySQLRestoreTarget:
         if s.create_database:
             statements.append(f"CREATE DATABASE {quote_identifier(s.database)}")
         if statements:
-            run_tool(["mysql", *args, f"--execute={'; '.join(statements)}"], env, secrets,
-                     RestoreError, what=f"creating database {s.database}")
+            run_tool(
+                ["mysql", *args, f"--execute={'; '.join(statements)}"],
+                env,
+                secrets,
+                RestoreError,
+                what=f"creating database {s.database}",
+            )
         return MySQLRestoreSink(s, args, env, secrets)
 
 

@@ -10,7 +10,7 @@ missing or wrong one fail at once instead of prompting.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import IO
 
 from runbook_operator.runner.interfaces import (
     RestoreError,
@@ -37,8 +37,12 @@ def connection(
     settings: PostgresConnection, error: type[RunnerError]
 ) -> tuple[list[str], dict[str, str], list[str]]:
     """argv options, environment and secrets for a libpq tool."""
-    args = [f"--host={settings.host}", f"--port={settings.port}", f"--username={settings.user}",
-            "--no-password"]
+    args = [
+        f"--host={settings.host}",
+        f"--port={settings.port}",
+        f"--username={settings.user}",
+        "--no-password",
+    ]
     extra: dict[str, str] = {}
     secrets: list[str] = []
     if settings.password_env:
@@ -58,8 +62,14 @@ class PostgresSource:
 
     def start(self) -> ProcessDump:
         args, env, secrets = connection(self.settings, SourceError)
-        argv = ["pg_dump", "--format=custom", "-Z0", *args, *self.settings.extra_args,
-                f"--dbname={self.settings.database}"]
+        argv = [
+            "pg_dump",
+            "--format=custom",
+            "-Z0",
+            *args,
+            *self.settings.extra_args,
+            f"--dbname={self.settings.database}",
+        ]
         return ProcessDump(argv, env, secrets, what=f"pg_dump of {self.settings.database}")
 
 
@@ -67,7 +77,10 @@ class PostgresRestoreSink(ProcessSink):
     """pg_restore reading stdin; on success the optional check query runs."""
 
     def __init__(
-        self, settings: PostgresRestoreSettings, args: list[str], env: dict[str, str],
+        self,
+        settings: PostgresRestoreSettings,
+        args: list[str],
+        env: dict[str, str],
         secrets: list[str],
     ) -> None:
         self.settings = settings
@@ -75,9 +88,17 @@ class PostgresRestoreSink(ProcessSink):
         #: The check query's output, once finish() has run it.
         self.check_result: str | None = None
         super().__init__(
-            ["pg_restore", "--no-owner", "--exit-on-error", *args, *settings.extra_args,
-             f"--dbname={settings.database}"],
-            env, secrets, what=f"pg_restore into {settings.database}",
+            [
+                "pg_restore",
+                "--no-owner",
+                "--exit-on-error",
+                *args,
+                *settings.extra_args,
+                f"--dbname={settings.database}",
+            ],
+            env,
+            secrets,
+            what=f"pg_restore into {settings.database}",
         )
 
     def finish(self) -> None:
@@ -86,9 +107,21 @@ class PostgresRestoreSink(ProcessSink):
         if query is None:
             return
         self.check_result = run_tool(
-            ["psql", "-X", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1",
-             *self._args, f"--dbname={self.settings.database}", f"--command={query}"],
-            self._env, self._secrets, RestoreError, what="check query",
+            [
+                "psql",
+                "-X",
+                "--quiet",
+                "--no-align",
+                "--tuples-only",
+                "--set=ON_ERROR_STOP=1",
+                *self._args,
+                f"--dbname={self.settings.database}",
+                f"--command={query}",
+            ],
+            self._env,
+            self._secrets,
+            RestoreError,
+            what="check query",
         )
         expect = self.settings.expect
         if expect is not None and self.check_result != expect:
@@ -113,8 +146,12 @@ class PostgresRestoreTarget:
         args, env, secrets = connection(s, RestoreError)
         maintenance = f"--maintenance-db={s.maintenance_database}"
         if s.drop_existing:
-            run_tool(["dropdb", "--if-exists", "--force", *args, maintenance, s.database],
-                     env, secrets, RestoreError)
+            run_tool(
+                ["dropdb", "--if-exists", "--force", *args, maintenance, s.database],
+                env,
+                secrets,
+                RestoreError,
+            )
         if s.create_database:
             run_tool(["createdb", *args, maintenance, s.database], env, secrets, RestoreError)
         return PostgresRestoreSink(s, args, env, secrets)
@@ -127,11 +164,15 @@ class PgRestoreListSink(ProcessSink):
     def __init__(self) -> None:
         self.entries = 0
         super().__init__(
-            ["pg_restore", "--list"], child_env({}), what="pg_restore --list",
-            error=VerificationError, stdout=self._count, early_exit_ok=True,
+            ["pg_restore", "--list"],
+            child_env({}),
+            what="pg_restore --list",
+            error=VerificationError,
+            stdout=self._count,
+            early_exit_ok=True,
         )
 
-    def _count(self, stdout: BinaryIO) -> None:
+    def _count(self, stdout: IO[bytes]) -> None:
         with stdout:
             for line in stdout:
                 if line.strip() and not line.startswith(b";"):

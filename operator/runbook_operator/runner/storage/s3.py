@@ -13,6 +13,8 @@ from a Secret); without them boto3's default chain applies (IRSA, instance profi
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import io
 import logging
 import os
@@ -138,8 +140,12 @@ class S3Storage:
             read_timeout=60,
         )
         return boto3.session.Session().client(
-            "s3", endpoint_url=s.endpoint_url, region_name=s.region,
-            verify=s.ca_bundle if s.ca_bundle else True, config=config, **credentials,
+            "s3",
+            endpoint_url=s.endpoint_url,
+            region_name=s.region,
+            verify=s.ca_bundle if s.ca_bundle else True,
+            config=config,
+            **credentials,
         )
 
     def _full(self, key: str) -> str:
@@ -176,10 +182,11 @@ class S3Storage:
                         yield name[len(self.root) :]
         except (BotoCoreError, ClientError) as error:
             raise StorageError(
-                f"listing {self.location(prefix)} failed: {_describe(error)}", reason=_reason(error)
+                f"listing s3://{self.bucket}/{full} failed: {_describe(error)}",
+                reason=_reason(error),
             ) from None
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         full = [self._full(key) for key in keys]
         for start in range(0, len(full), DELETE_BATCH):
             batch = full[start : start + DELETE_BATCH]
@@ -250,7 +257,9 @@ class _MultipartWriter(io.RawIOBase):
         self._collect()
         if self._upload_id is None:
             try:
-                created = self._client.create_multipart_upload(Bucket=self._storage.bucket, Key=self._key)
+                created = self._client.create_multipart_upload(
+                    Bucket=self._storage.bucket, Key=self._key
+                )
             except (BotoCoreError, ClientError) as error:
                 raise self._fail("starting the upload of", error) from None
             self._upload_id = created["UploadId"]
@@ -264,8 +273,11 @@ class _MultipartWriter(io.RawIOBase):
 
     def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
         response = self._client.upload_part(
-            Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id,
-            PartNumber=number, Body=body,
+            Bucket=self._storage.bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=body,
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
@@ -296,7 +308,9 @@ class _MultipartWriter(io.RawIOBase):
                 self._collect()
                 try:
                     self._client.complete_multipart_upload(
-                        Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id,
+                        Bucket=self._storage.bucket,
+                        Key=self._key,
+                        UploadId=self._upload_id,
                         MultipartUpload={"Parts": self._parts},
                     )
                 except (BotoCoreError, ClientError) as error:
@@ -312,10 +326,8 @@ class _MultipartWriter(io.RawIOBase):
             return
         if self._pending is not None:
             self._pending.cancel()
-            try:
+            with contextlib.suppress(Exception):  # the upload is being thrown away
                 self._pending.result()
-            except Exception:  # noqa: BLE001 - the upload is being thrown away
-                pass
             self._pending = None
         if self._upload_id is not None:
             try:
@@ -323,9 +335,12 @@ class _MultipartWriter(io.RawIOBase):
                     Bucket=self._storage.bucket, Key=self._key, UploadId=self._upload_id
                 )
             except (BotoCoreError, ClientError) as error:
-                log.warning("aborting the upload of %s failed: %s (a bucket lifecycle rule for "
-                            "incomplete multipart uploads cleans it up)", self._location,
-                            _describe(error))
+                log.warning(
+                    "aborting the upload of %s failed: %s (a bucket lifecycle rule for "
+                    "incomplete multipart uploads cleans it up)",
+                    self._location,
+                    _describe(error),
+                )
         self._release()
 
     def _release(self) -> None:
@@ -393,8 +408,12 @@ class _ObjectReader(io.RawIOBase):
                         f"reading {self._location} failed at byte {self._position}: "
                         f"{_describe(error)}"
                     ) from None
-                log.warning("reading %s broke at byte %d (%s); resuming", self._location,
-                            self._position, _describe(error))
+                log.warning(
+                    "reading %s broke at byte %d (%s); resuming",
+                    self._location,
+                    self._position,
+                    _describe(error),
+                )
                 self._close_body()
                 self._open()
         view[: len(data)] = data
@@ -403,10 +422,8 @@ class _ObjectReader(io.RawIOBase):
 
     def _close_body(self) -> None:
         if self._body is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection may not close cleanly
                 self._body.close()
-            except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
-                pass
             self._body = None
 
     def close(self) -> None:

@@ -1,0 +1,28 @@
+"""Helpers every controller shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from runbook_operator.api.common import ApiModel
+
+
+def lags_or_unready(body: Mapping[str, Any]) -> bool:
+    """A resource needs work when its status lags the spec or it is not Ready."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return True
+    ready = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None
+    )
+    return ready is None or ready.get("status") != "True"
+
+
+def status_patch(old: ApiModel, new: ApiModel) -> dict[str, Any] | None:
+    """The merge patch from `old` to `new` status: changed fields, and null for removed ones
+    (a merge patch leaves absent fields untouched). None when nothing changed."""
+    old_wire, new_wire = old.to_wire(), new.to_wire()
+    patch: dict[str, Any] = {k: v for k, v in new_wire.items() if old_wire.get(k) != v}
+    patch.update({k: None for k in old_wire if k not in new_wire})
+    return patch or None
