@@ -26,6 +26,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# The same image runs backup Jobs (`runbook-operator runner`), which need the dump and restore
+# clients: PostgreSQL (pg_dump/pg_restore/psql) and MariaDB/MySQL (mysqldump/mysql).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client mariadb-client \
+ && rm -rf /var/lib/apt/lists/*
 # A passwd entry for the numeric user, so libraries that look up the home directory do not fail.
 RUN groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \

@@ -391,6 +391,11 @@ def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_succ
         "RPOMet=True after a successful backup",
     )
     assert recovered["status"]["lastJob"]["name"] == "rescue"
+    series = f'namespace="{namespace}",policy="rpo"'
+    wait_for(lambda: f"runbook_backup_rpo_met{{{series}}} 1.0" in running_operator.metrics(),
+             "the RPO gauge to show the objective met")
+    assert f"runbook_backup_last_success_timestamp_seconds{{{series}}}" in (
+        running_operator.metrics())
 
 
 def test_backup_now_annotation_runs_one_backup_per_token(

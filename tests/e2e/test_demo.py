@@ -13,11 +13,16 @@ def test_demo_shows_examples_ready_and_stops_cleanly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "backuppolicy.runbook.dev/app-db-nightly condition met" in out
-    assert "backuppolicy.runbook.dev/app-db-hourly condition met" in out
-    table = out.split("==> kubectl get runbook -A", 1)[1].split("==>", 1)[0]
-    rows = [line.split() for line in table.strip().splitlines()[1:]]
-    assert sorted(row[1].split("/")[-1] for row in rows) == ["app-db-hourly", "app-db-nightly"]
-    assert all("True" in row for row in rows)
+    for name in ("app-db-nightly", "app-db-hourly", "config-export"):
+        assert f"backuppolicy.runbook.dev/{name} condition met" in out
+    for name in ("team-slack", "oncall-pagerduty", "incident-webhook"):
+        assert f"notificationchannel.runbook.dev/{name} condition met" in out
+    status = out.split("==> kubectl runbook status -A", 1)[1].split("==>", 1)[0]
+    rows = [line.split() for line in status.strip().splitlines()[1:]]
+    assert sorted(row[2] for row in rows) == [
+        "app-db-hourly", "app-db-nightly", "config-export",
+        "incident-webhook", "oncall-pagerduty", "team-slack",
+    ]
+    assert all(row[3] == "True" for row in rows), status
     assert "export KUBECONFIG=" in out
     assert out.rstrip().endswith("stopped cleanly")

@@ -32,6 +32,7 @@ from runbook_operator.api.common import (
 )
 from runbook_operator.controllers.common import lags_or_unready, status_patch
 from runbook_operator.controllers.errors import api_error_message, validation_message
+from runbook_operator.controllers import metrics
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core import backup
 from runbook_operator.core import rpo as rpo_core
@@ -220,7 +221,7 @@ def reconcile(
             token = None
         sent = _notify_rpo(kube, body, spec, rpo, now, logger)
         before = [c for c in (body.get("status") or {}).get("conditions") or []]
-        kube.update_status(
+        written = kube.update_status(
             API_VERSION,
             KIND,
             meta["name"],
@@ -230,6 +231,8 @@ def reconcile(
                 sent,
             ),
         )
+        if written is not None:
+            metrics.publish_backup(meta["namespace"], meta["name"], written.get("status") or {})
         result.value = outcome.phase.name.lower()
     if outcome.phase is Phase.STALLED:
         stalled_before = next((c for c in before if c.get("type") == "Stalled"), {})
@@ -366,7 +369,10 @@ def register(
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def policy_changed(event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        if event.get("type") == "DELETED":
+            metrics.forget_backup(body["metadata"]["namespace"], body["metadata"]["name"])
+            return
+        if body["metadata"].get("deletionTimestamp"):
             return
         if needs_reconcile(body):
             _reconcile_logging_errors(kube, body, logger, runner_image)

@@ -6,7 +6,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "runbook_operator_reconcile_total",
@@ -38,3 +41,49 @@ def measured(kind: str) -> Iterator[ReconcileResult]:
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - start)
         RECONCILES.labels(kind, result.value).inc()
+
+
+BACKUP_LABELS = ["namespace", "policy"]
+BACKUP_LAST_SUCCESS = Gauge(
+    "runbook_backup_last_success_timestamp_seconds",
+    "Unix time of the newest successful backup run.",
+    BACKUP_LABELS,
+)
+BACKUP_RPO_MET = Gauge(
+    "runbook_backup_rpo_met",
+    "1 while the newest good backup is within the policy's RPO, 0 in breach.",
+    BACKUP_LABELS,
+)
+BACKUP_SIZE = Gauge(
+    "runbook_backup_size_bytes", "Stored size of the newest backup.", BACKUP_LABELS
+)
+BACKUP_DURATION = Gauge(
+    "runbook_backup_duration_seconds", "Duration of the newest backup run.", BACKUP_LABELS
+)
+_BACKUP_GAUGES = (BACKUP_LAST_SUCCESS, BACKUP_RPO_MET, BACKUP_SIZE, BACKUP_DURATION)
+
+
+def publish_backup(namespace: str, policy: str, status: dict[str, Any]) -> None:
+    """Mirror a policy's status into gauges (status is the source of truth; a restarted
+    operator republishes on its first resync)."""
+    labels = (namespace, policy)
+    succeeded = status.get("lastSuccessfulTime")
+    if succeeded:
+        moment = datetime.fromisoformat(succeeded.replace("Z", "+00:00"))
+        BACKUP_LAST_SUCCESS.labels(*labels).set(moment.timestamp())
+    rpo = next((c for c in status.get("conditions") or [] if c.get("type") == "RPOMet"), None)
+    if rpo is not None:
+        BACKUP_RPO_MET.labels(*labels).set(1 if rpo.get("status") == "True" else 0)
+    last = status.get("lastBackup") or {}
+    if last:
+        BACKUP_SIZE.labels(*labels).set(last.get("sizeBytes", 0))
+        BACKUP_DURATION.labels(*labels).set(last.get("durationSeconds", 0))
+
+
+def forget_backup(namespace: str, policy: str) -> None:
+    """Drop a deleted policy's series so dashboards do not show ghosts."""
+    for gauge in _BACKUP_GAUGES:
+        try:
+            gauge.remove(namespace, policy)
+        except KeyError:
+            pass
