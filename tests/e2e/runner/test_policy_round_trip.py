@@ -1,0 +1,121 @@
+"""A BackupPolicy's own runner configs, as the operator renders them, run against real
+services: PostgreSQL and MariaDB → PVC-style directory or MinIO → pruned by the policy's
+retention → restored by its restore test into a scratch database with identical rows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbook_operator.api.backuppolicy import BackupPolicySpec
+from runbook_operator.core import backup
+from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
+from runbook_operator.runner import config as runner_config
+from runbook_operator.runner.main import run
+from runbook_operator.runner.pipeline import BackupResult, RestoreResult
+
+from . import test_mysql, test_postgres
+
+OWNER = backup.Owner(name="shop-db", namespace="shop", uid="uid-1")
+KEY = base64.b64encode(os.urandom(32)).decode()
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+
+class Days:
+    """A clock that starts a new day at every run, so each backup gets its own timestamp."""
+
+    def __init__(self, day: int) -> None:
+        self.now = T0 + timedelta(days=day)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def _spec(engine: str, server: PostgresServer | MariaDBServer, database: str,
+          destination: dict[str, Any]) -> BackupPolicySpec:
+    check = "SELECT count(*) FROM customers"
+    return BackupPolicySpec.model_validate({
+        "schedule": "0 2 * * *",
+        "source": {engine: {"host": server.host, "port": server.port, "database": database,
+                            "user": server.user,
+                            "passwordSecretRef": {"name": "db", "key": "password"}}},
+        "destination": destination,
+        "encryption": {"keySecretRef": {"name": "key", "key": "key"}},
+        "retention": {"keepLast": 2},
+        "restoreTest": {"schedule": "0 5 * * 0", "checkQuery": check},
+    })
+
+
+def _config(spec: BackupPolicySpec, operation: str, volume: Path) -> runner_config.RunnerConfig:
+    """The operator's rendered config, with the volume mount path mapped to a local dir."""
+    config, _ = backup.runner_config(spec, OWNER, operation)
+    text = json.dumps(config).replace(backup.BACKUPS_MOUNT, str(volume))
+    return runner_config.parse_config(text)
+
+
+@pytest.mark.parametrize("destination", ["pvc", "s3"])
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_policy_backups_prune_and_restore_on_real_services(
+    engine: str, destination: str, postgres: PostgresServer, mariadb: MariaDBServer,
+    minio: MinioServer, tmp_path: Path, unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server: PostgresServer | MariaDBServer = postgres if engine == "postgres" else mariadb
+    module = test_postgres if engine == "postgres" else test_mysql
+    database = unique("origin")
+    server.create_database(database)
+    if engine == "postgres":
+        postgres.psql(test_postgres.SCHEMA, database)
+    else:
+        mariadb.sql(test_mysql.SCHEMA, database)
+    if destination == "pvc":
+        dest: dict[str, Any] = {"pvc": {"claimName": "vol", "path": "backups"}}
+        (tmp_path / "backups").mkdir()
+    else:
+        bucket = unique("bucket").replace("_", "-")
+        minio.create_bucket(bucket)
+        dest = {"s3": {"endpoint": minio.endpoint_url, "bucket": bucket, "prefix": "prod",
+                       "credentialsSecretRef": {"name": "s3"}}}
+    spec = _spec(engine, server, database, dest)
+    env = {backup.SOURCE_PASSWORD_ENV: server.password, backup.ENCRYPTION_KEY_ENV: KEY,
+           backup.S3_ACCESS_KEY_ENV: minio.access_key, backup.S3_SECRET_KEY_ENV: minio.secret_key}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    results = [run(_config(spec, "backup", tmp_path), env, Days(day)) for day in range(3)]
+    assert all(isinstance(r, BackupResult) and r.ok and r.verified for r in results), results
+    assert [r.pruned_count for r in results] == [0, 0, 1]
+    assert results[2].pruned == [results[0].key]
+
+    restore_config = _config(spec, "restore", tmp_path)
+    restored = run(restore_config, env, Days(4))
+    assert isinstance(restored, RestoreResult) and restored.ok, restored.message
+    assert restored.key == results[2].key
+    scratch = backup.scratch_database(database)
+    assert module.fingerprint(server, scratch) == module.fingerprint(server, database)
+
+
+def test_failing_dump_reports_why_without_the_password(
+    postgres: PostgresServer, tmp_path: Path, unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "backups").mkdir()
+    spec = _spec("postgres", postgres, "shop_missing",
+                 {"pvc": {"claimName": "vol", "path": "backups"}})
+    wrong = "definitely-not-the-password"
+    env = {backup.SOURCE_PASSWORD_ENV: wrong, backup.ENCRYPTION_KEY_ENV: KEY}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = run(_config(spec, "backup", tmp_path), env, Days(0))
+    assert not result.ok and result.reason == "DumpFailed"
+    assert "password authentication failed" in result.message
+    assert wrong not in result.to_json()
+    assert not any((tmp_path / "backups").rglob("manifest.json"))
