@@ -1,6 +1,6 @@
 """A BackupPolicy's own runner configs, as the operator renders them, run against real
-services: PostgreSQL and MariaDB → PVC-style directory or MinIO → pruned by the policy's
-retention → restored by its restore test into a scratch database with identical rows."""
+services: PostgreSQL, MariaDB and files → PVC-style directory or MinIO → pruned by the policy's
+retention → restored by its restore test into a scratch target with identical content."""
 
 from __future__ import annotations
 
@@ -119,3 +119,53 @@ def test_failing_dump_reports_why_without_the_password(
     assert "password authentication failed" in result.message
     assert wrong not in result.to_json()
     assert not any((tmp_path / "backups").rglob("manifest.json"))
+
+
+@pytest.mark.parametrize("destination", ["pvc", "s3"])
+def test_files_policy_round_trip(
+    destination: str, minio: MinioServer, tmp_path: Path, unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    volume = tmp_path / "source"
+    (volume / "media" / "cache").mkdir(parents=True)
+    (volume / "media" / "a.txt").write_text("alpha\n")
+    (volume / "media" / "nested").mkdir()
+    (volume / "media" / "nested" / "b.bin").write_bytes(os.urandom(300_000))
+    (volume / "media" / "cache" / "skip.tmp").write_text("excluded")
+    (tmp_path / "backups").mkdir()
+    if destination == "pvc":
+        dest: dict[str, Any] = {"pvc": {"claimName": "vol", "path": "backups"}}
+    else:
+        bucket = unique("files").replace("_", "-")
+        minio.create_bucket(bucket)
+        dest = {"s3": {"endpoint": minio.endpoint_url, "bucket": bucket,
+                       "credentialsSecretRef": {"name": "s3"}}}
+    spec = BackupPolicySpec.model_validate({
+        "schedule": "@daily",
+        "source": {"files": {"claimName": "uploads", "path": "/media", "exclude": ["cache/*"]}},
+        "destination": dest,
+        "encryption": {"keySecretRef": {"name": "key", "key": "key"}},
+        "restoreTest": {"schedule": "@weekly"},
+    })
+    env = {backup.ENCRYPTION_KEY_ENV: KEY, backup.S3_ACCESS_KEY_ENV: minio.access_key,
+           backup.S3_SECRET_KEY_ENV: minio.secret_key}
+
+    def config(operation: str) -> runner_config.RunnerConfig:
+        rendered, _ = backup.runner_config(spec, OWNER, operation)
+        text = (json.dumps(rendered).replace(backup.BACKUPS_MOUNT, str(tmp_path))
+                .replace(backup.SOURCE_MOUNT, str(volume))
+                .replace(backup.SCRATCH_MOUNT, str(tmp_path / "scratch")))
+        return runner_config.parse_config(text)
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    stored = run(config("backup"), env, Days(0))
+    assert stored.ok and stored.verified, stored.message
+    (tmp_path / "scratch").mkdir()
+    restored = run(config("restore"), env, Days(1))
+    assert restored.ok, restored.message
+    scratch = tmp_path / "scratch"
+    assert (scratch / "a.txt").read_text() == "alpha\n"
+    assert (scratch / "nested" / "b.bin").read_bytes() == (
+        volume / "media" / "nested" / "b.bin").read_bytes()
+    assert not (scratch / "cache" / "skip.tmp").exists()
