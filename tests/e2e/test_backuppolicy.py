@@ -10,11 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
 
 from runbook_operator.devcluster.cluster import EXIT_CODE_ANNOTATION, LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator, wait_for

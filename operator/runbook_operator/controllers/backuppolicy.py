@@ -30,7 +30,11 @@ from runbook_operator.api.common import (
     VERSION,
     parse_duration,
 )
-from runbook_operator.controllers.common import lags_or_unready, status_patch
+from runbook_operator.controllers.common import (
+    lags_or_unready,
+    status_patch,
+    warn_if_newly_stalled,
+)
 from runbook_operator.controllers.errors import api_error_message, validation_message
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.metrics import measured
@@ -234,11 +238,7 @@ def reconcile(
         if written is not None:
             metrics.publish_backup(meta["namespace"], meta["name"], written.get("status") or {})
         result.value = outcome.phase.name.lower()
-    if outcome.phase is Phase.STALLED:
-        stalled_before = next((c for c in before if c.get("type") == "Stalled"), {})
-        if stalled_before.get("status") != "True" or stalled_before.get("message") != outcome.message:
-            kube.event(body, "Warning", outcome.reason, outcome.message)
-            logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
+    warn_if_newly_stalled(kube, body, outcome, before, logger)
 
 
 def _termination_message(kube: Kube, job: kopf.Body) -> str | None:

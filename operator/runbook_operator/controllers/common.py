@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbook_operator.api.common import ApiModel
+from runbook_operator.core.conditions import Outcome, Phase
+from runbook_operator.integrations.kubernetes import Kube
 
 
 def lags_or_unready(body: Mapping[str, Any]) -> bool:
@@ -26,3 +28,19 @@ def status_patch(old: ApiModel, new: ApiModel) -> dict[str, Any] | None:
     patch: dict[str, Any] = {k: v for k, v in new_wire.items() if old_wire.get(k) != v}
     patch.update({k: None for k in old_wire if k not in new_wire})
     return patch or None
+
+
+def warn_if_newly_stalled(
+    kube: Kube,
+    body: Mapping[str, Any],
+    outcome: Outcome,
+    conditions_before: list[dict[str, Any]],
+    logger: Any,
+) -> None:
+    """One Warning Event per distinct stall (not one per resync)."""
+    if outcome.phase is not Phase.STALLED:
+        return
+    stalled = next((c for c in conditions_before if c.get("type") == "Stalled"), {})
+    if stalled.get("status") != "True" or stalled.get("message") != outcome.message:
+        kube.event(dict(body), "Warning", outcome.reason, outcome.message)
+        logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)

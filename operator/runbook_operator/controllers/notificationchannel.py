@@ -29,7 +29,11 @@ from runbook_operator.api.notificationchannel import (
     NotificationChannelSpec,
     NotificationChannelStatus,
 )
-from runbook_operator.controllers.common import lags_or_unready, status_patch
+from runbook_operator.controllers.common import (
+    lags_or_unready,
+    status_patch,
+    warn_if_newly_stalled,
+)
 from runbook_operator.controllers.errors import api_error_message, validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core.backup import missing_secrets
@@ -110,11 +114,7 @@ def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger)
             _status_change(outcome, meta["generation"], channel_type, _now()),
         )
         result.value = outcome.phase.name.lower()
-    if outcome.phase is Phase.STALLED:
-        stalled = next((c for c in before if c.get("type") == "Stalled"), {})
-        if stalled.get("status") != "True" or stalled.get("message") != outcome.message:
-            kube.event(body, "Warning", outcome.reason, outcome.message)
-            logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
+    warn_if_newly_stalled(kube, body, outcome, before, logger)
 
 
 def record_delivery(
