@@ -103,8 +103,10 @@ def test_example_policy_renders_cronjob_and_becomes_ready(
 
     # The Secret is referenced, never copied: its value appears nowhere the operator wrote.
     env = {e.name: e for e in job.template.spec.containers[0].env}
-    assert env["PGPASSWORD"].value is None
-    assert env["PGPASSWORD"].value_from.secret_key_ref.name == "app-db-credentials"
+    assert env["RUNBOOK_SOURCE_PASSWORD"].value is None
+    assert env["RUNBOOK_SOURCE_PASSWORD"].value_from.secret_key_ref.name == "app-db-credentials"
+    assert env["RUNBOOK_ENCRYPTION_KEY"].value_from.secret_key_ref.name == "app-db-backup-key"
+    assert cronjob(api, namespace, "app-db-nightly-restore").spec.schedule == "0 5 * * 0"
     written = json.dumps(api.sanitize_for_serialization(cj)) + json.dumps(obj)
     written += cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
     assert SECRET_VALUE not in written
