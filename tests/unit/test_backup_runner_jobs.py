@@ -197,3 +197,7 @@ def test_rendered_configs_are_accepted_by_the_runner(source, destination) -> Non
             build_restore_target(parsed.restore_target.kind, parsed.restore_target.settings)
         names = [e["name"] for e in container(cronjob)["env"]]
         assert len(names) == len(set(names))
+
+
+def test_on_demand_restores_are_neither_backups_nor_restore_tests() -> None:
+    assert backup.judge_run(job("ok", operation="restore"), result()) is None

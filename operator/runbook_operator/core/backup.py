@@ -522,6 +522,8 @@ def judge_run(job: dict[str, Any], termination_message: str | None) -> RunVerdic
         return None
     labels = job["metadata"].get("labels") or {}
     operation = labels.get(OPERATION_LABEL, "backup")
+    if operation not in ("backup", "restore-test"):
+        return None  # e.g. an on-demand restore: not a backup run, not a restore test
     if labels.get(RUNNER_LABEL) != "true":
         return RunVerdict(operation, base)
     model: type[RunResult] = RestoreResult if operation == "restore-test" else BackupResult
