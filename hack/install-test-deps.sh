@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the backup runner's tests need (real PostgreSQL and MariaDB
-# servers and their clients), only those missing: `apt-get update` runs only if something is.
+# Installs the Debian packages the tests need (real PostgreSQL and MariaDB servers and their
+# clients for the backup runner, Prometheus and Alertmanager for AlertRule), only those
+# missing: `apt-get update` runs only if something is.
 # Services are not started by it: the tests start their own servers on free ports.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
@@ -10,6 +11,8 @@ packages=(
   postgresql-client-15  # pg_dump, pg_restore, psql, createdb, dropdb
   mariadb-server        # mariadbd, mariadb-install-db
   mariadb-client        # mysqldump, mysql, mariadb-admin
+  prometheus            # /usr/bin/prometheus
+  prometheus-alertmanager  # /usr/bin/prometheus-alertmanager
 )
 
 missing=()
@@ -32,4 +35,20 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 # RUNLEVEL=1: the packages' maintainer scripts must not start system-wide servers.
 "${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+# Under systemd, prometheus' and prometheus-alertmanager's postinst start their units through
+# deb-systemd-invoke, which ignores RUNLEVEL (invoke-rc.d, used without systemd, honours it and
+# policy-rc.d). Stop a unit only if this run installed its package: a system Prometheus the
+# machine already had is left alone.
+if [[ -d /run/systemd/system ]]; then
+  for p in "${missing[@]}"; do
+    case "$p" in
+      prometheus | prometheus-alertmanager)
+        if systemctl is-active --quiet "$p.service"; then
+          log "stopping $p.service, started by its package"
+          "${sudo[@]}" systemctl stop "$p.service"
+        fi
+        ;;
+    esac
+  done
+fi
 log "installed ${missing[*]}"

@@ -1,7 +1,8 @@
 """Every kind the operator serves, in one list (CRD generation and the kubectl plugin use it)."""
 
+from runbook_operator.api.alertrule import AlertRule
 from runbook_operator.api.backuppolicy import BackupPolicy
 from runbook_operator.api.common import Resource
 from runbook_operator.api.notificationchannel import NotificationChannel
 
-KINDS: list[type[Resource]] = [BackupPolicy, NotificationChannel]
+KINDS: list[type[Resource]] = [BackupPolicy, NotificationChannel, AlertRule]

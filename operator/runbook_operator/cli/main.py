@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("RUNBOOK_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
         help="image of backup Jobs that use the runner (default: %(default)s)",
     )
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("RUNBOOK_PROMETHEUS_URL"),
+        help="Prometheus for AlertRules that do not name one in spec.prometheus.url",
+    )
     run.add_argument("--workers", type=int, default=20, help="max concurrent handlers")
     run.add_argument(
         "--watch-timeout",
@@ -129,7 +134,10 @@ def run(args: argparse.Namespace) -> None:
     if not args.standalone:
         kube.apply(peering_object(args.peering))
     settings = operator_settings(args)
-    register_all(registry, settings, kube, args.resync_interval, args.namespace, args.runner_image)
+    register_all(
+        registry, settings, kube, args.resync_interval, args.namespace, args.runner_image,
+        args.prometheus_url,
+    )
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.run(

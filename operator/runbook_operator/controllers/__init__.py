@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from runbook_operator.controllers import backuppolicy, notificationchannel
+from runbook_operator.controllers import alertrule, backuppolicy, notificationchannel
 from runbook_operator.integrations.kubernetes import Kube
 
 
@@ -15,6 +15,8 @@ def register_all(
     resync_seconds: float,
     namespaces: list[str],
     runner_image: str,
+    default_prometheus: str | None,
 ) -> None:
     backuppolicy.register(registry, settings, kube, resync_seconds, namespaces, runner_image)
     notificationchannel.register(registry, settings, kube, resync_seconds, namespaces)
+    alertrule.register(registry, kube, default_prometheus)

@@ -87,3 +87,34 @@ def forget_backup(namespace: str, policy: str) -> None:
             gauge.remove(namespace, policy)
         except KeyError:
             pass
+
+
+NOTIFICATIONS = Counter(
+    "runbook_operator_notifications_total",
+    "Notifications by the kind that sent them and the delivery result.",
+    ["kind", "result"],
+)
+ALERT_EVALUATION_SECONDS = Histogram(
+    "runbook_alert_evaluation_seconds",
+    "Wall time of one tick's queries for the rules due on one Prometheus server.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ALERT_STATE = Gauge(
+    "runbook_alert_state",
+    "1 for the AlertRule's current overall state, 0 for the others.",
+    ["namespace", "rule", "state"],
+)
+ALERT_STATES = ("Normal", "Pending", "Firing", "Recovering", "NoData", "Error")
+
+
+def publish_alert(namespace: str, rule: str, state: str) -> None:
+    for candidate in ALERT_STATES:
+        ALERT_STATE.labels(namespace, rule, candidate).set(1 if candidate == state else 0)
+
+
+def forget_alert(namespace: str, rule: str) -> None:
+    for candidate in ALERT_STATES:
+        try:
+            ALERT_STATE.remove(namespace, rule, candidate)
+        except KeyError:
+            pass

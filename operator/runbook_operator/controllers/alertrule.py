@@ -1,0 +1,350 @@
+"""AlertRule: one evaluation loop for every rule (no thread or task per rule).
+
+Each tick, the rules that are due are grouped by Prometheus server and their queries are sent
+deduplicated and with bounded concurrency (`PrometheusClient.instant_many`), so a slow or broken
+query times out on its own without stalling the others. Deciding (`core.alerting`) and writing
+status happen in worker threads. Everything that must survive a restart — pending/firing times,
+what was notified — is in status; the in-memory cache only says which rules exist and when each
+is due next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from runbook_operator.api.alertrule import AlertRule, AlertRuleSpec, AlertRuleStatus
+from runbook_operator.api.common import API_VERSION, GROUP, VERSION, parse_duration
+from runbook_operator.controllers import metrics
+from runbook_operator.controllers.common import status_patch
+from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.notify import notify
+from runbook_operator.core import alerting
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
+from runbook_operator.core.delivery import Notification, Source
+from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.prometheus import Ok, PrometheusClient, QueryError, QueryResult
+
+KIND = AlertRule.info.kind
+PLURAL = AlertRule.info.plural
+TICK_SECONDS = 1.0
+FIRING_CONDITION = "Firing"
+_EVENTS = {"firing": "firing", "error": "failed", "resolved": "resolved"}
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def unsupported(spec: AlertRuleSpec) -> str | None:
+    """Parts of the API this operator version does not act on yet: reported as Stalled rather
+    than silently ignored."""
+    if spec.anomaly is not None:
+        return "anomaly rules are not evaluated by this operator version yet"
+    if spec.actions is not None:
+        return "automated actions are not run by this operator version yet"
+    return None
+
+
+@dataclass
+class Evaluation:
+    """One rule's inputs for one tick."""
+
+    key: Key
+    body: dict[str, Any]
+    spec: AlertRuleSpec
+    result: QueryResult
+
+
+def timing(spec: AlertRuleSpec) -> alerting.RuleTiming:
+    return alerting.RuleTiming(
+        for_=parse_duration(spec.for_),
+        keep_firing_for=parse_duration(spec.keep_firing_for),
+        no_data_state=spec.no_data_state,
+        error_state=spec.error_state,
+    )
+
+
+def channel_rules(refs: list[Any]) -> tuple[alerting.ChannelRule, ...]:
+    return tuple(
+        alerting.ChannelRule(name=c.name, repeat_interval=parse_duration(c.repeat_interval),
+                             send_resolved=c.send_resolved)
+        for c in refs
+    )
+
+
+def levels(spec: AlertRuleSpec) -> list[alerting.Level]:
+    return [
+        alerting.Level(after=parse_duration(level.after),
+                       channels=channel_rules(level.channels or []), severity=level.severity)
+        for level in spec.escalate_after
+    ]
+
+
+def notification_for(
+    body: Mapping[str, Any], spec: AlertRuleSpec, instance: alerting.Instance,
+    due: alerting.Due, now: datetime,
+) -> Notification:
+    """The message for one due notification, with the rule's annotations rendered for the
+    instance's labels and value. The dedup key is the instance's fingerprint, so an incident
+    tool groups trigger, repeats, escalations and resolve of one series together."""
+    meta = body["metadata"]
+    value = None if instance.last_value is None else float(instance.last_value)
+    rendered = {k: alerting.render_template(v, instance.labels, value)
+                for k, v in spec.annotations.items()}
+    state = "resolved" if due.state == "resolved" else due.state
+    title = rendered.pop("summary", "") or f"{meta['name']} is {state}"
+    summary = rendered.pop("description", "")
+    if not summary and instance.last_value is not None and spec.condition is not None:
+        summary = (f"value {instance.last_value} {spec.condition.operator} "
+                   f"{spec.condition.threshold:g}")
+    if instance.last_error:
+        summary = summary or instance.last_error
+    return Notification(
+        source=Source(kind=KIND, name=meta["name"], namespace=meta["namespace"]),
+        event="escalated" if due.reason == "escalated" else _EVENTS[due.state],
+        severity=due.severity,
+        title=title[:1024],
+        summary=summary[:1024],
+        details=rendered,
+        labels={**spec.labels, **instance.labels},
+        timestamp=now,
+        started_at=instance.active_since or now,
+        dedup_key=instance.fingerprint,
+    )
+
+
+def _query_error(result: QueryResult) -> alerting.QueryError | None:
+    return alerting.QueryError(result.message) if isinstance(result, QueryError) else None
+
+
+def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) -> None:
+    """Decide, notify, and write status for one rule (blocking: runs in a worker thread)."""
+    namespace, name = evaluation.key
+    current = kube.get(API_VERSION, KIND, name, namespace)
+    if current is None:
+        return
+    spec = evaluation.spec
+    old = AlertRuleStatus.model_validate(current.get("status") or {})
+    result = evaluation.result
+    samples: list[alerting.Sample] | alerting.QueryError
+    if isinstance(result, Ok):
+        samples = [(s.labels, s.value) for s in result.samples]
+    else:
+        samples = alerting.QueryError(result.message)
+    condition = spec.condition
+    assert condition is not None
+    instances = alerting.evaluate_rule(
+        old.instances, samples, timing(spec), now,
+        holds=lambda value: alerting.compare(condition.operator, value, condition.threshold),
+        identity=(KIND, namespace, name),
+    )
+    rules = channel_rules(spec.channels)
+    due = alerting.notifications_due(instances, rules, old.notifications, now,
+                                     severity=spec.severity, levels=levels(spec))
+    by_fingerprint = {i.fingerprint: i for i in instances}
+    sent = []
+    for item in due:
+        message = notification_for(current, spec, by_fingerprint[item.fingerprint], item, now)
+        (outcome,) = notify(kube, namespace, [item.channel], message)
+        metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
+        sent.append(alerting.sent_record(item, outcome.result, now))
+    summary = alerting.summarize(instances)
+    bad_query = isinstance(result, QueryError) and result.kind == "bad_data"
+    if bad_query:
+        outcome = Outcome(Phase.STALLED, "InvalidQuery", f"Prometheus: {result.message}")
+    elif isinstance(result, QueryError):
+        outcome = Outcome(Phase.RECONCILING, "QueryFailed", f"{result.kind}: {result.message}")
+    else:
+        outcome = Outcome(Phase.READY, "Evaluating", f"{len(instances)} series, "
+                          f"{summary.firing} firing")
+    generation = current["metadata"]["generation"]
+    conditions = apply_outcome(old.conditions, outcome, now, generation)
+    conditions = set_condition(
+        conditions, FIRING_CONDITION, "True" if summary.firing else "False",
+        "Firing" if summary.firing else "NotFiring",
+        f"{summary.firing} instance(s) firing", now, generation,
+    )
+    new = old.model_copy(update={
+        "observed_generation": generation,
+        "conditions": conditions,
+        "state": summary.state,
+        "active_since": summary.active_since,
+        "last_value": summary.last_value,
+        "last_evaluation": now,
+        "last_error": result.message if isinstance(result, QueryError) else None,
+        "evaluation_duration_seconds": round(seconds, 4),
+        "instances": instances,
+        "notifications": alerting.record_notifications(old.notifications, sent, instances),
+    })
+    patch = status_patch(old, new)
+    if patch is not None:
+        kube.update_status(API_VERSION, KIND, name, namespace, lambda _: patch)
+    if bad_query and old.last_error != new.last_error:
+        kube.event(current, "Warning", "InvalidQuery", outcome.message)
+    metrics.publish_alert(namespace, name, summary.state)
+
+
+def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> None:
+    """Write Stalled for a rule the operator cannot evaluate, once per distinct message."""
+    meta = body["metadata"]
+    old = AlertRuleStatus.model_validate(body.get("status") or {})
+    before = next((c for c in old.conditions if c.type == "Stalled"), None)
+    outcome = Outcome(Phase.STALLED, reason, message)
+    new = old.model_copy(update={
+        "observed_generation": meta["generation"],
+        "conditions": apply_outcome(old.conditions, outcome, _now(), meta["generation"]),
+    })
+    patch = status_patch(old, new)
+    if patch is not None:
+        kube.update_status(API_VERSION, KIND, meta["name"], meta["namespace"], lambda _: patch)
+    if before is None or before.status != "True" or before.message != message:
+        kube.event(dict(body), "Warning", reason, message)
+
+
+class Evaluator:
+    """The rules the operator knows and when each is due; the loop that evaluates them."""
+
+    def __init__(self, kube: Kube, default_prometheus: str | None) -> None:
+        self.kube = kube
+        self.default_prometheus = default_prometheus
+        self.rules: dict[Key, dict[str, Any]] = {}
+        self.next_due: dict[Key, float] = {}
+        self.clients: dict[str, PrometheusClient] = {}
+
+    def upsert(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        previous = self.rules.get(key)
+        self.rules[key] = dict(body)
+        changed = previous is None or previous["metadata"].get("generation") != meta.get(
+            "generation")
+        if changed:
+            self.next_due[key] = self._first_due(body)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.rules.pop((namespace, name), None)
+        self.next_due.pop((namespace, name), None)
+        metrics.forget_alert(namespace, name)
+
+    def _first_due(self, body: Mapping[str, Any]) -> float:
+        """Continue the cadence from status after a restart (no burst, no reset); a spec
+        change is evaluated at once."""
+        status = body.get("status") or {}
+        if status.get("observedGeneration") != body["metadata"].get("generation"):
+            return time.monotonic()
+        last = status.get("lastEvaluation")
+        try:
+            interval = parse_duration((body.get("spec") or {}).get("interval", "1m"))
+        except ValueError:
+            return time.monotonic()
+        if not last:
+            return time.monotonic()
+        age = (_now() - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
+        return time.monotonic() + max(0.0, interval.total_seconds() - age)
+
+    def _client(self, url: str) -> PrometheusClient:
+        if url not in self.clients:
+            self.clients[url] = PrometheusClient(url)
+        return self.clients[url]
+
+    def _due_rules(self) -> list[tuple[Key, dict[str, Any], AlertRuleSpec, str]]:
+        """Rules due now, validated; invalid or unsupported ones are reported and skipped."""
+        now = time.monotonic()
+        due = []
+        for key, body in list(self.rules.items()):
+            if self.next_due.get(key, 0) > now:
+                continue
+            try:
+                spec = AlertRuleSpec.model_validate(dict(body.get("spec") or {}))
+            except ValidationError as error:
+                self.next_due[key] = now + 60
+                due.append((key, body, None, validation_message(error, "spec")))
+                continue
+            self.next_due[key] = now + parse_duration(spec.interval).total_seconds()
+            problem = unsupported(spec)
+            url = (spec.prometheus.url if spec.prometheus and spec.prometheus.url
+                   else self.default_prometheus)
+            if problem is None and url is None:
+                problem = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
+            due.append((key, body, spec, problem or url))
+        return due
+
+    async def tick(self) -> None:
+        due = self._due_rules()
+        runnable = []
+        for key, body, spec, url_or_problem in due:
+            if spec is None:
+                await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", url_or_problem)
+            elif unsupported(spec) or url_or_problem.startswith("no Prometheus"):
+                await asyncio.to_thread(stall, self.kube, body, "NotSupported", url_or_problem)
+            else:
+                runnable.append((key, body, spec, url_or_problem))
+        by_server: dict[str, list[tuple[Key, dict[str, Any], AlertRuleSpec]]] = {}
+        for key, body, spec, url in runnable:
+            by_server.setdefault(url, []).append((key, body, spec))
+        for url, rules in by_server.items():
+            started = time.perf_counter()
+            now = _now()
+            results = await self._client(url).instant_many([s.query for _, _, s in rules], now)
+            seconds = time.perf_counter() - started
+            metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
+            await asyncio.gather(*(
+                asyncio.to_thread(self._evaluate_logging_errors,
+                                  Evaluation(key, body, spec, results[spec.query]), seconds, now)
+                for key, body, spec in rules
+            ))
+
+    def _evaluate_logging_errors(self, evaluation: Evaluation, seconds: float,
+                                 now: datetime) -> None:
+        """One rule's failure (API error, bug) is logged and never stops the others."""
+        try:
+            evaluate(self.kube, evaluation, seconds, now)
+        except Exception:  # noqa: BLE001 - isolate one rule from the rest
+            log.exception("evaluating %s/%s failed", *evaluation.key)
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(TICK_SECONDS)
+                try:
+                    await self.tick()
+                except Exception:  # noqa: BLE001 - the loop must survive anything
+                    log.exception("alert evaluation tick failed")
+        finally:
+            for client in self.clients.values():
+                await client.close()
+
+
+def register(
+    registry: kopf.OperatorRegistry, kube: Kube, default_prometheus: str | None
+) -> None:
+    """Attach the AlertRule handlers to `registry`."""
+    evaluator = Evaluator(kube, default_prometheus)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def rule_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
+            evaluator.forget(meta["namespace"], meta["name"])
+        else:
+            evaluator.upsert(body)
+
+    @kopf.on.startup(registry=registry)
+    async def start_evaluating(memo: kopf.Memo, **_: Any) -> None:
+        memo.alert_evaluator = asyncio.create_task(evaluator.run_forever())
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_evaluating(memo: kopf.Memo, **_: Any) -> None:
+        memo.alert_evaluator.cancel()

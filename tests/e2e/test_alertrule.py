@@ -1,0 +1,108 @@
+"""AlertRule end to end: a real Prometheus (Debian) scrapes an in-test exporter whose values
+the test sets; the operator, under its own ServiceAccount, evaluates the rule and notifies a
+real HTTP receiver through a NotificationChannel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
+from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
+from tests.e2e.test_backup_notifications import bodies, create_channel
+from tests.unit.notifiers import HTTPReceiver
+
+GROUP, VERSION, PLURAL = "runbook.dev", "v1alpha1", "alertrules"
+
+
+def rule(name: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AlertRule", "metadata": {"name": name},
+        "spec": {"query": "http_errors_ratio", "condition": {"operator": "gt", "threshold": 0.05},
+                 "for": "4s", "interval": "5s", "severity": "critical",
+                 "prometheus": {"url": prometheus_url},
+                 "annotations": {"summary": "{{ $labels.service }} 5xx ratio is {{ $value }}"},
+                 "channels": [{"name": "oncall"}]},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def get_rule(api, namespace: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name)
+
+
+def state(api, namespace: str, name: str) -> str | None:
+    return (get_rule(api, namespace, name).get("status") or {}).get("state")
+
+
+def test_threshold_rule_pends_fires_notifies_and_resolves(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    series = {"service": f"checkout-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.01)
+    with HTTPReceiver() as receiver:
+        create_channel(api, namespace, receiver.url("/alerts"))
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL,
+            rule("checkout-5xx", prometheus.url,
+                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+        wait_for(lambda: state(api, namespace, "checkout-5xx") == "Normal", "Normal", timeout=60)
+        ready = get_rule(api, namespace, "checkout-5xx")
+        assert next(c for c in ready["status"]["conditions"] if c["type"] == "Ready")[
+            "status"] == "True"
+
+        exporter.set("http_errors_ratio", series, 0.09)
+        wait_for(lambda: state(api, namespace, "checkout-5xx") in ("Pending", "Firing"),
+                 "Pending after the threshold is crossed", timeout=60)
+        firing = wait_for(lambda: bodies(receiver, "firing"), "the firing notification",
+                          timeout=60)
+        assert state(api, namespace, "checkout-5xx") == "Firing"
+        alert = firing[0]["alerts"][0]
+        assert alert["labels"]["service"] == series["service"]
+        assert alert["annotations"]["summary"] == f"{series['service']} 5xx ratio is 0.09"
+        status = get_rule(api, namespace, "checkout-5xx")["status"]
+        (instance,) = status["instances"]
+        assert instance["pendingSince"] < instance["firingSince"]
+        assert status["lastValue"] == "0.09"
+
+        exporter.set("http_errors_ratio", series, 0.01)
+        resolved = wait_for(lambda: bodies(receiver, "resolved"), "the resolved notification",
+                            timeout=60)
+        assert resolved[0]["alerts"][0]["fingerprint"] == alert["fingerprint"]
+        assert len(bodies(receiver, "firing")) == 1
+        wait_for(lambda: state(api, namespace, "checkout-5xx") == "Normal", "Normal again")
+
+
+def test_invalid_promql_stalls_with_prometheus_message(
+    api, namespace: str, running_operator: LocalOperator,
+    prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL,
+        rule("broken", prometheus.url, query="rate(http_requests_total[5m]", channels=[]))
+
+    def stalled() -> dict | None:
+        conditions = (get_rule(api, namespace, "broken").get("status") or {}).get(
+            "conditions") or []
+        found = next((c for c in conditions if c["type"] == "Stalled"), {})
+        return found if found.get("status") == "True" else None
+
+    condition = wait_for(stalled, "Stalled for invalid PromQL", timeout=60)
+    assert condition["reason"] == "InvalidQuery"
+    assert "parse error" in condition["message"]
+
+
+def test_invalid_rule_specs_are_rejected_at_apply_time(api, namespace: str) -> None:
+    bad = rule("bad", "http://127.0.0.1:9")
+    bad["spec"]["condition"]["operator"] = "above"
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, bad)
+    assert raised.value.status == 422 and "spec.condition.operator" in raised.value.body
