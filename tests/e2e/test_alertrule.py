@@ -106,3 +106,42 @@ def test_invalid_rule_specs_are_rejected_at_apply_time(api, namespace: str) -> N
         client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, bad)
     assert raised.value.status == 422 and "spec.condition.operator" in raised.value.body
+
+
+def test_anomaly_rule_warms_up_stays_quiet_on_a_steady_series_and_fires_on_a_spike(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    signal = {"test": namespace}
+    exporter.set("anomaly_signal", signal, 10.0)
+    body = rule("latency-anomaly", prometheus.url, channels=[])
+    del body["spec"]["query"], body["spec"]["condition"], body["spec"]["for"]
+    body["spec"]["anomaly"] = {
+        "queries": [{"name": "latency", "query": f'sum(anomaly_signal{{test="{namespace}"}})'}],
+        "trainingWindow": "40s", "step": "1s", "minSamples": 20, "retrainInterval": "1h",
+        "for": "5s",
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body)
+
+    def anomaly_status() -> dict:
+        return (get_rule(api, namespace, "latency-anomaly").get("status") or {}).get(
+            "anomaly") or {}
+
+    warming = wait_for(lambda: "samples" in anomaly_status() and anomaly_status(),
+                       "a first evaluation", timeout=60)
+    assert warming.get("trainedAt") is None and warming["samples"] < 20
+    assert state(api, namespace, "latency-anomaly") != "Firing"
+
+    trained = wait_for(lambda: anomaly_status().get("trainedAt") and anomaly_status(),
+                       "training once minSamples rows exist", timeout=90)
+    assert trained["samples"] >= 20
+    before = get_rule(api, namespace, "latency-anomaly")["status"]["lastEvaluation"]
+    wait_for(lambda: get_rule(api, namespace, "latency-anomaly")["status"]["lastEvaluation"]
+             > before, "another evaluation on the steady series", timeout=30)
+    assert state(api, namespace, "latency-anomaly") == "Normal"
+
+    exporter.set("anomaly_signal", signal, 400.0)
+    wait_for(lambda: state(api, namespace, "latency-anomaly") == "Firing",
+             "Firing after the spike lasts `for`", timeout=60)
+    assert anomaly_status()["lastScore"] > anomaly_status()["threshold"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,17 +21,29 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from runbook_operator.api.alertrule import AlertRule, AlertRuleSpec, AlertRuleStatus
+from runbook_operator.api.alertrule import (
+    AlertRule,
+    AlertRuleSpec,
+    AlertRuleStatus,
+    AnomalyStatus,
+)
 from runbook_operator.api.common import API_VERSION, GROUP, VERSION, parse_duration
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.common import status_patch
 from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.notify import notify
 from runbook_operator.core import alerting
+from runbook_operator.core import anomaly as anomaly_core
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
 from runbook_operator.core.delivery import Notification, Source
 from runbook_operator.integrations.kubernetes import Kube
-from runbook_operator.integrations.prometheus import Ok, PrometheusClient, QueryError, QueryResult
+from runbook_operator.integrations.prometheus import (
+    Ok,
+    PrometheusClient,
+    QueryError,
+    QueryFailed,
+    QueryResult,
+)
 
 KIND = AlertRule.info.kind
 PLURAL = AlertRule.info.plural
@@ -50,8 +62,6 @@ def _now() -> datetime:
 def unsupported(spec: AlertRuleSpec) -> str | None:
     """Parts of the API this operator version does not act on yet: reported as Stalled rather
     than silently ignored."""
-    if spec.anomaly is not None:
-        return "anomaly rules are not evaluated by this operator version yet"
     if spec.actions is not None:
         return "automated actions are not run by this operator version yet"
     return None
@@ -59,17 +69,35 @@ def unsupported(spec: AlertRuleSpec) -> str | None:
 
 @dataclass
 class Evaluation:
-    """One rule's inputs for one tick."""
+    """One rule's inputs for one tick: what was observed and what makes an instance active."""
 
     key: Key
-    body: dict[str, Any]
     spec: AlertRuleSpec
-    result: QueryResult
+    samples: list[alerting.Sample] | alerting.QueryError
+    holds: Callable[[float], bool]
+    error_kind: str | None = None
+    anomaly: AnomalyStatus | None = None
+
+
+def threshold_evaluation(key: Key, spec: AlertRuleSpec, result: QueryResult) -> Evaluation:
+    condition = spec.condition
+    assert condition is not None
+    if isinstance(result, Ok):
+        samples: list[alerting.Sample] | alerting.QueryError = [
+            (s.labels, s.value) for s in result.samples]
+        kind = None
+    else:
+        samples, kind = alerting.QueryError(result.message), result.kind
+    return Evaluation(
+        key, spec, samples,
+        lambda value: alerting.compare(condition.operator, value, condition.threshold), kind,
+    )
 
 
 def timing(spec: AlertRuleSpec) -> alerting.RuleTiming:
+    pending = spec.anomaly.for_ if spec.anomaly is not None else spec.for_
     return alerting.RuleTiming(
-        for_=parse_duration(spec.for_),
+        for_=parse_duration(pending),
         keep_firing_for=parse_duration(spec.keep_firing_for),
         no_data_state=spec.no_data_state,
         error_state=spec.error_state,
@@ -125,10 +153,6 @@ def notification_for(
     )
 
 
-def _query_error(result: QueryResult) -> alerting.QueryError | None:
-    return alerting.QueryError(result.message) if isinstance(result, QueryError) else None
-
-
 def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) -> None:
     """Decide, notify, and write status for one rule (blocking: runs in a worker thread)."""
     namespace, name = evaluation.key
@@ -137,17 +161,9 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         return
     spec = evaluation.spec
     old = AlertRuleStatus.model_validate(current.get("status") or {})
-    result = evaluation.result
-    samples: list[alerting.Sample] | alerting.QueryError
-    if isinstance(result, Ok):
-        samples = [(s.labels, s.value) for s in result.samples]
-    else:
-        samples = alerting.QueryError(result.message)
-    condition = spec.condition
-    assert condition is not None
+    samples = evaluation.samples
     instances = alerting.evaluate_rule(
-        old.instances, samples, timing(spec), now,
-        holds=lambda value: alerting.compare(condition.operator, value, condition.threshold),
+        old.instances, samples, timing(spec), now, holds=evaluation.holds,
         identity=(KIND, namespace, name),
     )
     rules = channel_rules(spec.channels)
@@ -161,11 +177,12 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
         sent.append(alerting.sent_record(item, outcome.result, now))
     summary = alerting.summarize(instances)
-    bad_query = isinstance(result, QueryError) and result.kind == "bad_data"
+    error = samples.message if isinstance(samples, alerting.QueryError) else None
+    bad_query = evaluation.error_kind == "bad_data"
     if bad_query:
-        outcome = Outcome(Phase.STALLED, "InvalidQuery", f"Prometheus: {result.message}")
-    elif isinstance(result, QueryError):
-        outcome = Outcome(Phase.RECONCILING, "QueryFailed", f"{result.kind}: {result.message}")
+        outcome = Outcome(Phase.STALLED, "InvalidQuery", f"Prometheus: {error}")
+    elif error is not None:
+        outcome = Outcome(Phase.RECONCILING, "QueryFailed", f"{evaluation.error_kind}: {error}")
     else:
         outcome = Outcome(Phase.READY, "Evaluating", f"{len(instances)} series, "
                           f"{summary.firing} firing")
@@ -183,10 +200,11 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         "active_since": summary.active_since,
         "last_value": summary.last_value,
         "last_evaluation": now,
-        "last_error": result.message if isinstance(result, QueryError) else None,
+        "last_error": error,
         "evaluation_duration_seconds": round(seconds, 4),
         "instances": instances,
         "notifications": alerting.record_notifications(old.notifications, sent, instances),
+        "anomaly": evaluation.anomaly or old.anomaly,
     })
     patch = status_patch(old, new)
     if patch is not None:
@@ -213,6 +231,88 @@ def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> Non
         kube.event(dict(body), "Warning", reason, message)
 
 
+@dataclass
+class Detector:
+    """A trained model, kept in memory only: after a restart it is retrained (the training
+    window is in Prometheus), while the alert's own state is in status."""
+
+    model: Any
+    trained_at: datetime
+    generation: int
+
+
+class Detectors:
+    """IsolationForest models per anomaly rule: trained on a query_range window, retrained on
+    an interval (not every evaluation), never firing before `minSamples` rows."""
+
+    def __init__(self) -> None:
+        self.models: dict[Key, Detector] = {}
+
+    def forget(self, key: Key) -> None:
+        self.models.pop(key, None)
+
+    async def _train(self, spec: AlertRuleSpec, client: PrometheusClient, now: datetime,
+                     generation: int) -> Detector | Evaluation:
+        anomaly = spec.anomaly
+        assert anomaly is not None
+        window = parse_duration(anomaly.training_window)
+        series: dict[str, list[tuple[float, float]]] = {}
+        for named in anomaly.queries:
+            try:
+                found = await client.range(named.query, now - window, now,
+                                           parse_duration(anomaly.step))
+            except QueryFailed as failed:
+                return Evaluation(("", ""), spec, alerting.QueryError(failed.error.message),
+                                  lambda _: False, failed.error.kind)
+            if len(found) != 1:
+                message = (f"anomaly query {named.name!r} returned {len(found)} series; each "
+                           "must return exactly one (aggregate with sum or avg)")
+                return Evaluation(("", ""), spec, alerting.QueryError(message),
+                                  lambda _: False, "bad_data")
+            series[named.name] = found[0].points
+        rows = anomaly_core.align(series)
+        if not anomaly_core.warm(rows, anomaly.min_samples):
+            return Evaluation(("", ""), spec, [], lambda _: False,
+                              anomaly=AnomalyStatus(samples=len(rows)))
+        model = await asyncio.to_thread(
+            anomaly_core.train, rows, anomaly.contamination, 0, anomaly.score_threshold)
+        return Detector(model, now, generation)
+
+    async def observe(self, key: Key, spec: AlertRuleSpec, client: PrometheusClient,
+                      now: datetime) -> Evaluation:
+        """Score the newest point of every named query with the rule's model."""
+        anomaly = spec.anomaly
+        assert anomaly is not None
+        generation = hash(spec.model_dump_json())
+        detector = self.models.get(key)
+        stale = detector is None or detector.generation != generation or (
+            anomaly_core.should_retrain(detector.trained_at,
+                                        parse_duration(anomaly.retrain_interval), now))
+        if stale:
+            trained = await self._train(spec, client, now, generation)
+            if isinstance(trained, Evaluation):
+                trained.key = key
+                return trained
+            self.models[key] = detector = trained
+        assert detector is not None
+        results = await client.instant_many([q.query for q in anomaly.queries], now)
+        point = []
+        for named in anomaly.queries:
+            result = results[named.query]
+            if isinstance(result, QueryError):
+                return Evaluation(key, spec, alerting.QueryError(result.message),
+                                  lambda _: False, result.kind)
+            if len(result.samples) != 1:
+                return Evaluation(key, spec, [], lambda _: False)
+            point.append(result.samples[0].value)
+        model = detector.model
+        value = anomaly_core.score(model, point)
+        status = AnomalyStatus(trained_at=detector.trained_at, samples=model.samples,
+                               threshold=model.threshold, last_score=round(value, 4))
+        return Evaluation(key, spec, [({}, value)],
+                          lambda s: anomaly_core.anomalous(model, s), anomaly=status)
+
+
 class Evaluator:
     """The rules the operator knows and when each is due; the loop that evaluates them."""
 
@@ -222,6 +322,7 @@ class Evaluator:
         self.rules: dict[Key, dict[str, Any]] = {}
         self.next_due: dict[Key, float] = {}
         self.clients: dict[str, PrometheusClient] = {}
+        self.detectors = Detectors()
 
     def upsert(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -234,6 +335,7 @@ class Evaluator:
             self.next_due[key] = self._first_due(body)
 
     def forget(self, namespace: str, name: str) -> None:
+        self.detectors.forget((namespace, name))
         self.rules.pop((namespace, name), None)
         self.next_due.pop((namespace, name), None)
         metrics.forget_alert(namespace, name)
@@ -297,13 +399,19 @@ class Evaluator:
         for url, rules in by_server.items():
             started = time.perf_counter()
             now = _now()
-            results = await self._client(url).instant_many([s.query for _, _, s in rules], now)
+            client = self._client(url)
+            threshold = [(key, spec) for key, _, spec in rules if spec.anomaly is None]
+            results = await client.instant_many([s.query for _, s in threshold], now)
+            evaluations = [threshold_evaluation(key, spec, results[spec.query])
+                           for key, spec in threshold]
+            for key, _, spec in rules:
+                if spec.anomaly is not None:
+                    evaluations.append(await self.detectors.observe(key, spec, client, now))
             seconds = time.perf_counter() - started
             metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
             await asyncio.gather(*(
-                asyncio.to_thread(self._evaluate_logging_errors,
-                                  Evaluation(key, body, spec, results[spec.query]), seconds, now)
-                for key, body, spec in rules
+                asyncio.to_thread(self._evaluate_logging_errors, evaluation, seconds, now)
+                for evaluation in evaluations
             ))
 
     def _evaluate_logging_errors(self, evaluation: Evaluation, seconds: float,
