@@ -145,3 +145,43 @@ def test_anomaly_rule_warms_up_stays_quiet_on_a_steady_series_and_fires_on_a_spi
     wait_for(lambda: state(api, namespace, "latency-anomaly") == "Firing",
              "Firing after the spike lasts `for`", timeout=60)
     assert anomaly_status()["lastScore"] > anomaly_status()["threshold"]
+
+
+def test_scale_action_changes_the_deployment_once_per_cooldown(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    apps = client.AppsV1Api(api)
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(namespace, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1DeploymentSpec(
+            replicas=2, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="web",
+                                                                     image="nginx")])))))
+    series = {"service": f"web-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.5)
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL,
+        rule("web-5xx", prometheus.url, channels=[], **{"for": "0s"},
+             query=f'http_errors_ratio{{service="{series["service"]}"}}',
+             actions={"scaleDeployment": {"name": "web", "by": 2, "min": 1, "max": 10},
+                      "cooldown": "1h"}))
+
+    def replicas() -> int:
+        return apps.read_namespaced_deployment("web", namespace).spec.replicas
+
+    wait_for(lambda: replicas() == 4, "the scale action", timeout=60)
+    status = get_rule(api, namespace, "web-5xx")["status"]
+    (action,) = status["actions"]
+    assert action["action"] == "scaleDeployment" and action["result"] == "succeeded"
+    assert "from 2 to 4" in action["message"]
+    evaluated = status["lastEvaluation"]
+    wait_for(lambda: get_rule(api, namespace, "web-5xx")["status"]["lastEvaluation"] > evaluated,
+             "another evaluation while still firing", timeout=30)
+    assert replicas() == 4 and len(get_rule(api, namespace, "web-5xx")["status"]["actions"]) == 1
+    events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    assert [e.reason for e in events if e.involved_object.name == "web-5xx"].count(
+        "ActionSucceeded") == 1

@@ -293,6 +293,8 @@ def test_operator_identity_is_least_privileged(
         ("create", "secrets", "-n", namespace),
         ("delete", "jobs.batch", "-n", namespace),
         ("update", "jobs.batch", "-n", namespace),
+        ("delete", "deployments.apps", "-n", namespace),
+        ("create", "deployments.apps", "-n", namespace),
         ("create", "pods", "-n", namespace),
         ("patch", "backuppolicies.runbook.dev", "-n", namespace),
         ("delete", "pods", "-n", namespace),

@@ -29,6 +29,7 @@ from runbook_operator.api.alertrule import (
 )
 from runbook_operator.api.common import API_VERSION, GROUP, VERSION, parse_duration
 from runbook_operator.controllers import metrics
+from runbook_operator.controllers.alert_actions import last_action_at, record_actions, run_actions
 from runbook_operator.controllers.common import status_patch
 from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.notify import notify
@@ -57,14 +58,6 @@ Key = tuple[str, str]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def unsupported(spec: AlertRuleSpec) -> str | None:
-    """Parts of the API this operator version does not act on yet: reported as Stalled rather
-    than silently ignored."""
-    if spec.actions is not None:
-        return "automated actions are not run by this operator version yet"
-    return None
 
 
 @dataclass
@@ -176,6 +169,11 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         (outcome,) = notify(kube, namespace, [item.channel], message)
         metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
         sent.append(alerting.sent_record(item, outcome.result, now))
+    actions = old.actions
+    firing = next((i for i in instances if i.state == "Firing"), None)
+    if (spec.actions is not None and firing is not None and alerting.action_due(
+            last_action_at(old), parse_duration(spec.actions.cooldown), now)):
+        actions = record_actions(old, run_actions(kube, current, spec.actions, firing, now))
     summary = alerting.summarize(instances)
     error = samples.message if isinstance(samples, alerting.QueryError) else None
     bad_query = evaluation.error_kind == "bad_data"
@@ -205,6 +203,7 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         "instances": instances,
         "notifications": alerting.record_notifications(old.notifications, sent, instances),
         "anomaly": evaluation.anomaly or old.anomaly,
+        "actions": actions,
     })
     patch = status_patch(old, new)
     if patch is not None:
@@ -361,8 +360,11 @@ class Evaluator:
             self.clients[url] = PrometheusClient(url)
         return self.clients[url]
 
-    def _due_rules(self) -> list[tuple[Key, dict[str, Any], AlertRuleSpec, str]]:
-        """Rules due now, validated; invalid or unsupported ones are reported and skipped."""
+    def _due_rules(
+        self,
+    ) -> list[tuple[Key, dict[str, Any], AlertRuleSpec | None, str | None]]:
+        """Rules due now with their Prometheus URL; an invalid spec comes with its message
+        instead of a spec."""
         now = time.monotonic()
         due = []
         for key, body in list(self.rules.items()):
@@ -375,24 +377,22 @@ class Evaluator:
                 due.append((key, body, None, validation_message(error, "spec")))
                 continue
             self.next_due[key] = now + parse_duration(spec.interval).total_seconds()
-            problem = unsupported(spec)
             url = (spec.prometheus.url if spec.prometheus and spec.prometheus.url
                    else self.default_prometheus)
-            if problem is None and url is None:
-                problem = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
-            due.append((key, body, spec, problem or url))
+            due.append((key, body, spec, url))
         return due
 
     async def tick(self) -> None:
         due = self._due_rules()
         runnable = []
-        for key, body, spec, url_or_problem in due:
+        for key, body, spec, detail in due:
             if spec is None:
-                await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", url_or_problem)
-            elif unsupported(spec) or url_or_problem.startswith("no Prometheus"):
-                await asyncio.to_thread(stall, self.kube, body, "NotSupported", url_or_problem)
+                await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", detail or "")
+            elif detail is None:
+                message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
+                await asyncio.to_thread(stall, self.kube, body, "NoPrometheus", message)
             else:
-                runnable.append((key, body, spec, url_or_problem))
+                runnable.append((key, body, spec, detail))
         by_server: dict[str, list[tuple[Key, dict[str, Any], AlertRuleSpec]]] = {}
         for key, body, spec, url in runnable:
             by_server.setdefault(url, []).append((key, body, spec))

@@ -108,6 +108,16 @@ class Kube:
         }
         self._resource("v1", "Event").create(body=body, namespace=meta["namespace"])
 
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON merge patch of fields the operator changes on purpose (e.g. an automated
+        scale), recorded under its field manager."""
+        return self._resource(api_version, kind).patch(
+            body=patch, name=name, namespace=namespace,
+            content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
+        ).to_dict()
+
     def create_if_absent(self, body: dict[str, Any]) -> bool:
         """Create `body`; an object of that name already existing is not an error (the
         request was acted on before). Returns whether it created."""
