@@ -1,6 +1,6 @@
 """Module-scoped fixtures for tests that need a real Prometheus (and Alertmanager) from Debian:
-import the ones a test module uses, e.g.
-``from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401``.
+bind the ones a test module uses at its top level, e.g.
+``prometheus = prometheus_fixtures.prometheus`` (pytest finds fixtures by module attribute).
 
 Each importing module gets its own servers (about 6 s to the first scrape: Prometheus' target
 discovery publishes its first targets after a 5 s throttle). Start times are logged at INFO

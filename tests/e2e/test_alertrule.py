@@ -4,12 +4,15 @@ real HTTP receiver through a NotificationChannel."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
@@ -42,7 +45,7 @@ def state(api, namespace: str, name: str) -> str | None:
 
 
 def test_threshold_rule_pends_fires_notifies_and_resolves(
-    api, namespace: str, running_operator: LocalOperator,
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator,
     exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
 ) -> None:
     series = {"service": f"checkout-{namespace[-5:]}"}
@@ -67,6 +70,11 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
         alert = firing[0]["alerts"][0]
         assert alert["labels"]["service"] == series["service"]
         assert alert["annotations"]["summary"] == f"{series['service']} 5xx ratio is 0.09"
+        shown = subprocess.run(
+            [sys.executable, "-m", "runbook_operator.cli.plugin", "alerts", "-n", namespace],
+            env=cluster.env(), capture_output=True, text=True, check=True).stdout.splitlines()
+        assert shown[1].split()[:5] == [namespace, "checkout-5xx", "Firing", "0.09",
+                                        shown[1].split()[4]]
         status = get_rule(api, namespace, "checkout-5xx")["status"]
         (instance,) = status["instances"]
         assert instance["pendingSince"] < instance["firingSince"]

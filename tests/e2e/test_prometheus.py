@@ -27,13 +27,13 @@ from runbook_operator.integrations.prometheus import (
     QueryResult,
 )
 
-from tests.e2e.prometheus_fixtures import (  # noqa: F401 - fixtures
-    WebhookReceiver,
-    alertmanager,
-    exporter,
-    prometheus,
-    webhook_receiver,
-)
+from tests.e2e import prometheus_fixtures
+from tests.e2e.prometheus_fixtures import WebhookReceiver
+
+exporter = prometheus_fixtures.exporter
+prometheus = prometheus_fixtures.prometheus
+webhook_receiver = prometheus_fixtures.webhook_receiver
+alertmanager = prometheus_fixtures.alertmanager
 
 DEADLINE = 20.0
 T = TypeVar("T")

@@ -367,3 +367,23 @@ def test_exit_code_reflects_readiness_only_when_asked(
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == list(HEADERS)
     assert out[1].split()[:5] == ["team-a", "BackupPolicy", "db", ready, "Why"]
+
+
+def test_alert_rows_put_firing_rules_first() -> None:
+    from datetime import UTC, datetime
+
+    from runbook_operator.cli.plugin import alert_rows
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    quiet = {"metadata": {"name": "quiet", "namespace": "a"}, "spec": {"severity": "low"},
+             "status": {"state": "Normal", "conditions": [{"type": "Ready", "status": "True"}]}}
+    loud = {"metadata": {"name": "loud", "namespace": "b"}, "spec": {"severity": "critical"},
+            "status": {"state": "Firing", "lastValue": "0.09",
+                       "activeSince": "2026-01-01T11:55:00Z",
+                       "instances": [{"state": "Firing"}, {"state": "Normal"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    fresh = {"metadata": {"name": "fresh", "namespace": "a"}}
+    rows = alert_rows([quiet, fresh, loud], now)
+    assert rows[0] == ("b", "loud", "Firing", "0.09", "5m", "critical", "1", "True")
+    assert rows[1][1] == "quiet" and rows[1][4] == "-"
+    assert rows[2] == ("a", "fresh", "Unknown", "-", "-", "medium", "0", "Unknown")

@@ -213,8 +213,64 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit with status 1 if any resource is not Ready",
     )
+    alerts = commands.add_parser(
+        "alerts",
+        help="show AlertRules with their state, value and since when",
+        description="Show every AlertRule's state, value and since when, firing first.",
+    )
+    alerts_scope = alerts.add_mutually_exclusive_group()
+    alerts_scope.add_argument("-n", "--namespace", help="namespace to list")
+    alerts_scope.add_argument("-A", "--all-namespaces", action="store_true",
+                              help="list rules in every namespace")
+    alerts.add_argument("--kubeconfig", help="path to the kubeconfig file")
+    alerts.add_argument("--context", help="kubeconfig context to use")
     _add_backup_parser(commands)
     return parser
+
+
+ALERT_ORDER = {"Firing": 0, "Recovering": 1, "Error": 2, "Pending": 3, "NoData": 4, "Normal": 5}
+
+
+def alert_rows(rules: Iterable[dict[str, Any]], now: datetime) -> list[tuple[str, ...]]:
+    """NAMESPACE, NAME, STATE, VALUE, SINCE, SEVERITY, FIRING, READY — the worst first."""
+    rows = []
+    for rule in rules:
+        meta, spec, status = rule["metadata"], rule.get("spec") or {}, rule.get("status") or {}
+        state = status.get("state") or "Unknown"
+        firing = sum(1 for i in status.get("instances") or []
+                     if i.get("state") in ("Firing", "Recovering"))
+        rows.append((
+            meta.get("namespace", ""), meta["name"], state, status.get("lastValue") or "-",
+            age_of(status.get("activeSince"), now) if status.get("activeSince") else "-",
+            spec.get("severity", "medium"), str(firing),
+            ready_condition(rule).get("status", "Unknown"),
+        ))
+    return sorted(rows, key=lambda r: (ALERT_ORDER.get(r[2], 9), r[0], r[1]))
+
+
+def alerts(args: argparse.Namespace) -> int:
+    config_file = kubeconfig_path(args)
+    try:
+        config.load_kube_config(config_file=config_file, context=args.context)
+        namespace = None if args.all_namespaces else args.namespace
+        if namespace is None and not args.all_namespaces:
+            namespace = context_namespace(config_file, args.context)
+        rules = list_kind(client.CustomObjectsApi(), "AlertRule", "alertrules", namespace)
+    except config.ConfigException as exc:
+        raise PluginError(f"invalid kubeconfig: {exc}") from exc
+    except ApiException as exc:
+        raise PluginError(f"cannot list AlertRules: {exc.status} {exc.reason}") from exc
+    except (HTTPError, OSError) as exc:
+        raise PluginError(f"cannot reach the cluster: {exc}") from exc
+    header = ("NAMESPACE", "NAME", "STATE", "VALUE", "SINCE", "SEVERITY", "FIRING", "READY")
+    rows = alert_rows(rules, datetime.now(UTC))
+    if not rows:
+        print("No AlertRules found.", file=sys.stderr)
+        return EXIT_OK
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return EXIT_OK
 
 
 def _add_backup_parser(commands: Any) -> None:
@@ -776,6 +832,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "backup":
             return BACKUP_COMMANDS[args.backup_command](args)
+        if args.command == "alerts":
+            return alerts(args)
         return status(args)
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)

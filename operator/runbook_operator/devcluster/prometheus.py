@@ -119,7 +119,7 @@ class MetricsExporter:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 """Silent: Prometheus scrapes every second."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
