@@ -263,12 +263,12 @@ class Detectors:
             except QueryFailed as failed:
                 return Evaluation(("", ""), spec, alerting.QueryError(failed.error.message),
                                   lambda _: False, failed.error.kind)
-            if len(found) != 1:
+            if len(found) > 1:
                 message = (f"anomaly query {named.name!r} returned {len(found)} series; each "
                            "must return exactly one (aggregate with sum or avg)")
                 return Evaluation(("", ""), spec, alerting.QueryError(message),
                                   lambda _: False, "bad_data")
-            series[named.name] = found[0].points
+            series[named.name] = found[0].points if found else []
         rows = anomaly_core.align(series)
         if not anomaly_core.warm(rows, anomaly.min_samples):
             return Evaluation(("", ""), spec, [], lambda _: False,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from runbook_operator.devcluster.cluster import LocalCluster, repo_root
 from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 
 DEMO_NAMESPACE = "runbook-demo"
 OPERATOR_NAMESPACE = "runbook-system"
@@ -22,6 +23,30 @@ OPERATOR_ACCOUNT = "runbook-operator"
 
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
+
+
+def demo_exporter() -> MetricsExporter:
+    """The series the example AlertRules query, as a small shop would expose them: the queue
+    backlog is high, so `queue-backlog` goes Pending; everything else is healthy."""
+    exporter = MetricsExporter()
+    exporter.start()
+    checkout = {"service": "checkout"}
+    exporter.set("up", {"job": "checkout", "instance": "checkout-0"}, 1)
+    exporter.set("http_requests_total", {**checkout, "code": "200"}, 120_000)
+    exporter.set("http_requests_total", {**checkout, "code": "500"}, 300)
+    for le, count in (("0.25", 90_000), ("1", 119_000), ("2", 120_200), ("+Inf", 120_300)):
+        exporter.set("http_request_duration_seconds_bucket", {**checkout, "le": le}, count)
+    exporter.set("http_request_duration_seconds_sum", checkout, 21_000)
+    exporter.set("http_request_duration_seconds_count", checkout, 120_300)
+    exporter.set("container_memory_working_set_bytes", {"container": "checkout"}, 310e6)
+    exporter.set("container_spec_memory_limit_bytes", {"container": "checkout"}, 512e6)
+    exporter.set("container_cpu_usage_seconds_total", {"container": "checkout"}, 5400)
+    exporter.set("node_filesystem_avail_bytes", {"mountpoint": "/"}, 41e9)
+    exporter.set("node_filesystem_size_bytes", {"mountpoint": "/"}, 100e9)
+    exporter.set("kube_job_status_start_time", {"job_name": "nightly-report"}, time.time() - 600)
+    exporter.set("kube_job_status_active", {"job_name": "nightly-report"}, 1)
+    exporter.set("queue_backlog_messages", {"queue": "orders"}, 75)
+    return exporter
 
 
 def install(cluster: LocalCluster, repo: Path) -> None:
@@ -44,7 +69,8 @@ def apply_examples(cluster: LocalCluster, repo: Path) -> None:
     )
     print(cluster.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(repo / "examples")).stdout)
     say("waiting for every runbook resource to be Ready")
-    for kind in ("notificationchannels.runbook.dev", "backuppolicies.runbook.dev"):
+    for kind in ("notificationchannels.runbook.dev", "backuppolicies.runbook.dev",
+                 "alertrules.runbook.dev"):
         print(cluster.kubectl(
             "wait", "--for=condition=Ready", "--timeout=120s", "-n", DEMO_NAMESPACE, kind, "--all",
         ).stdout)
@@ -76,6 +102,11 @@ def show(cluster: LocalCluster) -> None:
         [str(Path(sys.executable).parent / "kubectl-runbook"), "status", "-A"],
         env=cluster.env(), capture_output=True, text=True, check=False,
     ).stdout)
+    say("kubectl runbook alerts -A")
+    print(subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl-runbook"), "alerts", "-A"],
+        env=cluster.env(), capture_output=True, text=True, check=False,
+    ).stdout)
     say(f"kubectl get cronjobs,jobs -n {DEMO_NAMESPACE}")
     print(cluster.kubectl("get", "cronjobs,jobs", "-n", DEMO_NAMESPACE).stdout)
 
@@ -103,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig = cluster.service_account_kubeconfig(
             OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, workdir / "operator.kubeconfig"
         )
+        say("starting Prometheus (Debian package) scraping the demo's metrics")
+        exporter = demo_exporter()
+        prometheus = PrometheusServer([exporter.target])
+        prometheus.start()
+        prometheus.wait_targets_up()
         say("starting the operator as system:serviceaccount:runbook-system:runbook-operator")
-        operator = LocalOperator(kubeconfig, workdir / "operator.log", resync_seconds=10)
+        operator = LocalOperator(kubeconfig, workdir / "operator.log", resync_seconds=10,
+                                 extra_args=(f"--prometheus-url={prometheus.url}",))
         operator.start()
         try:
             apply_examples(cluster, repo)
@@ -128,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             say("stopping")
             operator.stop()
+            prometheus.stop()
+            exporter.stop()
     print("stopped cleanly")
     return 0
 

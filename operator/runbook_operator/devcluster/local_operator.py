@@ -55,12 +55,18 @@ class LocalOperator:
     applies to everything it does exactly as in a cluster."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, resync_seconds: float = 2.0, priority: int = 100
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        resync_seconds: float = 2.0,
+        priority: int = 100,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
         self.priority = priority
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.health_port = 0
         self.metrics_port = 0
@@ -76,6 +82,7 @@ class LocalOperator:
                 f"--metrics-port={self.metrics_port}",
                 f"--resync-interval={self.resync_seconds}",
                 f"--priority={self.priority}",
+                *self.extra_args,
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
