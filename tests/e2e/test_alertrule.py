@@ -193,3 +193,40 @@ def test_scale_action_changes_the_deployment_once_per_cooldown(
     events = client.CoreV1Api(api).list_namespaced_event(namespace).items
     assert [e.reason for e in events if e.involved_object.name == "web-5xx"].count(
         "ActionSucceeded") == 1
+
+
+def test_restarts_keep_pending_time_and_never_repeat_a_notification(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    series = {"service": f"restart-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.01)
+    with HTTPReceiver() as receiver:
+        create_channel(api, namespace, receiver.url("/alerts"))
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL,
+            rule("sticky", prometheus.url, **{"for": "20s"},
+                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+        wait_for(lambda: state(api, namespace, "sticky") == "Normal", "Normal", timeout=60)
+        exporter.set("http_errors_ratio", series, 0.5)
+        wait_for(lambda: state(api, namespace, "sticky") == "Pending", "Pending", timeout=60)
+        pending_since = get_rule(api, namespace, "sticky")["status"]["instances"][0][
+            "pendingSince"]
+
+        running_operator.kill9()
+        running_operator.start()
+        wait_for(lambda: state(api, namespace, "sticky") == "Firing", "Firing", timeout=90)
+        (instance,) = get_rule(api, namespace, "sticky")["status"]["instances"]
+        assert instance["pendingSince"] == pending_since  # `for` was not reset by the restart
+        wait_for(lambda: bodies(receiver, "firing"), "the firing notification", timeout=30)
+
+        running_operator.kill9()
+        running_operator.start()
+        evaluated = get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
+        wait_for(lambda: get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
+                 > evaluated, "an evaluation by the restarted operator", timeout=90)
+        evaluated = get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
+        wait_for(lambda: get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
+                 > evaluated, "a second one", timeout=30)
+        assert state(api, namespace, "sticky") == "Firing"
+        assert len(bodies(receiver, "firing")) == 1

@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="peering priority: the highest-priority live replica works, others stand by",
     )
     run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=20,
+        help="seconds a replica's peering record stays valid without a keep-alive; after a "
+        "crash, a restarted replica waits this long for the dead one's record to expire",
+    )
+    run.add_argument(
         "--namespace",
         action="append",
         default=[],
@@ -107,6 +114,7 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="runbook.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="runbook.dev")
     settings.peering.mandatory = not args.standalone
+    settings.peering.lifetime = args.peering_lifetime
     settings.peering.clusterwide = not args.namespace
     return settings
 

@@ -11,6 +11,7 @@ is due next.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -54,6 +55,8 @@ _EVENTS = {"firing": "firing", "error": "failed", "resolved": "resolved"}
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
+Server = tuple[str, str | None]
+"""A Prometheus URL and the bearer token used with it (None: no credentials)."""
 
 
 def _now() -> datetime:
@@ -320,7 +323,7 @@ class Evaluator:
         self.default_prometheus = default_prometheus
         self.rules: dict[Key, dict[str, Any]] = {}
         self.next_due: dict[Key, float] = {}
-        self.clients: dict[str, PrometheusClient] = {}
+        self.clients: dict[Server, PrometheusClient] = {}
         self.detectors = Detectors()
 
     def upsert(self, body: Mapping[str, Any]) -> None:
@@ -355,10 +358,24 @@ class Evaluator:
         age = (_now() - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds()
         return time.monotonic() + max(0.0, interval.total_seconds() - age)
 
-    def _client(self, url: str) -> PrometheusClient:
-        if url not in self.clients:
-            self.clients[url] = PrometheusClient(url)
-        return self.clients[url]
+    def _client(self, server: Server) -> PrometheusClient:
+        """One client (connection pool, concurrency bound) per server and credential."""
+        url, token = server
+        if server not in self.clients:
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            self.clients[server] = PrometheusClient(url, headers=headers)
+        return self.clients[server]
+
+    def _token(self, namespace: str, spec: AlertRuleSpec) -> str | None:
+        """The bearer token from spec.prometheus.authSecretRef (blocking: a worker thread)."""
+        ref = spec.prometheus.auth_secret_ref if spec.prometheus else None
+        if ref is None:
+            return None
+        secret = self.kube.get("v1", "Secret", ref.name, namespace) or {}
+        encoded = (secret.get("data") or {}).get(ref.key)
+        if encoded is None:
+            raise LookupError(f"Secret {ref.name!r} with key {ref.key!r} not found")
+        return base64.b64decode(encoded).decode().strip()
 
     def _due_rules(
         self,
@@ -392,14 +409,20 @@ class Evaluator:
                 message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
                 await asyncio.to_thread(stall, self.kube, body, "NoPrometheus", message)
             else:
-                runnable.append((key, body, spec, detail))
-        by_server: dict[str, list[tuple[Key, dict[str, Any], AlertRuleSpec]]] = {}
-        for key, body, spec, url in runnable:
-            by_server.setdefault(url, []).append((key, body, spec))
-        for url, rules in by_server.items():
+                try:
+                    token = await asyncio.to_thread(self._token, key[0], spec)
+                except LookupError as missing:
+                    await asyncio.to_thread(stall, self.kube, body, "SecretNotFound",
+                                            str(missing))
+                    continue
+                runnable.append((key, body, spec, (detail, token)))
+        by_server: dict[Server, list[tuple[Key, dict[str, Any], AlertRuleSpec]]] = {}
+        for key, body, spec, server in runnable:
+            by_server.setdefault(server, []).append((key, body, spec))
+        for server, rules in by_server.items():
             started = time.perf_counter()
             now = _now()
-            client = self._client(url)
+            client = self._client(server)
             threshold = [(key, spec) for key, _, spec in rules if spec.anomaly is None]
             results = await client.instant_many([s.query for _, s in threshold], now)
             evaluations = [threshold_evaluation(key, spec, results[spec.query])
