@@ -230,3 +230,47 @@ def test_restarts_keep_pending_time_and_never_repeat_a_notification(
                  > evaluated, "a second one", timeout=30)
         assert state(api, namespace, "sticky") == "Firing"
         assert len(bodies(receiver, "firing")) == 1
+
+
+def test_keep_firing_for_suppresses_a_flap_and_send_resolved_false_is_honoured(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    series = {"service": f"flappy-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.5)
+    with HTTPReceiver() as receiver:
+        create_channel(api, namespace, receiver.url("/alerts"))
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL,
+            rule("flappy", prometheus.url, **{"for": "0s"}, keepFiringFor="20s",
+                 channels=[{"name": "oncall", "sendResolved": False}],
+                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+        wait_for(lambda: bodies(receiver, "firing"), "the firing notification", timeout=60)
+        exporter.set("http_errors_ratio", series, 0.01)
+        wait_for(lambda: state(api, namespace, "flappy") == "Recovering", "Recovering",
+                 timeout=30)
+        exporter.set("http_errors_ratio", series, 0.5)
+        wait_for(lambda: state(api, namespace, "flappy") == "Firing", "Firing again", timeout=30)
+        exporter.set("http_errors_ratio", series, 0.01)
+        wait_for(lambda: state(api, namespace, "flappy") == "Normal",
+                 "Normal once keepFiringFor has passed", timeout=90)
+        assert len(bodies(receiver, "firing")) == 1
+        assert bodies(receiver, "resolved") == []
+
+
+def test_no_data_handled_as_alerting_fires(
+    api, namespace: str, running_operator: LocalOperator,
+    prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL,
+        rule("heartbeat", prometheus.url, **{"for": "0s"}, channels=[],
+             query='up{job="heartbeat-that-never-reports"}', noDataState="Alerting"))
+    wait_for(lambda: state(api, namespace, "heartbeat") == "Firing",
+             "Firing on no data when noDataState is Alerting", timeout=60)
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL,
+        rule("quiet", prometheus.url, **{"for": "0s"}, channels=[],
+             query='up{job="heartbeat-that-never-reports"}'))
+    wait_for(lambda: state(api, namespace, "quiet") == "NoData",
+             "NoData (not firing) with the default noDataState", timeout=60)
