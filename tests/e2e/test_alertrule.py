@@ -44,6 +44,27 @@ def state(api, namespace: str, name: str) -> str | None:
     return (get_rule(api, namespace, name).get("status") or {}).get("state")
 
 
+def create_slack_and_pagerduty(api, namespace: str, receiver: HTTPReceiver) -> None:
+    """Slack and PagerDuty channels whose endpoints are the in-test receiver."""
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="chat"),
+        string_data={"slack": receiver.url("/slack"), "pd": "R0UT1NGKEY0123456789abcdefABCDEF"}))
+    channels = {
+        "slack": {"slack": {"webhookURLSecretRef": {"name": "chat", "key": "slack"}}},
+        "pagerduty": {"pagerduty": {"routingKeySecretRef": {"name": "chat", "key": "pd"},
+                                    "endpoint": receiver.url("/v2/enqueue")}},
+    }
+    for name, spec in channels.items():
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "notificationchannels",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+             "metadata": {"name": name}, "spec": spec})
+
+
+def received(receiver: HTTPReceiver, path: str) -> list[dict]:
+    return [r.json() for r in receiver.requests if r.path == path]
+
+
 def test_threshold_rule_pends_fires_notifies_and_resolves(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator,
     exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
@@ -52,10 +73,12 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
     exporter.set("http_errors_ratio", series, 0.01)
     with HTTPReceiver() as receiver:
         create_channel(api, namespace, receiver.url("/alerts"))
+        create_slack_and_pagerduty(api, namespace, receiver)
         client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL,
             rule("checkout-5xx", prometheus.url,
-                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+                 query=f'http_errors_ratio{{service="{series["service"]}"}}',
+                 channels=[{"name": "oncall"}, {"name": "slack"}, {"name": "pagerduty"}]))
         wait_for(lambda: state(api, namespace, "checkout-5xx") == "Normal", "Normal", timeout=60)
         ready = get_rule(api, namespace, "checkout-5xx")
         assert next(c for c in ready["status"]["conditions"] if c["type"] == "Ready")[
@@ -70,11 +93,19 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
         alert = firing[0]["alerts"][0]
         assert alert["labels"]["service"] == series["service"]
         assert alert["annotations"]["summary"] == f"{series['service']} 5xx ratio is 0.09"
+        slack = wait_for(lambda: received(receiver, "/slack"), "the Slack message")
+        assert f"{series['service']} 5xx ratio is 0.09" in slack[0]["text"]
+        assert slack[0]["blocks"][0]["type"] in ("header", "section")
+        (trigger,) = wait_for(lambda: received(receiver, "/v2/enqueue"), "the PagerDuty event")
+        assert trigger["event_action"] == "trigger"
+        assert trigger["routing_key"] == "R0UT1NGKEY0123456789abcdefABCDEF"
+        assert trigger["payload"]["severity"] == "critical"
+        assert trigger["payload"]["summary"].startswith(series["service"])
+        assert len(trigger["dedup_key"]) <= 255
         shown = subprocess.run(
             [sys.executable, "-m", "runbook_operator.cli.plugin", "alerts", "-n", namespace],
             env=cluster.env(), capture_output=True, text=True, check=True).stdout.splitlines()
-        assert shown[1].split()[:5] == [namespace, "checkout-5xx", "Firing", "0.09",
-                                        shown[1].split()[4]]
+        assert shown[1].split()[:4] == [namespace, "checkout-5xx", "Firing", "0.09"]
         status = get_rule(api, namespace, "checkout-5xx")["status"]
         (instance,) = status["instances"]
         assert instance["pendingSince"] < instance["firingSince"]
@@ -85,6 +116,9 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
                             timeout=60)
         assert resolved[0]["alerts"][0]["fingerprint"] == alert["fingerprint"]
         assert len(bodies(receiver, "firing")) == 1
+        resolve = wait_for(lambda: [e for e in received(receiver, "/v2/enqueue")
+                                    if e["event_action"] == "resolve"], "the PagerDuty resolve")
+        assert resolve[0]["dedup_key"] == trigger["dedup_key"]
         wait_for(lambda: state(api, namespace, "checkout-5xx") == "Normal", "Normal again")
 
 
@@ -274,3 +308,50 @@ def test_no_data_handled_as_alerting_fires(
              query='up{job="heartbeat-that-never-reports"}'))
     wait_for(lambda: state(api, namespace, "quiet") == "NoData",
              "NoData (not firing) with the default noDataState", timeout=60)
+
+
+def test_restart_and_webhook_actions_run_once(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    apps = client.AppsV1Api(api)
+    labels = {"app": "api"}
+    apps.create_namespaced_deployment(namespace, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="api"),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="api",
+                                                                     image="nginx")])))))
+    series = {"service": f"api-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.5)
+    with HTTPReceiver() as receiver:
+        client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="remediation"),
+            string_data={"url": receiver.url("/remediate")}))
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL,
+            rule("api-5xx", prometheus.url, channels=[], **{"for": "0s"},
+                 query=f'http_errors_ratio{{service="{series["service"]}"}}',
+                 actions={"restartDeployment": {"name": "api"},
+                          "webhook": {"urlSecretRef": {"name": "remediation", "key": "url"}},
+                          "cooldown": "1h"}))
+
+        def restarted_at() -> str | None:
+            template = apps.read_namespaced_deployment("api", namespace).spec.template
+            return (template.metadata.annotations or {}).get("kubectl.kubernetes.io/restartedAt")
+
+        wait_for(restarted_at, "the rollout restart", timeout=60)
+        (call,) = wait_for(lambda: receiver.requests, "the remediation webhook")
+        assert call.json()["rule"] == "api-5xx"
+        assert call.json()["labels"]["service"] == series["service"]
+        first = restarted_at()
+        evaluated = get_rule(api, namespace, "api-5xx")["status"]["lastEvaluation"]
+        wait_for(lambda: get_rule(api, namespace, "api-5xx")["status"]["lastEvaluation"]
+                 > evaluated, "another evaluation within the cooldown", timeout=30)
+        assert restarted_at() == first and len(receiver.requests) == 1
+        actions = get_rule(api, namespace, "api-5xx")["status"]["actions"]
+        assert sorted(a["action"] for a in actions) == ["restartDeployment", "webhook"]
+        assert all(a["result"] == "succeeded" for a in actions)
+        assert all("remediate" not in a["message"] for a in actions)  # URL path redacted

@@ -29,7 +29,7 @@ def create_channel(api, namespace: str, url: str) -> None:
 
 
 def bodies(receiver: HTTPReceiver, event_status: str) -> list[dict]:
-    return [r.json() for r in receiver.requests if r.json()["status"] == event_status]
+    return [r.json() for r in receiver.requests if r.json().get("status") == event_status]
 
 
 def test_failed_backup_notifies_once_through_a_retrying_channel(
