@@ -13,6 +13,7 @@ help:
 	@echo "make unit | e2e    one half of the tests"
 	@echo "make crds          regenerate crds/ from the pydantic models"
 	@echo "make cluster-up    start the local control plane in the background (cluster-down stops it)"
+	@echo "make bench         backup runner and AlertRule evaluation benchmarks (ratio tables)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ cluster-up: install control-plane
 
 cluster-down: install
 	$(PY) -m runbook_operator.devcluster down --state-dir $(STATE_DIR)
+
+# Benchmarks print ratio tables against baselines measured in the same run (see bench/README.md).
+bench: install control-plane test-services
+	$(PY) bench/backup_runner.py
+	$(PY) bench/alert_rules.py
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR) .pytest_cache .hypothesis

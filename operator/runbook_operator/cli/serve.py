@@ -1,0 +1,76 @@
+"""`runbook-operator run`: the operator process (kopf, the controllers, metrics, health)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+
+import kopf
+from prometheus_client import start_http_server
+
+from runbook_operator.api.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from runbook_operator.cli.logs import configure
+from runbook_operator.controllers import register_all
+from runbook_operator.integrations.kubernetes import Kube, load_client_config
+
+
+def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
+    """kopf settings chosen on purpose rather than left at their defaults."""
+    settings = kopf.OperatorSettings()
+    settings.watching.server_timeout = args.watch_timeout
+    settings.watching.client_timeout = args.watch_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.batching.worker_limit = args.workers
+    settings.execution.max_workers = args.workers
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "runbook-operator"
+    settings.posting.reporting_instance = socket.gethostname()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="runbook.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="runbook.dev")
+    settings.peering.mandatory = not args.standalone
+    settings.peering.lifetime = args.peering_lifetime
+    settings.peering.clusterwide = not args.namespace
+    return settings
+
+
+def peering_object(name: str) -> dict[str, object]:
+    """The ClusterKopfPeering the replicas share; created here rather than in manifests/
+    because a custom resource cannot be applied in the same pass as its CRD."""
+    return {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    configure(args.log_level, args.json_logs)
+    load_client_config()
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    kube = Kube()
+    if not args.standalone:
+        kube.apply(peering_object(args.peering))
+    settings = operator_settings(args)
+    register_all(
+        registry, settings, kube, args.resync_interval, args.namespace, args.runner_image,
+        args.prometheus_url,
+    )
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    kopf.run(
+        registry=registry,
+        settings=settings,
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        priority=args.priority,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+    )
