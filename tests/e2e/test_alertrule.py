@@ -89,7 +89,8 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
                  "Pending after the threshold is crossed", timeout=60)
         firing = wait_for(lambda: bodies(receiver, "firing"), "the firing notification",
                           timeout=60)
-        assert state(api, namespace, "checkout-5xx") == "Firing"
+        # Status is written after the notifications of the same evaluation went out.
+        wait_for(lambda: state(api, namespace, "checkout-5xx") == "Firing", "Firing in status")
         alert = firing[0]["alerts"][0]
         assert alert["labels"]["service"] == series["service"]
         assert alert["annotations"]["summary"] == f"{series['service']} 5xx ratio is 0.09"

@@ -82,8 +82,8 @@ def test_rpo_breach_notifies_once_and_resolves(
 
         run_job(cluster, namespace, "late-backup", "rescue", None)
         wait_for(lambda: bodies(receiver, "resolved"), "the all-clear")
-        obj = get_policy(api, namespace, "late")
-        assert condition(obj, "RPOMet")["status"] == "True"
+        wait_for(lambda: condition(get_policy(api, namespace, "late"), "RPOMet").get("status")
+                 == "True", "RPOMet=True in status (written after the notification)")
         resolved = bodies(receiver, "resolved")
         assert len(resolved) == 1
         assert (resolved[0]["alerts"][0]["fingerprint"]
