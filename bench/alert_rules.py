@@ -1,0 +1,1171 @@
+"""AlertRule evaluation benchmark: the operator against Prometheus' own rule evaluation.
+
+One run starts, on loopback and in throw-away temp dirs:
+
+- an in-process exporter with `--services` services x 3 series (http_requests_total as a counter,
+  http_errors_ratio and latency_p95 as gauges, values moving every second);
+- the Debian Prometheus scraping it every 5 s and LOADED WITH A RULE FILE holding the same
+  `--rules` threshold rules as Prometheus alerting rules (one group at `--interval`): its
+  `/api/v1/rules` reports the group's `evaluationTime` per evaluation, the baseline;
+- the local control plane (LocalCluster), the manifests and CRDs installed as tests/e2e do
+  (`kubectl apply --server-side -k hack/local-install`), the same rules as AlertRules
+  (spec.prometheus.url = that Prometheus, interval = `--interval`, no channels), and the operator
+  as a subprocess under its ServiceAccount (LocalOperator).
+
+Rule i watches service i % S, metric (i // S) % 3 through expression shape i // (3 S) (raw value,
+rate/increase/irate, *_over_time over 1m/5m/10m windows), so 1,000 rules over 50 services are
+1,000 distinct queries (`--shared-queries`: only 3 S distinct queries, thresholds differ), and
+a threshold from a short list per metric, so some rules pend and fire, most stay Normal.
+
+Measured, in the same run:
+
+1. the operator's query phase: `runbook_alert_evaluation_seconds` sum/count deltas from its
+   /metrics per interval window, against Prometheus' evaluationTime for the same rules;
+2. the whole operator tick (query + decide + status write for every due rule): every AlertRule
+   of one tick carries the same status.lastEvaluation (taken before the queries), so a watch on
+   the AlertRules gives, per tick, its start, its query time (status.evaluationDurationSeconds)
+   and when its last status write arrived;
+3. the operator's CPU per interval (utime+stime from /proc/<pid>/stat) as % of one core, and what
+   the API server, etcd and Prometheus spent meanwhile;
+4. time from operator start until every rule has a status.lastEvaluation;
+5. baselines without the operator: `PrometheusClient.instant_many` over the same queries (wall,
+   CPU), the operator's own `Evaluator.tick()` without kopf (wall, CPU), and the raw Kubernetes
+   client writing a minimal status merge patch to every rule (the cost floor of a status write).
+
+It prints medians over the `--ticks` interval windows and ratios; it asserts nothing and exits 0.
+Everything it started is stopped, and every temp dir removed, also on Ctrl-C.
+
+    python bench/alert_rules.py [--rules 1000] [--services 50] [--interval 15s] [--ticks 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL, KIND = "runbook.dev", "v1alpha1", "alertrules", "AlertRule"
+NAMESPACE = "bench-alerts"
+OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "runbook-system", "runbook-operator"
+SCRAPE_INTERVAL = "5s"
+FOR = "1m"
+CREATE_THREADS = 8
+UNION_LABEL = "bench_query"
+GOAL_TICK_RATIO = 4.0
+GOAL_CPU_PERCENT = 5.0
+FIRST_EVALUATION_TIMEOUT = 900.0
+SPEC_CHANGE_TIMEOUT = 600.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# What asyncio.to_thread (the operator's status writes) gets: the loop's default executor.
+DEFAULT_EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
+
+METRICS = ("http_requests_total", "http_errors_ratio", "latency_p95")
+# Expression shapes per metric ({m} is the selector); rule i uses shape i // (3 * services).
+SHAPES = {
+    "http_requests_total": [
+        "rate({m}[1m])", "rate({m}[5m])", "increase({m}[1m])", "increase({m}[5m])",
+        "irate({m}[1m])", "rate({m}[2m])", "increase({m}[10m])", "rate({m}[10m])",
+        "irate({m}[5m])", "increase({m}[2m])",
+    ],
+    "http_errors_ratio": [
+        "{m}", "max_over_time({m}[1m])", "avg_over_time({m}[1m])", "max_over_time({m}[5m])",
+        "avg_over_time({m}[5m])", "min_over_time({m}[5m])", "quantile_over_time(0.95, {m}[5m])",
+        "avg_over_time({m}[10m])", "max_over_time({m}[10m])", "quantile_over_time(0.9, {m}[10m])",
+    ],
+}
+SHAPES["latency_p95"] = SHAPES["http_errors_ratio"]
+THRESHOLDS = {
+    "http_requests_total": [400.0, 1000.0, 20000.0, 100000.0],
+    "http_errors_ratio": [0.05, 0.1, 0.02, 0.2],
+    "latency_p95": [1.0, 2.0, 1.5, 0.5],
+}
+SEVERITIES = ["high", "critical", "medium", "low"]
+
+
+# -- the rules -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    query: str
+    threshold: float
+    severity: str
+
+    @property
+    def name(self) -> str:
+        return f"bench-{self.index:04d}"
+
+
+def service(k: int) -> str:
+    return f"svc-{k:03d}"
+
+
+def make_rules(count: int, services: int, shared_queries: bool) -> list[Rule]:
+    rules = []
+    for i in range(count):
+        metric = METRICS[(i // services) % len(METRICS)]
+        variant = i // (services * len(METRICS))
+        shapes = SHAPES[metric]
+        shape = shapes[0] if shared_queries else shapes[variant % len(shapes)]
+        selector = f'{metric}{{service="{service(i % services)}"}}'
+        thresholds = THRESHOLDS[metric]
+        level = variant % len(thresholds)
+        rules.append(Rule(i, shape.format(m=selector), thresholds[level], SEVERITIES[level]))
+    return rules
+
+
+def rule_file(rules: list[Rule], interval: str) -> dict[str, Any]:
+    """The same rules as one Prometheus alerting-rule group."""
+    return {"groups": [{
+        "name": "bench",
+        "interval": interval,
+        "rules": [
+            {"alert": f"Bench{r.index:04d}", "expr": f"{r.query} > {r.threshold:g}", "for": FOR,
+             "labels": {"severity": r.severity}}
+            for r in rules
+        ],
+    }]}
+
+
+def alert_rule(rule: Rule, prometheus_url: str, interval: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+        "metadata": {"name": rule.name, "namespace": NAMESPACE},
+        "spec": {
+            "query": rule.query,
+            "condition": {"operator": "gt", "threshold": rule.threshold},
+            "for": FOR, "interval": interval, "severity": rule.severity,
+            "prometheus": {"url": prometheus_url},
+        },
+    }
+
+
+def parse_seconds(text: str) -> float:
+    from runbook_operator.api.common import parse_duration
+
+    return parse_duration(text).total_seconds()
+
+
+# -- the exporter's moving values ----------------------------------------------------------------
+
+
+class Traffic:
+    """Moves the exporter's series every second: request counters grow at a per-service rate,
+    error ratios and latencies wobble; every 7th service has a high error ratio and latency grows
+    with the service number, so a share of the rules pend and fire."""
+
+    def __init__(self, exporter: Any, services: int) -> None:
+        self.exporter = exporter
+        self.services = services
+        self.totals = [0.0] * services
+        self.random = random.Random(4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def _step(self, seconds: float) -> None:
+        for k in range(self.services):
+            labels = {"service": service(k), "job": "bench", "instance": f"{service(k)}:80"}
+            self.totals[k] += (50 + 10 * k) * seconds
+            wobble = 1 + 0.1 * self.random.uniform(-1, 1)
+            errors = (0.08 if k % 7 == 3 else 0.01) * wobble
+            latency = (0.2 + 0.03 * k) * wobble
+            self.exporter.set("http_requests_total", labels, self.totals[k])
+            self.exporter.set("http_errors_ratio", labels, errors)
+            self.exporter.set("latency_p95", labels, latency)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._step(1.0)
+
+    def start(self) -> None:
+        self._step(0.0)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# -- CPU accounting -----------------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return math.nan
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine was busy (all cores, /proc/stat), since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
+
+
+# -- Prometheus' own evaluations ------------------------------------------------------------------
+
+
+class RuleGroupPoller:
+    """Polls Prometheus' /api/v1/rules and keeps one (lastEvaluation, evaluationTime summed over
+    the groups) per evaluation."""
+
+    def __init__(self, url: str, period: float) -> None:
+        self.url = url
+        self.period = period
+        self.evaluations: dict[str, tuple[float, float, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rules-poller", daemon=True)
+
+    def _poll(self) -> None:
+        data = httpx.get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]
+        groups = data["groups"]
+        if not groups or any(g["lastEvaluation"].startswith("0001") for g in groups):
+            return
+        key = "|".join(sorted(g["lastEvaluation"] for g in groups))
+        if key not in self.evaluations:
+            total = sum(float(g["evaluationTime"]) for g in groups)
+            self.evaluations[key] = (time.time(), total, sum(len(g["rules"]) for g in groups))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self._poll()
+            self._stop.wait(self.period)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def times(self, since: float = 0.0, until: float = math.inf) -> list[float]:
+        return [s for seen, s, _ in self.evaluations.values() if since <= seen <= until]
+
+
+# -- what the operator wrote: a watch on the AlertRules ------------------------------------------
+
+
+@dataclass
+class Tick:
+    """One operator tick as the watch saw it: every rule it wrote carries `start` as
+    lastEvaluation and the tick's query seconds as evaluationDurationSeconds."""
+
+    start: float
+    query_seconds: float
+    rules: int = 0
+    first_write: float = math.inf
+    last_write: float = 0.0
+
+    @property
+    def wall(self) -> float:
+        return self.last_write - self.start
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def api_client_files(kubeconfig: Path, into: Path) -> tuple[str, ssl.SSLContext]:
+    """The API server URL and a TLS context (client certificate) from a kubeconfig."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    user = config["users"][0]["user"]
+    for key, filename in (("client-certificate-data", "watch.crt"),
+                          ("client-key-data", "watch.key")):
+        path = into / filename
+        path.touch(mode=0o600)
+        path.write_bytes(base64.b64decode(user[key]))
+    context = ssl.create_default_context(
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    context.load_cert_chain(str(into / "watch.crt"), str(into / "watch.key"))
+    return cluster["server"], context
+
+
+class RuleWatch:
+    """A raw watch (httpx + json, cheap) on the AlertRules that records each status write that
+    carries a new lastEvaluation."""
+
+    def __init__(self, server: str, context: ssl.SSLContext, resource_version: str) -> None:
+        self.client = httpx.Client(base_url=server, verify=context,
+                                   timeout=httpx.Timeout(10, read=None))
+        self.resource_version = resource_version
+        self.lock = threading.Lock()
+        self.ticks: dict[str, Tick] = {}
+        self.evaluations: dict[str, list[float]] = defaultdict(list)  # rule -> lastEvaluations
+        self.first_seen: dict[str, float] = {}  # rule -> arrival of its first lastEvaluation
+        self.states: dict[str, str] = {}
+        self.writes: list[float] = []  # arrival of every write with a new lastEvaluation
+        self.generation_seen: dict[tuple[str, int], float] = {}  # (rule, observedGeneration)
+        self._last: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rule-watch", daemon=True)
+
+    def _record(self, event: dict[str, Any], arrived: float) -> None:
+        obj = event["object"]
+        if event["type"] == "BOOKMARK":
+            self.resource_version = obj["metadata"]["resourceVersion"]
+            return
+        if event["type"] == "ERROR":
+            raise RuntimeError(f"watch error: {obj.get('message')}")
+        self.resource_version = obj["metadata"]["resourceVersion"]
+        name = obj["metadata"]["name"]
+        status = obj.get("status") or {}
+        if "observedGeneration" in status:
+            self.generation_seen.setdefault((name, status["observedGeneration"]), arrived)
+        stamp = status.get("lastEvaluation")
+        if not stamp or self._last.get(name) == stamp:
+            return
+        self._last[name] = stamp
+        with self.lock:
+            tick = self.ticks.get(stamp)
+            if tick is None:
+                tick = self.ticks[stamp] = Tick(
+                    _epoch(stamp), float(status.get("evaluationDurationSeconds") or 0))
+            tick.rules += 1
+            tick.first_write = min(tick.first_write, arrived)
+            tick.last_write = max(tick.last_write, arrived)
+            self.evaluations[name].append(tick.start)
+            self.first_seen.setdefault(name, arrived)
+            self.states[name] = status.get("state", "?")
+            self.writes.append(arrived)
+
+    def _run(self) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+        while not self._stop.is_set():
+            params = {"watch": "1", "resourceVersion": self.resource_version,
+                      "allowWatchBookmarks": "true", "timeoutSeconds": "1800"}
+            try:
+                with self.client.stream("GET", path, params=params) as response:
+                    for line in response.iter_lines():
+                        if line:
+                            self._record(json.loads(line), time.time())
+            except Exception:  # noqa: BLE001 - closed at stop, or a dropped connection
+                if self._stop.wait(0.5):
+                    return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.client.close()
+        self._thread.join(timeout=5)
+
+    def evaluated(self) -> int:
+        with self.lock:
+            return len(self.first_seen)
+
+    def ticks_between(self, since: float, until: float) -> list[Tick]:
+        with self.lock:
+            return sorted((t for t in self.ticks.values() if since <= t.start < until),
+                          key=lambda t: t.start)
+
+    def gaps_between(self, since: float, until: float) -> list[float]:
+        """Seconds between consecutive evaluations of the same rule, both inside the window."""
+        with self.lock:
+            gaps = []
+            for starts in self.evaluations.values():
+                inside = [s for s in starts if since <= s < until]
+                gaps.extend(b - a for a, b in zip(inside, inside[1:], strict=False))
+            return gaps
+
+    def writes_between(self, since: float, until: float) -> int:
+        with self.lock:
+            return sum(1 for w in self.writes if since <= w < until)
+
+
+# -- worker subprocesses (their CPU is theirs alone) ---------------------------------------------
+
+
+def _worker_queries(args: dict[str, Any]) -> dict[str, Any]:
+    """`PrometheusClient.instant_many` over the rules' queries: wall and process CPU per round,
+    at the client's default concurrency (the operator's) and at the other `concurrency` values."""
+    from runbook_operator.integrations.prometheus import PrometheusClient, QueryError
+
+    async def rounds_at(concurrency: int | None) -> dict[str, Any]:
+        rounds = []
+        errors = distinct = series = 0
+        options = {} if concurrency is None else {"concurrency": concurrency}
+        async with PrometheusClient(args["url"], **options) as client:
+            for _ in range(args["rounds"] + 1):  # the first round warms the connections up
+                cpu, wall = time.process_time(), time.perf_counter()
+                results = await client.instant_many(args["queries"], datetime.now(UTC))
+                rounds.append({"wall": time.perf_counter() - wall,
+                               "cpu": time.process_time() - cpu})
+                errors = sum(isinstance(r, QueryError) for r in results.values())
+                distinct = len(results)
+                series = sum(len(r.samples) for r in results.values() if not
+                             isinstance(r, QueryError))
+            return {"rounds": rounds[1:], "distinct": distinct, "errors": errors,
+                    "concurrency": client.concurrency, "series": series}
+
+    async def union_rounds(chunk: int) -> dict[str, Any]:
+        """Experiment: the distinct queries sent as unions of `chunk` queries, each operand
+        tagged with its index by label_replace, and the answer split back per query."""
+        distinct = list(dict.fromkeys(args["queries"]))
+        parts = [distinct[i:i + chunk] for i in range(0, len(distinct), chunk)]
+        texts = [" or ".join(f'label_replace({q}, "{UNION_LABEL}", "{i * chunk + j}", "", "")'
+                             for j, q in enumerate(part)) for i, part in enumerate(parts)]
+        rounds = []
+        series = errors = 0
+        async with PrometheusClient(args["url"]) as client:
+            for _ in range(args["rounds"] + 1):
+                cpu, wall = time.process_time(), time.perf_counter()
+                answers = await asyncio.gather(*(client.instant(t, datetime.now(UTC))
+                                                 for t in texts))
+                split: dict[str, list[Any]] = {q: [] for q in distinct}
+                errors = 0
+                for answer in answers:
+                    if isinstance(answer, QueryError):
+                        errors += 1
+                        continue
+                    for sample in answer.samples:
+                        split[distinct[int(sample.labels.pop(UNION_LABEL))]].append(sample)
+                rounds.append({"wall": time.perf_counter() - wall,
+                               "cpu": time.process_time() - cpu})
+                series = sum(len(v) for v in split.values())
+        return {"rounds": rounds[1:], "chunk": chunk, "requests": len(texts), "series": series,
+                "errors": errors}
+
+    async def run() -> dict[str, Any]:
+        default = await rounds_at(None)
+        others = [await rounds_at(c) for c in args["concurrency"] if c != default["concurrency"]]
+        unions = [await union_rounds(c) for c in args["union_chunks"]]
+        return {**default, "experiments": others, "unions": unions}
+
+    return asyncio.run(run())
+
+
+def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
+    """The operator's own `Evaluator.tick()` over every rule, without kopf: queries, decisions
+    and status writes (GET, GET, merge PATCH per rule) in asyncio's default executor."""
+    os.environ["KUBECONFIG"] = args["kubeconfig"]
+    from prometheus_client import REGISTRY
+    from runbook_operator.api.common import API_VERSION
+    from runbook_operator.controllers.alertrule import Evaluator
+    from runbook_operator.integrations.kubernetes import Kube, load_client_config
+
+    load_client_config()
+    kube = Kube()
+
+    def query_seconds() -> float:
+        return REGISTRY.get_sample_value("runbook_alert_evaluation_seconds_sum") or 0.0
+
+    async def run() -> dict[str, Any]:
+        evaluator = Evaluator(kube, None)
+        for body in kube.list(API_VERSION, KIND, [args["namespace"]]):
+            evaluator.upsert(body)
+        rounds = []
+        try:
+            for _ in range(args["rounds"]):
+                evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
+                cpu, wall, query = time.process_time(), time.perf_counter(), query_seconds()
+                await evaluator.tick()
+                rounds.append({"wall": time.perf_counter() - wall,
+                               "cpu": time.process_time() - cpu,
+                               "query": query_seconds() - query})
+            profile = await profiled(evaluator) if args.get("profile") else ""
+        finally:
+            for client in evaluator.clients.values():
+                await client.close()
+        return {"rounds": rounds, "rules": len(evaluator.rules), "profile": profile,
+                "rss": rss_mib(os.getpid())}
+
+    async def profiled(evaluator: Evaluator) -> str:
+        """One Evaluator.tick() over up to 200 rules with asyncio.to_thread made inline (this
+        is a throw-away process), so one cProfile sees the operator's whole path: queries,
+        decisions, status writes. The timed rounds run them in threads, which cProfile misses."""
+        import cProfile
+        import io
+        import pstats
+
+        async def inline(func: Callable[..., Any], /, *a: Any, **kw: Any) -> Any:
+            return func(*a, **kw)
+
+        chosen = set(list(evaluator.rules)[:200])
+        evaluator.next_due = {k: 0.0 if k in chosen else math.inf for k in evaluator.rules}
+        original, asyncio.to_thread = asyncio.to_thread, inline  # type: ignore[assignment]
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
+        try:
+            profiler.enable()
+            await evaluator.tick()
+            profiler.disable()
+        finally:
+            asyncio.to_thread = original
+        out = io.StringIO()
+        out.write(f"Evaluator.tick() over {len(chosen)} rules, one thread, under cProfile "
+                  "(process CPU time)\n")
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(45)
+        return out.getvalue()
+
+    return asyncio.run(run())
+
+
+def _worker_patch(args: dict[str, Any]) -> dict[str, Any]:
+    """The raw Kubernetes client writing a minimal status merge patch (lastEvaluation and
+    evaluationDurationSeconds, no preceding GET) to every rule, with as many threads as the
+    operator's default executor."""
+    from kubernetes import client, config
+
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args["kubeconfig"]))
+
+    def write(name: str) -> None:
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, args["namespace"], PLURAL, name,
+            {"status": {"lastEvaluation": now, "evaluationDurationSeconds": 0.1}})
+
+    rounds = []
+    with ThreadPoolExecutor(args["threads"]) as pool:
+        for _ in range(args["rounds"]):
+            cpu, wall = time.process_time(), time.perf_counter()
+            list(pool.map(write, args["names"]))
+            rounds.append({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu})
+    return {"rounds": rounds}
+
+
+WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "queries": _worker_queries, "tick": _worker_tick, "patch": _worker_patch,
+}
+
+
+def run_worker(kind: str, args: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    path = tmp / f"worker-{kind}.json"
+    path.write_text(json.dumps(args))
+    done = subprocess.run([sys.executable, __file__, "--worker", kind, str(path)],
+                          capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {kind} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def med(rounds: list[dict[str, float]], key: str) -> float:
+    return median([r[key] for r in rounds])
+
+
+def operator_histogram(operator: Any) -> tuple[float, float]:
+    text = operator.metrics()
+    values = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in values:
+            if line.startswith(f"runbook_alert_evaluation_seconds_{part} "):
+                values[part] = float(line.split()[1])
+    return values["sum"], values["count"]
+
+
+@dataclass
+class Window:
+    start: float
+    end: float
+    query_sum: float
+    query_count: float
+    cpu: dict[str, float]  # CPU seconds by process (operator, apiserver, ..., this benchmark)
+    machine_cpu: float
+    writes: int
+    ticks: list[Tick] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def percent(self, cpu: float) -> float:
+        return 100 * cpu / self.seconds
+
+    @property
+    def operator_cpu(self) -> float:
+        return self.cpu["operator"]
+
+    @property
+    def other_load(self) -> float:
+        """CPU seconds of processes this benchmark did not start (other work on the machine)."""
+        return self.machine_cpu - sum(self.cpu.values())
+
+
+HANDLER_LINE = "Handler 'register.<locals>.rule_changed' succeeded"
+
+
+def handler_calls(log_text: str) -> list[float]:
+    """When kopf finished each AlertRule event handler call (the operator logs one INFO line
+    per call, in local time)."""
+    calls = []
+    for line in log_text.splitlines():
+        if HANDLER_LINE in line:
+            with contextlib.suppress(ValueError):
+                calls.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    return calls
+
+
+def log_problems(log_text: str) -> dict[str, int]:
+    """WARNING/ERROR lines of the operator's log, counted by their first words."""
+    problems: dict[str, int] = {}
+    for line in log_text.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) == 5 and parts[2] in ("WARNING", "ERROR", "CRITICAL"):
+            key = f"{parts[2]} {parts[3]} {parts[4][:90]}"
+            problems[key] = problems.get(key, 0) + 1
+    return problems
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass
+class SpecChange:
+    """One rule's threshold moved below its value: when status.observedGeneration claimed the
+    new generation, and when the new threshold actually took effect (state left Normal)."""
+
+    rule: str
+    observed_generation: float = math.nan
+    took_effect: float = math.nan
+
+
+def change_specs(api: Any, watch: RuleWatch, count: int, timeout: float) -> list[SpecChange]:
+    """Move the threshold of a few Normal rules below their value (a new generation) and time
+    how long the operator takes to evaluate them with it."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+    with watch.lock:
+        names = sorted(n for n, state in watch.states.items() if state == "Normal")[:count]
+    sent = {}
+    for name in names:
+        patched = custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, name,
+            {"spec": {"condition": {"operator": "gt", "threshold": -1e9}}})
+        sent[name] = (patched["metadata"]["generation"], time.time())
+    progress(f"moved the threshold of {len(names)} Normal rules below their values; waiting "
+             f"until they leave Normal (up to {timeout:.0f} s)")
+    changes = {name: SpecChange(name) for name in names}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with watch.lock:
+            for name, (generation, at) in sent.items():
+                change = changes[name]
+                seen = watch.generation_seen.get((name, generation))
+                if seen is not None:
+                    change.observed_generation = seen - at
+                if math.isnan(change.took_effect) and watch.states.get(name) != "Normal":
+                    change.took_effect = time.time() - at
+        if all(not math.isnan(c.took_effect) for c in changes.values()):
+            break
+        time.sleep(0.25)
+    return list(changes.values())
+
+
+def create_rules(api: Any, rules: list[Rule], url: str, interval: str) -> tuple[float, float]:
+    """Create every AlertRule with the raw client (CREATE_THREADS threads): wall, CPU of this
+    process."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+
+    def create(rule: Rule) -> None:
+        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
+                                               alert_rule(rule, url, interval))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    with ThreadPoolExecutor(CREATE_THREADS) as pool:
+        list(pool.map(create, rules))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+@dataclass
+class Results:
+    args: argparse.Namespace
+    rules: int
+    distinct: int
+    interval: float
+    prom_eval: list[float] = field(default_factory=list)
+    py_queries: dict[str, Any] = field(default_factory=dict)
+    create: tuple[float, float] = (math.nan, math.nan)
+    operator_healthy: float = math.nan
+    first_full: float = math.nan
+    evaluated_at_deadline: int = 0
+    windows: list[Window] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)
+    operator_rss: float = math.nan
+    operator_log_bytes: int = 0
+    handler_calls: list[float] = field(default_factory=list)
+    problems: dict[str, int] = field(default_factory=dict)
+    operator_started: float = math.nan
+    revision: str = "?"
+    spec_changes: list[SpecChange] = field(default_factory=list)
+    tick_worker: dict[str, Any] = field(default_factory=dict)
+    patch_worker: dict[str, Any] = field(default_factory=dict)
+
+
+def operator_class() -> type:
+    from runbook_operator.devcluster.local_operator import LocalOperator, free_port, wait_for
+
+    class BenchOperator(LocalOperator):
+        """LocalOperator, plus extra `run` arguments for experiments (`--operator-workers`)."""
+
+        extra_args: list[str] = []
+
+        def start(self) -> None:
+            if not self.extra_args:
+                super().start()
+                return
+            self.health_port, self.metrics_port = free_port(), free_port()
+            with self.log_path.open("ab") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "runbook_operator.cli.main", "run",
+                     f"--health-port={self.health_port}", f"--metrics-port={self.metrics_port}",
+                     f"--resync-interval={self.resync_seconds}", f"--priority={self.priority}",
+                     *self.extra_args],
+                    env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+                    stdout=log, stderr=subprocess.STDOUT)
+            wait_for(self._healthy, "operator /healthz", timeout=60)
+
+    return BenchOperator
+
+
+def save(results: Results, path: Path) -> None:
+    data = dataclasses.asdict(dataclasses.replace(results, args=None))
+    data["args"] = vars(results.args)
+    path.write_text(json.dumps(data, default=str))
+
+
+def load(path: Path) -> Results:
+    data = json.loads(path.read_text())
+    windows = [Window(**{**w, "ticks": [Tick(**t) for t in w["ticks"]]})
+               for w in data.pop("windows")]
+    changes = [SpecChange(**c) for c in data.pop("spec_changes")]
+    return Results(args=argparse.Namespace(**data.pop("args")), windows=windows,
+                   spec_changes=changes, **data)
+
+
+def revision() -> str:
+    """The commit the operator code comes from, marked when operator/ has local changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "operator")
+    return (git("rev-parse", "--short", "HEAD") or "?") + ("+changes" if dirty else "")
+
+
+def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
+    from kubernetes import config
+    from runbook_operator.devcluster.cluster import LocalCluster
+    from runbook_operator.devcluster.local_operator import wait_for
+    from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
+
+    BenchOperator = operator_class()  # noqa: N806
+    interval = parse_seconds(args.interval)
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-alerts-")))
+    rules = make_rules(args.rules, args.services, args.shared_queries)
+    queries = [r.query for r in rules]
+    results = Results(args, len(rules), len(set(queries)), interval, revision=revision())
+
+    exporter = stack.enter_context(MetricsExporter())
+    traffic = Traffic(exporter, args.services)
+    traffic.start()
+    stack.callback(traffic.stop)
+    rule_path = tmp / "rules.yml"
+    rule_path.write_text(yaml.safe_dump(rule_file(rules, args.interval), sort_keys=False))
+    prometheus = PrometheusServer([exporter.target], rule_files=[rule_path],
+                                  scrape_interval=SCRAPE_INTERVAL,
+                                  evaluation_interval=args.interval)
+    stack.enter_context(prometheus)
+    prometheus.wait_targets_up()
+    poller = RuleGroupPoller(prometheus.url, max(1.0, interval / 3))
+    poller.start()
+    stack.callback(poller.stop)
+    progress(f"Prometheus {prometheus.url}: {len(rules)} rules ({results.distinct} distinct "
+             f"queries) over {args.services} services, evaluated every {args.interval}")
+
+    cluster = stack.enter_context(LocalCluster())
+    cluster.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    kubeconfig = cluster.service_account_kubeconfig(
+        OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, tmp / "operator.kubeconfig")
+    progress(f"control plane {cluster.server} up, manifests and CRDs installed")
+
+    progress(f"baseline: PrometheusClient.instant_many over {len(queries)} queries, "
+             f"{args.ticks} rounds")
+    results.py_queries = run_worker(
+        "queries", {"url": prometheus.url, "queries": queries, "rounds": args.ticks,
+                    "concurrency": [8, 16], "union_chunks": [len(queries), 100]}, tmp)
+
+    api = config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
+    stack.callback(api.close)
+    results.create = create_rules(api, rules, prometheus.url, args.interval)
+    progress(f"created {len(rules)} AlertRules in {results.create[0]:.1f} s "
+             f"({CREATE_THREADS} threads)")
+    listing = cluster.kubectl("get", PLURAL, "-n", NAMESPACE, "-o", "json", timeout=300)
+    server, context = api_client_files(cluster.admin_kubeconfig, tmp)
+    watch = RuleWatch(server, context, json.loads(listing.stdout)["metadata"]["resourceVersion"])
+    watch.start()
+    stack.callback(watch.stop)
+
+    operator = BenchOperator(kubeconfig, tmp / "operator.log", resync_seconds=60)
+    operator.extra_args = [f"--workers={args.operator_workers}"] if args.operator_workers else []
+    stack.callback(operator.stop)
+    started = results.operator_started = time.time()
+    operator.start()
+    assert operator.process is not None
+    pid = operator.process.pid
+    results.operator_healthy = time.time() - started
+    progress(f"operator pid {pid} healthy after {results.operator_healthy:.1f} s; waiting for "
+             f"every rule's first evaluation")
+    try:
+        wait_for(lambda: watch.evaluated() >= len(rules), "every rule evaluated once",
+                 timeout=FIRST_EVALUATION_TIMEOUT, interval=0.5)
+        results.first_full = max(watch.first_seen.values()) - started
+    except AssertionError:
+        pass
+    results.evaluated_at_deadline = watch.evaluated()
+    progress(f"{results.evaluated_at_deadline}/{len(rules)} rules evaluated "
+             f"{results.first_full:.1f} s after operator start; one interval of warm-up")
+
+    time.sleep(interval)
+    processes = {"operator": pid, "bench": os.getpid(),
+                 "prometheus": prometheus.process.popen.pid,  # type: ignore[union-attr]
+                 **{name.removeprefix("kube-"): p for name, p in cluster.pids.items()}}
+
+    def sample() -> tuple[float, float, float, dict[str, float], float]:
+        query_sum, query_count = operator_histogram(operator)
+        return (time.time(), query_sum, query_count,
+                {name: process_cpu(p) for name, p in processes.items()}, machine_busy())
+
+    previous = sample()
+    for n in range(args.ticks):
+        time.sleep(max(0.0, previous[0] + interval - time.time()))
+        current = sample()
+        t0, s0, c0, cpu0, m0 = previous
+        t1, s1, c1, cpu1, m1 = current
+        window = Window(t0, t1, s1 - s0, c1 - c0, {k: cpu1[k] - cpu0[k] for k in cpu0},
+                        m1 - m0, watch.writes_between(t0, t1))
+        results.windows.append(window)
+        progress(f"window {n + 1}/{args.ticks}: query phase {window.query_sum:.2f} s in "
+                 f"{window.query_count:.0f} batch(es), {window.writes} status writes, operator "
+                 f"CPU {window.percent(window.operator_cpu):.1f}% of a core")
+        previous = current
+    measured_from, measured_to = results.windows[0].start, results.windows[-1].end
+    # Ticks that started inside the windows; their writes may finish a little later.
+    time.sleep(min(interval, 30))
+    for window in results.windows:
+        window.ticks = watch.ticks_between(window.start, window.end)
+    results.gaps = watch.gaps_between(measured_from, measured_to)
+    results.prom_eval = poller.times(measured_from - interval, measured_to + interval)
+    if len(results.prom_eval) < 2:
+        results.prom_eval = poller.times()[1:] or poller.times()
+    with watch.lock:
+        for state in watch.states.values():
+            results.states[state] = results.states.get(state, 0) + 1
+    results.operator_rss = rss_mib(pid)
+    results.spec_changes = change_specs(api, watch, 3, timeout=SPEC_CHANGE_TIMEOUT)
+    operator.stop()
+    log_text = operator.log_text()
+    results.operator_log_bytes = len(log_text.encode())
+    results.handler_calls = handler_calls(log_text)
+    results.problems = log_problems(log_text)
+    if args.operator_log:
+        Path(args.operator_log).write_text(operator.log_text())
+
+    rounds = max(1, min(args.ticks, 3))
+    progress(f"baseline: Evaluator.tick() without kopf over every rule, {rounds} rounds")
+    results.tick_worker = run_worker(
+        "tick", {"kubeconfig": str(kubeconfig), "namespace": NAMESPACE, "rounds": rounds,
+                 "profile": args.profile}, tmp)
+    progress(f"baseline: raw client status merge patch of every rule, {rounds} rounds")
+    results.patch_worker = run_worker(
+        "patch", {"kubeconfig": str(kubeconfig), "namespace": NAMESPACE, "rounds": rounds,
+                  "names": [r.name for r in rules], "threads": DEFAULT_EXECUTOR_THREADS}, tmp)
+    return results
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def fmt(value: float, unit: str = "s", digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f} {unit}".rstrip()
+
+
+def ratio(a: float, b: float, goal: str = "") -> str:
+    if not b or math.isnan(a) or math.isnan(b):
+        return "n/a"
+    return f"{a / b:.2f}x" + (f" ({goal})" if goal else "")
+
+
+def seconds_list(values: list[float]) -> str:
+    """'9 / 6 / >600 s'-style: each value, or '>' the timeout when it never happened."""
+    if not values:
+        return "n/a"
+    return " / ".join(f">{SPEC_CHANGE_TIMEOUT:.0f}" if math.isnan(v) else f"{v:.0f}"
+                      for v in values) + " s"
+
+
+def worst(values: list[float]) -> float:
+    if not values:
+        return math.nan
+    return SPEC_CHANGE_TIMEOUT if any(math.isnan(v) for v in values) else max(values, default=0)
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    headers = ("figure", "value", "baseline", "ratio")
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(4)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def report(r: Results) -> None:
+    n, interval, windows = r.rules, r.interval, r.windows
+    prom = median(r.prom_eval)
+    ticks = [t for w in windows for t in w.ticks]
+    per_tick = median([w.query_sum / w.query_count for w in windows if w.query_count])
+    rules_per_tick = median([float(t.rules) for t in ticks])
+    ticks_per_window = median([float(w.query_count) for w in windows])
+    # Per interval, scaled to all n rules: ticks hold only the rules due then (often a share
+    # of them), the evaluation loop runs its ticks one after the other.
+    scaled = [w for w in windows if sum(t.rules for t in w.ticks)]
+    query_all = median([w.query_sum * n / sum(t.rules for t in w.ticks) for w in scaled])
+    tick_all = median([sum(t.wall for t in w.ticks) * n / sum(t.rules for t in w.ticks)
+                       for w in scaled])
+    tick_wall = median([t.wall for t in ticks])
+    write_per_rule = median([(t.wall - t.query_seconds) / t.rules for t in ticks if t.rules])
+    op_cpu_pct = median([w.percent(w.operator_cpu) for w in windows])
+    evaluations = median([float(w.writes) for w in windows])
+    op_cpu_per_eval = sum(w.operator_cpu for w in windows) / max(1, sum(w.writes for w in windows))
+    projected = 100 * op_cpu_per_eval * n / interval
+    handled = median([float(sum(1 for c in r.handler_calls if w.start <= c < w.end))
+                      for w in windows])
+    first_done = r.operator_started + (r.first_full if not math.isnan(r.first_full)
+                                       else FIRST_EVALUATION_TIMEOUT)
+    handled_first = sum(1 for c in r.handler_calls if c <= first_done)
+    took_effect = [c.took_effect for c in r.spec_changes]
+    claimed = [c.observed_generation for c in r.spec_changes]
+    py = r.py_queries.get("rounds", [])
+    py_wall, py_cpu = med(py, "wall"), med(py, "cpu")
+    tw = r.tick_worker.get("rounds", [])
+    nk_wall, nk_cpu, nk_query = med(tw, "wall"), med(tw, "cpu"), med(tw, "query")
+    pw = r.patch_worker.get("rounds", [])
+    patch_wall, patch_cpu = med(pw, "wall"), med(pw, "cpu")
+    goal_ratio = f"goal <= {GOAL_TICK_RATIO:g}x"
+    ms = 1000.0
+
+    def pct(name: str) -> float:
+        return median([w.percent(w.cpu.get(name, math.nan)) for w in windows])
+
+    rows = [
+        ("Prometheus evaluationTime of the rule group", fmt(prom), f"{n} rules", ""),
+        (f"operator query phase for all {n} rules (histogram)", fmt(query_all),
+         f"Prometheus {fmt(prom)}", ratio(query_all, prom, goal_ratio)),
+        (f"operator ticks for all {n} rules: query+decide+write", fmt(tick_all),
+         f"Prometheus {fmt(prom)}", ratio(tick_all, prom, goal_ratio)),
+        ("  ticks per interval / rules per tick", f"{ticks_per_window:g} / {rules_per_tick:.0f}",
+         "", ""),
+        ("  one tick: query phase / whole", f"{fmt(per_tick)} / {fmt(tick_wall)}", "", ""),
+        (f"operator CPU, % of one core at {r.args.interval}", fmt(op_cpu_pct, "%", 1),
+         f"goal {GOAL_CPU_PERCENT:g}%", ratio(op_cpu_pct, GOAL_CPU_PERCENT)),
+        ("  same if all rules were evaluated every interval", fmt(projected, "%", 1),
+         f"goal {GOAL_CPU_PERCENT:g}%", ratio(projected, GOAL_CPU_PERCENT)),
+        ("rule evaluations (status writes) per interval", f"{evaluations:.0f}", f"{n} rules",
+         ratio(evaluations, n)),
+        ("median gap between one rule's evaluations", fmt(median(r.gaps)),
+         f"interval {fmt(interval, 's', 0)}", ratio(median(r.gaps), interval)),
+        ("operator start -> every rule has lastEvaluation", fmt(r.first_full, "s", 0),
+         f"interval {fmt(interval, 's', 0)}", ratio(r.first_full, interval)),
+        ("spec change -> evaluated with the new threshold", seconds_list(took_effect),
+         f"interval {fmt(interval, 's', 0)}", ratio(worst(took_effect), interval)),
+        ("  -> status.observedGeneration says so", seconds_list(claimed), "", ""),
+        ("kopf AlertRule handler calls per interval", f"{handled:.0f}",
+         f"{evaluations:.0f} status writes", ratio(handled, evaluations)),
+        (f"instant_many, {r.py_queries.get('distinct', '?')} queries, concurrency "
+         f"{r.py_queries.get('concurrency', '?')}: wall", fmt(py_wall), f"Prometheus {fmt(prom)}",
+         ratio(py_wall, prom)),
+        ("  CPU", fmt(py_cpu), "", ""),
+    ]
+    for experiment in r.py_queries.get("experiments", []):
+        wall = med(experiment["rounds"], "wall")
+        rows.append((f"  experiment: concurrency {experiment['concurrency']}: wall",
+                     fmt(wall), f"concurrency {r.py_queries.get('concurrency')} {fmt(py_wall)}",
+                     ratio(wall, py_wall)))
+    for union in r.py_queries.get("unions", []):
+        wall = med(union["rounds"], "wall")
+        rows.append((f"  experiment: unions of {union['chunk']} ({union['requests']} requests)"
+                     f": wall", fmt(wall), f"Prometheus {fmt(prom)}", ratio(wall, prom)))
+        rows.append(("    CPU; series (errors) vs one query each",
+                     f"{fmt(med(union['rounds'], 'cpu'))}; {union['series']} ({union['errors']})",
+                     f"{fmt(py_cpu)}; {r.py_queries.get('series')}", ratio(
+                         med(union["rounds"], "cpu"), py_cpu)))
+    rows += [
+        ("write phase per rule in operator ticks", fmt(ms * write_per_rule, "ms", 1),
+         f"raw patch {fmt(ms * patch_wall / n, 'ms', 1)}", ratio(write_per_rule, patch_wall / n)),
+        ("Evaluator.tick() without kopf, all rules: wall", fmt(nk_wall), f"Prometheus {fmt(prom)}",
+         ratio(nk_wall, prom)),
+        ("  of which query phase", fmt(nk_query), f"instant_many {fmt(py_wall)}",
+         ratio(nk_query, py_wall)),
+        ("operator CPU per rule evaluation", fmt(ms * op_cpu_per_eval, "ms", 1),
+         f"Evaluator.tick() {fmt(ms * nk_cpu / n, 'ms', 1)}", ratio(op_cpu_per_eval, nk_cpu / n)),
+        ("Evaluator.tick() CPU per rule (no kopf)", fmt(ms * nk_cpu / n, "ms", 1),
+         f"raw patch {fmt(ms * patch_cpu / n, 'ms', 1)}", ratio(nk_cpu, patch_cpu)),
+        (f"raw client status patch x{n}, {DEFAULT_EXECUTOR_THREADS} threads: wall",
+         fmt(patch_wall), f"interval {fmt(interval, 's', 0)}", ratio(patch_wall, interval)),
+        (f"create {n} AlertRules, {CREATE_THREADS} threads", fmt(r.create[0]),
+         f"{fmt(ms * r.create[0] / n, 'ms', 1)} per CR", ""),
+        ("operator start -> /healthz", fmt(r.operator_healthy), "", ""),
+        ("operator RSS at the end", fmt(r.operator_rss, "MiB", 0),
+         f"Evaluator.tick() process {fmt(r.tick_worker.get('rss', math.nan), 'MiB', 0)}", ""),
+        ("CPU % of a core: apiserver / etcd / Prometheus",
+         f"{pct('apiserver'):.0f} / {pct('etcd'):.0f} / {pct('prometheus'):.0f} %", "", ""),
+        ("CPU % of a core: this benchmark process", fmt(pct("bench"), "%", 0), "", ""),
+        ("CPU % of a core: processes not started here",
+         fmt(median([w.percent(w.other_load) for w in windows]), "%", 0),
+         f"{os.cpu_count()} cores", ""),
+    ]
+    print()
+    workers = f" --workers={r.args.operator_workers}" if r.args.operator_workers else ""
+    print(f"AlertRule evaluation: {n} rules ({r.distinct} distinct queries) over "
+          f"{r.args.services} services at {r.args.interval}, {os.cpu_count()} CPUs, operator "
+          f"{r.revision}{workers}"
+          f"; medians over {len(windows)} interval windows ({len(ticks)} operator ticks, "
+          f"{len(r.prom_eval)} Prometheus evaluations)")
+    print_table(rows)
+    print()
+    print("per window: query s (batches) | ticks rules@wall | status writes | kopf handler calls "
+          "| CPU % operator apiserver etcd prometheus other-load")
+    for i, w in enumerate(windows, 1):
+        ticks_text = " ".join(f"{t.rules}@{t.wall:.1f}s" for t in w.ticks) or "-"
+        calls = sum(1 for c in r.handler_calls if w.start <= c < w.end)
+        print(f"  {i}: {w.query_sum:.2f} ({w.query_count:.0f}) | {ticks_text} | {w.writes} | "
+              f"{calls} | {w.percent(w.operator_cpu):.0f} {w.percent(w.cpu['apiserver']):.0f} "
+              f"{w.percent(w.cpu['etcd']):.0f} {w.percent(w.cpu['prometheus']):.0f} "
+              f"{w.percent(w.other_load):.0f}")
+    print(f"Prometheus evaluationTime samples (s): "
+          f"{', '.join(f'{s:.3f}' for s in r.prom_eval) or 'none'}")
+    print(f"rule states at the end: {dict(sorted(r.states.items()))}; query errors in the "
+          f"instant_many baseline: {r.py_queries.get('errors', '?')}; operator log "
+          f"{r.operator_log_bytes / 1024:.0f} KiB")
+    print(f"kopf handled {handled_first} AlertRule events until every rule was evaluated once, "
+          f"{len(r.handler_calls)} in all")
+    for problem, count in sorted(r.problems.items(), key=lambda p: -p[1])[:6]:
+        print(f"operator log: {count} x {problem}")
+    if r.evaluated_at_deadline < n:
+        print(f"only {r.evaluated_at_deadline}/{n} rules were evaluated within "
+              f"{FIRST_EVALUATION_TIMEOUT:.0f} s of operator start")
+    print(f"goals: query phase / Prometheus {ratio(query_all, prom)}, whole ticks / Prometheus "
+          f"{ratio(tick_all, prom)} (<= {GOAL_TICK_RATIO:g}x); operator CPU "
+          f"{fmt(op_cpu_pct, '%', 1)} of a core (<= {GOAL_CPU_PERCENT:g}%). Nothing is asserted.")
+    if r.tick_worker.get("profile"):
+        print()
+        print(r.tick_worker["profile"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--interval", default="15s", help="rule interval (Go duration)")
+    parser.add_argument("--ticks", type=int, default=4, help="interval windows measured")
+    parser.add_argument("--shared-queries", action="store_true",
+                        help="rules share 3 x services queries (only thresholds differ)")
+    parser.add_argument("--operator-workers", type=int,
+                        help="experiment: pass --workers N to the operator (default: its own)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where evaluate() spends CPU (cProfile, 200 rules)")
+    parser.add_argument("--operator-log", help="copy the operator's log to this file")
+    parser.add_argument("--save", type=Path, help="also write the measurements as JSON")
+    parser.add_argument("--load", type=Path, help="print the report of a --save file, no run")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        kind, path = args.worker
+        print(json.dumps(WORKERS[kind](json.loads(Path(path).read_text()))), flush=True)
+        return 0
+
+    if args.load:
+        report(load(args.load))
+        return 0
+
+    stopping = False
+
+    def interrupted(signum: int, _frame: object) -> None:
+        """The first Ctrl-C/SIGTERM/SIGHUP unwinds (stopping everything); later ones must not
+        interrupt that clean-up half-way."""
+        nonlocal stopping
+        if stopping:
+            print("already stopping everything this benchmark started", file=sys.stderr)
+            return
+        stopping = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # Explicitly, also for SIGINT: a shell starting us in the background may have ignored it.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    try:
+        with contextlib.ExitStack() as stack:
+            results = measure(args, stack)
+            stopping = True
+            progress("stopping everything")
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    report(results)
+    if args.save:
+        save(results, args.save)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
