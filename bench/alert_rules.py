@@ -20,22 +20,32 @@ a threshold from a short list per metric, so some rules pend and fire, most stay
 Measured, in the same run:
 
 1. the operator's query phase: `runbook_alert_evaluation_seconds` sum/count deltas from its
-   /metrics per interval window, against Prometheus' evaluationTime for the same rules;
-2. the whole operator tick (query + decide + status write for every due rule): every AlertRule
-   of one tick carries the same status.lastEvaluation (taken before the queries), so a watch on
-   the AlertRules gives, per tick, its start, its query time (status.evaluationDurationSeconds)
-   and when its last status write arrived;
+   /metrics per interval window (scaled to all rules when a tick holds only the rules due then),
+   against Prometheus' evaluationTime for the same rules;
+2. the operator's ticks (query + decide + status write for every due rule): every AlertRule of
+   one tick carries the same status.lastEvaluation (taken before the queries), so a watch on the
+   AlertRules gives, per tick, its start, its query time (status.evaluationDurationSeconds) and
+   when its last status write arrived; also the gap between one rule's evaluations;
 3. the operator's CPU per interval (utime+stime from /proc/<pid>/stat) as % of one core, and what
-   the API server, etcd and Prometheus spent meanwhile;
-4. time from operator start until every rule has a status.lastEvaluation;
+   the API server, etcd, Prometheus and processes this benchmark did not start spent meanwhile;
+4. time from operator start until every rule has a status.lastEvaluation, and, after the
+   windows, how long a spec change takes to be used: the threshold of 3 Normal rules is moved
+   below their values, timed until they leave Normal (and until status.observedGeneration
+   claims the new generation); kopf's AlertRule handler calls per interval, from its log;
 5. baselines without the operator: `PrometheusClient.instant_many` over the same queries (wall,
-   CPU), the operator's own `Evaluator.tick()` without kopf (wall, CPU), and the raw Kubernetes
-   client writing a minimal status merge patch to every rule (the cost floor of a status write).
+   CPU; experiments: concurrency 8 and 16, and the queries sent as `or`-unions of 100 or all of
+   them, tagged with label_replace), the operator's own `Evaluator.tick()` without kopf (wall,
+   CPU, RSS), and the raw Kubernetes client writing a minimal status merge patch to every rule
+   (the cost floor of a status write). `--profile` adds where Evaluator.tick() spends its CPU.
 
 It prints medians over the `--ticks` interval windows and ratios; it asserts nothing and exits 0.
-Everything it started is stopped, and every temp dir removed, also on Ctrl-C.
+Everything it started is stopped, and every temp dir removed, also on Ctrl-C. About 3-4 minutes
+with the defaults on 2 cores (longer when kopf is slow to see new rules or spec changes; the
+waits are bounded at 15 and 10 minutes).
 
     python bench/alert_rules.py [--rules 1000] [--services 50] [--interval 15s] [--ticks 4]
+        [--shared-queries] [--profile] [--operator-workers N] [--operator-log FILE]
+        [--save FILE] [--load FILE]
 """
 
 from __future__ import annotations
@@ -1123,7 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-workers", type=int,
                         help="experiment: pass --workers N to the operator (default: its own)")
     parser.add_argument("--profile", action="store_true",
-                        help="print where evaluate() spends CPU (cProfile, 200 rules)")
+                        help="print where Evaluator.tick() spends CPU (cProfile, 200 rules)")
     parser.add_argument("--operator-log", help="copy the operator's log to this file")
     parser.add_argument("--save", type=Path, help="also write the measurements as JSON")
     parser.add_argument("--load", type=Path, help="print the report of a --save file, no run")
