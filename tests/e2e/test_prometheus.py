@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from runbook_operator.devcluster.local_operator import wait_for
 from runbook_operator.devcluster.prometheus import (
     AlertmanagerServer,
     MetricsExporter,
@@ -51,14 +52,6 @@ async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool
         await asyncio.sleep(0.2)
 
 
-def wait_sync(probe: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def values_by(result: QueryResult, label: str) -> dict[str, float]:
     assert isinstance(result, Ok), result
     return {s.labels[label]: s.value for s in result.samples}
@@ -79,9 +72,10 @@ def api_requests(prometheus: PrometheusServer, handler: str) -> float:
 def served(prometheus: PrometheusServer, handler: str, before: float, expected: int) -> float:
     """Requests served since `before`. Prometheus counts a request just after answering it,
     so wait for at least `expected` before comparing exactly."""
-    wait_sync(
+    wait_for(
         lambda: api_requests(prometheus, handler) - before >= expected,
         f"{expected} requests on {handler}",
+        timeout=DEADLINE,
     )
     return api_requests(prometheus, handler) - before
 
@@ -244,7 +238,7 @@ def test_alertmanager_is_ready_and_delivers_to_the_webhook(
     posted = httpx.post(f"{alertmanager.url}/api/v2/alerts", json=[alert])
     assert posted.status_code == 200, posted.text
 
-    wait_sync(lambda: bool(webhook_receiver.payloads), "Alertmanager's webhook")
+    wait_for(lambda: bool(webhook_receiver.payloads), "Alertmanager's webhook", timeout=DEADLINE)
     payload = webhook_receiver.payloads[0]
     assert payload["version"] == "4"
     assert payload["status"] == "firing"
