@@ -19,6 +19,7 @@ from runbook_operator.runner.interfaces import (
     VerificationError,
 )
 from runbook_operator.runner.sources import (
+    check_expected,
     PostgresConnection,
     PostgresRestoreSettings,
     PostgresSettings,
@@ -123,12 +124,7 @@ class PostgresRestoreSink(ProcessSink):
             RestoreError,
             what="check query",
         )
-        expect = self.settings.expect
-        if expect is not None and self.check_result != expect:
-            raise RestoreError(
-                f"check query returned {self.check_result!r}, expected {expect!r}",
-                reason="CheckFailed",
-            )
+        check_expected(self.check_result, self.settings.expect)
 
 
 class PostgresRestoreTarget:
