@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
@@ -42,6 +43,25 @@ def get_rule(api, namespace: str, name: str) -> dict[str, Any]:
 
 def state(api, namespace: str, name: str) -> str | None:
     return (get_rule(api, namespace, name).get("status") or {}).get("state")
+
+
+def evaluations(operator: LocalOperator, namespace: str, name: str) -> int:
+    """How often the running operator has evaluated a rule (its progress signal: status is
+    written only when it changes)."""
+    for family in text_string_to_metric_families(operator.metrics()):
+        if family.name == "runbook_alert_evaluations":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {
+                        "namespace": namespace, "rule": name}:
+                    return int(sample.value)
+    return 0
+
+
+def wait_for_evaluations(operator: LocalOperator, namespace: str, name: str, more: int,
+                         what: str, timeout: float = 30) -> None:
+    """Wait until the operator has evaluated the rule `more` more times than now."""
+    target = evaluations(operator, namespace, name) + more
+    wait_for(lambda: evaluations(operator, namespace, name) >= target, what, timeout=timeout)
 
 
 def create_slack_and_pagerduty(api, namespace: str, receiver: HTTPReceiver) -> None:
@@ -179,9 +199,8 @@ def test_anomaly_rule_warms_up_stays_quiet_on_a_steady_series_and_fires_on_a_spi
     trained = wait_for(lambda: anomaly_status().get("trainedAt") and anomaly_status(),
                        "training once minSamples rows exist", timeout=90)
     assert trained["samples"] >= 20
-    before = get_rule(api, namespace, "latency-anomaly")["status"]["lastEvaluation"]
-    wait_for(lambda: get_rule(api, namespace, "latency-anomaly")["status"]["lastEvaluation"]
-             > before, "another evaluation on the steady series", timeout=30)
+    wait_for_evaluations(running_operator, namespace, "latency-anomaly", 2,
+                         "more evaluations on the steady series")
     assert state(api, namespace, "latency-anomaly") == "Normal"
 
     exporter.set("anomaly_signal", signal, 400.0)
@@ -221,9 +240,8 @@ def test_scale_action_changes_the_deployment_once_per_cooldown(
     (action,) = status["actions"]
     assert action["action"] == "scaleDeployment" and action["result"] == "succeeded"
     assert "from 2 to 4" in action["message"]
-    evaluated = status["lastEvaluation"]
-    wait_for(lambda: get_rule(api, namespace, "web-5xx")["status"]["lastEvaluation"] > evaluated,
-             "another evaluation while still firing", timeout=30)
+    wait_for_evaluations(running_operator, namespace, "web-5xx", 2,
+                         "more evaluations while still firing")
     assert replicas() == 4 and len(get_rule(api, namespace, "web-5xx")["status"]["actions"]) == 1
     events = client.CoreV1Api(api).list_namespaced_event(namespace).items
     assert [e.reason for e in events if e.involved_object.name == "web-5xx"].count(
@@ -257,12 +275,8 @@ def test_restarts_keep_pending_time_and_never_repeat_a_notification(
 
         running_operator.kill9()
         running_operator.start()
-        evaluated = get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
-        wait_for(lambda: get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
-                 > evaluated, "an evaluation by the restarted operator", timeout=90)
-        evaluated = get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
-        wait_for(lambda: get_rule(api, namespace, "sticky")["status"]["lastEvaluation"]
-                 > evaluated, "a second one", timeout=30)
+        wait_for_evaluations(running_operator, namespace, "sticky", 2,
+                             "two evaluations by the restarted operator", timeout=90)
         assert state(api, namespace, "sticky") == "Firing"
         assert len(bodies(receiver, "firing")) == 1
 
@@ -348,9 +362,8 @@ def test_restart_and_webhook_actions_run_once(
         assert call.json()["rule"] == "api-5xx"
         assert call.json()["labels"]["service"] == series["service"]
         first = restarted_at()
-        evaluated = get_rule(api, namespace, "api-5xx")["status"]["lastEvaluation"]
-        wait_for(lambda: get_rule(api, namespace, "api-5xx")["status"]["lastEvaluation"]
-                 > evaluated, "another evaluation within the cooldown", timeout=30)
+        wait_for_evaluations(running_operator, namespace, "api-5xx", 2,
+                             "more evaluations within the cooldown")
         assert restarted_at() == first and len(receiver.requests) == 1
         actions = get_rule(api, namespace, "api-5xx")["status"]["actions"]
         assert sorted(a["action"] for a in actions) == ["restartDeployment", "webhook"]

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("RUNBOOK_PROMETHEUS_URL"),
         help="Prometheus for AlertRules that do not name one in spec.prometheus.url",
     )
-    run.add_argument("--workers", type=int, default=20, help="max concurrent handlers")
+    run.add_argument("--workers", type=int, default=20,
+                     help="max threads running synchronous handlers at once")
     run.add_argument(
         "--watch-timeout",
         type=int,

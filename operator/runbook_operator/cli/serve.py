@@ -22,10 +22,12 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.watching.client_timeout = args.watch_timeout + 30
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = args.workers
-    # kopf keeps a finished object's worker alive this long for more events; with the default
-    # 5 s and a bounded worker pool, 1,000 new resources took minutes to be seen (bench/).
-    settings.batching.idle_timeout = 0.5
+    # Per-object workers are coroutines, left unbounded: a cap below the number of objects
+    # made 1,000 new AlertRules wait minutes to be seen (bench/). `execution.max_workers`
+    # bounds the threads that synchronous handlers run in.
+    settings.queueing.worker_limit = None
+    # kopf keeps a finished object's worker alive this long for more events (default 5 s).
+    settings.queueing.idle_timeout = 0.5
     settings.execution.max_workers = args.workers
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "runbook-operator"

@@ -3,7 +3,8 @@
 Each tick, the rules that are due are grouped by Prometheus server and their queries are sent
 deduplicated and with bounded concurrency (`PrometheusClient.instant_many`), so a slow or broken
 query times out on its own without stalling the others. Deciding (`core.alerting`) and writing
-status happen in worker threads. Everything that must survive a restart — pending/firing times,
+status happen in worker threads, from the operator's cached copy of each rule; status is written
+only when something lasting changes, plus a heartbeat (per-tick values go to metrics). Everything that must survive a restart — pending/firing times,
 what was notified — is in status; the in-memory cache only says which rules exist and when each
 is due next.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -38,7 +40,7 @@ from runbook_operator.core import alerting
 from runbook_operator.core import anomaly as anomaly_core
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
 from runbook_operator.core.delivery import Notification, Source
-from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.kubernetes import STATUS_CONFLICT_RETRIES, Kube, StatusConflict
 from runbook_operator.integrations.prometheus import (
     Ok,
     PrometheusClient,
@@ -51,6 +53,9 @@ KIND = AlertRule.info.kind
 PLURAL = AlertRule.info.plural
 TICK_SECONDS = 1.0
 FIRING_CONDITION = "Firing"
+#: How often an AlertRule's status is written when nothing lasting changed, so that
+#: lastEvaluation and lastValue stay roughly current (they are metrics on every evaluation).
+STATUS_HEARTBEAT = timedelta(minutes=5)
 _EVENTS = {"firing": "firing", "error": "failed", "resolved": "resolved"}
 
 log = logging.getLogger(__name__)
@@ -149,45 +154,69 @@ def notification_for(
     )
 
 
-def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) -> None:
-    """Decide, notify, and write status for one rule (blocking: runs in a worker thread)."""
-    namespace, name = evaluation.key
-    current = kube.get(API_VERSION, KIND, name, namespace)
-    if current is None:
-        return
+@dataclass(frozen=True)
+class Decision:
+    """What one evaluation decided before anything is sent: the instances' next states, the
+    notifications due, and the firing instance an automated action is due for."""
+
+    instances: list[alerting.Instance]
+    due: list[alerting.Due]
+    act_for: alerting.Instance | None
+
+    @property
+    def has_effects(self) -> bool:
+        return bool(self.due) or self.act_for is not None
+
+
+def decide(old: AlertRuleStatus, evaluation: Evaluation, now: datetime) -> Decision:
     spec = evaluation.spec
-    old = AlertRuleStatus.model_validate(current.get("status") or {})
-    samples = evaluation.samples
+    namespace, name = evaluation.key
     instances = alerting.evaluate_rule(
-        old.instances, samples, timing(spec), now, holds=evaluation.holds,
+        old.instances, evaluation.samples, timing(spec), now, holds=evaluation.holds,
         identity=(KIND, namespace, name),
     )
-    rules = channel_rules(spec.channels)
-    due = alerting.notifications_due(instances, rules, old.notifications, now,
-                                     severity=spec.severity, levels=levels(spec))
-    by_fingerprint = {i.fingerprint: i for i in instances}
+    due = alerting.notifications_due(instances, channel_rules(spec.channels), old.notifications,
+                                     now, severity=spec.severity, levels=levels(spec))
+    firing = next((i for i in instances if i.state == "Firing"), None)
+    act_for = firing if (spec.actions is not None and firing is not None and alerting.action_due(
+        last_action_at(old), parse_duration(spec.actions.cooldown), now)) else None
+    return Decision(instances, due, act_for)
+
+
+def carry_out(kube: Kube, body: Mapping[str, Any], old: AlertRuleStatus, evaluation: Evaluation,
+              decision: Decision, now: datetime) -> tuple[list[Any], list[Any]]:
+    """Send the due notifications and run the due actions; their records for status."""
+    namespace = evaluation.key[0]
+    spec = evaluation.spec
+    by_fingerprint = {i.fingerprint: i for i in decision.instances}
     sent = []
-    for item in due:
-        message = notification_for(current, spec, by_fingerprint[item.fingerprint], item, now)
+    for item in decision.due:
+        message = notification_for(body, spec, by_fingerprint[item.fingerprint], item, now)
         (outcome,) = notify(kube, namespace, [item.channel], message)
         metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
         sent.append(alerting.sent_record(item, outcome.result, now))
     actions = old.actions
-    firing = next((i for i in instances if i.state == "Firing"), None)
-    if (spec.actions is not None and firing is not None and alerting.action_due(
-            last_action_at(old), parse_duration(spec.actions.cooldown), now)):
-        actions = record_actions(old, run_actions(kube, current, spec.actions, firing, now))
+    if decision.act_for is not None and spec.actions is not None:
+        actions = record_actions(old, run_actions(kube, dict(body), spec.actions,
+                                                  decision.act_for, now))
+    return sent, actions
+
+
+def next_status(old: AlertRuleStatus, evaluation: Evaluation, decision: Decision, sent: list[Any],
+                actions: list[Any], seconds: float, now: datetime,
+                generation: int) -> tuple[AlertRuleStatus, Outcome]:
+    """The status after this evaluation; `generation` is that of the spec evaluated."""
+    instances = decision.instances
     summary = alerting.summarize(instances)
+    samples = evaluation.samples
     error = samples.message if isinstance(samples, alerting.QueryError) else None
-    bad_query = evaluation.error_kind == "bad_data"
-    if bad_query:
+    if evaluation.error_kind == "bad_data":
         outcome = Outcome(Phase.STALLED, "InvalidQuery", f"Prometheus: {error}")
     elif error is not None:
         outcome = Outcome(Phase.RECONCILING, "QueryFailed", f"{evaluation.error_kind}: {error}")
     else:
         outcome = Outcome(Phase.READY, "Evaluating", f"{len(instances)} series, "
                           f"{summary.firing} firing")
-    generation = current["metadata"]["generation"]
     conditions = apply_outcome(old.conditions, outcome, now, generation)
     conditions = set_condition(
         conditions, FIRING_CONDITION, "True" if summary.firing else "False",
@@ -208,12 +237,56 @@ def evaluate(kube: Kube, evaluation: Evaluation, seconds: float, now: datetime) 
         "anomaly": evaluation.anomaly or old.anomaly,
         "actions": actions,
     })
-    patch = status_patch(old, new)
-    if patch is not None:
-        kube.update_status(API_VERSION, KIND, name, namespace, lambda _: patch)
-    if bad_query and old.last_error != new.last_error:
-        kube.event(current, "Warning", "InvalidQuery", outcome.message)
-    metrics.publish_alert(namespace, name, summary.state)
+    return new, outcome
+
+
+def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], seconds: float,
+             now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT) -> Mapping[str, Any] | None:
+    """Decide, notify, and write status for one rule (blocking: runs in a worker thread).
+
+    Decides from `body`, the operator's cached copy of the rule (its spec is the one
+    evaluated), so an evaluation that changes nothing lasting costs no API request. Before
+    sending or acting it re-reads the rule, so a stale cache can never repeat a notification;
+    the write is guarded by the resourceVersion the decision was made from. Returns the
+    newest copy of the rule it saw or wrote (None: the rule is gone)."""
+    namespace, name = evaluation.key
+    generation = body["metadata"]["generation"]
+    fresh = False
+    for _ in range(STATUS_CONFLICT_RETRIES):
+        old = AlertRuleStatus.model_validate(body.get("status") or {})
+        decision = decide(old, evaluation, now)
+        if decision.has_effects and not fresh:
+            found = kube.get(API_VERSION, KIND, name, namespace)
+            if found is None:
+                return None
+            body, fresh = found, True
+            continue
+        sent, actions = carry_out(kube, body, old, evaluation, decision, now)
+        new, outcome = next_status(old, evaluation, decision, sent, actions, seconds, now,
+                                   generation)
+        metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
+        if not alerting.status_write_due(old, new, now, heartbeat):
+            return body
+        patch = status_patch(old, new)
+        assert patch is not None
+        try:
+            written = kube.patch_status(API_VERSION, KIND, name, namespace, patch,
+                                        body["metadata"]["resourceVersion"])
+        except StatusConflict:
+            if decision.has_effects:
+                # Sent already: record it on the fresh object rather than deciding again.
+                written = kube.update_status(API_VERSION, KIND, name, namespace,
+                                             lambda _: patch)
+            else:
+                found = kube.get(API_VERSION, KIND, name, namespace)
+                if found is None:
+                    return None
+                body, fresh = found, True
+                continue
+        if outcome.reason == "InvalidQuery" and old.last_error != new.last_error:
+            kube.event(dict(body), "Warning", "InvalidQuery", outcome.message)
+        return written
+    raise StatusConflict(f"{KIND} {namespace}/{name}: status kept changing while evaluated")
 
 
 def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> None:
@@ -315,6 +388,18 @@ class Detectors:
                           lambda s: anomaly_core.anomalous(model, s), anomaly=status)
 
 
+def _newer(candidate: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether `candidate` is a later version of the object than `cached`. The cache holds the
+    operator's own status writes too, and the watch event of an earlier write can arrive after
+    a later write returned; resourceVersions are etcd revisions, compared as numbers when they
+    are numbers (otherwise the candidate wins)."""
+    theirs = str(candidate["metadata"].get("resourceVersion", ""))
+    ours = str(cached["metadata"].get("resourceVersion", ""))
+    if theirs.isdigit() and ours.isdigit():
+        return int(theirs) >= int(ours)
+    return True
+
+
 class Evaluator:
     """The rules the operator knows and when each is due; the loop that evaluates them."""
 
@@ -330,6 +415,8 @@ class Evaluator:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         previous = self.rules.get(key)
+        if previous is not None and not _newer(body, previous):
+            return
         self.rules[key] = dict(body)
         changed = previous is None or previous["metadata"].get("generation") != meta.get(
             "generation")
@@ -343,8 +430,10 @@ class Evaluator:
         metrics.forget_alert(namespace, name)
 
     def _first_due(self, body: Mapping[str, Any]) -> float:
-        """Continue the cadence from status after a restart (no burst, no reset); a spec
-        change is evaluated at once."""
+        """A new rule or spec change is evaluated at once; after a restart a rule whose status
+        was written within its interval waits for the rest of it. `lastEvaluation` is only
+        as fresh as the last status write (changes and the heartbeat), so most rules are
+        evaluated at once after a restart; `for` and notifications are unaffected."""
         status = body.get("status") or {}
         if status.get("observedGeneration") != body["metadata"].get("generation"):
             return time.monotonic()
@@ -432,18 +521,28 @@ class Evaluator:
                     evaluations.append(await self.detectors.observe(key, spec, client, now))
             seconds = time.perf_counter() - started
             metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
-            await asyncio.gather(*(
-                asyncio.to_thread(self._evaluate_logging_errors, evaluation, seconds, now)
+            bodies = {key: body for key, body, _ in rules}
+            newest = await asyncio.gather(*(
+                asyncio.to_thread(self._evaluate_logging_errors, evaluation,
+                                  bodies[evaluation.key], seconds, now)
                 for evaluation in evaluations
             ))
+            for body in newest:
+                meta = (body or {}).get("metadata") or {}
+                if (meta.get("namespace"), meta.get("name")) in self.rules:
+                    self.upsert(body)
 
-    def _evaluate_logging_errors(self, evaluation: Evaluation, seconds: float,
-                                 now: datetime) -> None:
-        """One rule's failure (API error, bug) is logged and never stops the others."""
+    def _evaluate_logging_errors(self, evaluation: Evaluation, body: Mapping[str, Any],
+                                 seconds: float, now: datetime) -> Mapping[str, Any] | None:
+        """One rule's failure (API error, bug) is logged and never stops the others. The
+        heartbeat is jittered so rules created together do not keep writing together.
+        Returns the newest copy of the rule, for the cache."""
+        heartbeat = STATUS_HEARTBEAT * random.uniform(0.8, 1.0)
         try:
-            evaluate(self.kube, evaluation, seconds, now)
+            return evaluate(self.kube, evaluation, body, seconds, now, heartbeat)
         except Exception:  # noqa: BLE001 - isolate one rule from the rest
             log.exception("evaluating %s/%s failed", *evaluation.key)
+            return None
 
     async def run_forever(self) -> None:
         try:
@@ -465,7 +564,7 @@ def register(
     evaluator = Evaluator(kube, default_prometheus)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def rule_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+    async def rule_changed(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
         meta = body["metadata"]
         if event.get("type") == "DELETED" or meta.get("deletionTimestamp"):
             evaluator.forget(meta["namespace"], meta["name"])

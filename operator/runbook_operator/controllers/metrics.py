@@ -105,16 +105,46 @@ ALERT_STATE = Gauge(
     ["namespace", "rule", "state"],
 )
 ALERT_STATES = ("Normal", "Pending", "Firing", "Recovering", "NoData", "Error")
+ALERT_RULE_LABELS = ["namespace", "rule"]
+ALERT_EVALUATIONS = Counter(
+    "runbook_alert_evaluations_total",
+    "Evaluations per AlertRule; status is only written when it changes, so this is the "
+    "progress signal.",
+    ALERT_RULE_LABELS,
+)
+ALERT_LAST_EVALUATION = Gauge(
+    "runbook_alert_last_evaluation_timestamp_seconds",
+    "Unix time of the AlertRule's newest evaluation.",
+    ALERT_RULE_LABELS,
+)
+ALERT_VALUE = Gauge(
+    "runbook_alert_value",
+    "The AlertRule's newest value (of its worst instance; NaN when it has none).",
+    ALERT_RULE_LABELS,
+)
+_ALERT_RULE_METRICS = (ALERT_EVALUATIONS, ALERT_LAST_EVALUATION, ALERT_VALUE)
 
 
-def publish_alert(namespace: str, rule: str, state: str) -> None:
+def publish_alert(
+    namespace: str, rule: str, state: str, evaluated_at: datetime, value: str | None
+) -> None:
+    """Mirror one evaluation: state, time and value change every tick, and are published
+    here rather than written to status each time."""
     for candidate in ALERT_STATES:
         ALERT_STATE.labels(namespace, rule, candidate).set(1 if candidate == state else 0)
+    ALERT_EVALUATIONS.labels(namespace, rule).inc()
+    ALERT_LAST_EVALUATION.labels(namespace, rule).set(evaluated_at.timestamp())
+    ALERT_VALUE.labels(namespace, rule).set(float("nan") if value is None else float(value))
 
 
 def forget_alert(namespace: str, rule: str) -> None:
     for candidate in ALERT_STATES:
         try:
             ALERT_STATE.remove(namespace, rule, candidate)
+        except KeyError:
+            pass
+    for metric in _ALERT_RULE_METRICS:
+        try:
+            metric.remove(namespace, rule)
         except KeyError:
             pass

@@ -30,6 +30,7 @@ from runbook_operator.api.alertrule import (
     MAX_INSTANCES,
     NOTIFICATION_LOG_LIMIT,
     AlertInstance,
+    AlertRuleStatus,
     Handling,
     InstanceState,
     NotificationRecord,
@@ -290,6 +291,36 @@ def summarize(instances: Sequence[Instance]) -> Summary:
         return Summary("Normal", None, None, 0)
     worst = min(instances, key=lambda i: (-RANK[i.state], i.fingerprint))
     return Summary(worst.state, worst.active_since, worst.last_value, firing)
+
+
+# --- status writes ------------------------------------------------------------------------
+
+#: Written only by the heartbeat: they change on every evaluation, and writing them each time
+#: cost more than everything else the operator does per rule (bench/README.md). Metrics
+#: publish them on every evaluation instead.
+_VOLATILE_STATUS = {"last_evaluation", "last_value", "evaluation_duration_seconds"}
+_VOLATILE_INSTANCE = {"last_evaluation", "last_value"}
+_VOLATILE_ANOMALY = {"last_score"}
+
+
+def _lasting(status: AlertRuleStatus) -> dict[str, object]:
+    """The parts of status a reader or a restarted operator needs, without per-tick values."""
+    lasting = status.model_dump(exclude=_VOLATILE_STATUS | {"instances", "anomaly"})
+    lasting["instances"] = [i.model_dump(exclude=_VOLATILE_INSTANCE) for i in status.instances]
+    lasting["anomaly"] = (None if status.anomaly is None
+                          else status.anomaly.model_dump(exclude=_VOLATILE_ANOMALY))
+    return lasting
+
+
+def status_write_due(
+    old: AlertRuleStatus, new: AlertRuleStatus, now: datetime, heartbeat: timedelta
+) -> bool:
+    """Whether an evaluation's status must be written: something lasting changed (state,
+    times, instances, conditions, notifications, errors), or the heartbeat is due so that
+    `lastEvaluation` and `lastValue` stay roughly current for `kubectl`."""
+    if old.last_evaluation is None or now - old.last_evaluation >= heartbeat:
+        return True
+    return _lasting(old) != _lasting(new)
 
 
 # --- notifications ------------------------------------------------------------------------

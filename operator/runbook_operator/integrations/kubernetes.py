@@ -153,6 +153,25 @@ class Kube:
             return None
         return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
 
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str,
+        patch: dict[str, Any], resource_version: str,
+    ) -> dict[str, Any] | None:
+        """One merge patch of status, accepted only if the object is still at
+        `resource_version` (the version the patch was computed from): one request, no read.
+        Raises StatusConflict when it moved on; None when the object is gone."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
+        try:
+            return self._resource(api_version, kind).status.patch(
+                body=body, name=name, namespace=namespace,
+                content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
+            ).to_dict()
+        except ConflictError as conflict:
+            raise StatusConflict(f"{kind} {namespace}/{name} changed since it was read") \
+                from conflict
+        except NotFoundError:
+            return None
+
     def update_status(
         self,
         api_version: str,
