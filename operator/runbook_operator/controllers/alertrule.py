@@ -3,10 +3,10 @@
 Each tick, the rules that are due are grouped by Prometheus server and their queries are sent
 deduplicated and with bounded concurrency (`PrometheusClient.instant_many`), so a slow or broken
 query times out on its own without stalling the others. Deciding (`core.alerting`) and writing
-status happen in worker threads, from the operator's cached copy of each rule; status is written
-only when something lasting changes, plus a heartbeat (per-tick values go to metrics). Everything that must survive a restart — pending/firing times,
-what was notified — is in status; the in-memory cache only says which rules exist and when each
-is due next.
+status happen in worker threads, from the operator's cached copy of each rule. Status is
+written only when something lasting changes, plus a heartbeat; per-tick values go to metrics.
+Everything that must survive a restart — pending/firing times, what was notified — is in
+status; the in-memory cache holds each rule's newest copy and when it is due next.
 """
 
 from __future__ import annotations
