@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import Field
 
@@ -188,6 +188,29 @@ def data_object_name(compression: Compression, encryption: Encryption) -> str:
 
 def elapsed_seconds(started: datetime, finished: datetime) -> float:
     return round(max(0.0, (finished - started).total_seconds()), 3)
+
+
+ResultT = TypeVar("ResultT", bound=RunResult)
+
+
+def ended(result_type: type[ResultT], started: datetime, finished: datetime,
+          **fields: Any) -> ResultT:
+    """A run's result, stamped with when it finished and its duration."""
+    return result_type(started_at=started, finished_at=finished,
+                       duration_seconds=elapsed_seconds(started, finished), **fields)
+
+
+def failed(result_type: type[ResultT], started: datetime, finished: datetime, what: str,
+           exc: Exception, **fields: Any) -> ResultT:
+    """The result of a run that failed with `exc`, logged once with its reason."""
+    reason, message = describe_failure(exc)
+    log.error("%s failed: %s: %s", what, reason, message)
+    return ended(result_type, started, finished, ok=False, reason=reason, message=message, **fields)
+
+
+def verified_copy(size: int, raw_size: int, sha256: str) -> dict[str, Any]:
+    """The result fields describing a stored object that was read back and checked."""
+    return {"size_bytes": size, "raw_size_bytes": raw_size, "sha256": sha256, "verified": True}
 
 
 def describe_failure(exc: BaseException) -> tuple[str, str]:
@@ -487,33 +510,12 @@ def run_backup(
     except Exception as exc:  # every failure becomes a reported result
         if written:
             _discard(storage, [data_key])
-        reason, message = describe_failure(exc)
-        finished = now()
-        log.error("backup failed: %s: %s", reason, message)
-        return BackupResult(
-            ok=False,
-            reason=reason,
-            message=message,
-            started_at=started,
-            finished_at=finished,
-            duration_seconds=elapsed_seconds(started, finished),
-            location=location,
-            key=prefix,
-        )
+        return failed(BackupResult, started, now(), "backup", exc, location=location, key=prefix)
     log.info("backup %s verified and committed", prefix)
-    return BackupResult(
-        ok=True,
-        reason=SUCCEEDED,
-        message=f"verified backup of {stored.raw_size} bytes",
-        started_at=started,
-        finished_at=finished,
-        duration_seconds=elapsed_seconds(started, finished),
-        location=location,
-        key=prefix,
-        size_bytes=stored.size,
-        raw_size_bytes=stored.raw_size,
-        sha256=stored.sha256,
-        verified=True,
+    return ended(
+        BackupResult, started, finished, ok=True, reason=SUCCEEDED,
+        message=f"verified backup of {stored.raw_size} bytes", location=location, key=prefix,
+        **verified_copy(stored.size, stored.raw_size, stored.sha256),
     )
 
 
@@ -566,33 +568,12 @@ def verify_backup(
             read_size,
         )
     except Exception as exc:  # every failure becomes a reported result
-        reason, message = describe_failure(exc)
-        finished = now()
-        log.error("verification of %s failed: %s: %s", backup_key, reason, message)
-        return BackupResult(
-            ok=False,
-            reason=reason,
-            message=message,
-            started_at=started,
-            finished_at=finished,
-            duration_seconds=elapsed_seconds(started, finished),
-            location=location,
-            key=backup_key,
-        )
-    finished = now()
-    return BackupResult(
-        ok=True,
-        reason=SUCCEEDED,
-        message="backup verified",
-        started_at=started,
-        finished_at=finished,
-        duration_seconds=elapsed_seconds(started, finished),
-        location=location,
-        key=backup_key,
-        size_bytes=manifest.size_bytes,
-        raw_size_bytes=manifest.raw_size_bytes,
-        sha256=manifest.sha256,
-        verified=True,
+        return failed(BackupResult, started, now(), f"verification of {backup_key}", exc,
+                      location=location, key=backup_key)
+    return ended(
+        BackupResult, started, now(), ok=True, reason=SUCCEEDED, message="backup verified",
+        location=location, key=backup_key,
+        **verified_copy(manifest.size_bytes, manifest.raw_size_bytes, manifest.sha256),
     )
 
 
@@ -669,37 +650,16 @@ def run_restore(
             )
         _restore_stream(storage, data_key, manifest, decrypt_key, target, read_size)
     except Exception as exc:  # every failure becomes a reported result
-        reason, message = describe_failure(exc)
-        finished = now()
-        log.error("restore of %s failed: %s: %s", backup_key, reason, message)
-        return RestoreResult(
-            ok=False,
-            reason=reason,
-            message=message,
-            started_at=started,
-            finished_at=finished,
-            duration_seconds=elapsed_seconds(started, finished),
-            location=location,
-            key=backup_key,
-            target_kind=target.kind,
-        )
-    finished = now()
-    log.info("restored %s in %.1f s", backup_key, elapsed_seconds(started, finished))
-    return RestoreResult(
-        ok=True,
-        reason=SUCCEEDED,
+        return failed(RestoreResult, started, now(), f"restore of {backup_key}", exc,
+                      location=location, key=backup_key, target_kind=target.kind)
+    restored = ended(
+        RestoreResult, started, now(), ok=True, reason=SUCCEEDED,
         message=f"restored {manifest.raw_size_bytes} bytes into the {target.kind} target",
-        started_at=started,
-        finished_at=finished,
-        duration_seconds=elapsed_seconds(started, finished),
-        location=location,
-        key=backup_key,
-        size_bytes=manifest.size_bytes,
-        raw_size_bytes=manifest.raw_size_bytes,
-        sha256=manifest.sha256,
-        verified=True,
-        target_kind=target.kind,
+        location=location, key=backup_key, target_kind=target.kind,
+        **verified_copy(manifest.size_bytes, manifest.raw_size_bytes, manifest.sha256),
     )
+    log.info("restored %s in %.1f s", backup_key, restored.duration_seconds)
+    return restored
 
 
 def list_backups(storage: Storage, policy: str, namespace: str | None = None) -> list[BackupInfo]:
