@@ -17,6 +17,7 @@ from pydantic.json_schema import JsonDict
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
+    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
@@ -57,7 +58,6 @@ _LABEL_KEYS_RULE: JsonDict = {
     "rule": f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
     "message": "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
 }
-_LIST_MAP_BY_NAME: JsonDict = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
 
 
 class ThresholdCondition(ApiModel):
@@ -98,7 +98,7 @@ class EscalationLevel(ApiModel):
         default=None,
         max_length=MAX_ESCALATION_CHANNELS,
         description="Channels notified from this level on, in addition to spec.channels.",
-        json_schema_extra=_LIST_MAP_BY_NAME,
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
     severity: Severity | None = Field(
         default=None, description="Severity the alert is raised to from this level on."
@@ -202,7 +202,7 @@ class AnomalySpec(ApiModel):
     """IsolationForest over one or more series, trained on a query_range window."""
 
     queries: list[NamedQuery] = Field(
-        min_length=1, max_length=8, json_schema_extra=_LIST_MAP_BY_NAME,
+        min_length=1, max_length=8, json_schema_extra=LIST_MAP_BY_NAME,
         description="Input series, joined on their timestamps (rows with NaN are dropped).")
     training_window: Duration = Field(default="7d", description="History the model learns from.")
     step: Duration = Field(default="5m", description="Resolution of the training data.")
@@ -296,7 +296,7 @@ class AlertRuleSpec(ApiModel):
         default="Error",
         description="When the query fails: Normal, Alerting, KeepLast or Error (notified).")
     channels: list[ChannelRef] = Field(
-        default_factory=list, max_length=MAX_CHANNELS, json_schema_extra=_LIST_MAP_BY_NAME,
+        default_factory=list, max_length=MAX_CHANNELS, json_schema_extra=LIST_MAP_BY_NAME,
         description="NotificationChannels that hear about this rule's alerts.")
     escalate_after: list[EscalationLevel] = Field(
         default_factory=list, max_length=MAX_ESCALATION_LEVELS,

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
+    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
@@ -87,10 +88,7 @@ class CommandSource(ApiModel):
         default_factory=list,
         description="Environment variables; credentials must come from secretKeyRef.",
         max_length=64,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["name"],
-        },
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
 
     def secret_refs(self) -> list[SecretKeyRef]:

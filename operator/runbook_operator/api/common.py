@@ -86,10 +86,14 @@ class Condition(ApiModel):
     )
 
 
-CONDITIONS_SCHEMA_EXTRA = {
-    "x-kubernetes-list-type": "map",
-    "x-kubernetes-list-map-keys": ["type"],
-}
+def list_map(*keys: str) -> dict[str, Any]:
+    """Schema markers of a list whose items are identified by `keys` (a "map" list), so
+    server-side apply merges items by key and the API server rejects duplicate keys."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+CONDITIONS_SCHEMA_EXTRA = list_map("type")
+LIST_MAP_BY_NAME = list_map("name")
 
 
 class SecretKeyRef(ApiModel):

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
+    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
@@ -130,7 +131,7 @@ class WebhookChannel(ApiModel):
         default_factory=list,
         description="Extra request headers, each from a Secret key.",
         max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        json_schema_extra=LIST_MAP_BY_NAME,
     )
 
     @model_validator(mode="after")
