@@ -17,29 +17,56 @@ rate/increase/irate, *_over_time over 1m/5m/10m windows), so 1,000 rules over 50
 1,000 distinct queries (`--shared-queries`: only 3 S distinct queries, thresholds differ), and
 a threshold from a short list per metric, so some rules pend and fire, most stay Normal.
 
-Measured, in the same run:
+The operator writes an AlertRule's status only when something lasting changes (state, instance
+states and times, conditions, notifications, errors, observedGeneration) and as a heartbeat
+every 4-5 minutes; every evaluation shows in its /metrics instead. So evaluations are counted
+from /metrics and status writes from a watch. The operator's /metrics is scraped twice per
+interval window (at its middle and end); per rule, `runbook_alert_evaluations_total` and
+`runbook_alert_last_evaluation_timestamp_seconds` (the tick's start, shared by every rule of
+one tick). Measured, in the same run:
 
-1. the operator's query phase: `runbook_alert_evaluation_seconds` sum/count deltas from its
-   /metrics per interval window (scaled to all rules when a tick holds only the rules due then),
-   against Prometheus' evaluationTime for the same rules;
-2. the operator's ticks (query + decide + status write for every due rule): every AlertRule of
-   one tick carries the same status.lastEvaluation (taken before the queries), so a watch on the
-   AlertRules gives, per tick, its start, its query time (status.evaluationDurationSeconds) and
-   when its last status write arrived; also the gap between one rule's evaluations;
-3. the operator's CPU per interval (utime+stime from /proc/<pid>/stat) as % of one core, and what
-   the API server, etcd, Prometheus and processes this benchmark did not start spent meanwhile;
-4. time from operator start until every rule has a status.lastEvaluation, and, after the
-   windows, how long a spec change takes to be used: the threshold of 3 Normal rules is moved
-   below their values, timed until they leave Normal (and until status.observedGeneration
-   claims the new generation); kopf's AlertRule handler calls per interval, from its log;
-5. baselines without the operator: `PrometheusClient.instant_many` over the same queries (wall,
-   CPU; experiments: concurrency 8 and 16, and the queries sent as `or`-unions of 100 or all of
-   them, tagged with label_replace), the operator's own `Evaluator.tick()` without kopf (wall,
-   CPU, RSS), and the raw Kubernetes client writing a minimal status merge patch to every rule
-   (the cost floor of a status write). `--profile` adds where Evaluator.tick() spends its CPU.
+1. the operator's query phase: `runbook_alert_evaluation_seconds` sum/count deltas per interval
+   window (scaled to all rules when a tick holds only the rules due then), against Prometheus'
+   evaluationTime for the same rules;
+2. evaluations per interval: the sum over rules of the `runbook_alert_evaluations_total`
+   deltas per window; the gap between one rule's evaluations: per rule, (last-evaluation
+   timestamp at the last window's end - at the first window's start) / its counter delta, an
+   exact mean over the evaluations in between with no rounding to whole windows, its median
+   (and max) over the rules;
+3. the operator's ticks (query + decide + status writes for the rules due): no longer seen in
+   status, and the operator logs nothing per tick. Every distinct last-evaluation timestamp
+   in the scrapes is one tick's start (rules of one tick share it and stay together, being due
+   together again; scraping every half interval sees each tick complete) and the rules
+   carrying it are the tick's rules. The evaluation loop sleeps TICK_SECONDS (1 s) after each
+   tick, so next start - start - 1 s is that tick's whole work (measured from its start
+   timestamp, taken after finding the due rules, to the next one's) when no empty tick came
+   in between; an empty tick adds 1 s or more, so only spacings under 2 s are used: those
+   ticks' work is known exactly, the others' (with a tick of 1 s or more) is not. Besides that,
+   the query phase (1.) and the operator's CPU (4.), and `Evaluator.tick()` without kopf (6.);
+4. status writes per interval from a watch on the AlertRules (MODIFIED events whose status
+   changed), split into state changes, other lasting changes, heartbeats (only lastEvaluation,
+   lastValue, evaluationDurationSeconds and instances' lastEvaluation/lastValue changed) and
+   first writes; every watch event (each one a kopf handler call in the operator); the
+   Prometheus /api/v1/query requests per interval (Prometheus' own counter: unions or one per
+   query); the operator's CPU per interval (utime+stime from /proc/<pid>/stat) as % of one
+   core, and what the API server, etcd, Prometheus and processes this benchmark did not start
+   spent meanwhile;
+5. time from operator start until every rule has a status.lastEvaluation (the first evaluation
+   always writes status), and, after the windows, how long a spec change takes to be used:
+   the threshold of 3 Normal rules is moved below their values, timed until the watch sees
+   them leave Normal, and until status.observedGeneration claims the new generation (it should
+   never claim it before the new threshold is used);
+6. baselines without the operator: `PrometheusClient.instant_many` over the same queries (wall,
+   CPU, Prometheus requests; experiments: the queries one by one through `client.instant`
+   at concurrency 4 (the client's default) and 16, and all of them as one `or`-union tagged
+   with label_replace), the operator's own `Evaluator.tick()` without kopf from the rules'
+   current bodies (wall, CPU, RSS, the API requests it makes per round: the first round writes
+   what changed since the operator stopped, later ones are steady ticks), and the raw
+   Kubernetes client writing a minimal status merge patch to every rule (the cost floor of a
+   status write). `--profile` adds where Evaluator.tick() spends its CPU.
 
 It prints medians over the `--ticks` interval windows and ratios; it asserts nothing and exits 0.
-Everything it started is stopped, and every temp dir removed, also on Ctrl-C. About 3-4 minutes
+Everything it started is stopped, and every temp dir removed, also on Ctrl-C. About 4-5 minutes
 with the defaults on 2 cores (longer when kopf is slow to see new rules or spec changes; the
 waits are bounded at 15 and 10 minutes).
 
@@ -59,6 +86,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import ssl
 import statistics
@@ -67,7 +95,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -293,27 +321,144 @@ class RuleGroupPoller:
         return [s for seen, s, _ in self.evaluations.values() if since <= seen <= until]
 
 
-# -- what the operator wrote: a watch on the AlertRules ------------------------------------------
+# -- what the operator did: its /metrics -------------------------------------------------------
+
+RULE_METRICS = {"runbook_alert_evaluations_total": "evaluations",
+                "runbook_alert_last_evaluation_timestamp_seconds": "last_evaluation"}
+RULE_SERIES = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
+RULE_LABELS = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class OperatorSample:
+    """One scrape of the operator's /metrics: the query-phase histogram and, per rule of the
+    benchmark's namespace, its evaluation counter and last-evaluation timestamp."""
+
+    at: float
+    query_sum: float = 0.0
+    query_count: float = 0.0
+    evaluations: dict[str, float] = field(default_factory=dict)
+    last_evaluation: dict[str, float] = field(default_factory=dict)
+    lines: int = 0
+    seconds: float = 0.0  # how long the scrape took
+
+
+def operator_sample(operator: Any) -> OperatorSample:
+    started = time.perf_counter()
+    text = operator.metrics()
+    sample = OperatorSample(time.time(), seconds=time.perf_counter() - started)
+    for line in text.splitlines():
+        sample.lines += 1
+        if line.startswith("runbook_alert_evaluation_seconds_sum "):
+            sample.query_sum = float(line.split()[1])
+        elif line.startswith("runbook_alert_evaluation_seconds_count "):
+            sample.query_count = float(line.split()[1])
+        elif line.startswith(tuple(RULE_METRICS)):
+            found = RULE_SERIES.match(line)
+            if found is None or found.group(1) not in RULE_METRICS:
+                continue
+            labels = dict(RULE_LABELS.findall(found.group(2)))
+            if labels.get("namespace") == NAMESPACE:
+                into = getattr(sample, RULE_METRICS[found.group(1)])
+                into[labels["rule"]] = float(found.group(3))
+    return sample
+
+
+def prometheus_queries(url: str) -> float:
+    """Prometheus' own count of /api/v1/query requests it has answered (any status code)."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if (line.startswith("prometheus_http_requests_total{")
+                and 'handler="/api/v1/query"' in line):
+            total += float(line.rsplit(None, 1)[1])
+    return total
 
 
 @dataclass
 class Tick:
-    """One operator tick as the watch saw it: every rule it wrote carries `start` as
-    lastEvaluation and the tick's query seconds as evaluationDurationSeconds."""
+    """One operator tick as its rules' last-evaluation timestamps show it: its start (the
+    shared timestamp), how many rules it evaluated, and its whole work (query + decide +
+    writes, start to the next tick's start less the loop's sleep; NaN when that spacing may
+    hold empty ticks)."""
 
     start: float
-    query_seconds: float
-    rules: int = 0
-    first_write: float = math.inf
-    last_write: float = 0.0
-
-    @property
-    def wall(self) -> float:
-        return self.last_write - self.start
+    rules: int
+    work: float = math.nan
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+class TickLog:
+    """Tick starts collected from every scrape: each distinct last-evaluation timestamp with
+    the rules that carry it."""
+
+    def __init__(self) -> None:
+        self.starts: dict[float, set[str]] = defaultdict(set)
+
+    def add(self, sample: OperatorSample) -> None:
+        for rule, stamp in sample.last_evaluation.items():
+            self.starts[stamp].add(rule)
+
+    def ticks(self, sleep: float) -> list[Tick]:
+        """Every tick seen; `work` where the next tick started less than 2 x `sleep` later
+        (with one or more empty ticks in between, the spacing would be at least that)."""
+        starts = sorted(self.starts)
+        ticks = [Tick(s, len(self.starts[s])) for s in starts]
+        for tick, following in zip(ticks, starts[1:], strict=False):
+            spacing = following - tick.start
+            if spacing < 2 * sleep:
+                tick.work = spacing - sleep
+        return ticks
+
+
+def rule_gaps(first: OperatorSample, last: OperatorSample) -> list[float]:
+    """Per rule evaluated between the two scrapes: the mean seconds between its evaluations
+    there, (newest evaluation's timestamp - the one before the first scrape) / evaluations."""
+    gaps = []
+    for rule, count in last.evaluations.items():
+        before = first.evaluations.get(rule)
+        if before is None or count <= before or rule not in first.last_evaluation:
+            continue
+        gaps.append((last.last_evaluation[rule] - first.last_evaluation[rule]) / (count - before))
+    return gaps
+
+
+# -- what the operator wrote: a watch on the AlertRules ------------------------------------------
+
+
+WRITE_KINDS = ("state", "lasting", "heartbeat", "first")
+# What the operator leaves out of its change test and refreshes only with the heartbeat
+# (core/alerting.py: _VOLATILE_STATUS, _VOLATILE_INSTANCE), as the API spells them.
+VOLATILE_STATUS = ("lastEvaluation", "lastValue", "evaluationDurationSeconds")
+VOLATILE_INSTANCE = ("lastEvaluation", "lastValue")
+
+
+def lasting(status: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in status.items() if k not in VOLATILE_STATUS}
+    kept["instances"] = [{k: v for k, v in i.items() if k not in VOLATILE_INSTANCE}
+                         for i in status.get("instances") or []]
+    return kept
+
+
+def write_kind(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """What a watch event changed in status: None (status unchanged, e.g. a spec change),
+    "first" (no status before), "state", "lasting" (anything else the operator writes on
+    change), or "heartbeat" (only the per-evaluation values)."""
+    if old == new:
+        return None
+    if not old:
+        return "first"
+    if old.get("state") != new.get("state"):
+        return "state"
+    return "lasting" if lasting(old) != lasting(new) else "heartbeat"
+
+
+def other_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What a MODIFIED event that left status alone changed: spec, or which metadata."""
+    if before.get("spec") != after.get("spec"):
+        return "spec"
+    ignored = {"resourceVersion", "managedFields", "generation"}
+    old, new = before.get("metadata", {}), after.get("metadata", {})
+    keys = sorted(k for k in old.keys() | new.keys() if k not in ignored and old.get(k) != new.get(k))
+    return f"metadata: {', '.join(keys)}" if keys else "nothing"
 
 
 def api_client_files(kubeconfig: Path, into: Path) -> tuple[str, ssl.SSLContext]:
@@ -333,21 +478,28 @@ def api_client_files(kubeconfig: Path, into: Path) -> tuple[str, ssl.SSLContext]
 
 
 class RuleWatch:
-    """A raw watch (httpx + json, cheap) on the AlertRules that records each status write that
-    carries a new lastEvaluation."""
+    """A raw watch (httpx + json, cheap) on the AlertRules that records every event (kopf
+    gets the same ones), each status write by kind, each rule's first status and its state
+    transitions, and when each observedGeneration was first seen."""
 
-    def __init__(self, server: str, context: ssl.SSLContext, resource_version: str) -> None:
+    PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+
+    def __init__(self, server: str, context: ssl.SSLContext) -> None:
         self.client = httpx.Client(base_url=server, verify=context,
-                                   timeout=httpx.Timeout(10, read=None))
-        self.resource_version = resource_version
+                                   timeout=httpx.Timeout(60, read=None))
+        # The watch starts at the listing's resourceVersion: no ADDED event per rule.
+        listing = self.client.get(self.PATH).raise_for_status().json()
+        self.resource_version = listing["metadata"]["resourceVersion"]
         self.lock = threading.Lock()
-        self.ticks: dict[str, Tick] = {}
-        self.evaluations: dict[str, list[float]] = defaultdict(list)  # rule -> lastEvaluations
+        self.events: list[float] = []  # arrival of every ADDED/MODIFIED/DELETED event
+        self.writes: list[tuple[float, str]] = []  # (arrival, WRITE_KINDS) per status write
         self.first_seen: dict[str, float] = {}  # rule -> arrival of its first lastEvaluation
         self.states: dict[str, str] = {}
-        self.writes: list[float] = []  # arrival of every write with a new lastEvaluation
+        self.state_since: dict[str, float] = {}  # rule -> arrival of its current state
         self.generation_seen: dict[tuple[str, int], float] = {}  # (rule, observedGeneration)
-        self._last: dict[str, str] = {}
+        self.changes: Counter[str] = Counter()  # every event by what it changed
+        self._objects: dict[str, dict[str, Any]] = {
+            o["metadata"]["name"]: o for o in listing.get("items", [])}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rule-watch", daemon=True)
 
@@ -361,32 +513,33 @@ class RuleWatch:
         self.resource_version = obj["metadata"]["resourceVersion"]
         name = obj["metadata"]["name"]
         status = obj.get("status") or {}
-        if "observedGeneration" in status:
-            self.generation_seen.setdefault((name, status["observedGeneration"]), arrived)
-        stamp = status.get("lastEvaluation")
-        if not stamp or self._last.get(name) == stamp:
-            return
-        self._last[name] = stamp
         with self.lock:
-            tick = self.ticks.get(stamp)
-            if tick is None:
-                tick = self.ticks[stamp] = Tick(
-                    _epoch(stamp), float(status.get("evaluationDurationSeconds") or 0))
-            tick.rules += 1
-            tick.first_write = min(tick.first_write, arrived)
-            tick.last_write = max(tick.last_write, arrived)
-            self.evaluations[name].append(tick.start)
-            self.first_seen.setdefault(name, arrived)
-            self.states[name] = status.get("state", "?")
-            self.writes.append(arrived)
+            self.events.append(arrived)
+            before = self._objects.get(name)
+            self._objects[name] = obj
+            if event["type"] != "MODIFIED" or before is None:
+                self.changes[event["type"]] += 1
+                return
+            if "observedGeneration" in status:
+                self.generation_seen.setdefault((name, status["observedGeneration"]), arrived)
+            kind = write_kind(before.get("status") or {}, status)
+            self.changes[f"status: {kind}" if kind else other_change(before, obj)] += 1
+            if kind is None:
+                return
+            self.writes.append((arrived, kind))
+            if status.get("lastEvaluation"):
+                self.first_seen.setdefault(name, arrived)
+            state = status.get("state", "?")
+            if self.states.get(name) != state:
+                self.states[name] = state
+                self.state_since[name] = arrived
 
     def _run(self) -> None:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
         while not self._stop.is_set():
             params = {"watch": "1", "resourceVersion": self.resource_version,
                       "allowWatchBookmarks": "true", "timeoutSeconds": "1800"}
             try:
-                with self.client.stream("GET", path, params=params) as response:
+                with self.client.stream("GET", self.PATH, params=params) as response:
                     for line in response.iter_lines():
                         if line:
                             self._record(json.loads(line), time.time())
@@ -406,90 +559,106 @@ class RuleWatch:
         with self.lock:
             return len(self.first_seen)
 
-    def ticks_between(self, since: float, until: float) -> list[Tick]:
+    def writes_between(self, since: float, until: float) -> dict[str, int]:
         with self.lock:
-            return sorted((t for t in self.ticks.values() if since <= t.start < until),
-                          key=lambda t: t.start)
+            counts = dict.fromkeys(WRITE_KINDS, 0)
+            for arrived, kind in self.writes:
+                if since <= arrived < until:
+                    counts[kind] += 1
+            return counts
 
-    def gaps_between(self, since: float, until: float) -> list[float]:
-        """Seconds between consecutive evaluations of the same rule, both inside the window."""
+    def events_between(self, since: float, until: float) -> int:
         with self.lock:
-            gaps = []
-            for starts in self.evaluations.values():
-                inside = [s for s in starts if since <= s < until]
-                gaps.extend(b - a for a, b in zip(inside, inside[1:], strict=False))
-            return gaps
-
-    def writes_between(self, since: float, until: float) -> int:
-        with self.lock:
-            return sum(1 for w in self.writes if since <= w < until)
+            return sum(1 for e in self.events if since <= e < until)
 
 
 # -- worker subprocesses (their CPU is theirs alone) ---------------------------------------------
 
 
 def _worker_queries(args: dict[str, Any]) -> dict[str, Any]:
-    """`PrometheusClient.instant_many` over the rules' queries: wall and process CPU per round,
-    at the client's default concurrency (the operator's) and at the other `concurrency` values."""
-    from runbook_operator.integrations.prometheus import PrometheusClient, QueryError
+    """`PrometheusClient.instant_many` over the rules' queries (the operator's query path, as
+    it is now), and experiments: the distinct queries one by one through `client.instant` at
+    each of `concurrency`, and as `or`-unions of `union_chunks` queries. Per round: wall,
+    process CPU, and Prometheus' own count of the /api/v1/query requests it answered."""
+    from runbook_operator.integrations.prometheus import (
+        Ok,
+        PrometheusClient,
+        QueryError,
+    )
 
-    async def rounds_at(concurrency: int | None) -> dict[str, Any]:
+    distinct = list(dict.fromkeys(args["queries"]))
+
+    def series_of(results: dict[str, Any]) -> tuple[int, int]:
+        errors = sum(isinstance(r, QueryError) for r in results.values())
+        return sum(len(r.samples) for r in results.values() if not isinstance(r, QueryError)), \
+            errors
+
+    async def timed(call: Callable[[], Any]) -> dict[str, Any]:
+        """Rounds of `call` (the first one, warming the connections up, is not kept)."""
         rounds = []
-        errors = distinct = series = 0
-        options = {} if concurrency is None else {"concurrency": concurrency}
-        async with PrometheusClient(args["url"], **options) as client:
-            for _ in range(args["rounds"] + 1):  # the first round warms the connections up
-                cpu, wall = time.process_time(), time.perf_counter()
-                results = await client.instant_many(args["queries"], datetime.now(UTC))
-                rounds.append({"wall": time.perf_counter() - wall,
-                               "cpu": time.process_time() - cpu})
-                errors = sum(isinstance(r, QueryError) for r in results.values())
-                distinct = len(results)
-                series = sum(len(r.samples) for r in results.values() if not
-                             isinstance(r, QueryError))
-            return {"rounds": rounds[1:], "distinct": distinct, "errors": errors,
-                    "concurrency": client.concurrency, "series": series}
+        outcome: Any = None
+        for _ in range(args["rounds"] + 1):
+            requests = await asyncio.to_thread(prometheus_queries, args["url"])
+            cpu, wall = time.process_time(), time.perf_counter()
+            outcome = await call()
+            rounds.append({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                           "requests": await asyncio.to_thread(prometheus_queries, args["url"])
+                           - requests})
+        series, errors = series_of(outcome)
+        return {"rounds": rounds[1:], "series": series, "errors": errors}
 
-    async def union_rounds(chunk: int) -> dict[str, Any]:
-        """Experiment: the distinct queries sent as unions of `chunk` queries, each operand
-        tagged with its index by label_replace, and the answer split back per query."""
-        distinct = list(dict.fromkeys(args["queries"]))
+    async def instant_many() -> dict[str, Any]:
+        async with PrometheusClient(args["url"]) as client:
+            found = await timed(lambda: client.instant_many(args["queries"], datetime.now(UTC)))
+            return {**found, "distinct": len(distinct), "concurrency": client.concurrency}
+
+    async def one_by_one(concurrency: int) -> dict[str, Any]:
+        async with PrometheusClient(args["url"], concurrency=concurrency) as client:
+            async def each() -> dict[str, Any]:
+                now = datetime.now(UTC)
+                answers = await asyncio.gather(*(client.instant(q, now) for q in distinct))
+                return dict(zip(distinct, answers, strict=True))
+
+            return {**await timed(each), "concurrency": concurrency}
+
+    async def unions(chunk: int) -> dict[str, Any]:
+        """The distinct queries sent as unions of `chunk` queries, each operand tagged with its
+        index by label_replace, and the answer split back per query."""
         parts = [distinct[i:i + chunk] for i in range(0, len(distinct), chunk)]
         texts = [" or ".join(f'label_replace({q}, "{UNION_LABEL}", "{i * chunk + j}", "", "")'
                              for j, q in enumerate(part)) for i, part in enumerate(parts)]
-        rounds = []
-        series = errors = 0
         async with PrometheusClient(args["url"]) as client:
-            for _ in range(args["rounds"] + 1):
-                cpu, wall = time.process_time(), time.perf_counter()
-                answers = await asyncio.gather(*(client.instant(t, datetime.now(UTC))
-                                                 for t in texts))
-                split: dict[str, list[Any]] = {q: [] for q in distinct}
-                errors = 0
-                for answer in answers:
+            async def union() -> dict[str, Any]:
+                now = datetime.now(UTC)
+                answers = await asyncio.gather(*(client.instant(t, now) for t in texts))
+                split: dict[str, Any] = {}
+                for part, answer in zip(parts, answers, strict=True):
                     if isinstance(answer, QueryError):
-                        errors += 1
+                        split.update(dict.fromkeys(part, answer))
                         continue
+                    samples: dict[str, list[Any]] = {q: [] for q in part}
                     for sample in answer.samples:
-                        split[distinct[int(sample.labels.pop(UNION_LABEL))]].append(sample)
-                rounds.append({"wall": time.perf_counter() - wall,
-                               "cpu": time.process_time() - cpu})
-                series = sum(len(v) for v in split.values())
-        return {"rounds": rounds[1:], "chunk": chunk, "requests": len(texts), "series": series,
-                "errors": errors}
+                        samples[distinct[int(sample.labels.pop(UNION_LABEL))]].append(sample)
+                    split.update({q: Ok(s) for q, s in samples.items()})
+                return split
+
+            return {**await timed(union), "chunk": chunk, "unions": len(texts)}
 
     async def run() -> dict[str, Any]:
-        default = await rounds_at(None)
-        others = [await rounds_at(c) for c in args["concurrency"] if c != default["concurrency"]]
-        unions = [await union_rounds(c) for c in args["union_chunks"]]
-        return {**default, "experiments": others, "unions": unions}
+        default = await instant_many()
+        return {**default,
+                "one_by_one": [await one_by_one(c) for c in args["concurrency"]],
+                "unions": [await unions(c) for c in args["union_chunks"]]}
 
     return asyncio.run(run())
 
 
 def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
-    """The operator's own `Evaluator.tick()` over every rule, without kopf: queries, decisions
-    and status writes (GET, GET, merge PATCH per rule) in asyncio's default executor."""
+    """The operator's own `Evaluator.tick()` over every rule, without kopf, from the rules'
+    current bodies (as the operator's cache would hold them): queries, decisions from the
+    cached bodies, and a status write (one PATCH guarded by resourceVersion) only for the
+    rules where something lasting changed; the bodies it wrote go back into its cache, as in
+    the operator. Per round: wall, CPU, query phase, and the API requests it sent by method."""
     os.environ["KUBECONFIG"] = args["kubeconfig"]
     from prometheus_client import REGISTRY
     from runbook_operator.api.common import API_VERSION
@@ -498,6 +667,17 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
 
     load_client_config()
     kube = Kube()
+    requests: Counter[str] = Counter()
+    counting = threading.Lock()
+    rest = kube._dynamic.client.rest_client
+    send = rest.request
+
+    def counted(method: str, *a: Any, **kw: Any) -> Any:
+        with counting:
+            requests[method] += 1
+        return send(method, *a, **kw)
+
+    rest.request = counted
 
     def query_seconds() -> float:
         return REGISTRY.get_sample_value("runbook_alert_evaluation_seconds_sum") or 0.0
@@ -510,11 +690,13 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
         try:
             for _ in range(args["rounds"]):
                 evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
+                requests.clear()
                 cpu, wall, query = time.process_time(), time.perf_counter(), query_seconds()
                 await evaluator.tick()
                 rounds.append({"wall": time.perf_counter() - wall,
                                "cpu": time.process_time() - cpu,
-                               "query": query_seconds() - query})
+                               "query": query_seconds() - query,
+                               "requests": dict(requests)})
             profile = await profiled(evaluator) if args.get("profile") else ""
         finally:
             for client in evaluator.clients.values():
@@ -525,7 +707,8 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
     async def profiled(evaluator: Evaluator) -> str:
         """One Evaluator.tick() over up to 200 rules with asyncio.to_thread made inline (this
         is a throw-away process), so one cProfile sees the operator's whole path: queries,
-        decisions, status writes. The timed rounds run them in threads, which cProfile misses."""
+        decisions, the status writes that are due. The timed rounds run them in threads, which
+        cProfile misses."""
         import cProfile
         import io
         import pstats
@@ -604,25 +787,19 @@ def med(rounds: list[dict[str, float]], key: str) -> float:
     return median([r[key] for r in rounds])
 
 
-def operator_histogram(operator: Any) -> tuple[float, float]:
-    text = operator.metrics()
-    values = {"sum": 0.0, "count": 0.0}
-    for line in text.splitlines():
-        for part in values:
-            if line.startswith(f"runbook_alert_evaluation_seconds_{part} "):
-                values[part] = float(line.split()[1])
-    return values["sum"], values["count"]
-
-
 @dataclass
 class Window:
     start: float
     end: float
     query_sum: float
     query_count: float
+    evaluations: float  # sum over rules of runbook_alert_evaluations_total deltas
+    rules_evaluated: int  # rules with at least one evaluation
+    prometheus_queries: float  # /api/v1/query requests Prometheus answered meanwhile
     cpu: dict[str, float]  # CPU seconds by process (operator, apiserver, ..., this benchmark)
     machine_cpu: float
-    writes: int
+    writes: dict[str, int]  # status writes seen by the watch, by WRITE_KINDS
+    events: int  # AlertRule watch events (each one a kopf handler call)
     ticks: list[Tick] = field(default_factory=list)
 
     @property
@@ -641,19 +818,9 @@ class Window:
         """CPU seconds of processes this benchmark did not start (other work on the machine)."""
         return self.machine_cpu - sum(self.cpu.values())
 
-
-HANDLER_LINE = "Handler 'register.<locals>.rule_changed' succeeded"
-
-
-def handler_calls(log_text: str) -> list[float]:
-    """When kopf finished each AlertRule event handler call (the operator logs one INFO line
-    per call, in local time)."""
-    calls = []
-    for line in log_text.splitlines():
-        if HANDLER_LINE in line:
-            with contextlib.suppress(ValueError):
-                calls.append(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp())
-    return calls
+    @property
+    def status_writes(self) -> int:
+        return sum(self.writes.values())
 
 
 def log_problems(log_text: str) -> dict[str, int]:
@@ -674,7 +841,8 @@ def progress(message: str) -> None:
 @dataclass
 class SpecChange:
     """One rule's threshold moved below its value: when status.observedGeneration claimed the
-    new generation, and when the new threshold actually took effect (state left Normal)."""
+    new generation, and when the new threshold actually took effect (state left Normal), both
+    as the arrival of the watch event that showed it, seconds after the spec patch."""
 
     rule: str
     observed_generation: float = math.nan
@@ -707,7 +875,7 @@ def change_specs(api: Any, watch: RuleWatch, count: int, timeout: float) -> list
                 if seen is not None:
                     change.observed_generation = seen - at
                 if math.isnan(change.took_effect) and watch.states.get(name) != "Normal":
-                    change.took_effect = time.time() - at
+                    change.took_effect = watch.state_since[name] - at
         if all(not math.isnan(c.took_effect) for c in changes.values()):
             break
         time.sleep(0.25)
@@ -743,44 +911,22 @@ class Results:
     operator_healthy: float = math.nan
     first_full: float = math.nan
     evaluated_at_deadline: int = 0
+    events_until_first_full: int = 0
     windows: list[Window] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     operator_rss: float = math.nan
     operator_log_bytes: int = 0
-    handler_calls: list[float] = field(default_factory=list)
+    events: int = 0
+    event_changes: dict[str, int] = field(default_factory=dict)
     problems: dict[str, int] = field(default_factory=dict)
     operator_started: float = math.nan
+    metrics_scrape: tuple[int, float] = (0, math.nan)  # lines, median seconds
+    tick_sleep: float = 1.0
     revision: str = "?"
     spec_changes: list[SpecChange] = field(default_factory=list)
     tick_worker: dict[str, Any] = field(default_factory=dict)
     patch_worker: dict[str, Any] = field(default_factory=dict)
-
-
-def operator_class() -> type:
-    from runbook_operator.devcluster.local_operator import LocalOperator, free_port, wait_for
-
-    class BenchOperator(LocalOperator):
-        """LocalOperator, plus extra `run` arguments for experiments (`--operator-workers`)."""
-
-        extra_args: list[str] = []
-
-        def start(self) -> None:
-            if not self.extra_args:
-                super().start()
-                return
-            self.health_port, self.metrics_port = free_port(), free_port()
-            with self.log_path.open("ab") as log:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "runbook_operator.cli.main", "run",
-                     f"--health-port={self.health_port}", f"--metrics-port={self.metrics_port}",
-                     f"--resync-interval={self.resync_seconds}", f"--priority={self.priority}",
-                     *self.extra_args],
-                    env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
-                    stdout=log, stderr=subprocess.STDOUT)
-            wait_for(self._healthy, "operator /healthz", timeout=60)
-
-    return BenchOperator
 
 
 def save(results: Results, path: Path) -> None:
@@ -808,18 +954,33 @@ def revision() -> str:
     return (git("rev-parse", "--short", "HEAD") or "?") + ("+changes" if dirty else "")
 
 
+@dataclass
+class Sample:
+    """Everything read at one window boundary."""
+
+    operator: OperatorSample
+    cpu: dict[str, float]
+    machine_cpu: float
+    prometheus_queries: float
+
+    @property
+    def at(self) -> float:
+        return self.operator.at
+
+
 def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     from kubernetes import config
+    from runbook_operator.controllers.alertrule import TICK_SECONDS
     from runbook_operator.devcluster.cluster import LocalCluster
-    from runbook_operator.devcluster.local_operator import wait_for
+    from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
     from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 
-    BenchOperator = operator_class()  # noqa: N806
     interval = parse_seconds(args.interval)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-alerts-")))
     rules = make_rules(args.rules, args.services, args.shared_queries)
     queries = [r.query for r in rules]
-    results = Results(args, len(rules), len(set(queries)), interval, revision=revision())
+    results = Results(args, len(rules), len(set(queries)), interval, revision=revision(),
+                      tick_sleep=TICK_SECONDS)
 
     exporter = stack.enter_context(MetricsExporter())
     traffic = Traffic(exporter, args.services)
@@ -851,21 +1012,21 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
              f"{args.ticks} rounds")
     results.py_queries = run_worker(
         "queries", {"url": prometheus.url, "queries": queries, "rounds": args.ticks,
-                    "concurrency": [8, 16], "union_chunks": [len(queries), 100]}, tmp)
+                    "concurrency": [4, 16], "union_chunks": [len(queries)]}, tmp)
 
     api = config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
     stack.callback(api.close)
     results.create = create_rules(api, rules, prometheus.url, args.interval)
     progress(f"created {len(rules)} AlertRules in {results.create[0]:.1f} s "
              f"({CREATE_THREADS} threads)")
-    listing = cluster.kubectl("get", PLURAL, "-n", NAMESPACE, "-o", "json", timeout=300)
     server, context = api_client_files(cluster.admin_kubeconfig, tmp)
-    watch = RuleWatch(server, context, json.loads(listing.stdout)["metadata"]["resourceVersion"])
+    watch = RuleWatch(server, context)
     watch.start()
     stack.callback(watch.stop)
 
-    operator = BenchOperator(kubeconfig, tmp / "operator.log", resync_seconds=60)
-    operator.extra_args = [f"--workers={args.operator_workers}"] if args.operator_workers else []
+    extra = (f"--workers={args.operator_workers}",) if args.operator_workers else ()
+    operator = LocalOperator(kubeconfig, tmp / "operator.log", resync_seconds=60,
+                             extra_args=extra)
     stack.callback(operator.stop)
     started = results.operator_started = time.time()
     operator.start()
@@ -878,42 +1039,64 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
         wait_for(lambda: watch.evaluated() >= len(rules), "every rule evaluated once",
                  timeout=FIRST_EVALUATION_TIMEOUT, interval=0.5)
         results.first_full = max(watch.first_seen.values()) - started
+        results.events_until_first_full = watch.events_between(0, max(watch.first_seen.values())
+                                                               + 1e-3)
     except AssertionError:
         pass
     results.evaluated_at_deadline = watch.evaluated()
     progress(f"{results.evaluated_at_deadline}/{len(rules)} rules evaluated "
-             f"{results.first_full:.1f} s after operator start; one interval of warm-up")
+             f"{results.first_full:.1f} s after operator start; 1.5 intervals of warm-up")
 
-    time.sleep(interval)
+    # 1.5 intervals: the windows then do not start in step with the rules evaluated first.
+    time.sleep(1.5 * interval)
     processes = {"operator": pid, "bench": os.getpid(),
                  "prometheus": prometheus.process.popen.pid,  # type: ignore[union-attr]
                  **{name.removeprefix("kube-"): p for name, p in cluster.pids.items()}}
+    ticks = TickLog()
+    scrapes: list[OperatorSample] = []
 
-    def sample() -> tuple[float, float, float, dict[str, float], float]:
-        query_sum, query_count = operator_histogram(operator)
-        return (time.time(), query_sum, query_count,
-                {name: process_cpu(p) for name, p in processes.items()}, machine_busy())
+    def scrape() -> OperatorSample:
+        found = operator_sample(operator)
+        ticks.add(found)
+        scrapes.append(found)
+        return found
 
-    previous = sample()
+    def sample() -> Sample:
+        return Sample(scrape(), {name: process_cpu(p) for name, p in processes.items()},
+                      machine_busy(), prometheus_queries(prometheus.url))
+
+    first = previous = sample()
     for n in range(args.ticks):
-        time.sleep(max(0.0, previous[0] + interval - time.time()))
+        # Half-way: every tick is then seen complete in some scrape (a rule is evaluated again
+        # an interval later at the earliest).
+        time.sleep(max(0.0, previous.at + interval / 2 - time.time()))
+        scrape()
+        time.sleep(max(0.0, previous.at + interval - time.time()))
         current = sample()
-        t0, s0, c0, cpu0, m0 = previous
-        t1, s1, c1, cpu1, m1 = current
-        window = Window(t0, t1, s1 - s0, c1 - c0, {k: cpu1[k] - cpu0[k] for k in cpu0},
-                        m1 - m0, watch.writes_between(t0, t1))
+        o0, o1 = previous.operator, current.operator
+        t0, t1 = o0.at, o1.at
+        deltas = [c - o0.evaluations.get(rule, 0.0) for rule, c in o1.evaluations.items()]
+        window = Window(t0, t1, o1.query_sum - o0.query_sum, o1.query_count - o0.query_count,
+                        sum(deltas), sum(1 for d in deltas if d > 0),
+                        current.prometheus_queries - previous.prometheus_queries,
+                        {k: current.cpu[k] - previous.cpu[k] for k in previous.cpu},
+                        current.machine_cpu - previous.machine_cpu,
+                        watch.writes_between(t0, t1), watch.events_between(t0, t1))
         results.windows.append(window)
-        progress(f"window {n + 1}/{args.ticks}: query phase {window.query_sum:.2f} s in "
-                 f"{window.query_count:.0f} batch(es), {window.writes} status writes, operator "
-                 f"CPU {window.percent(window.operator_cpu):.1f}% of a core")
+        progress(f"window {n + 1}/{args.ticks}: {window.evaluations:.0f} evaluations, query "
+                 f"phase {window.query_sum:.2f} s in {window.query_count:.0f} batch(es), "
+                 f"{window.status_writes} status writes, operator CPU "
+                 f"{window.percent(window.operator_cpu):.1f}% of a core")
         previous = current
-    measured_from, measured_to = results.windows[0].start, results.windows[-1].end
-    # Ticks that started inside the windows; their writes may finish a little later.
-    time.sleep(min(interval, 30))
+    results.gaps = rule_gaps(first.operator, previous.operator)
+    # The tick after the last window's ticks, for their spacing.
+    time.sleep(interval / 2)
+    scrape()
+    all_ticks = ticks.ticks(TICK_SECONDS)
     for window in results.windows:
-        window.ticks = watch.ticks_between(window.start, window.end)
-    results.gaps = watch.gaps_between(measured_from, measured_to)
-    results.prom_eval = poller.times(measured_from - interval, measured_to + interval)
+        window.ticks = [t for t in all_ticks if window.start <= t.start < window.end]
+    results.metrics_scrape = (scrapes[-1].lines, median([s.seconds for s in scrapes]))
+    results.prom_eval = poller.times(first.at - interval, previous.at + interval)
     if len(results.prom_eval) < 2:
         results.prom_eval = poller.times()[1:] or poller.times()
     with watch.lock:
@@ -924,7 +1107,8 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     operator.stop()
     log_text = operator.log_text()
     results.operator_log_bytes = len(log_text.encode())
-    results.handler_calls = handler_calls(log_text)
+    results.events = len(watch.events)
+    results.event_changes = dict(watch.changes)
     results.problems = log_problems(log_text)
     if args.operator_log:
         Path(args.operator_log).write_text(operator.log_text())
@@ -979,40 +1163,56 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def requests_text(requests: dict[str, int]) -> str:
+    return ", ".join(f"{method} {count}" for method, count in sorted(requests.items())) or "none"
+
+
 def report(r: Results) -> None:
+    from runbook_operator.controllers.alertrule import STATUS_HEARTBEAT
+
     n, interval, windows = r.rules, r.interval, r.windows
     prom = median(r.prom_eval)
     ticks = [t for w in windows for t in w.ticks]
-    per_tick = median([w.query_sum / w.query_count for w in windows if w.query_count])
+    known = [t for t in ticks if not math.isnan(t.work)]
+    per_batch = median([w.query_sum / w.query_count for w in windows if w.query_count])
     rules_per_tick = median([float(t.rules) for t in ticks])
-    ticks_per_window = median([float(w.query_count) for w in windows])
+    ticks_per_window = median([float(len(w.ticks)) for w in windows])
+    evaluations = median([w.evaluations for w in windows])
     # Per interval, scaled to all n rules: ticks hold only the rules due then (often a share
     # of them), the evaluation loop runs its ticks one after the other.
-    scaled = [w for w in windows if sum(t.rules for t in w.ticks)]
-    query_all = median([w.query_sum * n / sum(t.rules for t in w.ticks) for w in scaled])
-    tick_all = median([sum(t.wall for t in w.ticks) * n / sum(t.rules for t in w.ticks)
-                       for w in scaled])
-    tick_wall = median([t.wall for t in ticks])
-    write_per_rule = median([(t.wall - t.query_seconds) / t.rules for t in ticks if t.rules])
+    query_all = median([w.query_sum * n / w.evaluations for w in windows if w.evaluations])
+    tick_all = (sum(t.work for t in known) * n / sum(t.rules for t in known) if known
+                else math.nan)
+    tick_work = median([t.work for t in known])
     op_cpu_pct = median([w.percent(w.operator_cpu) for w in windows])
-    evaluations = median([float(w.writes) for w in windows])
-    op_cpu_per_eval = sum(w.operator_cpu for w in windows) / max(1, sum(w.writes for w in windows))
+    op_cpu_per_eval = (sum(w.operator_cpu for w in windows)
+                       / max(1.0, sum(w.evaluations for w in windows)))
     projected = 100 * op_cpu_per_eval * n / interval
-    handled = median([float(sum(1 for c in r.handler_calls if w.start <= c < w.end))
-                      for w in windows])
-    first_done = r.operator_started + (r.first_full if not math.isnan(r.first_full)
-                                       else FIRST_EVALUATION_TIMEOUT)
-    handled_first = sum(1 for c in r.handler_calls if c <= first_done)
+    writes = median([float(w.status_writes) for w in windows])
+    kinds = {k: sum(w.writes.get(k, 0) for w in windows) for k in WRITE_KINDS}
+    # The heartbeat is drawn anew at each evaluation from 0.8-1.0 x STATUS_HEARTBEAT.
+    beat = STATUS_HEARTBEAT.total_seconds()
+    steady_beats = (n * interval / beat, n * interval / (0.8 * beat))
+    events = median([float(w.events) for w in windows])
+    prom_requests = median([w.prometheus_queries for w in windows])
     took_effect = [c.took_effect for c in r.spec_changes]
     claimed = [c.observed_generation for c in r.spec_changes]
+    early = sum(1 for c in r.spec_changes if not math.isnan(c.observed_generation) and (
+        math.isnan(c.took_effect) or c.observed_generation < c.took_effect))
     py = r.py_queries.get("rounds", [])
-    py_wall, py_cpu = med(py, "wall"), med(py, "cpu")
+    py_wall, py_cpu, py_requests = med(py, "wall"), med(py, "cpu"), med(py, "requests")
     tw = r.tick_worker.get("rounds", [])
-    nk_wall, nk_cpu, nk_query = med(tw, "wall"), med(tw, "cpu"), med(tw, "query")
+    steady = tw[1:] or tw
+    nk_wall, nk_query = med(tw, "wall"), med(tw, "query")
+    nk_cpu = med(steady, "cpu")
+    first_requests = requests_text(tw[0]["requests"]) if tw else "n/a"
+    later_requests = (" | ".join(requests_text(t["requests"]) for t in tw[1:])
+                      if len(tw) > 1 else "n/a")
     pw = r.patch_worker.get("rounds", [])
     patch_wall, patch_cpu = med(pw, "wall"), med(pw, "cpu")
     goal_ratio = f"goal <= {GOAL_TICK_RATIO:g}x"
     ms = 1000.0
+    every = f"interval {fmt(interval, 's', 0)}"
 
     def pct(name: str) -> float:
         return median([w.percent(w.cpu.get(name, math.nan)) for w in windows])
@@ -1025,53 +1225,64 @@ def report(r: Results) -> None:
          f"Prometheus {fmt(prom)}", ratio(tick_all, prom, goal_ratio)),
         ("  ticks per interval / rules per tick", f"{ticks_per_window:g} / {rules_per_tick:.0f}",
          "", ""),
-        ("  one tick: query phase / whole", f"{fmt(per_tick)} / {fmt(tick_wall)}", "", ""),
+        ("  one tick: query phase / whole (start spacing - sleep)",
+         f"{fmt(per_batch)} / {fmt(tick_work)}",
+         f"whole known for {len(known)}/{len(ticks)} ticks", ""),
         (f"operator CPU, % of one core at {r.args.interval}", fmt(op_cpu_pct, "%", 1),
          f"goal {GOAL_CPU_PERCENT:g}%", ratio(op_cpu_pct, GOAL_CPU_PERCENT)),
         ("  same if all rules were evaluated every interval", fmt(projected, "%", 1),
          f"goal {GOAL_CPU_PERCENT:g}%", ratio(projected, GOAL_CPU_PERCENT)),
-        ("rule evaluations (status writes) per interval", f"{evaluations:.0f}", f"{n} rules",
+        ("rule evaluations per interval (counter)", f"{evaluations:.0f}", f"{n} rules",
          ratio(evaluations, n)),
-        ("median gap between one rule's evaluations", fmt(median(r.gaps)),
-         f"interval {fmt(interval, 's', 0)}", ratio(median(r.gaps), interval)),
+        ("gap between one rule's evaluations: median (max)",
+         f"{fmt(median(r.gaps), 's', 1)} ({fmt(max(r.gaps, default=math.nan), 's', 1)})",
+         every, ratio(median(r.gaps), interval)),
+        ("status writes per interval (watch)", f"{writes:.0f}",
+         f"{evaluations:.0f} evaluations", ratio(writes, evaluations)),
+        (f"  state / other lasting / heartbeat / first, {len(windows)} windows",
+         " / ".join(str(kinds[k]) for k in WRITE_KINDS),
+         f"heartbeats, steady: {steady_beats[0]:.0f}-{steady_beats[1]:.0f} per interval", ""),
+        ("AlertRule watch events per interval (kopf handler calls)", f"{events:.0f}",
+         f"{writes:.0f} status writes", ratio(events, writes)),
+        ("Prometheus query requests per interval (operator)", f"{prom_requests:.0f}",
+         f"{evaluations:.0f} evaluations", ratio(prom_requests, evaluations)),
         ("operator start -> every rule has lastEvaluation", fmt(r.first_full, "s", 0),
-         f"interval {fmt(interval, 's', 0)}", ratio(r.first_full, interval)),
+         every, ratio(r.first_full, interval)),
         ("spec change -> evaluated with the new threshold", seconds_list(took_effect),
-         f"interval {fmt(interval, 's', 0)}", ratio(worst(took_effect), interval)),
-        ("  -> status.observedGeneration says so", seconds_list(claimed), "", ""),
-        ("kopf AlertRule handler calls per interval", f"{handled:.0f}",
-         f"{evaluations:.0f} status writes", ratio(handled, evaluations)),
-        (f"instant_many, {r.py_queries.get('distinct', '?')} queries, concurrency "
-         f"{r.py_queries.get('concurrency', '?')}: wall", fmt(py_wall), f"Prometheus {fmt(prom)}",
-         ratio(py_wall, prom)),
-        ("  CPU", fmt(py_cpu), "", ""),
+         every, ratio(worst(took_effect), interval)),
+        ("  -> status.observedGeneration says so", seconds_list(claimed),
+         f"claimed before used: {early}/{len(r.spec_changes)}", ""),
+        (f"instant_many, {r.py_queries.get('distinct', '?')} queries: wall", fmt(py_wall), f"Prometheus {fmt(prom)}",
+         ratio(py_wall, prom, goal_ratio)),
+        ("  CPU; Prometheus requests; series (errors)", (
+            f"{fmt(py_cpu)}; {py_requests:.0f}; {r.py_queries.get('series', '?')} "
+            f"({r.py_queries.get('errors', '?')})"), "", ""),
     ]
-    for experiment in r.py_queries.get("experiments", []):
+    for experiment in r.py_queries.get("one_by_one", []):
         wall = med(experiment["rounds"], "wall")
-        rows.append((f"  experiment: concurrency {experiment['concurrency']}: wall",
-                     fmt(wall), f"concurrency {r.py_queries.get('concurrency')} {fmt(py_wall)}",
-                     ratio(wall, py_wall)))
+        rows.append((f"  experiment: one by one, concurrency {experiment['concurrency']}: wall",
+                     fmt(wall), f"instant_many {fmt(py_wall)}", ratio(wall, py_wall)))
+        cpu = med(experiment["rounds"], "cpu")
+        rows.append(("    CPU; series (errors)",
+                     f"{fmt(cpu)}; {experiment['series']} ({experiment['errors']})",
+                     f"instant_many {fmt(py_cpu)}", ratio(cpu, py_cpu)))
     for union in r.py_queries.get("unions", []):
         wall = med(union["rounds"], "wall")
-        rows.append((f"  experiment: unions of {union['chunk']} ({union['requests']} requests)"
-                     f": wall", fmt(wall), f"Prometheus {fmt(prom)}", ratio(wall, prom)))
-        rows.append(("    CPU; series (errors) vs one query each",
-                     f"{fmt(med(union['rounds'], 'cpu'))}; {union['series']} ({union['errors']})",
-                     f"{fmt(py_cpu)}; {r.py_queries.get('series')}", ratio(
-                         med(union["rounds"], "cpu"), py_cpu)))
+        rows.append((f"  experiment: {union['unions']} union(s) of {union['chunk']}: wall",
+                     fmt(wall), f"instant_many {fmt(py_wall)}", ratio(wall, py_wall)))
     rows += [
-        ("write phase per rule in operator ticks", fmt(ms * write_per_rule, "ms", 1),
-         f"raw patch {fmt(ms * patch_wall / n, 'ms', 1)}", ratio(write_per_rule, patch_wall / n)),
         ("Evaluator.tick() without kopf, all rules: wall", fmt(nk_wall), f"Prometheus {fmt(prom)}",
-         ratio(nk_wall, prom)),
+         ratio(nk_wall, prom, goal_ratio)),
         ("  of which query phase", fmt(nk_query), f"instant_many {fmt(py_wall)}",
          ratio(nk_query, py_wall)),
-        ("operator CPU per rule evaluation", fmt(ms * op_cpu_per_eval, "ms", 1),
-         f"Evaluator.tick() {fmt(ms * nk_cpu / n, 'ms', 1)}", ratio(op_cpu_per_eval, nk_cpu / n)),
-        ("Evaluator.tick() CPU per rule (no kopf)", fmt(ms * nk_cpu / n, "ms", 1),
-         f"raw patch {fmt(ms * patch_cpu / n, 'ms', 1)}", ratio(nk_cpu, patch_cpu)),
+        ("  API requests: first round / later rounds", f"{first_requests} / {later_requests}",
+         f"{n} rules", ""),
+        ("operator CPU per rule evaluation", fmt(ms * op_cpu_per_eval, "ms", 2),
+         f"Evaluator.tick() {fmt(ms * nk_cpu / n, 'ms', 2)}", ratio(op_cpu_per_eval, nk_cpu / n)),
+        ("Evaluator.tick() CPU per rule, later rounds", fmt(ms * nk_cpu / n, "ms", 2),
+         f"raw patch {fmt(ms * patch_cpu / n, 'ms', 2)}", ratio(nk_cpu, patch_cpu)),
         (f"raw client status patch x{n}, {DEFAULT_EXECUTOR_THREADS} threads: wall",
-         fmt(patch_wall), f"interval {fmt(interval, 's', 0)}", ratio(patch_wall, interval)),
+         fmt(patch_wall), every, ratio(patch_wall, interval)),
         (f"create {n} AlertRules, {CREATE_THREADS} threads", fmt(r.create[0]),
          f"{fmt(ms * r.create[0] / n, 'ms', 1)} per CR", ""),
         ("operator start -> /healthz", fmt(r.operator_healthy), "", ""),
@@ -1086,29 +1297,36 @@ def report(r: Results) -> None:
     ]
     print()
     workers = f" --workers={r.args.operator_workers}" if r.args.operator_workers else ""
+    since = (f"{windows[0].start - r.operator_started:.0f}-{windows[-1].end - r.operator_started:.0f}"
+             f" s after operator start" if windows else "")
     print(f"AlertRule evaluation: {n} rules ({r.distinct} distinct queries) over "
           f"{r.args.services} services at {r.args.interval}, {os.cpu_count()} CPUs, operator "
           f"{r.revision}{workers}"
-          f"; medians over {len(windows)} interval windows ({len(ticks)} operator ticks, "
-          f"{len(r.prom_eval)} Prometheus evaluations)")
+          f"; medians over {len(windows)} interval windows {since} ({len(ticks)} operator "
+          f"ticks, {len(r.prom_eval)} Prometheus evaluations)")
     print_table(rows)
     print()
-    print("per window: query s (batches) | ticks rules@wall | status writes | kopf handler calls "
-          "| CPU % operator apiserver etcd prometheus other-load")
+    print("per window: evaluations (rules) | query s (batches) | Prometheus requests | ticks "
+          "rules@whole | status writes state/lasting/heartbeat/first | watch events | CPU % "
+          "operator apiserver etcd prometheus other-load")
     for i, w in enumerate(windows, 1):
-        ticks_text = " ".join(f"{t.rules}@{t.wall:.1f}s" for t in w.ticks) or "-"
-        calls = sum(1 for c in r.handler_calls if w.start <= c < w.end)
-        print(f"  {i}: {w.query_sum:.2f} ({w.query_count:.0f}) | {ticks_text} | {w.writes} | "
-              f"{calls} | {w.percent(w.operator_cpu):.0f} {w.percent(w.cpu['apiserver']):.0f} "
+        ticks_text = " ".join(f"{t.rules}@{fmt(t.work, 's', 2).replace(' ', '')}"
+                              for t in w.ticks) or "-"
+        print(f"  {i}: {w.evaluations:.0f} ({w.rules_evaluated}) | {w.query_sum:.2f} "
+              f"({w.query_count:.0f}) | {w.prometheus_queries:.0f} | {ticks_text} | "
+              f"{'/'.join(str(w.writes.get(k, 0)) for k in WRITE_KINDS)} | {w.events} | "
+              f"{w.percent(w.operator_cpu):.1f} {w.percent(w.cpu['apiserver']):.0f} "
               f"{w.percent(w.cpu['etcd']):.0f} {w.percent(w.cpu['prometheus']):.0f} "
               f"{w.percent(w.other_load):.0f}")
     print(f"Prometheus evaluationTime samples (s): "
           f"{', '.join(f'{s:.3f}' for s in r.prom_eval) or 'none'}")
-    print(f"rule states at the end: {dict(sorted(r.states.items()))}; query errors in the "
-          f"instant_many baseline: {r.py_queries.get('errors', '?')}; operator log "
-          f"{r.operator_log_bytes / 1024:.0f} KiB")
-    print(f"kopf handled {handled_first} AlertRule events until every rule was evaluated once, "
-          f"{len(r.handler_calls)} in all")
+    print(f"rule states at the end: {dict(sorted(r.states.items()))}; operator log "
+          f"{r.operator_log_bytes / 1024:.0f} KiB; operator /metrics scraped "
+          f"{2 * len(windows) + 2} times, {r.metrics_scrape[0]} lines, "
+          f"{fmt(ms * r.metrics_scrape[1], 'ms', 0)} each")
+    print(f"AlertRule watch events (= kopf handler calls) until every rule was evaluated once: "
+          f"{r.events_until_first_full}, in all {r.events}: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(r.event_changes.items(), key=lambda c: -c[1])))
     for problem, count in sorted(r.problems.items(), key=lambda p: -p[1])[:6]:
         print(f"operator log: {count} x {problem}")
     if r.evaluated_at_deadline < n:
@@ -1131,7 +1349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-queries", action="store_true",
                         help="rules share 3 x services queries (only thresholds differ)")
     parser.add_argument("--operator-workers", type=int,
-                        help="experiment: pass --workers N to the operator (default: its own)")
+                        help="experiment: pass --workers N (kopf's handler threads) to the "
+                             "operator (default: its own)")
     parser.add_argument("--profile", action="store_true",
                         help="print where Evaluator.tick() spends CPU (cProfile, 200 rules)")
     parser.add_argument("--operator-log", help="copy the operator's log to this file")
