@@ -37,20 +37,24 @@ one tick). Measured, in the same run:
    status, and the operator logs nothing per tick. Every distinct last-evaluation timestamp
    in the scrapes is one tick's start (rules of one tick share it and stay together, being due
    together again; scraping every half interval sees each tick complete) and the rules
-   carrying it are the tick's rules. The evaluation loop sleeps TICK_SECONDS (1 s) after each
-   tick, so next start - start - 1 s is that tick's whole work (measured from its start
-   timestamp, taken after finding the due rules, to the next one's) when no empty tick came
-   in between; an empty tick adds 1 s or more, so only spacings under 2 s are used: those
-   ticks' work is known exactly, the others' (with a tick of 1 s or more) is not. Besides that,
-   the query phase (1.) and the operator's CPU (4.), and `Evaluator.tick()` without kopf (6.);
+   carrying it are the tick's rules. The evaluation loop sleeps TICK_SECONDS (1 s) after every
+   tick, empty ones included, so the spacing to the next non-empty tick is the tick's whole
+   work plus k sleeps (and k - 1 empty ticks of ~1 ms each); k is taken as the number of whole
+   sleeps that leaves at least the mean query phase - TICK_SLACK of work. That assumes the
+   rest of a tick (finding the due rules, decisions, writes) takes under 0.9 s; the arrival of
+   a tick's last status write (a lower bound of its work) is shown as a check. With all rules
+   in one tick per interval (kopf now sees new rules within a tick or two), this is the only
+   way to its length from outside. Beside it: the query phase (1.), the operator's CPU (4.),
+   and `Evaluator.tick()` without kopf (6.);
 4. status writes per interval from a watch on the AlertRules (MODIFIED events whose status
    changed), split into state changes, other lasting changes, heartbeats (only lastEvaluation,
    lastValue, evaluationDurationSeconds and instances' lastEvaluation/lastValue changed) and
    first writes; every watch event (each one a kopf handler call in the operator); the
    Prometheus /api/v1/query requests per interval (Prometheus' own counter: unions or one per
    query); the operator's CPU per interval (utime+stime from /proc/<pid>/stat) as % of one
-   core, and what the API server, etcd, Prometheus and processes this benchmark did not start
-   spent meanwhile;
+   core (including what rendering the benchmark's scrapes of its /metrics cost it, shown
+   apart), and what the API server, etcd, Prometheus and processes this benchmark did not
+   start spent meanwhile;
 5. time from operator start until every rule has a status.lastEvaluation (the first evaluation
    always writes status), and, after the windows, how long a spec change takes to be used:
    the threshold of 3 Normal rules is moved below their values, timed until the watch sees
@@ -341,6 +345,7 @@ class OperatorSample:
     last_evaluation: dict[str, float] = field(default_factory=dict)
     lines: int = 0
     seconds: float = 0.0  # how long the scrape took
+    operator_cpu: float = math.nan  # the operator's CPU seconds meanwhile (rendering it)
 
 
 def operator_sample(operator: Any) -> OperatorSample:
@@ -377,13 +382,22 @@ def prometheus_queries(url: str) -> float:
 @dataclass
 class Tick:
     """One operator tick as its rules' last-evaluation timestamps show it: its start (the
-    shared timestamp), how many rules it evaluated, and its whole work (query + decide +
-    writes, start to the next tick's start less the loop's sleep; NaN when that spacing may
-    hold empty ticks)."""
+    shared timestamp), how many rules it evaluated, its whole work (query + decide + writes:
+    from its start to the next non-empty tick's start, less the loop's sleeps in between), how
+    many sleeps that was, and when its last status write arrived (seconds after its start, a
+    lower bound of its work; NaN when it wrote nothing)."""
 
     start: float
     rules: int
     work: float = math.nan
+    sleeps: int = 0
+    last_write: float = math.nan
+
+
+#: Assumed: a tick's work beyond the mean query phase (finding the due rules, decisions,
+#: status writes, and the empty ticks' own time until the next non-empty one) lies within
+#: [-TICK_SLACK, sleep - TICK_SLACK). Otherwise its work is off by whole sleeps.
+TICK_SLACK = 0.1
 
 
 class TickLog:
@@ -397,15 +411,21 @@ class TickLog:
         for rule, stamp in sample.last_evaluation.items():
             self.starts[stamp].add(rule)
 
-    def ticks(self, sleep: float) -> list[Tick]:
-        """Every tick seen; `work` where the next tick started less than 2 x `sleep` later
-        (with one or more empty ticks in between, the spacing would be at least that)."""
+    def ticks(self, sleep: float, query: float, writes: list[float]) -> list[Tick]:
+        """Every tick seen. The loop sleeps `sleep` after every tick, empty ones too, so the
+        spacing to the next non-empty tick is the work plus k sleeps (plus k - 1 empty ticks,
+        each ~1 ms); k is the number of whole sleeps that leaves at least `query` (the mean
+        query phase) - TICK_SLACK of work. `writes`: arrival times of status writes."""
         starts = sorted(self.starts)
         ticks = [Tick(s, len(self.starts[s])) for s in starts]
-        for tick, following in zip(ticks, starts[1:], strict=False):
-            spacing = following - tick.start
-            if spacing < 2 * sleep:
-                tick.work = spacing - sleep
+        query = 0.0 if math.isnan(query) else query
+        for tick, following in zip(ticks, [*starts[1:], math.inf], strict=True):
+            mine = [w - tick.start for w in writes if tick.start <= w < following]
+            tick.last_write = max(mine, default=math.nan)
+            if following < math.inf:
+                spacing = following - tick.start
+                tick.sleeps = max(1, math.floor((spacing - query + TICK_SLACK) / sleep))
+                tick.work = spacing - tick.sleeps * sleep
         return ticks
 
 
@@ -921,7 +941,9 @@ class Results:
     event_changes: dict[str, int] = field(default_factory=dict)
     problems: dict[str, int] = field(default_factory=dict)
     operator_started: float = math.nan
-    metrics_scrape: tuple[int, float] = (0, math.nan)  # lines, median seconds
+    # The benchmark's scrapes of the operator's /metrics: lines, median seconds and median
+    # operator CPU seconds (rendering; at the clock-tick resolution of /proc).
+    metrics_scrape: tuple[int, float, float] = (0, math.nan, math.nan)
     tick_sleep: float = 1.0
     revision: str = "?"
     spec_changes: list[SpecChange] = field(default_factory=list)
@@ -1056,7 +1078,9 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     scrapes: list[OperatorSample] = []
 
     def scrape() -> OperatorSample:
+        cpu = process_cpu(pid)
         found = operator_sample(operator)
+        found.operator_cpu = process_cpu(pid) - cpu
         ticks.add(found)
         scrapes.append(found)
         return found
@@ -1089,13 +1113,20 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
                  f"{window.percent(window.operator_cpu):.1f}% of a core")
         previous = current
     results.gaps = rule_gaps(first.operator, previous.operator)
-    # The tick after the last window's ticks, for their spacing.
-    time.sleep(interval / 2)
+    # The tick after each of the last window's ticks, for their spacing: due an interval after
+    # them, started at the next tick of the loop, its rules' timestamps published after its
+    # queries.
+    time.sleep(max(0.0, previous.at + interval + 3 * TICK_SECONDS - time.time()))
     scrape()
-    all_ticks = ticks.ticks(TICK_SECONDS)
+    with watch.lock:
+        written = [arrived for arrived, _ in watch.writes]
+    all_ticks = ticks.ticks(TICK_SECONDS, median([w.query_sum / w.query_count
+                                                  for w in results.windows if w.query_count]),
+                            written)
     for window in results.windows:
         window.ticks = [t for t in all_ticks if window.start <= t.start < window.end]
-    results.metrics_scrape = (scrapes[-1].lines, median([s.seconds for s in scrapes]))
+    results.metrics_scrape = (scrapes[-1].lines, median([s.seconds for s in scrapes]),
+                              median([s.operator_cpu for s in scrapes]))
     results.prom_eval = poller.times(first.at - interval, previous.at + interval)
     if len(results.prom_eval) < 2:
         results.prom_eval = poller.times()[1:] or poller.times()
@@ -1184,6 +1215,7 @@ def report(r: Results) -> None:
     tick_all = (sum(t.work for t in known) * n / sum(t.rules for t in known) if known
                 else math.nan)
     tick_work = median([t.work for t in known])
+    scrape_pct = 100 * 2 * r.metrics_scrape[2] / interval
     op_cpu_pct = median([w.percent(w.operator_cpu) for w in windows])
     op_cpu_per_eval = (sum(w.operator_cpu for w in windows)
                        / max(1.0, sum(w.evaluations for w in windows)))
@@ -1226,10 +1258,12 @@ def report(r: Results) -> None:
         ("  ticks per interval / rules per tick", f"{ticks_per_window:g} / {rules_per_tick:.0f}",
          "", ""),
         ("  one tick: query phase / whole (start spacing - sleep)",
-         f"{fmt(per_batch)} / {fmt(tick_work)}",
-         f"whole known for {len(known)}/{len(ticks)} ticks", ""),
+         f"{fmt(per_batch)} / {fmt(tick_work)}", f"Evaluator.tick() {fmt(nk_wall)}",
+         ratio(tick_work, nk_wall)),
         (f"operator CPU, % of one core at {r.args.interval}", fmt(op_cpu_pct, "%", 1),
          f"goal {GOAL_CPU_PERCENT:g}%", ratio(op_cpu_pct, GOAL_CPU_PERCENT)),
+        ("  of which rendering this benchmark's /metrics scrapes", fmt(scrape_pct, "%", 1),
+         f"{fmt(ms * r.metrics_scrape[2], 'ms', 0)} x 2 per interval", ""),
         ("  same if all rules were evaluated every interval", fmt(projected, "%", 1),
          f"goal {GOAL_CPU_PERCENT:g}%", ratio(projected, GOAL_CPU_PERCENT)),
         ("rule evaluations per interval (counter)", f"{evaluations:.0f}", f"{n} rules",
@@ -1307,11 +1341,13 @@ def report(r: Results) -> None:
     print_table(rows)
     print()
     print("per window: evaluations (rules) | query s (batches) | Prometheus requests | ticks "
-          "rules@whole | status writes state/lasting/heartbeat/first | watch events | CPU % "
+          "rules@whole/sleeps until the next (w: its last status write) | status writes state/lasting/heartbeat/first | watch events | CPU % "
           "operator apiserver etcd prometheus other-load")
     for i, w in enumerate(windows, 1):
-        ticks_text = " ".join(f"{t.rules}@{fmt(t.work, 's', 2).replace(' ', '')}"
-                              for t in w.ticks) or "-"
+        ticks_text = " ".join(
+            f"{t.rules}@" + ("n/a" if math.isnan(t.work) else f"{t.work:.2f}s/{t.sleeps}") + (
+                "" if math.isnan(t.last_write) else f"(w{t.last_write:.2f}s)")
+            for t in w.ticks) or "-"
         print(f"  {i}: {w.evaluations:.0f} ({w.rules_evaluated}) | {w.query_sum:.2f} "
               f"({w.query_count:.0f}) | {w.prometheus_queries:.0f} | {ticks_text} | "
               f"{'/'.join(str(w.writes.get(k, 0)) for k in WRITE_KINDS)} | {w.events} | "
@@ -1324,6 +1360,10 @@ def report(r: Results) -> None:
           f"{r.operator_log_bytes / 1024:.0f} KiB; operator /metrics scraped "
           f"{2 * len(windows) + 2} times, {r.metrics_scrape[0]} lines, "
           f"{fmt(ms * r.metrics_scrape[1], 'ms', 0)} each")
+    short = [t for t in ticks if t.last_write > t.work]
+    if short:
+        print(f"{len(short)} tick(s) with a status write after their derived end: whole ticks "
+              f"are off by whole sleeps (the TICK_SLACK assumption failed)")
     print(f"AlertRule watch events (= kopf handler calls) until every rule was evaluated once: "
           f"{r.events_until_first_full}, in all {r.events}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(r.event_changes.items(), key=lambda c: -c[1])))
