@@ -9,8 +9,25 @@ aiohttp already comes with kopf. Design points:
   `errorType` (400 bad_data, 422 execution, 503 timeout/canceled/unavailable); connection
   failures and client-side timeouts are `unavailable`.
 - `instant_many` deduplicates identical queries (many rules share one expression), bounds
-  concurrency with one semaphore per client, and gives every request its own timeout, so a
-  slow query costs its own slot and nothing else.
+  concurrency with one semaphore per client, and gives every request its own timeout.
+- `instant_many` sends the queries as `or`-unions of up to `union_size` (default 100), each
+  operand tagged by `label_replace` with its position under `UNION_LABEL` and the answer split
+  back by that label: 1,000 queries took 0.06-0.11 s as 10 unions against 0.5-0.9 s one by one
+  (bench/README.md), since each request costs a round trip and JSON on both ends. Distinct tag
+  values keep `or` from dropping anything and `label_replace` keeps `__name__`, so each query
+  gets what it would get alone. Unions of 100 rather than of all: Prometheus evaluates one query
+  in one goroutine, so one union of 1,000 was slower (0.35-0.52 s).
+- A union fails as a whole when one operand does not parse, is not an instant vector (a scalar),
+  fails to execute, or is slow; its queries are then sent again one by one, so each gets its own
+  result or error. A query whose answer alone was anything but an instant vector, a timeout
+  included, is remembered per client (the latest `MAX_REMEMBERED_ALONE`) and sent alone until
+  it answers alone with a vector: a broken, scalar or heavy rule would otherwise cost its union
+  a failed request (a heavy one: a timeout) and 100 re-sent queries on every tick. Since success
+  forgets, what an outage taught is undone by the next call.
+- Only a query whose brackets balance and whose strings end within it joins a union: `x) or (y`
+  is an error alone but would parse as an operand and could forge series tagged for another
+  rule's query. Warnings of a union are attached to each of its queries' results, as Prometheus
+  does not say which operand caused them; over-reporting beats losing them.
 - `range` splits a window into requests of at most 11,000 points per series (Prometheus'
   limit) on an integer-millisecond grid, so chunks neither overlap nor drift, and merges them.
 - Auth headers come from the caller and are never logged or put in a message.
@@ -21,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +50,11 @@ log = logging.getLogger(__name__)
 
 #: Prometheus rejects a range query with more than 11,000 points per series.
 MAX_POINTS_PER_SERIES = 11_000
+#: The label a union's operands are tagged with; a query naming it is sent alone, since the split
+#: removes it from the answer.
+UNION_LABEL = "runbook_operator_query"
+#: How many queries that must be sent alone a client remembers (the least recently failed go).
+MAX_REMEMBERED_ALONE = 1_000
 
 ErrorKind = Literal[
     "bad_data", "execution", "timeout", "canceled", "unavailable", "internal", "unexpected"
@@ -150,7 +173,7 @@ def parse_envelope(status: int, body: bytes) -> _Answer | QueryError:
     if envelope["status"] != "success":
         error_type = envelope.get("errorType")
         if error_type in _KNOWN_ERROR_TYPES:
-            kind: ErrorKind = error_type
+            kind = error_type
         else:
             kind = _KIND_BY_STATUS.get(status, "unexpected")
         return QueryError(kind, str(envelope.get("error") or f"HTTP {status}"))
@@ -164,7 +187,7 @@ def parse_instant(data: dict[str, Any], warnings: list[str] | None = None) -> Qu
     """An instant query's `data`: vector items `{metric, value: [ts, "v"]}` or a scalar
     `[ts, "v"]`. Matrix and string results cannot be compared to a threshold."""
     result_type = data.get("resultType")
-    result = data.get("result")
+    result: Any = data.get("result")
     try:
         if result_type == "vector":
             samples = [
@@ -181,6 +204,66 @@ def parse_instant(data: dict[str, Any], warnings: list[str] | None = None) -> Qu
     except (KeyError, IndexError, TypeError, ValueError) as error:
         return QueryError("unexpected", f"malformed {result_type} result: {error!r}")
     return Ok(samples=samples, result_type=result_type, warnings=list(warnings or []))
+
+
+_LEXEMES = re.compile(
+    r"""
+      "(?:[^"\\\n]|\\.)*"   # a string literal; Prometheus rejects a newline in a quoted one
+    | '(?:[^'\\\n]|\\.)*'
+    | `[^`]*`               # a raw string
+    | \#.*                  # a comment, to the end of the line
+    | [()\[\]{}]            # a bracket
+    | ["'`]                 # a quote that opens a string never closed
+    """,
+    re.VERBOSE,
+)
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+
+
+def can_join_union(query: str) -> bool:
+    """Whether `query` can be a union operand: its brackets pair up and its strings end within
+    it, so it cannot reach into the operands around it, and it does not name `UNION_LABEL`."""
+    if UNION_LABEL in query:
+        return False
+    expected: list[str] = []
+    for lexeme in _LEXEMES.finditer(query):
+        token = lexeme.group()
+        if token in _CLOSING:
+            expected.append(_CLOSING[token])
+        elif token in _CLOSING.values():
+            if not expected or expected.pop() != token:
+                return False
+        elif token in ("'", '"', "`"):
+            return False
+    return not expected
+
+
+def union_query(queries: list[str]) -> str:
+    """One query answering all `queries`, the series of the i-th tagged `UNION_LABEL="i"`.
+    Newlines end a trailing comment of an operand."""
+    return " or ".join(
+        f'label_replace((\n{query}\n), "{UNION_LABEL}", "{i}", "", "")'
+        for i, query in enumerate(queries)
+    )
+
+
+def split_union(queries: list[str], answer: QueryResult) -> dict[str, QueryResult] | None:
+    """Each query's share of the answer to `union_query(queries)`, with the tag removed (in
+    place: the answer is consumed), or None when the union failed as a whole or a series does
+    not carry a tag it set."""
+    if not isinstance(answer, Ok) or answer.result_type != "vector":
+        return None
+    positions = {str(i): i for i in range(len(queries))}
+    shares: list[list[Sample]] = [[] for _ in queries]
+    for sample in answer.samples:
+        position = positions.get(sample.labels.pop(UNION_LABEL, ""))
+        if position is None:
+            return None
+        shares[position].append(sample)
+    return {
+        query: Ok(share, "vector", list(answer.warnings))
+        for query, share in zip(queries, shares, strict=True)
+    }
 
 
 def parse_matrix(data: dict[str, Any]) -> list[Series]:
@@ -225,16 +308,22 @@ class PrometheusClient:
         *,
         timeout: float = 10.0,
         concurrency: int = 4,
+        union_size: int = 100,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if union_size < 1:
+            raise ValueError("union_size must be at least 1 (1: every query alone)")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.concurrency = concurrency
+        self.union_size = union_size
         self._headers = dict(headers or {})
         self._session: aiohttp.ClientSession | None = None
         self._slots: asyncio.Semaphore | None = None
+        # Queries to send alone, least recently failed first (a dict as an ordered set).
+        self._alone: dict[str, None] = {}
 
     def __repr__(self) -> str:  # headers may hold credentials: never shown
         return f"PrometheusClient({self.base_url!r}, concurrency={self.concurrency})"
@@ -295,11 +384,42 @@ class PrometheusClient:
     async def instant_many(
         self, queries: Iterable[str], at: datetime | None = None
     ) -> dict[str, QueryResult]:
-        """Evaluate each distinct query once, all at the same `at`; a failing or slow query
-        yields its own QueryError and never holds back the others beyond its timeout."""
+        """Evaluate each distinct query once, all at the same `at`, each with the result or
+        QueryError `instant` would give it, in as few requests as unions allow. A slow query
+        holds back the others of its union by one timeout, and later calls send it alone."""
         distinct = list(dict.fromkeys(queries))
-        results = await asyncio.gather(*(self.instant(q, at) for q in distinct))
-        return dict(zip(distinct, results, strict=True))
+        joinable = [q for q in distinct if q not in self._alone and can_join_union(q)]
+        count = -(-len(joinable) // self.union_size)
+        unions = [joinable[i::count] for i in range(count)]  # even: 101 is 51 + 50, not 100 + 1
+        in_union = {q for union in unions if len(union) > 1 for q in union}
+        parts = await asyncio.gather(
+            self._one_by_one([q for q in distinct if q not in in_union], at),
+            *(self._union(union, at) for union in unions if len(union) > 1),
+        )
+        results = {query: result for part in parts for query, result in part.items()}
+        return {query: results[query] for query in distinct}
+
+    async def _union(self, queries: list[str], at: datetime | None) -> dict[str, QueryResult]:
+        """`queries` in one request, or one by one if the union fails as a whole."""
+        answer = await self.instant(union_query(queries), at)
+        results = split_union(queries, answer)
+        if results is None:
+            log.debug("a union of %d queries failed, sending them one by one", len(queries))
+            return await self._one_by_one(queries, at)
+        return results
+
+    async def _one_by_one(
+        self, queries: list[str], at: datetime | None
+    ) -> dict[str, QueryResult]:
+        """Each query in its own request; remembers which must keep going alone."""
+        results = await asyncio.gather(*(self.instant(q, at) for q in queries))
+        for query, result in zip(queries, results, strict=True):
+            self._alone.pop(query, None)
+            if not (isinstance(result, Ok) and result.result_type == "vector"):
+                self._alone[query] = None
+                if len(self._alone) > MAX_REMEMBERED_ALONE:
+                    del self._alone[next(iter(self._alone))]
+        return dict(zip(queries, results, strict=True))
 
     async def range(
         self, query: str, start: datetime, end: datetime, step: timedelta
