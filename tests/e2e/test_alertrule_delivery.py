@@ -17,6 +17,7 @@ from runbook_operator.devcluster.local_operator import LocalOperator, free_port,
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
 from tests.e2e.test_alertrule import (
+    ACCEPTED,
     GROUP,
     PLURAL,
     VERSION,
@@ -31,15 +32,11 @@ from tests.e2e.test_alertrule import (
 from tests.e2e.test_backup_notifications import create_channel
 from tests.unit.notifiers import HTTPReceiver, Reply
 
-#: PagerDuty accepts an event with 202; a webhook accepts any 2xx.
-ACCEPTED = Reply(status=202, body='{"status":"success","message":"Event processed"}')
-
-
 @contextmanager
 def receiving(api, namespace: str, default: Reply | None = None) -> Iterator[HTTPReceiver]:
     """A receiver that outlives the namespace's AlertRules: they are deleted before it closes,
     so that a still-firing rule of a finished test does not notify a closed port while its
-    namespace is being deleted (the channel's retries would hold up the evaluation loop)."""
+    namespace is being deleted (retrying there would keep a delivery thread busy)."""
     with HTTPReceiver(default) as receiver:
         try:
             yield receiver
@@ -351,3 +348,30 @@ def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
         assert records(api, namespace, "refused") == [record]
         assert channel_status(api, namespace, "oncall")["failedTotal"] == 1
         assert state(api, namespace, "refused") == "Firing"
+
+
+def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    hanging = {"service": f"hanging-{namespace[-5:]}"}
+    steady = {"service": f"steady-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", hanging, 0.5)
+    exporter.set("http_errors_ratio", steady, 0.01)
+    # Each attempt outlasts the channel's 10s timeout, and timeouts are retried.
+    with receiving(api, namespace, Reply(delay=120)) as receiver:
+        create_channel(api, namespace, receiver.url("/alerts"))
+        create_rule(api, namespace, rule(
+            "hung", prometheus.url, **{"for": "0s"},
+            query=f'http_errors_ratio{{service="{hanging["service"]}"}}'))
+        create_rule(api, namespace, rule(
+            "steady", prometheus.url, channels=[],
+            query=f'http_errors_ratio{{service="{steady["service"]}"}}'))
+
+        wait_for(lambda: receiver.requests, "the hung rule's delivery under way", timeout=60)
+        wait_for_evaluations(running_operator, namespace, "steady", 3,
+                             "the other rule evaluated on time meanwhile", timeout=25)
+        # Still on its first delivery: not evaluated again, so not sent again either.
+        assert evaluations(running_operator, namespace, "hung") == 0
+        assert all(r.body == receiver.requests[0].body for r in receiver.requests)
+        assert state(api, namespace, "steady") == "Normal"

@@ -151,6 +151,31 @@ def test_a_conflict_without_side_effects_decides_again_on_the_fresh_copy(
     assert kube.stored["status"]["notifications"] == recovered["status"]["notifications"]
 
 
+def test_a_decision_pass_makes_no_request_and_says_what_is_due(sent: list[str]) -> None:
+    kube = FakeKube(body())
+    first = alertrule.evaluate(kube, observe(body(), 0.01), body(), 0.01, T0,  # type: ignore[arg-type]
+                               may_write=False, may_deliver=False)
+    assert first is alertrule.Deferred.WRITE  # the first status
+    cached = run(kube, body(), 0.01, T0)
+    kube.requests.clear()
+    later = T0 + timedelta(seconds=15)
+    firing = alertrule.evaluate(kube, observe(cached, 0.5), cached, 0.01, later,  # type: ignore[arg-type]
+                                may_write=False, may_deliver=False)
+    assert firing is alertrule.Deferred.DELIVERY
+    same = alertrule.evaluate(kube, observe(cached, 0.02), cached, 0.01, later,  # type: ignore[arg-type]
+                              may_write=False, may_deliver=False)
+    assert same == cached
+    assert kube.requests == [] and sent == []
+
+
+def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
+    beats = {alertrule.heartbeat_of(("shop", f"rule-{i}")) for i in range(200)}
+    assert all(0.8 * alertrule.STATUS_HEARTBEAT <= b <= alertrule.STATUS_HEARTBEAT
+               for b in beats)
+    assert max(beats) - min(beats) > 0.15 * alertrule.STATUS_HEARTBEAT
+    assert alertrule.heartbeat_of(("shop", "rule-1")) == alertrule.heartbeat_of(("shop", "rule-1"))
+
+
 def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> None:
     kube = FakeKube(body(generation=2))
     kube.stored["spec"]["condition"]["threshold"] = 0.9  # generation 2 on the server
@@ -207,3 +232,145 @@ def test_status_write_due_on_every_lasting_change(change: dict[str, Any]) -> Non
                  observedGeneration=1, anomaly={"samples": 30})
     new = old.model_copy(update=change)
     assert alerting.status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
+
+
+class Rules:
+    """Several AlertRules, each held by its own FakeKube, behind one Kube-shaped object."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.by_name = {b["metadata"]["name"]: FakeKube(b) for b in bodies}
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None):
+        return self.by_name[name].get(api_version, kind, name, namespace)
+
+    def patch_status(self, api_version, kind, name, namespace, patch, resource_version):
+        return self.by_name[name].patch_status(api_version, kind, name, namespace, patch,
+                                               resource_version)
+
+    def update_status(self, api_version, kind, name, namespace, change):
+        return self.by_name[name].update_status(api_version, kind, name, namespace, change)
+
+    def event(self, *args: Any) -> None:
+        pass
+
+
+class Prometheus:
+    """Answers every instant query with one series of the value set for it."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    async def instant_many(self, queries: list[str], now: datetime) -> dict[str, Any]:
+        return {q: Ok([Sample({"service": "web"}, self.values[q])]) for q in queries}
+
+    async def close(self) -> None:
+        pass
+
+
+def named(name: str, query: str) -> dict[str, Any]:
+    rule = body(query=query, interval="5s")
+    rule["metadata"]["name"] = name
+    return rule
+
+
+def evaluations_of(name: str) -> float:
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value(
+        "runbook_alert_evaluations_total", {"namespace": KEY[0], "rule": name}) or 0.0
+
+
+def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one rule's notification hangs, the loop goes on evaluating the others, and does
+    not start the hung rule again (which would notify twice)."""
+    import asyncio
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def notify(kube, namespace, channels, message):
+        calls.append(message.source.name)
+        entered.set()
+        release.wait(30)
+        return [DeliveryRecord(time=message.timestamp, result="delivered", channel=channels[0],
+                               attempt=1)]
+
+    monkeypatch.setattr(alertrule, "notify", notify)
+    slow, quick = named("slow", "errors_slow"), named("quick", "errors_quick")
+    kube = Rules(slow, quick)
+
+    async def scenario() -> None:
+        evaluator = alertrule.Evaluator(kube, "http://prometheus")  # type: ignore[arg-type]
+        evaluator.clients[("http://prometheus", None)] = Prometheus(  # type: ignore[assignment]
+            {"errors_slow": 0.5, "errors_quick": 0.01})
+        evaluator.upsert(slow)
+        evaluator.upsert(quick)
+        await evaluator.tick()
+        assert await asyncio.to_thread(entered.wait, 10), "the slow rule never notified"
+
+        async def quick_done() -> None:
+            while ("shop", "quick") in evaluator.in_flight:
+                await asyncio.sleep(0.01)
+
+        await quick_done()
+        before = evaluations_of("quick")
+        for _ in range(3):
+            evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
+            await evaluator.tick()
+            await quick_done()
+        assert evaluations_of("quick") == before + 3
+        assert ("shop", "slow") in evaluator.in_flight and calls == ["slow"]
+        release.set()
+        await asyncio.wait_for(evaluator.settle(), 10)
+        assert ("shop", "slow") not in evaluator.in_flight
+        evaluator.deliveries.shutdown()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        release.set()
+    assert kube.by_name["slow"].stored["status"]["state"] == "Firing"
+    assert kube.by_name["slow"].stored["status"]["notifications"][0]["result"] == "delivered"
+
+
+def test_a_prometheus_token_comes_from_the_rules_secret_and_a_missing_one_stalls(
+        sent: list[str]) -> None:
+    import asyncio
+    import base64
+
+    url = "http://prometheus"
+    authed = named("authed", "errors_authed")
+    authed["spec"]["prometheus"] = {"url": url, "authSecretRef": {"name": "prom", "key": "token"}}
+    orphan = named("orphan", "errors_orphan")
+    orphan["spec"]["prometheus"] = {"url": url, "authSecretRef": {"name": "gone", "key": "token"}}
+    kube = Rules(authed, orphan)
+    secrets = {"prom": {"data": {"token": base64.b64encode(b"s3cret\n").decode()}}}
+    original = kube.get
+
+    def get(api_version: str, kind: str, name: str, namespace: str | None = None):
+        if kind == "Secret":
+            return secrets.get(name)
+        return original(api_version, kind, name, namespace)
+
+    kube.get = get  # type: ignore[method-assign]
+    events: list[tuple[str, str]] = []
+    kube.event = lambda body, type_, reason, message: events.append((reason, message))  # type: ignore[method-assign]
+
+    async def scenario() -> alertrule.Evaluator:
+        evaluator = alertrule.Evaluator(kube, None)  # type: ignore[arg-type]
+        evaluator.clients[(url, "s3cret")] = Prometheus(  # type: ignore[assignment]
+            {"errors_authed": 0.01})
+        evaluator.upsert(authed)
+        evaluator.upsert(orphan)
+        await evaluator.tick()
+        await asyncio.wait_for(evaluator.settle(), 10)
+        evaluator.deliveries.shutdown()
+        return evaluator
+
+    evaluator = asyncio.run(scenario())
+    assert set(evaluator.clients) == {(url, "s3cret")}  # trimmed, and no client without it
+    assert kube.by_name["authed"].stored["status"]["state"] == "Normal"
+    stalled = next(c for c in kube.by_name["orphan"].stored["status"]["conditions"]
+                   if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
+    assert events == [("SecretNotFound", "Secret 'gone' with key 'token' not found")]

@@ -1,9 +1,11 @@
-"""AlertRule: one evaluation loop for every rule (no thread or task per rule).
+"""AlertRule: one evaluation loop for every rule (no long-lived thread or task per rule).
 
 Each tick, the rules that are due are grouped by Prometheus server and their queries are sent
 deduplicated and with bounded concurrency (`PrometheusClient.instant_many`), so a slow or broken
 query times out on its own without stalling the others. Deciding (`core.alerting`) and writing
-status happen in worker threads, from the operator's cached copy of each rule. Status is
+status happen in worker threads, from the operator's cached copy of each rule; notifications
+and actions in a pool of their own. The loop does not wait for the evaluations it started, and
+skips a rule until its previous evaluation is done. Status is
 written only when something lasting changes, plus a heartbeat; per-tick values go to metrics.
 Everything that must survive a restart — pending/firing times, what was notified — is in
 status; the in-memory cache holds each rule's newest copy and when it is due next.
@@ -14,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import kopf
@@ -52,6 +56,9 @@ from runbook_operator.integrations.prometheus import (
 KIND = AlertRule.info.kind
 PLURAL = AlertRule.info.plural
 TICK_SECONDS = 1.0
+#: Threads that send notifications and run actions. A receiver that is slow or down holds
+#: one each (its timeout times its attempts) while every other rule is still evaluated.
+DELIVERY_THREADS = 8
 FIRING_CONDITION = "Firing"
 #: How often an AlertRule's status is written when nothing lasting changed, so that
 #: lastEvaluation and lastValue stay roughly current (they are metrics on every evaluation).
@@ -240,21 +247,33 @@ def next_status(old: AlertRuleStatus, evaluation: Evaluation, decision: Decision
     return new, outcome
 
 
+class Deferred(Enum):
+    """Why an evaluation stopped before making a request it was not allowed to make where it
+    ran: run it again where it may."""
+
+    WRITE = "a status write is due"
+    DELIVERY = "notifications or actions are due"
+
+
 def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], seconds: float,
-             now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT) -> Mapping[str, Any] | None:
+             now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT, may_write: bool = True,
+             may_deliver: bool = True) -> Mapping[str, Any] | Deferred | None:
     """Decide, notify, and write status for one rule (blocking: runs in a worker thread).
 
     Decides from `body`, the operator's cached copy of the rule (its spec is the one
     evaluated), so an evaluation that changes nothing lasting costs no API request. Before
     sending or acting it re-reads the rule, so a stale cache can never repeat a notification;
     the write is guarded by the resourceVersion the decision was made from. Returns the
-    newest copy of the rule it saw or wrote (None: the rule is gone)."""
+    newest copy of the rule it saw or wrote (None: the rule is gone), or why it stopped when
+    a write is due and not `may_write`, or notifications or actions and not `may_deliver`."""
     namespace, name = evaluation.key
     generation = body["metadata"]["generation"]
     fresh = False
     for _ in range(STATUS_CONFLICT_RETRIES):
         old = AlertRuleStatus.model_validate(body.get("status") or {})
         decision = decide(old, evaluation, now)
+        if decision.has_effects and not may_deliver:
+            return Deferred.DELIVERY
         if decision.has_effects and not fresh:
             found = kube.get(API_VERSION, KIND, name, namespace)
             if found is None:
@@ -264,9 +283,11 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
         sent, actions = carry_out(kube, body, old, evaluation, decision, now)
         new, outcome = next_status(old, evaluation, decision, sent, actions, seconds, now,
                                    generation)
-        metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
         if not alerting.status_write_due(old, new, now, heartbeat):
+            metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
             return body
+        if not may_write:
+            return Deferred.WRITE
         patch = status_patch(old, new)
         assert patch is not None
         try:
@@ -283,10 +304,18 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
                     return None
                 body, fresh = found, True
                 continue
+        metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
         if outcome.reason == "InvalidQuery" and old.last_error != new.last_error:
             kube.event(dict(body), "Warning", "InvalidQuery", outcome.message)
         return written
     raise StatusConflict(f"{KIND} {namespace}/{name}: status kept changing while evaluated")
+
+
+def heartbeat_of(key: Key) -> timedelta:
+    """The rule's heartbeat, 80–100 % of STATUS_HEARTBEAT by a hash of its name, so that rules
+    created together do not keep writing together."""
+    spread = zlib.crc32("/".join(key).encode()) / 2**32
+    return STATUS_HEARTBEAT * (0.8 + 0.2 * spread)
 
 
 def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> None:
@@ -410,6 +439,10 @@ class Evaluator:
         self.next_due: dict[Key, float] = {}
         self.clients: dict[Server, PrometheusClient] = {}
         self.detectors = Detectors()
+        #: Rules whose evaluation has started and not finished; a tick skips them.
+        self.in_flight: set[Key] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.deliveries = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
 
     def upsert(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -455,11 +488,10 @@ class Evaluator:
             self.clients[server] = PrometheusClient(url, headers=headers)
         return self.clients[server]
 
-    def _token(self, namespace: str, spec: AlertRuleSpec) -> str | None:
+    def _token(self, namespace: str, spec: AlertRuleSpec) -> str:
         """The bearer token from spec.prometheus.authSecretRef (blocking: a worker thread)."""
-        ref = spec.prometheus.auth_secret_ref if spec.prometheus else None
-        if ref is None:
-            return None
+        assert spec.prometheus is not None and spec.prometheus.auth_secret_ref is not None
+        ref = spec.prometheus.auth_secret_ref
         secret = self.kube.get("v1", "Secret", ref.name, namespace) or {}
         encoded = (secret.get("data") or {}).get(ref.key)
         if encoded is None:
@@ -474,7 +506,7 @@ class Evaluator:
         now = time.monotonic()
         due = []
         for key, body in list(self.rules.items()):
-            if self.next_due.get(key, 0) > now:
+            if self.next_due.get(key, 0) > now or key in self.in_flight:
                 continue
             try:
                 spec = AlertRuleSpec.model_validate(dict(body.get("spec") or {}))
@@ -489,6 +521,9 @@ class Evaluator:
         return due
 
     async def tick(self) -> None:
+        """Start the due rules' evaluations and return without waiting for them: a rule still
+        being evaluated (a slow Prometheus, a receiver that takes its time) is skipped until
+        it is done, and holds up no other rule."""
         due = self._due_rules()
         runnable = []
         for key, body, spec, detail in due:
@@ -497,6 +532,8 @@ class Evaluator:
             elif detail is None:
                 message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
                 await asyncio.to_thread(stall, self.kube, body, "NoPrometheus", message)
+            elif spec.prometheus is None or spec.prometheus.auth_secret_ref is None:
+                runnable.append((key, body, spec, (detail, None)))
             else:
                 try:
                     token = await asyncio.to_thread(self._token, key[0], spec)
@@ -509,37 +546,110 @@ class Evaluator:
         for key, body, spec, server in runnable:
             by_server.setdefault(server, []).append((key, body, spec))
         for server, rules in by_server.items():
-            started = time.perf_counter()
-            now = _now()
             client = self._client(server)
-            threshold = [(key, spec) for key, _, spec in rules if spec.anomaly is None]
-            results = await client.instant_many([s.query for _, s in threshold], now)
-            evaluations = [threshold_evaluation(key, spec, results[spec.query])
-                           for key, spec in threshold]
-            for key, _, spec in rules:
+            threshold = [(key, body, spec) for key, body, spec in rules if spec.anomaly is None]
+            if threshold:
+                self._start(self._evaluate_threshold(client, threshold),
+                            [key for key, _, _ in threshold])
+            for key, body, spec in rules:
                 if spec.anomaly is not None:
-                    evaluations.append(await self.detectors.observe(key, spec, client, now))
-            seconds = time.perf_counter() - started
-            metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
-            bodies = {key: body for key, body, _ in rules}
-            newest = await asyncio.gather(*(
-                asyncio.to_thread(self._evaluate_logging_errors, evaluation,
-                                  bodies[evaluation.key], seconds, now)
-                for evaluation in evaluations
-            ))
-            for body in newest:
-                meta = (body or {}).get("metadata") or {}
-                if (meta.get("namespace"), meta.get("name")) in self.rules:
-                    self.upsert(body)
+                    self._start(self._evaluate_anomaly(client, key, body, spec), [key])
 
-    def _evaluate_logging_errors(self, evaluation: Evaluation, body: Mapping[str, Any],
-                                 seconds: float, now: datetime) -> Mapping[str, Any] | None:
-        """One rule's failure (API error, bug) is logged and never stops the others. The
-        heartbeat is jittered so rules created together do not keep writing together.
-        Returns the newest copy of the rule, for the cache."""
-        heartbeat = STATUS_HEARTBEAT * random.uniform(0.8, 1.0)
+    async def settle(self) -> None:
+        """Wait until every evaluation started so far is done."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks))
+
+    def _start(self, work: Coroutine[Any, Any, None], keys: list[Key]) -> None:
+        """Run `work` for the rules `keys` in the background; they are in flight until done."""
+        self.in_flight.update(keys)
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("evaluating %s failed", ", ".join("/".join(k) for k in keys))
+            finally:
+                self.in_flight.difference_update(keys)
+
+        task = asyncio.create_task(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _evaluate_threshold(
+        self, client: PrometheusClient, rules: list[tuple[Key, dict[str, Any], AlertRuleSpec]],
+    ) -> None:
+        """One server's threshold rules of a tick: their queries in one batch, then their
+        evaluations."""
+        started = time.perf_counter()
+        now = _now()
+        results = await client.instant_many([spec.query for _, _, spec in rules], now)
+        seconds = time.perf_counter() - started
+        metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
+        await self._finish([
+            (threshold_evaluation(key, spec, results[spec.query]), body)
+            for key, body, spec in rules
+        ], seconds, now)
+        metrics.ALERT_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _evaluate_anomaly(self, client: PrometheusClient, key: Key, body: dict[str, Any],
+                                spec: AlertRuleSpec) -> None:
+        started = time.perf_counter()
+        now = _now()
+        evaluation = await self.detectors.observe(key, spec, client, now)
+        seconds = time.perf_counter() - started
+        metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
+        await self._finish([(evaluation, body)], seconds, now)
+        metrics.ALERT_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _finish(self, batch: list[tuple[Evaluation, Mapping[str, Any]]], seconds: float,
+                      now: datetime) -> None:
+        """Decide the whole batch in one worker thread, without requests (most rules end
+        there); then each rule with a status write due writes in a worker thread of its own,
+        and each with notifications or actions due runs in the delivery pool, so receivers
+        that are slow or down hold up neither the loop nor other rules."""
+        decided = await asyncio.to_thread(self._decide_all, batch, seconds, now)
+        rest = []
+        for (evaluation, body), outcome in zip(batch, decided, strict=True):
+            if isinstance(outcome, Deferred):
+                rest.append(self._finish_one(evaluation, body, seconds, now, outcome))
+            else:
+                self._done(evaluation.key, outcome)
+        await asyncio.gather(*rest)
+
+    def _decide_all(self, batch: list[tuple[Evaluation, Mapping[str, Any]]], seconds: float,
+                    now: datetime) -> list[Mapping[str, Any] | Deferred | None]:
+        return [self._evaluate_logging_errors(evaluation, body, seconds, now, False, False)
+                for evaluation, body in batch]
+
+    async def _finish_one(self, evaluation: Evaluation, body: Mapping[str, Any],
+                          seconds: float, now: datetime, deferred: Deferred) -> None:
+        newest: Mapping[str, Any] | Deferred | None = deferred
         try:
-            return evaluate(self.kube, evaluation, body, seconds, now, heartbeat)
+            if newest is Deferred.WRITE:
+                newest = await asyncio.to_thread(self._evaluate_logging_errors, evaluation,
+                                                 body, seconds, now, True, False)
+            if newest is Deferred.DELIVERY:
+                newest = await asyncio.get_running_loop().run_in_executor(
+                    self.deliveries, self._evaluate_logging_errors, evaluation, body, seconds,
+                    now, True, True)
+        finally:
+            self._done(evaluation.key, newest)
+
+    def _done(self, key: Key, newest: Mapping[str, Any] | Deferred | None) -> None:
+        """The rule's evaluation is over: it may be started again; cache what it returned."""
+        self.in_flight.discard(key)
+        if isinstance(newest, Mapping) and key in self.rules:
+            self.upsert(newest)
+
+    def _evaluate_logging_errors(
+        self, evaluation: Evaluation, body: Mapping[str, Any], seconds: float, now: datetime,
+        may_write: bool, may_deliver: bool,
+    ) -> Mapping[str, Any] | Deferred | None:
+        """One rule's failure (API error, bug) is logged and never stops the others."""
+        try:
+            return evaluate(self.kube, evaluation, body, seconds, now,
+                            heartbeat_of(evaluation.key), may_write, may_deliver)
         except Exception:  # noqa: BLE001 - isolate one rule from the rest
             log.exception("evaluating %s/%s failed", *evaluation.key)
             return None
@@ -553,6 +663,9 @@ class Evaluator:
                 except Exception:  # noqa: BLE001 - the loop must survive anything
                     log.exception("alert evaluation tick failed")
         finally:
+            for task in list(self.tasks):
+                task.cancel()
+            self.deliveries.shutdown(wait=False, cancel_futures=True)
             for client in self.clients.values():
                 await client.close()
 

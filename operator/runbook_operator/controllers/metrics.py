@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from datetime import datetime
 from typing import Any
@@ -99,12 +99,19 @@ ALERT_EVALUATION_SECONDS = Histogram(
     "Wall time of one tick's queries for the rules due on one Prometheus server.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+ALERT_BATCH_SECONDS = Histogram(
+    "runbook_alert_batch_seconds",
+    "Wall time from a batch's queries until every rule in it is decided and its status "
+    "written, notifications and actions included: a batch is one tick's threshold rules on "
+    "one Prometheus server, or one anomaly rule.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 ALERT_STATE = Gauge(
     "runbook_alert_state",
-    "1 for the AlertRule's current overall state, 0 for the others.",
+    "1 for the AlertRule's current overall state; only that state's series exists, as with "
+    "Prometheus' ALERTS.",
     ["namespace", "rule", "state"],
 )
-ALERT_STATES = ("Normal", "Pending", "Firing", "Recovering", "NoData", "Error")
 ALERT_RULE_LABELS = ["namespace", "rule"]
 ALERT_EVALUATIONS = Counter(
     "runbook_alert_evaluations_total",
@@ -123,6 +130,8 @@ ALERT_VALUE = Gauge(
     ALERT_RULE_LABELS,
 )
 _ALERT_RULE_METRICS = (ALERT_EVALUATIONS, ALERT_LAST_EVALUATION, ALERT_VALUE)
+#: The state of each rule's one ALERT_STATE series, so it is only replaced on a change.
+_shown_state: dict[tuple[str, str], str] = {}
 
 
 def publish_alert(
@@ -130,21 +139,22 @@ def publish_alert(
 ) -> None:
     """Mirror one evaluation: state, time and value change every tick, and are published
     here rather than written to status each time."""
-    for candidate in ALERT_STATES:
-        ALERT_STATE.labels(namespace, rule, candidate).set(1 if candidate == state else 0)
+    shown = _shown_state.get((namespace, rule))
+    if shown != state:
+        if shown is not None:
+            with suppress(KeyError):
+                ALERT_STATE.remove(namespace, rule, shown)
+        ALERT_STATE.labels(namespace, rule, state).set(1)
+        _shown_state[(namespace, rule)] = state
     ALERT_EVALUATIONS.labels(namespace, rule).inc()
     ALERT_LAST_EVALUATION.labels(namespace, rule).set(evaluated_at.timestamp())
     ALERT_VALUE.labels(namespace, rule).set(float("nan") if value is None else float(value))
 
 
 def forget_alert(namespace: str, rule: str) -> None:
-    for candidate in ALERT_STATES:
-        try:
-            ALERT_STATE.remove(namespace, rule, candidate)
-        except KeyError:
-            pass
-    for metric in _ALERT_RULE_METRICS:
-        try:
-            metric.remove(namespace, rule)
-        except KeyError:
-            pass
+    shown = _shown_state.pop((namespace, rule), None)
+    metrics = [(ALERT_STATE, (namespace, rule, shown))] if shown is not None else []
+    metrics += [(metric, (namespace, rule)) for metric in _ALERT_RULE_METRICS]
+    for metric, labels in metrics:
+        with suppress(KeyError):
+            metric.remove(*labels)
