@@ -7,7 +7,7 @@ import logging
 import socket
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import disable_created_metrics, start_http_server
 
 from runbook_operator.api.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from runbook_operator.cli.logs import configure
@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> None:
         args.prometheus_url,
     )
     if args.metrics_port:
+        # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
+        disable_created_metrics()
         start_http_server(args.metrics_port)
     kopf.run(
         registry=registry,
