@@ -18,7 +18,7 @@ from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
 from tests.e2e.test_backup_notifications import bodies, create_channel
-from tests.unit.notifiers import HTTPReceiver
+from tests.unit.notifiers import HTTPReceiver, Reply
 
 GROUP, VERSION, PLURAL = "runbook.dev", "v1alpha1", "alertrules"
 
@@ -81,6 +81,10 @@ def create_slack_and_pagerduty(api, namespace: str, receiver: HTTPReceiver) -> N
              "metadata": {"name": name}, "spec": spec})
 
 
+#: PagerDuty accepts an event with 202 (a webhook with any 2xx; Slack wants 200 "ok").
+ACCEPTED = Reply(status=202, body='{"status":"success","message":"Event processed"}')
+
+
 def received(receiver: HTTPReceiver, path: str) -> list[dict]:
     return [r.json() for r in receiver.requests if r.path == path]
 
@@ -91,7 +95,7 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
 ) -> None:
     series = {"service": f"checkout-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.01)
-    with HTTPReceiver() as receiver:
+    with HTTPReceiver(paths={"/v2/enqueue": ACCEPTED}) as receiver:
         create_channel(api, namespace, receiver.url("/alerts"))
         create_slack_and_pagerduty(api, namespace, receiver)
         client.CustomObjectsApi(api).create_namespaced_custom_object(
@@ -131,6 +135,9 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
         (instance,) = status["instances"]
         assert instance["pendingSince"] < instance["firingSince"]
         assert status["lastValue"] == "0.09"
+        assert {r["channel"]: r["result"] for r in status["notifications"]
+                if r["state"] == "firing"} == dict.fromkeys(["oncall", "slack", "pagerduty"],
+                                                            "delivered")
 
         exporter.set("http_errors_ratio", series, 0.01)
         resolved = wait_for(lambda: bodies(receiver, "resolved"), "the resolved notification",

@@ -59,10 +59,12 @@ class Received:
 
 class HTTPReceiver:
     """A real HTTP server on 127.0.0.1 in a thread. Answers come from `replies` in order,
-    then `default`."""
+    then `paths` by the request's path, then `default`."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None,
+                 paths: dict[str, Reply] | None = None) -> None:
         self.default = default or Reply()
+        self.paths = paths or {}
         self.replies: list[Reply] = []
         self.requests: list[Received] = []
         self._release = threading.Event()
@@ -78,8 +80,8 @@ class HTTPReceiver:
     def answer(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
-    def _next(self) -> Reply:
-        return self.replies.pop(0) if self.replies else self.default
+    def _next(self, path: str) -> Reply:
+        return self.replies.pop(0) if self.replies else self.paths.get(path, self.default)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -89,7 +91,7 @@ class HTTPReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver.requests.append(Received(self.path, headers, body))
-                reply = receiver._next()
+                reply = receiver._next(self.path)
                 if reply.delay:
                     receiver._release.wait(reply.delay)
                 try:
