@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
+from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator, free_port, wait_for
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
@@ -375,3 +376,40 @@ def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
         assert evaluations(running_operator, namespace, "hung") == 0
         assert all(r.body == receiver.requests[0].body for r in receiver.requests)
         assert state(api, namespace, "steady") == "Normal"
+
+
+def test_an_api_server_outage_loses_no_notification_and_repeats_none(
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    series = {"service": f"outage-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.5)
+    with receiving(api, namespace, ACCEPTED) as receiver:
+        create_channel(api, namespace, receiver.url("/alerts"))
+        create_rule(api, namespace, rule(
+            "outage", prometheus.url, **{"for": "0s"},
+            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+        wait_for(lambda: records(api, namespace, "outage"), "the firing notification recorded",
+                 timeout=60)
+
+        cluster.stop_apiserver()
+        try:
+            exporter.set("http_errors_ratio", series, 0.01)
+            # Resolving needs a fresh read of the rule first: without the API server the
+            # evaluation fails before anything is sent, and is decided again later.
+            unreachable = f"evaluating {namespace}/outage failed, the API server is unreachable"
+            wait_for(lambda: unreachable in running_operator.log_text(),
+                     "an evaluation that could not reach the API server", timeout=60)
+            assert webhook_alerts(receiver, "outage", "resolved") == []
+        finally:
+            cluster.start_apiserver()
+
+        wait_for(lambda: webhook_alerts(receiver, "outage", "resolved"),
+                 "the resolved notification once the API server is back", timeout=120)
+        wait_for(lambda: state(api, namespace, "outage") == "Normal", "Normal in status")
+        wait_for_evaluations(running_operator, namespace, "outage", 2,
+                             "more evaluations after the resolve")
+        assert len(webhook_alerts(receiver, "outage")) == 1
+        assert len(webhook_alerts(receiver, "outage", "resolved")) == 1
+        assert [(r["state"], r["result"]) for r in records(api, namespace, "outage")] == [
+            ("resolved", "delivered")]

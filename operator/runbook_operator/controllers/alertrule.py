@@ -44,7 +44,12 @@ from runbook_operator.core import alerting
 from runbook_operator.core import anomaly as anomaly_core
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
 from runbook_operator.core.delivery import Notification, Source
-from runbook_operator.integrations.kubernetes import STATUS_CONFLICT_RETRIES, Kube, StatusConflict
+from runbook_operator.integrations.kubernetes import (
+    STATUS_CONFLICT_RETRIES,
+    APIUnreachable,
+    Kube,
+    StatusConflict,
+)
 from runbook_operator.integrations.prometheus import (
     Ok,
     PrometheusClient,
@@ -650,6 +655,10 @@ class Evaluator:
         try:
             return evaluate(self.kube, evaluation, body, seconds, now,
                             heartbeat_of(evaluation.key), may_write, may_deliver)
+        except APIUnreachable as error:
+            log.warning("evaluating %s/%s failed, the API server is unreachable (%s); it is "
+                        "decided again at its next evaluation", *evaluation.key, error)
+            return None
         except Exception:  # noqa: BLE001 - isolate one rule from the rest
             log.exception("evaluating %s/%s failed", *evaluation.key)
             return None

@@ -488,6 +488,7 @@ class LocalCluster:
         self._processes: dict[str, _Process] = {}
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
         self._http: httpx.Client | None = None
+        self._pki: PKI | None = None
 
     # -- paths and properties ------------------------------------------------------------------
 
@@ -567,7 +568,7 @@ class LocalCluster:
         self._prepare_workdir()
         started = time.monotonic()
         try:
-            pki = generate_pki(self._pki_dir)
+            pki = self._pki = generate_pki(self._pki_dir)
             names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
                      "kube-scheduler", "kwok")
             self._ports = dict(zip(names, _free_ports(len(names)), strict=True))
@@ -601,6 +602,20 @@ class LocalCluster:
             shutil.rmtree(self._workdir, ignore_errors=True)
         elif self._workdir is not None and self.state_file.exists():
             self.state_file.unlink()
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone, as a crash or an upgrade would (etcd keeps the state),
+        so a test can see what clients do while it is away; start_apiserver() brings it back."""
+        self._signal("kube-apiserver", signal.SIGTERM)
+        if not self._wait_exit("kube-apiserver", time.monotonic() + STOP_GRACE_SECONDS):
+            self._signal("kube-apiserver", signal.SIGKILL)
+            self._wait_exit("kube-apiserver", time.monotonic() + 5)
+
+    def start_apiserver(self, timeout: float = 60) -> None:
+        """Start kube-apiserver again on the same port, certificates and etcd."""
+        assert self._pki is not None, "only a cluster this process started can restart parts"
+        self._start_apiserver(self._pki)
+        self._wait_for("kube-apiserver", self._probe_apiserver, time.monotonic() + timeout)
 
     @classmethod
     def attach(

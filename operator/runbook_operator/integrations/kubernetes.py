@@ -16,10 +16,13 @@ from kubernetes import config
 from kubernetes.client import ApiClient
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+from urllib3.exceptions import HTTPError
 
 from runbook_operator.api.common import FIELD_MANAGER
 
 STATUS_CONFLICT_RETRIES = 5
+#: What a request raises when the API server cannot be reached (down, restarting, network).
+APIUnreachable = HTTPError
 
 
 class StatusConflict(RuntimeError):
