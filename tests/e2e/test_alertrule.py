@@ -273,11 +273,14 @@ def test_restarts_keep_pending_time_and_never_repeat_a_notification(
         pending_since = get_rule(api, namespace, "sticky")["status"]["instances"][0][
             "pendingSince"]
 
+        before_restart = len(running_operator.log_text())
         running_operator.kill9()
         running_operator.start()
         wait_for(lambda: state(api, namespace, "sticky") == "Firing", "Firing", timeout=90)
         (instance,) = get_rule(api, namespace, "sticky")["status"]["instances"]
         assert instance["pendingSince"] == pending_since  # `for` was not reset by the restart
+        # Restarted under the same peering identity, it did not wait for its own old record.
+        assert "conflicting operators" not in running_operator.log_text()[before_restart:]
         wait_for(lambda: bodies(receiver, "firing"), "the firing notification", timeout=30)
 
         running_operator.kill9()

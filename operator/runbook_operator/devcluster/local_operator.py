@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -68,12 +69,15 @@ class LocalOperator:
         self.priority = priority
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
+        #: kopf's peering identity (POD_ID, as the Deployment sets it): kept across restarts
+        #: of this operator, as a container restarted in its pod keeps the pod's name.
+        self.identity = f"local-operator-{uuid.uuid4().hex[:8]}"
         self.health_port = 0
         self.metrics_port = 0
 
     def start(self) -> None:
         self.health_port, self.metrics_port = free_port(), free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_ID": self.identity}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
