@@ -9,6 +9,8 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from email import message_from_bytes
+from email.policy import default as default_policy
 from typing import Any
 
 from kubernetes import client
@@ -31,7 +33,7 @@ from tests.e2e.test_alertrule import (
     wait_for_evaluations,
 )
 from tests.e2e.test_backup_notifications import create_channel
-from tests.unit.notifiers import HTTPReceiver, Reply
+from tests.unit.notifiers import HTTPReceiver, Reply, SMTPReceiver
 
 @contextmanager
 def receiving(api, namespace: str, default: Reply | None = None) -> Iterator[HTTPReceiver]:
@@ -413,3 +415,47 @@ def test_an_api_server_outage_loses_no_notification_and_repeats_none(
         assert len(webhook_alerts(receiver, "outage", "resolved")) == 1
         assert [(r["state"], r["result"]) for r in records(api, namespace, "outage")] == [
             ("resolved", "delivered")]
+
+
+def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
+    api, namespace: str, running_operator: LocalOperator,
+    exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
+) -> None:
+    series = {"service": f"mailed-{namespace[-5:]}"}
+    exporter.set("http_errors_ratio", series, 0.5)
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="smtp"),
+        string_data={"user": "runbook", "password": "s3cr3t-pa55"}))
+    with SMTPReceiver(credentials=("runbook", "s3cr3t-pa55")) as relay, \
+            receiving(api, namespace):
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "notificationchannels",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+             "metadata": {"name": "mail"},
+             "spec": {"email": {"smtpHost": "127.0.0.1", "smtpPort": relay.port,
+                                "from": "runbook@example.com", "to": ["oncall@example.com"],
+                                "startTLS": False,
+                                "usernameSecretRef": {"name": "smtp", "key": "user"},
+                                "passwordSecretRef": {"name": "smtp", "key": "password"}}}})
+        create_rule(api, namespace, rule(
+            "mailed", prometheus.url, **{"for": "0s"}, channels=[{"name": "mail"}],
+            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+
+        (firing,) = wait_for(lambda: relay.mails, "the firing email", timeout=60)
+        exporter.set("http_errors_ratio", series, 0.01)
+        firing_mail, resolved_mail = wait_for(lambda: len(relay.mails) == 2 and relay.mails,
+                                              "the resolved email", timeout=60)
+        assert firing_mail is firing
+        assert (firing.mail_from, firing.rcpt_tos, firing.login) == (
+            "runbook@example.com", ["oncall@example.com"], "runbook")
+        subjects = [message_from_bytes(m.content, policy=default_policy)["Subject"]
+                    for m in relay.mails]
+        summary = f"{series['service']} 5xx ratio is"
+        assert subjects[0].startswith(f"[CRITICAL] {summary} 0.5"), subjects
+        assert subjects[1].startswith(f"[RESOLVED] {summary}"), subjects
+        wait_for(lambda: [(r["state"], r["result"]) for r in records(api, namespace, "mailed")]
+                 == [("resolved", "delivered")], "the resolve recorded in status")
+        channel = channel_status(api, namespace, "mail")
+        assert channel["deliveredTotal"] == 2 and channel.get("failedTotal", 0) == 0
+        assert "s3cr3t" not in str(channel)
+        assert "s3cr3t" not in running_operator.log_text()
