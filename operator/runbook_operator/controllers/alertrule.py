@@ -644,7 +644,9 @@ class Evaluator:
     def _done(self, key: Key, newest: Mapping[str, Any] | Deferred | None) -> None:
         """The rule's evaluation is over: it may be started again; cache what it returned."""
         self.in_flight.discard(key)
-        if isinstance(newest, Mapping) and key in self.rules:
+        if key not in self.rules:  # deleted meanwhile: drop what the evaluation published
+            metrics.forget_alert(*key)
+        elif isinstance(newest, Mapping):
             self.upsert(newest)
 
     def _evaluate_logging_errors(
