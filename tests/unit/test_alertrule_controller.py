@@ -376,3 +376,48 @@ def test_a_prometheus_token_comes_from_the_rules_secret_and_a_missing_one_stalls
                    if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
     assert events == [("SecretNotFound", "Secret 'gone' with key 'token' not found")]
+
+
+class HangingPrometheus(Prometheus):
+    """A server that does not answer until released."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        super().__init__(values)
+        self.release = None  # an asyncio.Event, made inside the loop
+
+    async def instant_many(self, queries: list[str], now: datetime) -> dict[str, Any]:
+        import asyncio
+        self.release = self.release or asyncio.Event()
+        await self.release.wait()
+        return await super().instant_many(queries, now)
+
+
+def test_a_hanging_prometheus_holds_up_only_the_rules_that_query_it(sent: list[str]) -> None:
+    import asyncio
+
+    stuck, fine = named("stuck", "errors_stuck"), named("fine", "errors_fine")
+    stuck["spec"]["prometheus"] = {"url": "http://slow-prometheus"}
+    kube = Rules(stuck, fine)
+    slow = HangingPrometheus({"errors_stuck": 0.01})
+
+    async def scenario() -> None:
+        evaluator = alertrule.Evaluator(kube, "http://prometheus")  # type: ignore[arg-type]
+        evaluator.clients[("http://slow-prometheus", None)] = slow  # type: ignore[assignment]
+        evaluator.clients[("http://prometheus", None)] = Prometheus(  # type: ignore[assignment]
+            {"errors_fine": 0.01})
+        evaluator.upsert(stuck)
+        evaluator.upsert(fine)
+        for _ in range(3):
+            evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
+            await evaluator.tick()
+            while ("shop", "fine") in evaluator.in_flight:
+                await asyncio.sleep(0.01)
+        assert evaluations_of("fine") == 3
+        assert evaluator.in_flight == {("shop", "stuck")} and evaluations_of("stuck") == 0
+        assert slow.release is not None
+        slow.release.set()
+        await asyncio.wait_for(evaluator.settle(), 10)
+        assert evaluations_of("stuck") == 1  # one query in flight at a time, not one per tick
+        evaluator.deliveries.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
