@@ -38,18 +38,17 @@ from runbook_operator.api.common import API_VERSION, GROUP, VERSION, parse_durat
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.alert_actions import last_action_at, record_actions, run_actions
 from runbook_operator.controllers.common import status_patch
-from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.errors import (
+    TRANSIENT_API_ERRORS,
+    transient_error_message,
+    validation_message,
+)
 from runbook_operator.controllers.notify import notify
 from runbook_operator.core import alerting
 from runbook_operator.core import anomaly as anomaly_core
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
 from runbook_operator.core.delivery import Notification, Source
-from runbook_operator.integrations.kubernetes import (
-    STATUS_CONFLICT_RETRIES,
-    APIUnreachable,
-    Kube,
-    StatusConflict,
-)
+from runbook_operator.integrations.kubernetes import STATUS_CONFLICT_RETRIES, Kube, StatusConflict
 from runbook_operator.integrations.prometheus import (
     Ok,
     PrometheusClient,
@@ -529,24 +528,16 @@ class Evaluator:
         """Start the due rules' evaluations and return without waiting for them: a rule still
         being evaluated (a slow Prometheus, a receiver that takes its time) is skipped until
         it is done, and holds up no other rule."""
-        due = self._due_rules()
         runnable = []
-        for key, body, spec, detail in due:
-            if spec is None:
-                await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", detail or "")
-            elif detail is None:
-                message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
-                await asyncio.to_thread(stall, self.kube, body, "NoPrometheus", message)
-            elif spec.prometheus is None or spec.prometheus.auth_secret_ref is None:
-                runnable.append((key, body, spec, (detail, None)))
-            else:
-                try:
-                    token = await asyncio.to_thread(self._token, key[0], spec)
-                except LookupError as missing:
-                    await asyncio.to_thread(stall, self.kube, body, "SecretNotFound",
-                                            str(missing))
-                    continue
-                runnable.append((key, body, spec, (detail, token)))
+        for key, body, spec, detail in self._due_rules():
+            try:
+                server = await self._server_or_stall(key, body, spec, detail)
+            except TRANSIENT_API_ERRORS as error:
+                log.warning("evaluating %s/%s failed, retried at its next evaluation: %s",
+                            *key, transient_error_message(error))
+                continue
+            if server is not None and spec is not None:
+                runnable.append((key, body, spec, server))
         by_server: dict[Server, list[tuple[Key, dict[str, Any], AlertRuleSpec]]] = {}
         for key, body, spec, server in runnable:
             by_server.setdefault(server, []).append((key, body, spec))
@@ -559,6 +550,25 @@ class Evaluator:
             for key, body, spec in rules:
                 if spec.anomaly is not None:
                     self._start(self._evaluate_anomaly(client, key, body, spec), [key])
+
+    async def _server_or_stall(self, key: Key, body: dict[str, Any], spec: AlertRuleSpec | None,
+                               detail: str | None) -> Server | None:
+        """The Prometheus server and credential to query for a due rule, or None when the
+        rule cannot be evaluated (it is marked Stalled with the reason)."""
+        if spec is None:
+            await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", detail or "")
+            return None
+        if detail is None:
+            message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
+            await asyncio.to_thread(stall, self.kube, body, "NoPrometheus", message)
+            return None
+        if spec.prometheus is None or spec.prometheus.auth_secret_ref is None:
+            return detail, None
+        try:
+            return detail, await asyncio.to_thread(self._token, key[0], spec)
+        except LookupError as missing:
+            await asyncio.to_thread(stall, self.kube, body, "SecretNotFound", str(missing))
+            return None
 
     async def settle(self) -> None:
         """Wait until every evaluation started so far is done."""
@@ -657,9 +667,9 @@ class Evaluator:
         try:
             return evaluate(self.kube, evaluation, body, seconds, now,
                             heartbeat_of(evaluation.key), may_write, may_deliver)
-        except APIUnreachable as error:
-            log.warning("evaluating %s/%s failed, the API server is unreachable (%s); it is "
-                        "decided again at its next evaluation", *evaluation.key, error)
+        except TRANSIENT_API_ERRORS as error:
+            log.warning("evaluating %s/%s failed, decided again at its next evaluation: %s",
+                        *evaluation.key, transient_error_message(error))
             return None
         except Exception:  # noqa: BLE001 - isolate one rule from the rest
             log.exception("evaluating %s/%s failed", *evaluation.key)

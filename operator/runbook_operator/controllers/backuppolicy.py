@@ -15,7 +15,6 @@ from typing import Any
 import kopf
 from kubernetes.dynamic.exceptions import (
     BadRequestError,
-    DynamicApiError,
     ForbiddenError,
     UnprocessibleEntityError,
 )
@@ -32,10 +31,16 @@ from runbook_operator.api.common import (
 )
 from runbook_operator.controllers.common import (
     lags_or_unready,
+    resync_forever,
     status_patch,
     warn_if_newly_stalled,
 )
-from runbook_operator.controllers.errors import api_error_message, validation_message
+from runbook_operator.controllers.errors import (
+    TRANSIENT_API_ERRORS,
+    api_error_message,
+    transient_error_message,
+    validation_message,
+)
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core import backup
@@ -45,7 +50,7 @@ from runbook_operator.core.rpo import RPOEvaluation
 from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.controllers.notify import notify
 from runbook_operator.core.delivery import Notification
-from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+from runbook_operator.integrations.kubernetes import Kube
 
 KIND = BackupPolicy.info.kind
 PLURAL = BackupPolicy.info.plural
@@ -307,50 +312,15 @@ def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
 
 
 def _reconcile_logging_errors(
-    kube: Kube, body: kopf.Body, logger: kopf.Logger, runner_image: str
+    kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger, runner_image: str
 ) -> None:
     """Transient API failures are retried by the next event or resync; they are logged, and
     never crash the operator or leave a half-written status."""
     try:
         reconcile(kube, body, logger, runner_image)
-    except (DynamicApiError, StatusConflict) as error:
-        message = api_error_message(error) if isinstance(error, DynamicApiError) else str(error)
-        logger.warning("reconcile failed, will retry on the next resync: %s", message)
-
-
-async def resync_forever(
-    kube: Kube,
-    namespaces: list[str],
-    interval: float,
-    logger: logging.Logger | kopf.Logger,
-    runner_image: str,
-) -> None:
-    """Reconcile every policy periodically: repairs drift of the CronJob, retries failures,
-    evaluates RPOs, and notices Secrets that appeared (the operator may not watch Secrets).
-
-    One LIST per interval instead of a kopf timer per object: kopf guards timers with a
-    finalizer, which would need write access to the user's resources. A policy whose
-    reconcile fails unexpectedly is logged and skipped; it never stops the others.
-    """
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            policies = await asyncio.to_thread(
-                kube.list, API_VERSION, KIND, namespaces or [None]
-            )
-        except DynamicApiError as error:
-            logger.warning("resync list failed: %s", api_error_message(error))
-            continue
-        for body in policies:
-            if body["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                await asyncio.to_thread(
-                    _reconcile_logging_errors, kube, body, logger, runner_image
-                )
-            except Exception:  # noqa: BLE001 - isolate one policy's bug from the rest
-                meta = body["metadata"]
-                logger.exception("resync of %s/%s failed", meta["namespace"], meta["name"])
+    except TRANSIENT_API_ERRORS as error:
+        logger.warning("reconcile failed, will retry on the next resync: %s",
+                       transient_error_message(error))
 
 
 def register(
@@ -379,9 +349,10 @@ def register(
 
     @kopf.on.startup(registry=registry)
     async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        memo.backup_resync = asyncio.create_task(
-            resync_forever(kube, namespaces, resync_seconds, logger, runner_image)
-        )
+        memo.backup_resync = asyncio.create_task(resync_forever(
+            kube, KIND, namespaces, resync_seconds, logger,
+            lambda body: _reconcile_logging_errors(kube, body, logger, runner_image),
+        ))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
@@ -391,12 +362,12 @@ def register(
     def job_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         try:
             record_finished_job(kube, body)
-        except DynamicApiError as error:
-            logger.warning("could not record Job result: %s", api_error_message(error))
+        except TRANSIENT_API_ERRORS as error:
+            logger.warning("could not record Job result: %s", transient_error_message(error))
 
     @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED_LABELS, registry=registry)
     def cronjob_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         try:
             record_schedule(kube, body)
-        except DynamicApiError as error:
-            logger.warning("could not record schedule time: %s", api_error_message(error))
+        except TRANSIENT_API_ERRORS as error:
+            logger.warning("could not record schedule time: %s", transient_error_message(error))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from runbook_operator.api.common import ApiModel
+import kopf
+
+from runbook_operator.api.common import API_VERSION, ApiModel
+from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
 from runbook_operator.core.conditions import Outcome, Phase
 from runbook_operator.integrations.kubernetes import Kube
 
@@ -44,3 +49,35 @@ def warn_if_newly_stalled(
     if stalled.get("status") != "True" or stalled.get("message") != outcome.message:
         kube.event(dict(body), "Warning", outcome.reason, outcome.message)
         logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
+
+
+async def resync_forever(
+    kube: Kube,
+    kind: str,
+    namespaces: list[str],
+    interval: float,
+    logger: logging.Logger | kopf.Logger,
+    reconcile: Callable[[dict[str, Any]], None],
+) -> None:
+    """Reconcile every object of `kind` periodically (blocking `reconcile` in a worker thread):
+    repairs drift, retries failures and notices Secrets that appeared, which the operator
+    does not watch. One LIST per interval instead of a kopf timer per object: kopf guards
+    timers with a finalizer, which would need write access to the user's resources. Neither
+    an unreachable API server nor one object's bug ever ends the loop."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            bodies = await asyncio.to_thread(kube.list, API_VERSION, kind, namespaces or [None])
+        except TRANSIENT_API_ERRORS as error:
+            logger.warning("resync of %ss failed, retried in %ss: %s", kind, interval,
+                           transient_error_message(error))
+            continue
+        for body in bodies:
+            if body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                await asyncio.to_thread(reconcile, body)
+            except Exception:  # noqa: BLE001 - isolate one object's bug from the rest
+                meta = body["metadata"]
+                logger.exception("resync of %s %s/%s failed", kind, meta["namespace"],
+                                 meta["name"])

@@ -7,6 +7,12 @@ import json
 from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
+from runbook_operator.integrations.kubernetes import APIUnreachable, StatusConflict
+
+#: Failures of one API call that the next event or resync retries: an error answer, a write
+#: that kept conflicting, or no answer at all (the API server down or restarting).
+TRANSIENT_API_ERRORS = (DynamicApiError, StatusConflict, APIUnreachable)
+
 
 def validation_message(error: ValidationError, prefix: str) -> str:
     """`spec.source.command.image: Field required; ...` with field paths as on the wire."""
@@ -23,3 +29,12 @@ def api_error_message(error: DynamicApiError) -> str:
         return json.loads(error.body)["message"]
     except (TypeError, ValueError, KeyError):
         return f"{error.status} {error.reason}"
+
+
+def transient_error_message(error: Exception) -> str:
+    """One line for any of TRANSIENT_API_ERRORS."""
+    if isinstance(error, DynamicApiError):
+        return api_error_message(error)
+    if isinstance(error, APIUnreachable):
+        return f"the API server is unreachable ({error})"
+    return str(error)

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
 from runbook_operator.api.common import API_VERSION, GROUP, VERSION
@@ -31,15 +30,20 @@ from runbook_operator.api.notificationchannel import (
 )
 from runbook_operator.controllers.common import (
     lags_or_unready,
+    resync_forever,
     status_patch,
     warn_if_newly_stalled,
 )
-from runbook_operator.controllers.errors import api_error_message, validation_message
+from runbook_operator.controllers.errors import (
+    TRANSIENT_API_ERRORS,
+    transient_error_message,
+    validation_message,
+)
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core.backup import missing_secrets
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
 from runbook_operator.core.delivery import record_deliveries
-from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+from runbook_operator.integrations.kubernetes import Kube
 
 KIND = NotificationChannel.info.kind
 PLURAL = NotificationChannel.info.plural
@@ -136,30 +140,15 @@ def record_delivery(
     kube.update_status(API_VERSION, KIND, name, namespace, change)
 
 
-def _reconcile_logging_errors(kube: Kube, body: kopf.Body, logger: kopf.Logger) -> None:
+def _reconcile_logging_errors(
+    kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger
+) -> None:
     """Transient API failures are retried by the next event or resync; they are logged only."""
     try:
         reconcile(kube, body, logger)
-    except (DynamicApiError, StatusConflict) as error:
-        message = api_error_message(error) if isinstance(error, DynamicApiError) else str(error)
-        logger.warning("reconcile failed, will retry on the next resync: %s", message)
-
-
-async def resync_forever(
-    kube: Kube, namespaces: list[str], interval: float, logger: logging.Logger | kopf.Logger
-) -> None:
-    """Reconcile every channel periodically, so a Secret created (or deleted) after the
-    channel is noticed without watching Secrets."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            channels = await asyncio.to_thread(kube.list, API_VERSION, KIND, namespaces or [None])
-        except DynamicApiError as error:
-            logger.warning("resync list failed: %s", api_error_message(error))
-            continue
-        for body in channels:
-            if not body["metadata"].get("deletionTimestamp"):
-                await asyncio.to_thread(_reconcile_logging_errors, kube, body, logger)
+    except TRANSIENT_API_ERRORS as error:
+        logger.warning("reconcile failed, will retry on the next resync: %s",
+                       transient_error_message(error))
 
 
 def register(
@@ -182,9 +171,10 @@ def register(
 
     @kopf.on.startup(registry=registry)
     async def start_channel_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        memo.notificationchannel_resync = asyncio.create_task(
-            resync_forever(kube, namespaces, resync_seconds, logger)
-        )
+        memo.notificationchannel_resync = asyncio.create_task(resync_forever(
+            kube, KIND, namespaces, resync_seconds, logger,
+            lambda body: _reconcile_logging_errors(kube, body, logger),
+        ))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_channel_resync(memo: kopf.Memo, **_: Any) -> None:
