@@ -611,11 +611,35 @@ class LocalCluster:
             self._signal("kube-apiserver", signal.SIGKILL)
             self._wait_exit("kube-apiserver", time.monotonic() + 5)
 
-    def start_apiserver(self, timeout: float = 60) -> None:
-        """Start kube-apiserver again on the same port, certificates and etcd."""
+    def start_apiserver(self, timeout: float = 180) -> None:
+        """Start kube-apiserver again on the same port, certificates and etcd, and return once
+        a Job runs end to end again: the controllers and kwok reconnect at their own pace."""
         assert self._pki is not None, "only a cluster this process started can restart parts"
+        deadline = time.monotonic() + timeout
         self._start_apiserver(self._pki)
-        self._wait_for("kube-apiserver", self._probe_apiserver, time.monotonic() + timeout)
+        self._wait_for("kube-apiserver", self._probe_apiserver, deadline)
+        self._run_probe_job(deadline)
+
+    def _run_probe_job(self, deadline: float) -> None:
+        assert self._http is not None
+        http = self._http
+        jobs = "/apis/batch/v1/namespaces/default/jobs"
+        name = f"probe-{os.urandom(4).hex()}"
+        container = {"name": "main", "image": "busybox", "command": ["true"]}
+        http.post(jobs, json={
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [container]}}},
+        }).raise_for_status()
+
+        def complete() -> str | None:
+            status = http.get(f"{jobs}/{name}").json().get("status") or {}
+            return None if status.get("succeeded") else f"Job default/{name} not complete yet"
+
+        try:
+            self._wait_for(f"Job default/{name}", complete, deadline)
+        finally:
+            http.delete(f"{jobs}/{name}", params={"propagationPolicy": "Background"})
 
     @classmethod
     def attach(
