@@ -3,15 +3,20 @@ in-memory stand-in for the Kube adapter (the e2e tests run the real API server).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import copy
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
 from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.controllers import alertrule
 from runbook_operator.core import alerting
+from runbook_operator.devcluster.local_operator import wait_for
 from runbook_operator.integrations.kubernetes import StatusConflict
 from runbook_operator.integrations.prometheus import Ok, Sample
 
@@ -273,8 +278,13 @@ def named(name: str, query: str) -> dict[str, Any]:
     return rule
 
 
+async def evaluated(evaluator: alertrule.Evaluator, name: str) -> None:
+    """Wait, with a deadline, until the rule's evaluation is over; the loop runs meanwhile."""
+    await asyncio.to_thread(wait_for, lambda: (KEY[0], name) not in evaluator.in_flight,
+                            f"{name} evaluated", 10)
+
+
 def evaluations_of(name: str) -> float:
-    from prometheus_client import REGISTRY
     return REGISTRY.get_sample_value(
         "runbook_alert_evaluations_total", {"namespace": KEY[0], "rule": name}) or 0.0
 
@@ -282,8 +292,6 @@ def evaluations_of(name: str) -> float:
 def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """While one rule's notification hangs, the loop goes on evaluating the others, and does
     not start the hung rule again (which would notify twice)."""
-    import asyncio
-    import threading
 
     entered, release = threading.Event(), threading.Event()
     calls: list[str] = []
@@ -307,17 +315,12 @@ def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPa
         evaluator.upsert(quick)
         await evaluator.tick()
         assert await asyncio.to_thread(entered.wait, 10), "the slow rule never notified"
-
-        async def quick_done() -> None:
-            while ("shop", "quick") in evaluator.in_flight:
-                await asyncio.sleep(0.01)
-
-        await quick_done()
+        await evaluated(evaluator, "quick")
         before = evaluations_of("quick")
         for _ in range(3):
             evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
             await evaluator.tick()
-            await quick_done()
+            await evaluated(evaluator, "quick")
         assert evaluations_of("quick") == before + 3
         assert ("shop", "slow") in evaluator.in_flight and calls == ["slow"]
         evaluator.forget("shop", "slow")  # deleted while in flight: its metrics must go
@@ -337,8 +340,6 @@ def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPa
 
 def test_a_prometheus_token_comes_from_the_rules_secret_and_a_missing_one_stalls(
         sent: list[str]) -> None:
-    import asyncio
-    import base64
 
     url = "http://prometheus"
     authed = named("authed", "errors_authed")
@@ -386,14 +387,12 @@ class HangingPrometheus(Prometheus):
         self.release = None  # an asyncio.Event, made inside the loop
 
     async def instant_many(self, queries: list[str], now: datetime) -> dict[str, Any]:
-        import asyncio
         self.release = self.release or asyncio.Event()
         await self.release.wait()
         return await super().instant_many(queries, now)
 
 
 def test_a_hanging_prometheus_holds_up_only_the_rules_that_query_it(sent: list[str]) -> None:
-    import asyncio
 
     stuck, fine = named("stuck", "errors_stuck"), named("fine", "errors_fine")
     stuck["spec"]["prometheus"] = {"url": "http://slow-prometheus"}
@@ -410,8 +409,7 @@ def test_a_hanging_prometheus_holds_up_only_the_rules_that_query_it(sent: list[s
         for _ in range(3):
             evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
             await evaluator.tick()
-            while ("shop", "fine") in evaluator.in_flight:
-                await asyncio.sleep(0.01)
+            await evaluated(evaluator, "fine")
         assert evaluations_of("fine") == 3
         assert evaluator.in_flight == {("shop", "stuck")} and evaluations_of("stuck") == 0
         assert slow.release is not None

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from runbook_operator.controllers.common import resync_forever
+from runbook_operator.devcluster.local_operator import wait_for
 from urllib3.exceptions import MaxRetryError
 
 
@@ -37,8 +38,7 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
         task = asyncio.create_task(resync_forever(
             Listing(), "BackupPolicy", [], 0.01, logging.getLogger("test"),  # type: ignore[arg-type]
             reconcile))
-        while len(seen) < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(wait_for, lambda: len(seen) >= 2, "two reconciles", 10)
         task.cancel()
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
