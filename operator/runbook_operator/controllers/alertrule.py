@@ -18,7 +18,7 @@ import base64
 import logging
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -594,27 +594,32 @@ class Evaluator:
     async def _evaluate_threshold(
         self, client: PrometheusClient, rules: list[tuple[Key, dict[str, Any], AlertRuleSpec]],
     ) -> None:
-        """One server's threshold rules of a tick: their queries in one batch, then their
-        evaluations."""
-        started = time.perf_counter()
-        now = _now()
-        results = await client.instant_many([spec.query for _, _, spec in rules], now)
-        seconds = time.perf_counter() - started
-        metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
-        await self._finish([
-            (threshold_evaluation(key, spec, results[spec.query]), body)
-            for key, body, spec in rules
-        ], seconds, now)
-        metrics.ALERT_BATCH_SECONDS.observe(time.perf_counter() - started)
+        """One server's threshold rules of a tick: their queries in one batch."""
+        async def observe(now: datetime) -> list[tuple[Evaluation, Mapping[str, Any]]]:
+            results = await client.instant_many([spec.query for _, _, spec in rules], now)
+            return [(threshold_evaluation(key, spec, results[spec.query]), body)
+                    for key, body, spec in rules]
+
+        await self._evaluate_batch(observe)
 
     async def _evaluate_anomaly(self, client: PrometheusClient, key: Key, body: dict[str, Any],
                                 spec: AlertRuleSpec) -> None:
+        async def observe(now: datetime) -> list[tuple[Evaluation, Mapping[str, Any]]]:
+            return [(await self.detectors.observe(key, spec, client, now), body)]
+
+        await self._evaluate_batch(observe)
+
+    async def _evaluate_batch(
+        self,
+        observe: Callable[[datetime], Awaitable[list[tuple[Evaluation, Mapping[str, Any]]]]],
+    ) -> None:
+        """Observe (query Prometheus), then finish every rule observed; both phases timed."""
         started = time.perf_counter()
         now = _now()
-        evaluation = await self.detectors.observe(key, spec, client, now)
+        batch = await observe(now)
         seconds = time.perf_counter() - started
         metrics.ALERT_EVALUATION_SECONDS.observe(seconds)
-        await self._finish([(evaluation, body)], seconds, now)
+        await self._finish(batch, seconds, now)
         metrics.ALERT_BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _finish(self, batch: list[tuple[Evaluation, Mapping[str, Any]]], seconds: float,
