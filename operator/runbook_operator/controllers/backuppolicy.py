@@ -31,6 +31,7 @@ from runbook_operator.api.common import (
 )
 from runbook_operator.controllers.common import (
     lags_or_unready,
+    reconcile_logging_errors,
     resync_forever,
     status_patch,
     warn_if_newly_stalled,
@@ -311,18 +312,6 @@ def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
     kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], change)
 
 
-def _reconcile_logging_errors(
-    kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger, runner_image: str
-) -> None:
-    """Transient API failures are retried by the next event or resync; they are logged, and
-    never crash the operator or leave a half-written status."""
-    try:
-        reconcile(kube, body, logger, runner_image)
-    except TRANSIENT_API_ERRORS as error:
-        logger.warning("reconcile failed, will retry on the next resync: %s",
-                       transient_error_message(error))
-
-
 def register(
     registry: kopf.OperatorRegistry,
     settings: kopf.OperatorSettings,
@@ -345,13 +334,13 @@ def register(
         if body["metadata"].get("deletionTimestamp"):
             return
         if needs_reconcile(body):
-            _reconcile_logging_errors(kube, body, logger, runner_image)
+            reconcile_logging_errors(lambda: reconcile(kube, body, logger, runner_image), logger)
 
     @kopf.on.startup(registry=registry)
     async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.backup_resync = asyncio.create_task(resync_forever(
             kube, KIND, namespaces, resync_seconds, logger,
-            lambda body: _reconcile_logging_errors(kube, body, logger, runner_image),
+            lambda body: reconcile(kube, body, logger, runner_image),
         ))
 
     @kopf.on.cleanup(registry=registry)

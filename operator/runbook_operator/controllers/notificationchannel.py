@@ -30,15 +30,12 @@ from runbook_operator.api.notificationchannel import (
 )
 from runbook_operator.controllers.common import (
     lags_or_unready,
+    reconcile_logging_errors,
     resync_forever,
     status_patch,
     warn_if_newly_stalled,
 )
-from runbook_operator.controllers.errors import (
-    TRANSIENT_API_ERRORS,
-    transient_error_message,
-    validation_message,
-)
+from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.core.backup import missing_secrets
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
@@ -140,17 +137,6 @@ def record_delivery(
     kube.update_status(API_VERSION, KIND, name, namespace, change)
 
 
-def _reconcile_logging_errors(
-    kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger
-) -> None:
-    """Transient API failures are retried by the next event or resync; they are logged only."""
-    try:
-        reconcile(kube, body, logger)
-    except TRANSIENT_API_ERRORS as error:
-        logger.warning("reconcile failed, will retry on the next resync: %s",
-                       transient_error_message(error))
-
-
 def register(
     registry: kopf.OperatorRegistry,
     settings: kopf.OperatorSettings,
@@ -167,13 +153,13 @@ def register(
         if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
             return
         if lags_or_unready(body):
-            _reconcile_logging_errors(kube, body, logger)
+            reconcile_logging_errors(lambda: reconcile(kube, body, logger), logger)
 
     @kopf.on.startup(registry=registry)
     async def start_channel_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         memo.notificationchannel_resync = asyncio.create_task(resync_forever(
             kube, KIND, namespaces, resync_seconds, logger,
-            lambda body: _reconcile_logging_errors(kube, body, logger),
+            lambda body: reconcile(kube, body, logger),
         ))
 
     @kopf.on.cleanup(registry=registry)
