@@ -36,6 +36,11 @@ def rule(name: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
+def errors_of(series: dict[str, str]) -> str:
+    """The query of one service's 5xx ratio, as the exporter publishes it."""
+    return f'http_errors_ratio{{service="{series["service"]}"}}'
+
+
 def get_rule(api, namespace: str, name: str) -> dict[str, Any]:
     return client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name)
@@ -101,7 +106,7 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
         client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL,
             rule("checkout-5xx", prometheus.url,
-                 query=f'http_errors_ratio{{service="{series["service"]}"}}',
+                 query=errors_of(series),
                  channels=[{"name": "oncall"}, {"name": "slack"}, {"name": "pagerduty"}]))
         wait_for(lambda: state(api, namespace, "checkout-5xx") == "Normal", "Normal", timeout=60)
         ready = get_rule(api, namespace, "checkout-5xx")
@@ -235,7 +240,7 @@ def test_scale_action_changes_the_deployment_once_per_cooldown(
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL,
         rule("web-5xx", prometheus.url, channels=[], **{"for": "0s"},
-             query=f'http_errors_ratio{{service="{series["service"]}"}}',
+             query=errors_of(series),
              actions={"scaleDeployment": {"name": "web", "by": 2, "min": 1, "max": 10},
                       "cooldown": "1h"}))
 
@@ -266,7 +271,7 @@ def test_restarts_keep_pending_time_and_never_repeat_a_notification(
         client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL,
             rule("sticky", prometheus.url, **{"for": "20s"},
-                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+                 query=errors_of(series)))
         wait_for(lambda: state(api, namespace, "sticky") == "Normal", "Normal", timeout=60)
         exporter.set("http_errors_ratio", series, 0.5)
         wait_for(lambda: state(api, namespace, "sticky") == "Pending", "Pending", timeout=60)
@@ -303,7 +308,7 @@ def test_keep_firing_for_suppresses_a_flap_and_send_resolved_false_is_honoured(
             GROUP, VERSION, namespace, PLURAL,
             rule("flappy", prometheus.url, **{"for": "0s"}, keepFiringFor="20s",
                  channels=[{"name": "oncall", "sendResolved": False}],
-                 query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+                 query=errors_of(series)))
         wait_for(lambda: bodies(receiver, "firing"), "the firing notification", timeout=60)
         exporter.set("http_errors_ratio", series, 0.01)
         wait_for(lambda: state(api, namespace, "flappy") == "Recovering", "Recovering",
@@ -358,7 +363,7 @@ def test_restart_and_webhook_actions_run_once(
         client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL,
             rule("api-5xx", prometheus.url, channels=[], **{"for": "0s"},
-                 query=f'http_errors_ratio{{service="{series["service"]}"}}',
+                 query=errors_of(series),
                  actions={"restartDeployment": {"name": "api"},
                           "webhook": {"urlSecretRef": {"name": "remediation", "key": "url"}},
                           "cooldown": "1h"}))

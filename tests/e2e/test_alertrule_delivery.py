@@ -25,6 +25,7 @@ from tests.e2e.test_alertrule import (
     PLURAL,
     VERSION,
     create_slack_and_pagerduty,
+    errors_of,
     evaluations,
     get_rule,
     received,
@@ -98,7 +99,7 @@ def test_repeat_interval_resends_a_firing_alert_on_time_and_no_more_often(
         create_slack_and_pagerduty(api, namespace, receiver)
         create_rule(api, namespace, rule(
             "repeating", prometheus.url, **{"for": "0s"}, interval="5s",
-            query=f'http_errors_ratio{{service="{series["service"]}"}}',
+            query=errors_of(series),
             channels=[{"name": "pagerduty", "repeatInterval": "10s"},
                       {"name": "oncall"}]))  # the default repeatInterval: 4h
 
@@ -143,7 +144,7 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
         for name, series in (("lasting", lasting), ("brief", brief)):
             create_rule(api, namespace, rule(
                 name, prometheus.url, **{"for": "0s"}, interval="5s", severity="high",
-                query=f'http_errors_ratio{{service="{series["service"]}"}}',
+                query=errors_of(series),
                 channels=[{"name": "pagerduty"}], escalateAfter=levels))
 
         (first,) = wait_for(lambda: triggers(receiver, "lasting"), "the first page", timeout=60)
@@ -263,7 +264,7 @@ def test_error_state_keep_last_keeps_firing_when_prometheus_breaks(
         create_channel(api, namespace, receiver.url("/alerts"))
         create_rule(api, namespace, rule(
             "keeper", prometheus.url, **{"for": "0s"}, errorState="KeepLast",
-            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+            query=errors_of(series)))
         wait_for(lambda: webhook_alerts(receiver, "keeper"), "the firing notification",
                  timeout=60)
         wait_for(lambda: state(api, namespace, "keeper") == "Firing", "Firing in status")
@@ -300,7 +301,7 @@ def test_a_delivery_answered_500_then_200_is_delivered_once(
         create_channel(api, namespace, receiver.url("/alerts"))
         create_rule(api, namespace, rule(
             "retried", prometheus.url, **{"for": "0s"},
-            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+            query=errors_of(series)))
 
         (record,) = wait_for(lambda: records(api, namespace, "retried"),
                              "the notification recorded in status", timeout=60)
@@ -329,7 +330,7 @@ def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
         create_channel(api, namespace, receiver.url("/alerts"))
         create_rule(api, namespace, rule(
             "refused", prometheus.url, **{"for": "0s"},
-            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+            query=errors_of(series)))
 
         (record,) = wait_for(lambda: records(api, namespace, "refused"),
                              "the failed notification recorded in status", timeout=60)
@@ -366,10 +367,10 @@ def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
         create_channel(api, namespace, receiver.url("/alerts"))
         create_rule(api, namespace, rule(
             "hung", prometheus.url, **{"for": "0s"},
-            query=f'http_errors_ratio{{service="{hanging["service"]}"}}'))
+            query=errors_of(hanging)))
         create_rule(api, namespace, rule(
             "steady", prometheus.url, channels=[],
-            query=f'http_errors_ratio{{service="{steady["service"]}"}}'))
+            query=errors_of(steady)))
 
         wait_for(lambda: receiver.requests, "the hung rule's delivery under way", timeout=60)
         # (It may have been evaluated before: as NoData, until Prometheus scraped its series.)
@@ -392,7 +393,7 @@ def test_an_api_server_outage_loses_no_notification_and_repeats_none(
         create_channel(api, namespace, receiver.url("/alerts"))
         create_rule(api, namespace, rule(
             "outage", prometheus.url, **{"for": "0s"},
-            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+            query=errors_of(series)))
         wait_for(lambda: records(api, namespace, "outage"), "the firing notification recorded",
                  timeout=60)
 
@@ -442,7 +443,7 @@ def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
                                 "passwordSecretRef": {"name": "smtp", "key": "password"}}}})
         create_rule(api, namespace, rule(
             "mailed", prometheus.url, **{"for": "0s"}, channels=[{"name": "mail"}],
-            query=f'http_errors_ratio{{service="{series["service"]}"}}'))
+            query=errors_of(series)))
 
         (firing,) = wait_for(lambda: relay.mails, "the firing email", timeout=60)
         exporter.set("http_errors_ratio", series, 0.01)
