@@ -943,7 +943,8 @@ class Sample:
 def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     from kubernetes import config
     from runbook_operator.devcluster.cluster import LocalCluster
-    from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+    from runbook_operator.devcluster.local_operator import LocalOperator
+    from runbook_operator.devcluster.waiting import wait_for
     from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 
     interval = parse_seconds(args.interval)

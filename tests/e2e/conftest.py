@@ -13,7 +13,8 @@ from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
 from runbook_operator.devcluster.cluster import LocalCluster
-from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"

@@ -15,26 +15,26 @@ from typing import Any
 
 from kubernetes import client
 
+from runbook_operator.api.common import API_VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
-from runbook_operator.devcluster.local_operator import LocalOperator, free_port, wait_for
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import free_port, wait_for
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
-from tests.e2e.prometheus_fixtures import exporter, prometheus  # noqa: F401
-from tests.e2e.test_alertrule import (
-    ACCEPTED,
-    GROUP,
-    PLURAL,
-    VERSION,
+from tests.support.builders import alert_rule, errors_of
+from tests.support.kube import (
+    ALERT_RULES,
+    CHANNELS,
+    alert_notifications,
+    alert_state,
+    condition,
     create_slack_and_pagerduty,
-    errors_of,
-    evaluations,
-    get_rule,
-    received,
-    rule,
-    state,
-    wait_for_evaluations,
+    create_webhook_channel,
 )
-from tests.e2e.test_backup_notifications import create_channel
-from tests.unit.notifiers import HTTPReceiver, Reply, SMTPReceiver
+from tests.support.operator_metrics import evaluations, wait_for_evaluations
+from tests.support.prometheus import exporter, prometheus  # noqa: F401
+from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver, Reply, SMTPReceiver
+
+
 
 @contextmanager
 def receiving(api, namespace: str, default: Reply | None = None) -> Iterator[HTTPReceiver]:
@@ -45,43 +45,19 @@ def receiving(api, namespace: str, default: Reply | None = None) -> Iterator[HTT
         try:
             yield receiver
         finally:
-            client.CustomObjectsApi(api).delete_collection_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL)
-
-
-def create_rule(api, namespace: str, body: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body)
-
-
-def rule_status(api, namespace: str, name: str) -> dict[str, Any]:
-    return get_rule(api, namespace, name).get("status") or {}
-
-
-def channel_status(api, namespace: str, name: str) -> dict[str, Any]:
-    return client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "notificationchannels", name).get("status") or {}
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+            ALERT_RULES.delete_all(api, namespace)
 
 
 def triggers(receiver: HTTPReceiver, rule_name: str) -> list[dict]:
     """PagerDuty trigger events for one rule (the payload's component is the rule's name)."""
-    return [e for e in received(receiver, "/v2/enqueue")
+    return [e for e in receiver.bodies(path="/v2/enqueue")
             if e["event_action"] == "trigger" and e["payload"]["component"] == rule_name]
 
 
 def webhook_alerts(receiver: HTTPReceiver, rule_name: str, status: str = "firing") -> list[dict]:
     """Alertmanager-v4 bodies the webhook channel received for one rule."""
-    return [b for b in received(receiver, "/alerts")
+    return [b for b in receiver.bodies(path="/alerts")
             if b["status"] == status and b["alerts"][0]["labels"]["alertname"] == rule_name]
-
-
-def records(api, namespace: str, name: str) -> list[dict[str, Any]]:
-    """status.notifications: the last notification per instance and channel."""
-    return rule_status(api, namespace, name).get("notifications") or []
 
 
 def at(timestamp: str) -> datetime:
@@ -94,10 +70,11 @@ def test_repeat_interval_resends_a_firing_alert_on_time_and_no_more_often(
 ) -> None:
     series = {"service": f"repeat-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.5)
-    with receiving(api, namespace, ACCEPTED) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_slack_and_pagerduty(api, namespace, receiver)
-        create_rule(api, namespace, rule(
+    with receiving(api, namespace, PAGERDUTY_ACCEPTED) as receiver:
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        create_slack_and_pagerduty(api, namespace, receiver.url("/slack"),
+                                   receiver.url("/v2/enqueue"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "repeating", prometheus.url, **{"for": "0s"}, interval="5s",
             query=errors_of(series),
             channels=[{"name": "pagerduty", "repeatInterval": "10s"},
@@ -120,13 +97,13 @@ def test_repeat_interval_resends_a_firing_alert_on_time_and_no_more_often(
         assert len(webhook_alerts(receiver, "repeating")) == 1
 
         def newest_record() -> dict[str, Any] | None:
-            (found,) = [r for r in records(api, namespace, "repeating")
+            (found,) = [r for r in alert_notifications(api, namespace, "repeating")
                         if r["channel"] == "pagerduty"]
             return found if at(found["sentAt"]).replace(microsecond=0) >= times[-1] else None
 
         pagerduty = wait_for(newest_record, "the last repeat recorded in status")
         assert pagerduty["state"] == "firing" and pagerduty["result"] == "delivered"
-        assert state(api, namespace, "repeating") == "Firing"
+        assert alert_state(api, namespace, "repeating") == "Firing"
 
 
 def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
@@ -138,11 +115,12 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
     exporter.set("http_errors_ratio", lasting, 0.5)
     exporter.set("http_errors_ratio", brief, 0.5)
     levels = [{"after": "10s", "severity": "critical", "channels": [{"name": "oncall"}]}]
-    with receiving(api, namespace, ACCEPTED) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_slack_and_pagerduty(api, namespace, receiver)
+    with receiving(api, namespace, PAGERDUTY_ACCEPTED) as receiver:
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        create_slack_and_pagerduty(api, namespace, receiver.url("/slack"),
+                                   receiver.url("/v2/enqueue"))
         for name, series in (("lasting", lasting), ("brief", brief)):
-            create_rule(api, namespace, rule(
+            ALERT_RULES.create(api, namespace, alert_rule(
                 name, prometheus.url, **{"for": "0s"}, interval="5s", severity="high",
                 query=errors_of(series),
                 channels=[{"name": "pagerduty"}], escalateAfter=levels))
@@ -177,7 +155,7 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
 
         def escalated_records() -> list[tuple[str, str, str, int, str]] | None:
             found = sorted((r["channel"], r["state"], r["severity"], r["level"], r["result"])
-                           for r in records(api, namespace, "lasting"))
+                           for r in alert_notifications(api, namespace, "lasting"))
             return found if all(level == 1 for *_, level, _ in found) else None
 
         assert wait_for(escalated_records, "the escalation recorded in status") == [
@@ -186,16 +164,16 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
 
         # The brief alert resolved first: it was never escalated, however long it is since
         # it fired; the resolve goes to the channel that heard about it, at its severity.
-        wait_for(lambda: [e for e in received(receiver, "/v2/enqueue")
+        wait_for(lambda: [e for e in receiver.bodies(path="/v2/enqueue")
                           if e["event_action"] == "resolve"], "the brief alert's resolve")
         wait_for_evaluations(running_operator, namespace, "brief", 2,
                              "evaluations of the resolved alert past its level's 10s")
         assert len(triggers(receiver, "brief")) == 1
         assert webhook_alerts(receiver, "brief") == []
         assert sorted((r["channel"], r["state"], r["severity"], r["level"])
-                      for r in records(api, namespace, "brief")) == [
+                      for r in alert_notifications(api, namespace, "brief")) == [
             ("pagerduty", "resolved", "high", 0)]
-        assert state(api, namespace, "brief") == "Normal"
+        assert alert_state(api, namespace, "brief") == "Normal"
         assert len(triggers(receiver, "lasting")) == 2  # each level is sent once
 
 
@@ -210,17 +188,18 @@ def test_error_state_error_alerting_and_normal_on_failing_queries(
     selector = f'http_errors_ratio{{service="dup-{namespace[-5:]}"}}'
     many_to_many = f"{selector} + on() {selector}"  # Prometheus fails to execute it
     with receiving(api, namespace) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule("unreachable", closed, annotations={}))
-        create_rule(api, namespace, rule("execution", prometheus.url, query=many_to_many,
-                                         errorState="Alerting", **{"for": "0s"}))
-        create_rule(api, namespace, rule("ignored", closed, errorState="Normal"))
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule("unreachable", closed, annotations={}))
+        ALERT_RULES.create(api, namespace, alert_rule(
+            "execution", prometheus.url, query=many_to_many, errorState="Alerting",
+            **{"for": "0s"}))
+        ALERT_RULES.create(api, namespace, alert_rule("ignored", closed, errorState="Normal"))
 
         # errorState Error (the default): the Error state, notified at once.
-        wait_for(lambda: state(api, namespace, "unreachable") == "Error", "Error", timeout=60)
+        wait_for(lambda: alert_state(api, namespace, "unreachable") == "Error", "Error", timeout=60)
         (message,) = wait_for(lambda: webhook_alerts(receiver, "unreachable"),
                               "the error notification")
-        status = rule_status(api, namespace, "unreachable")
+        status = ALERT_RULES.status(api, namespace, "unreachable")
         (instance,) = status["instances"]
         assert instance["state"] == "Error" and instance["labels"] == {}
         assert closed.removeprefix("http://") in status["lastError"]
@@ -231,27 +210,28 @@ def test_error_state_error_alerting_and_normal_on_failing_queries(
         assert alert["labels"]["severity"] == "critical"
         assert alert["annotations"]["summary"] == "unreachable is error"
         assert alert["annotations"]["description"] == instance["lastError"]
-        assert wait_for(lambda: records(api, namespace, "unreachable"), "the record")[0][
-            "state"] == "error"
+        (record, *_) = wait_for(lambda: alert_notifications(api, namespace, "unreachable"),
+                                "the record")
+        assert record["state"] == "error"
 
         # errorState Alerting: firing as if the condition held, and notified as firing.
-        wait_for(lambda: state(api, namespace, "execution") == "Firing", "Firing", timeout=60)
-        status = rule_status(api, namespace, "execution")
+        wait_for(lambda: alert_state(api, namespace, "execution") == "Firing", "Firing", timeout=60)
+        status = ALERT_RULES.status(api, namespace, "execution")
         assert ("many-to-many" in status["lastError"]
                 or "duplicate series" in status["lastError"]), status["lastError"]
         assert condition(status, "Reconciling")["message"].startswith("execution: ")
         wait_for(lambda: webhook_alerts(receiver, "execution"), "the firing notification")
-        assert wait_for(lambda: records(api, namespace, "execution"), "the record")[0][
+        assert wait_for(lambda: alert_notifications(api, namespace, "execution"), "the record")[0][
             "state"] == "firing"
 
         # errorState Normal: the error is reported in status but nobody is notified.
-        wait_for(lambda: rule_status(api, namespace, "ignored").get("lastError"),
+        wait_for(lambda: ALERT_RULES.status(api, namespace, "ignored").get("lastError"),
                  "the error in status")
         wait_for_evaluations(running_operator, namespace, "ignored", 2,
                              "more evaluations of the failing query")
-        assert state(api, namespace, "ignored") == "Normal"
+        assert alert_state(api, namespace, "ignored") == "Normal"
         assert webhook_alerts(receiver, "ignored") == []
-        assert records(api, namespace, "ignored") == []
+        assert alert_notifications(api, namespace, "ignored") == []
 
 
 def test_error_state_keep_last_keeps_firing_when_prometheus_breaks(
@@ -261,33 +241,32 @@ def test_error_state_keep_last_keeps_firing_when_prometheus_breaks(
     series = {"service": f"keep-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.5)
     with receiving(api, namespace) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule(
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "keeper", prometheus.url, **{"for": "0s"}, errorState="KeepLast",
             query=errors_of(series)))
         wait_for(lambda: webhook_alerts(receiver, "keeper"), "the firing notification",
                  timeout=60)
-        wait_for(lambda: state(api, namespace, "keeper") == "Firing", "Firing in status")
-        (before,) = rule_status(api, namespace, "keeper")["instances"]
+        wait_for(lambda: alert_state(api, namespace, "keeper") == "Firing", "Firing in status")
+        (before,) = ALERT_RULES.status(api, namespace, "keeper")["instances"]
 
         closed = f"http://127.0.0.1:{free_port()}"
-        client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, "keeper", {"spec": {"prometheus": {"url": closed}}})
-        status = wait_for(lambda: (s := rule_status(api, namespace, "keeper")).get(
+        ALERT_RULES.patch(api, namespace, "keeper", {"spec": {"prometheus": {"url": closed}}})
+        status = wait_for(lambda: (s := ALERT_RULES.status(api, namespace, "keeper")).get(
             "lastError") and s, "the failing query in status", timeout=30)
         assert status["observedGeneration"] == 2
         assert closed.removeprefix("http://") in status["lastError"]
         wait_for_evaluations(running_operator, namespace, "keeper", 2,
                              "more evaluations against the broken Prometheus")
-        status = rule_status(api, namespace, "keeper")
+        status = ALERT_RULES.status(api, namespace, "keeper")
         assert status["state"] == "Firing"
         (after,) = status["instances"]
         assert after["state"] == "Firing" and after["firingSince"] == before["firingSince"]
         assert closed.removeprefix("http://") in after["lastError"]
         assert len(webhook_alerts(receiver, "keeper")) == 1
         assert webhook_alerts(receiver, "keeper", "resolved") == []
-        assert [(r["state"], r["result"]) for r in records(api, namespace, "keeper")] == [
-            ("firing", "delivered")]
+        assert [(r["state"], r["result"])
+                for r in alert_notifications(api, namespace, "keeper")] == [("firing", "delivered")]
 
 
 def test_a_delivery_answered_500_then_200_is_delivered_once(
@@ -298,16 +277,16 @@ def test_a_delivery_answered_500_then_200_is_delivered_once(
     exporter.set("http_errors_ratio", series, 0.5)
     with receiving(api, namespace) as receiver:
         receiver.answer(Reply(status=500, body="try again"))  # then the default 200
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule(
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "retried", prometheus.url, **{"for": "0s"},
             query=errors_of(series)))
 
-        (record,) = wait_for(lambda: records(api, namespace, "retried"),
+        (record,) = wait_for(lambda: alert_notifications(api, namespace, "retried"),
                              "the notification recorded in status", timeout=60)
         assert (record["channel"], record["state"], record["result"]) == (
             "oncall", "firing", "delivered")
-        channel = channel_status(api, namespace, "oncall")
+        channel = CHANNELS.status(api, namespace, "oncall")
         assert channel["deliveredTotal"] == 1 and channel.get("failedTotal", 0) == 0
         assert channel["lastDelivery"]["result"] == "delivered"
         assert channel["lastDelivery"]["statusCode"] == 200
@@ -316,8 +295,8 @@ def test_a_delivery_answered_500_then_200_is_delivered_once(
                              "more evaluations while firing")
         first, second = receiver.requests  # the 500, then the same payload again
         assert first.body == second.body
-        assert [r["channel"] for r in records(api, namespace, "retried")] == ["oncall"]
-        assert channel_status(api, namespace, "oncall")["deliveredTotal"] == 1
+        assert [r["channel"] for r in alert_notifications(api, namespace, "retried")] == ["oncall"]
+        assert CHANNELS.status(api, namespace, "oncall")["deliveredTotal"] == 1
 
 
 def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
@@ -327,16 +306,16 @@ def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
     series = {"service": f"refused-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.5)
     with receiving(api, namespace, Reply(status=400, body="invalid payload")) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule(
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "refused", prometheus.url, **{"for": "0s"},
             query=errors_of(series)))
 
-        (record,) = wait_for(lambda: records(api, namespace, "refused"),
+        (record,) = wait_for(lambda: alert_notifications(api, namespace, "refused"),
                              "the failed notification recorded in status", timeout=60)
         assert (record["channel"], record["state"], record["result"]) == (
             "oncall", "firing", "failed")
-        channel = wait_for(lambda: (c := channel_status(api, namespace, "oncall")).get(
+        channel = wait_for(lambda: (c := CHANNELS.status(api, namespace, "oncall")).get(
             "failedTotal") and c, "the failure in the channel's status")
         assert channel["failedTotal"] == 1 and channel.get("deliveredTotal", 0) == 0
         assert channel["lastDelivery"]["result"] == "failed"
@@ -349,9 +328,9 @@ def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
                              "more evaluations while firing")
         assert evaluations(running_operator, namespace, "refused") >= evaluated + 3
         assert len(receiver.requests) == 1  # a 400 is final: no retry, no resend each tick
-        assert records(api, namespace, "refused") == [record]
-        assert channel_status(api, namespace, "oncall")["failedTotal"] == 1
-        assert state(api, namespace, "refused") == "Firing"
+        assert alert_notifications(api, namespace, "refused") == [record]
+        assert CHANNELS.status(api, namespace, "oncall")["failedTotal"] == 1
+        assert alert_state(api, namespace, "refused") == "Firing"
 
 
 def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
@@ -364,11 +343,11 @@ def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
     exporter.set("http_errors_ratio", steady, 0.01)
     # Each attempt outlasts the channel's 10s timeout, and timeouts are retried.
     with receiving(api, namespace, Reply(delay=120)) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule(
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "hung", prometheus.url, **{"for": "0s"},
             query=errors_of(hanging)))
-        create_rule(api, namespace, rule(
+        ALERT_RULES.create(api, namespace, alert_rule(
             "steady", prometheus.url, channels=[],
             query=errors_of(steady)))
 
@@ -380,7 +359,7 @@ def test_a_receiver_that_hangs_delays_only_the_rule_notifying_it(
         # Still on its first delivery: not evaluated again, so not sent again either.
         assert evaluations(running_operator, namespace, "hung") == hung_evaluations
         assert all(r.body == receiver.requests[0].body for r in receiver.requests)
-        assert state(api, namespace, "steady") == "Normal"
+        assert alert_state(api, namespace, "steady") == "Normal"
 
 
 def test_an_api_server_outage_loses_no_notification_and_repeats_none(
@@ -389,13 +368,13 @@ def test_an_api_server_outage_loses_no_notification_and_repeats_none(
 ) -> None:
     series = {"service": f"outage-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.5)
-    with receiving(api, namespace, ACCEPTED) as receiver:
-        create_channel(api, namespace, receiver.url("/alerts"))
-        create_rule(api, namespace, rule(
+    with receiving(api, namespace, PAGERDUTY_ACCEPTED) as receiver:
+        create_webhook_channel(api, namespace, receiver.url("/alerts"))
+        ALERT_RULES.create(api, namespace, alert_rule(
             "outage", prometheus.url, **{"for": "0s"},
             query=errors_of(series)))
-        wait_for(lambda: records(api, namespace, "outage"), "the firing notification recorded",
-                 timeout=60)
+        wait_for(lambda: alert_notifications(api, namespace, "outage"),
+                 "the firing notification recorded", timeout=60)
 
         cluster.stop_apiserver()
         try:
@@ -412,13 +391,13 @@ def test_an_api_server_outage_loses_no_notification_and_repeats_none(
 
         wait_for(lambda: webhook_alerts(receiver, "outage", "resolved"),
                  "the resolved notification once the API server is back", timeout=120)
-        wait_for(lambda: state(api, namespace, "outage") == "Normal", "Normal in status")
+        wait_for(lambda: alert_state(api, namespace, "outage") == "Normal", "Normal in status")
         wait_for_evaluations(running_operator, namespace, "outage", 2,
                              "more evaluations after the resolve")
         assert len(webhook_alerts(receiver, "outage")) == 1
         assert len(webhook_alerts(receiver, "outage", "resolved")) == 1
-        assert [(r["state"], r["result"]) for r in records(api, namespace, "outage")] == [
-            ("resolved", "delivered")]
+        assert [(r["state"], r["result"])
+                for r in alert_notifications(api, namespace, "outage")] == [("resolved", "delivered")]
 
 
 def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
@@ -432,16 +411,14 @@ def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
         string_data={"user": "runbook", "password": "s3cr3t-pa55"}))
     with SMTPReceiver(credentials=("runbook", "s3cr3t-pa55")) as relay, \
             receiving(api, namespace):
-        client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "notificationchannels",
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+        CHANNELS.create(api, namespace, {"apiVersion": API_VERSION, "kind": "NotificationChannel",
              "metadata": {"name": "mail"},
              "spec": {"email": {"smtpHost": "127.0.0.1", "smtpPort": relay.port,
                                 "from": "runbook@example.com", "to": ["oncall@example.com"],
                                 "startTLS": False,
                                 "usernameSecretRef": {"name": "smtp", "key": "user"},
                                 "passwordSecretRef": {"name": "smtp", "key": "password"}}}})
-        create_rule(api, namespace, rule(
+        ALERT_RULES.create(api, namespace, alert_rule(
             "mailed", prometheus.url, **{"for": "0s"}, channels=[{"name": "mail"}],
             query=errors_of(series)))
 
@@ -457,9 +434,10 @@ def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
         summary = f"{series['service']} 5xx ratio is"
         assert subjects[0].startswith(f"[CRITICAL] {summary} 0.5"), subjects
         assert subjects[1].startswith(f"[RESOLVED] {summary}"), subjects
-        wait_for(lambda: [(r["state"], r["result"]) for r in records(api, namespace, "mailed")]
+        wait_for(lambda: [(r["state"], r["result"])
+                          for r in alert_notifications(api, namespace, "mailed")]
                  == [("resolved", "delivered")], "the resolve recorded in status")
-        channel = channel_status(api, namespace, "mail")
+        channel = CHANNELS.status(api, namespace, "mail")
         assert channel["deliveredTotal"] == 2 and channel.get("failedTotal", 0) == 0
         assert "s3cr3t" not in str(channel)
         assert "s3cr3t" not in running_operator.log_text()

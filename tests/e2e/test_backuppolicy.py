@@ -7,85 +7,37 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runbook_operator.devcluster.cluster import EXIT_CODE_ANNOTATION, LocalCluster
-from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+from runbook_operator.devcluster.cluster import LocalCluster
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import wait_for
+from tests.support.builders import policy_body
+from tests.support.kube import (
+    BACKUP_POLICIES,
+    condition,
+    read_cronjob,
+    run_job_from_cronjob,
+)
+from tests.support.operator_metrics import reconciles
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "runbook.dev", "v1alpha1", "backuppolicies"
 SECRET_VALUE = "example-only-change-me"
-
-
-def policy_body(name: str, **spec: Any) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BackupPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "schedule": "0 2 * * *",
-            "source": {"command": {"image": "busybox:1.36", "command": ["true"]}},
-        },
-    }
-    body["spec"].update(spec)
-    return body
-
-
-def custom(api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api)
-
-
-def create_policy(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return custom(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-
-
-def get_policy(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    return custom(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(
-        (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {}
-    )
-
-
-def wait_ready(api: client.ApiClient, namespace: str, name: str, timeout: float = 60) -> dict:
-    def ready() -> dict | None:
-        obj = get_policy(api, namespace, name)
-        status = obj.get("status") or {}
-        if (
-            condition(obj, "Ready").get("status") == "True"
-            and status.get("observedGeneration") == obj["metadata"]["generation"]
-        ):
-            return obj
-        return None
-
-    return wait_for(ready, f"BackupPolicy {namespace}/{name} Ready", timeout=timeout)
-
-
-def cronjob(api: client.ApiClient, namespace: str, name: str) -> client.V1CronJob | None:
-    try:
-        return client.BatchV1Api(api).read_namespaced_cron_job(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
 
 
 def test_example_policy_renders_cronjob_and_becomes_ready(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "backuppolicy-nightly.yaml"))
-    obj = wait_ready(api, namespace, "app-db-nightly")
+    obj = BACKUP_POLICIES.wait_ready(api, namespace, "app-db-nightly")
     assert obj["status"]["cronJobName"] == "app-db-nightly-backup"
     assert condition(obj, "Stalled")["status"] == "False"
     assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
 
-    cj = cronjob(api, namespace, "app-db-nightly-backup")
+    cj = read_cronjob(api, namespace, "app-db-nightly-backup")
     assert cj is not None
     assert cj.spec.schedule == "0 2 * * *" and cj.spec.time_zone == "UTC"
     assert cj.spec.concurrency_policy == "Forbid"
@@ -106,47 +58,31 @@ def test_example_policy_renders_cronjob_and_becomes_ready(
     assert env["RUNBOOK_SOURCE_PASSWORD"].value is None
     assert env["RUNBOOK_SOURCE_PASSWORD"].value_from.secret_key_ref.name == "app-db-credentials"
     assert env["RUNBOOK_ENCRYPTION_KEY"].value_from.secret_key_ref.name == "app-db-backup-key"
-    assert cronjob(api, namespace, "app-db-nightly-restore").spec.schedule == "0 5 * * 0"
+    assert read_cronjob(api, namespace, "app-db-nightly-restore").spec.schedule == "0 5 * * 0"
     written = json.dumps(api.sanitize_for_serialization(cj)) + json.dumps(obj)
     written += cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
     assert SECRET_VALUE not in written
     assert SECRET_VALUE not in running_operator.log_text()
 
 
-def _create_job_from_cronjob(
-    cluster: LocalCluster, namespace: str, cronjob_name: str, job_name: str, exit_code: int = 0
-) -> None:
-    """What `kubectl create job --from=cronjob/...` does, optionally marking the pod to fail
-    (the test cluster's kwok stage reads the exit code from a pod annotation)."""
-    rendered = cluster.kubectl(
-        "create", "job", job_name, f"--from=cronjob/{cronjob_name}", "-n", namespace,
-        "--dry-run=client", "-o", "json",
-    ).stdout
-    job = json.loads(rendered)
-    if exit_code:
-        annotations = job["spec"]["template"]["metadata"].setdefault("annotations", {})
-        annotations[EXIT_CODE_ANNOTATION] = str(exit_code)
-    cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
-
-
 def test_finished_jobs_update_last_success_and_failure(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("nightly", backoffLimit=0))
-    wait_ready(api, namespace, "nightly")
+    BACKUP_POLICIES.create(api, namespace, policy_body("nightly", backoffLimit=0))
+    BACKUP_POLICIES.wait_ready(api, namespace, "nightly")
 
-    _create_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-ok")
+    run_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-ok")
     ok = wait_for(
-        lambda: (s := get_policy(api, namespace, "nightly").get("status", {})).get(
+        lambda: (s := BACKUP_POLICIES.get(api, namespace, "nightly").get("status", {})).get(
             "lastSuccessfulTime") and s,
         "lastSuccessfulTime after a completed Job",
     )
     assert ok["lastJob"]["name"] == "manual-ok" and ok["lastJob"]["outcome"] == "Succeeded"
     assert "lastFailureTime" not in ok
 
-    _create_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-fail", exit_code=3)
+    run_job_from_cronjob(cluster, namespace, "nightly-backup", "manual-fail", exit_code=3)
     failed = wait_for(
-        lambda: (s := get_policy(api, namespace, "nightly").get("status", {})).get(
+        lambda: (s := BACKUP_POLICIES.get(api, namespace, "nightly").get("status", {})).get(
             "lastFailureTime") and s,
         "lastFailureTime after a failed Job",
     )
@@ -176,7 +112,7 @@ def test_invalid_specs_are_rejected_at_apply_time_with_field_path(
     api, namespace: str, name: str, spec: dict, field: str
 ) -> None:
     with pytest.raises(ApiException) as raised:
-        create_policy(api, namespace, policy_body(name, **spec))
+        BACKUP_POLICIES.create(api, namespace, policy_body(name, **spec))
     assert raised.value.status == 422
     assert field in json.loads(raised.value.body)["message"]
 
@@ -185,11 +121,11 @@ def test_missing_required_field_and_long_name_are_rejected(api, namespace: str) 
     body = policy_body("no-schedule")
     del body["spec"]["schedule"]
     with pytest.raises(ApiException) as raised:
-        create_policy(api, namespace, body)
+        BACKUP_POLICIES.create(api, namespace, body)
     assert raised.value.status == 422 and "spec.schedule: Required value" in raised.value.body
 
     with pytest.raises(ApiException) as raised:
-        create_policy(api, namespace, policy_body("x" * 50))
+        BACKUP_POLICIES.create(api, namespace, policy_body("x" * 50))
     assert raised.value.status == 422 and "name must be at most 44 characters" in raised.value.body
 
 
@@ -201,17 +137,17 @@ def test_missing_secret_stalls_with_event_and_recovers(
         "needs-secret",
         source={"command": {"image": "busybox", "command": ["true"], "env": env}},
     )
-    create_policy(api, namespace, body)
+    BACKUP_POLICIES.create(api, namespace, body)
 
     def stalled() -> dict | None:
-        obj = get_policy(api, namespace, "needs-secret")
+        obj = BACKUP_POLICIES.get(api, namespace, "needs-secret")
         return obj if condition(obj, "Stalled").get("status") == "True" else None
 
     obj = wait_for(stalled, "Stalled=True for the missing Secret")
     assert condition(obj, "Stalled")["reason"] == "SecretNotFound"
     assert "Secret 'later' not found" in condition(obj, "Stalled")["message"]
     assert condition(obj, "Ready")["status"] == "False"
-    assert cronjob(api, namespace, "needs-secret-backup") is None
+    assert read_cronjob(api, namespace, "needs-secret-backup") is None
 
     core = client.CoreV1Api(api)
     event = wait_for(
@@ -226,30 +162,29 @@ def test_missing_secret_stalls_with_event_and_recovers(
         namespace,
         client.V1Secret(metadata=client.V1ObjectMeta(name="later"), string_data={"token": "t0k"}),
     )
-    recovered = wait_ready(api, namespace, "needs-secret", timeout=60)
+    recovered = BACKUP_POLICIES.wait_ready(api, namespace, "needs-secret", timeout=60)
     assert condition(recovered, "Stalled")["status"] == "False"
-    assert cronjob(api, namespace, "needs-secret-backup") is not None
+    assert read_cronjob(api, namespace, "needs-secret-backup") is not None
 
 
 def test_spec_changes_rerender_and_deletion_garbage_collects(
     api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("changing"))
-    wait_ready(api, namespace, "changing")
-    custom(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "changing",
+    BACKUP_POLICIES.create(api, namespace, policy_body("changing"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "changing")
+    BACKUP_POLICIES.patch(api, namespace, "changing",
         {"spec": {"schedule": "30 4 * * *", "suspend": True, "timeZone": "Europe/Berlin"}},
     )
-    obj = wait_ready(api, namespace, "changing")
+    obj = BACKUP_POLICIES.wait_ready(api, namespace, "changing")
     assert condition(obj, "Ready")["reason"] == "Suspended"
-    cj = cronjob(api, namespace, "changing-backup")
+    cj = read_cronjob(api, namespace, "changing-backup")
     assert (cj.spec.schedule, cj.spec.suspend, cj.spec.time_zone) == (
         "30 4 * * *", True, "Europe/Berlin",
     )
 
-    custom(api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "changing")
+    BACKUP_POLICIES.delete(api, namespace, "changing")
     wait_for(
-        lambda: cronjob(api, namespace, "changing-backup") is None,
+        lambda: read_cronjob(api, namespace, "changing-backup") is None,
         "the garbage collector to delete the CronJob",
     )
 
@@ -257,15 +192,14 @@ def test_spec_changes_rerender_and_deletion_garbage_collects(
 def test_kill9_then_spec_change_updates_cronjob_without_duplicates(
     api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("survivor"))
-    wait_ready(api, namespace, "survivor")
+    BACKUP_POLICIES.create(api, namespace, policy_body("survivor"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "survivor")
     running_operator.kill9()
 
-    custom(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, "survivor", {"spec": {"schedule": "15 3 * * *"}}
+    BACKUP_POLICIES.patch(api, namespace, "survivor", {"spec": {"schedule": "15 3 * * *"}}
     )
     running_operator.start()
-    obj = wait_ready(api, namespace, "survivor")
+    obj = BACKUP_POLICIES.wait_ready(api, namespace, "survivor")
     assert obj["metadata"]["generation"] == 2
     cronjobs = client.BatchV1Api(api).list_namespaced_cron_job(
         namespace, label_selector="runbook.dev/backuppolicy=survivor"
@@ -312,8 +246,8 @@ def test_operator_identity_is_least_privileged(
 def test_status_plugin_and_metrics(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("shown"))
-    wait_ready(api, namespace, "shown")
+    BACKUP_POLICIES.create(api, namespace, policy_body("shown"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "shown")
     env = cluster.env()
     result = subprocess.run(
         [str(Path(sys.executable).parent / "kubectl-runbook"), "status", "-n", namespace,
@@ -336,10 +270,10 @@ def test_status_plugin_and_metrics(
 def test_scheduled_run_is_started_by_the_cronjob_controller_and_recorded(
     api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("every-minute", schedule="* * * * *"))
-    wait_ready(api, namespace, "every-minute")
+    BACKUP_POLICIES.create(api, namespace, policy_body("every-minute", schedule="* * * * *"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "every-minute")
     status = wait_for(
-        lambda: (s := get_policy(api, namespace, "every-minute").get("status", {})).get(
+        lambda: (s := BACKUP_POLICIES.get(api, namespace, "every-minute").get("status", {})).get(
             "lastSuccessfulTime") and s.get("lastScheduleTime") and s,
         "a scheduled run to be recorded (the CronJob ticks once a minute)",
         timeout=100,
@@ -349,23 +283,15 @@ def test_scheduled_run_is_started_by_the_cronjob_controller_and_recorded(
     assert status["lastSuccessfulTime"] >= status["lastScheduleTime"]
 
 
-def _reconcile_count(operator: LocalOperator) -> float:
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith('runbook_operator_reconcile_total{kind="BackupPolicy"'):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_success(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("rpo", suspend=True, rpo="20s"))
-    obj = wait_ready(api, namespace, "rpo")
+    BACKUP_POLICIES.create(api, namespace, policy_body("rpo", suspend=True, rpo="20s"))
+    obj = BACKUP_POLICIES.wait_ready(api, namespace, "rpo")
     assert condition(obj, "RPOMet")["status"] == "True"
 
     breached = wait_for(
-        lambda: (o := get_policy(api, namespace, "rpo"))
+        lambda: (o := BACKUP_POLICIES.get(api, namespace, "rpo"))
         and condition(o, "RPOMet").get("status") == "False" and o,
         "RPOMet=False once 20s pass without a backup (the CronJob is suspended)",
         timeout=60,
@@ -379,15 +305,15 @@ def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_succ
                 if e.reason == "RPOBreached"]
 
     wait_for(breach_events, "the RPOBreached Event")
-    seen = _reconcile_count(running_operator)
-    wait_for(lambda: _reconcile_count(running_operator) >= seen + 5,
+    seen = reconciles(running_operator, "BackupPolicy")
+    wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 5,
              "five more reconciles while still in breach")
     assert len(breach_events()) == 1
     assert (breach_events()[0].count or 1) == 1
 
-    _create_job_from_cronjob(cluster, namespace, "rpo-backup", "rescue")
+    run_job_from_cronjob(cluster, namespace, "rpo-backup", "rescue")
     recovered = wait_for(
-        lambda: (o := get_policy(api, namespace, "rpo"))
+        lambda: (o := BACKUP_POLICIES.get(api, namespace, "rpo"))
         and condition(o, "RPOMet").get("status") == "True" and o,
         "RPOMet=True after a successful backup",
     )
@@ -402,12 +328,12 @@ def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_succ
 def test_backup_now_annotation_runs_one_backup_per_token(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    create_policy(api, namespace, policy_body("ondemand", suspend=True))
-    wait_ready(api, namespace, "ondemand")
+    BACKUP_POLICIES.create(api, namespace, policy_body("ondemand", suspend=True))
+    BACKUP_POLICIES.wait_ready(api, namespace, "ondemand")
     cluster.kubectl("annotate", "-n", namespace, "backuppolicy/ondemand",
                     "runbook.dev/backup-now=before-upgrade")
     status = wait_for(
-        lambda: (s := get_policy(api, namespace, "ondemand").get("status", {})).get(
+        lambda: (s := BACKUP_POLICIES.get(api, namespace, "ondemand").get("status", {})).get(
             "lastSuccessfulTime") and s,
         "the on-demand backup to succeed",
     )
@@ -415,8 +341,9 @@ def test_backup_now_annotation_runs_one_backup_per_token(
     assert status["lastJob"]["name"].startswith("ondemand-now-")
     running_operator.kill9()
     running_operator.start()
-    seen = _reconcile_count(running_operator)
-    wait_for(lambda: _reconcile_count(running_operator) >= seen + 3, "resyncs after a restart")
+    seen = reconciles(running_operator, "BackupPolicy")
+    wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 3,
+             "resyncs after a restart")
     jobs = client.BatchV1Api(api).list_namespaced_job(
         namespace, label_selector="runbook.dev/backuppolicy=ondemand").items
     assert len(jobs) == 1

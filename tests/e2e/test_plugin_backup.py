@@ -14,10 +14,15 @@ from typing import Any
 from kubernetes import client
 from runbook_operator.core.backup import BACKUP_NOW_ANNOTATION, RUNNER_CONFIG_ENV
 from runbook_operator.devcluster.cluster import LocalCluster
-from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
-
-from tests.e2e.test_backup_runner import SECRETS, _result, history_has, run_job, runner_policy
-from tests.e2e.test_backuppolicy import create_policy, get_policy, policy_body, wait_ready
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import wait_for
+from tests.support.builders import RUNNER_SECRETS, policy_body, runner_policy, runner_result
+from tests.support.kube import (
+    BACKUP_POLICIES,
+    create_secrets,
+    history_entry,
+    run_job_from_cronjob,
+)
 
 
 def plugin(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -31,8 +36,8 @@ def test_backup_now_waits_for_the_run_and_list_shows_it(
     cluster: LocalCluster, api: client.ApiClient, namespace: str,
     running_operator: LocalOperator,
 ) -> None:
-    create_policy(api, namespace, policy_body("nightly", suspend=True))
-    wait_ready(api, namespace, "nightly")
+    BACKUP_POLICIES.create(api, namespace, policy_body("nightly", suspend=True))
+    BACKUP_POLICIES.wait_ready(api, namespace, "nightly")
 
     now = plugin(cluster, "backup", "now", "nightly", "-n", namespace, "--wait",
                  "--timeout", "2m")
@@ -43,7 +48,7 @@ def test_backup_now_waits_for_the_run_and_list_shows_it(
     assert job_name.startswith("nightly-now-")
     assert finished.startswith(f"backup {job_name} succeeded")
 
-    policy = get_policy(api, namespace, "nightly")
+    policy = BACKUP_POLICIES.get(api, namespace, "nightly")
     token = policy["metadata"]["annotations"][BACKUP_NOW_ANNOTATION]
     assert requested.endswith(f"={token})")
     assert policy["status"]["backupNowToken"] == token
@@ -78,12 +83,9 @@ def test_backup_restore_creates_a_restore_job_and_wait_needs_a_runner_result(
     cluster: LocalCluster, api: client.ApiClient, namespace: str,
     running_operator: LocalOperator,
 ) -> None:
-    core = client.CoreV1Api(api)
-    for name, data in SECRETS.items():
-        core.create_namespaced_secret(
-            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data))
-    create_policy(api, namespace, runner_policy("orders"))
-    wait_ready(api, namespace, "orders")
+    create_secrets(api, namespace, RUNNER_SECRETS)
+    BACKUP_POLICIES.create(api, namespace, runner_policy("orders"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "orders")
 
     refused = plugin(cluster, "backup", "restore", "orders", "--into", "orders", "-n", namespace)
     assert refused.returncode == 2
@@ -114,14 +116,14 @@ def test_backup_restore_creates_a_restore_job_and_wait_needs_a_runner_result(
     assert config["restoreTarget"]["settings"]["host"] == "orders-db"
     assert config["restoreTarget"]["settings"]["dropExisting"] is False
     rendered = json.dumps(api.sanitize_for_serialization(job))
-    for data in SECRETS.values():
+    for data in RUNNER_SECRETS.values():
         for value in data.values():
             assert value not in rendered
 
     # The operator never judges a restore as a backup: a later backup is recorded, the
     # restore is not (neither in the history nor as the last successful backup).
-    run_job(cluster, namespace, "orders-backup", "good", _result(True, "good"))
-    wait_for(lambda: history_has(api, namespace, "orders", "good"), "the good backup")
+    run_job_from_cronjob(cluster, namespace, "orders-backup", "good", runner_result(True, "good"))
+    wait_for(lambda: history_entry(api, namespace, "orders", "good"), "the good backup")
     listed = plugin(cluster, "backup", "list", "orders", "-n", namespace, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     shown = json.loads(listed.stdout)

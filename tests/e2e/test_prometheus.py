@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from runbook_operator.devcluster.local_operator import wait_for
+from runbook_operator.devcluster.waiting import wait_for
 from runbook_operator.devcluster.prometheus import (
     AlertmanagerServer,
     MetricsExporter,
@@ -30,13 +30,13 @@ from runbook_operator.integrations.prometheus import (
     Sample,
 )
 
-from tests.e2e import prometheus_fixtures
-from tests.e2e.prometheus_fixtures import WebhookReceiver
+from tests.support import prometheus as fixtures
+from tests.support.receivers import HTTPReceiver
 
-exporter = prometheus_fixtures.exporter
-prometheus = prometheus_fixtures.prometheus
-webhook_receiver = prometheus_fixtures.webhook_receiver
-alertmanager = prometheus_fixtures.alertmanager
+exporter = fixtures.exporter
+prometheus = fixtures.prometheus
+webhook_receiver = fixtures.webhook_receiver
+alertmanager = fixtures.alertmanager
 
 DEADLINE = 20.0
 T = TypeVar("T")
@@ -367,15 +367,15 @@ def test_range_over_three_chunks_is_merged_in_order_without_duplicates(
 
 
 def test_alertmanager_is_ready_and_delivers_to_the_webhook(
-    alertmanager: AlertmanagerServer, webhook_receiver: WebhookReceiver
+    alertmanager: AlertmanagerServer, webhook_receiver: HTTPReceiver
 ) -> None:
     assert httpx.get(f"{alertmanager.url}/-/ready").status_code == 200
     alert = {"labels": {"alertname": "RbE2EHighErrorRate", "severity": "critical"}}
     posted = httpx.post(f"{alertmanager.url}/api/v2/alerts", json=[alert])
     assert posted.status_code == 200, posted.text
 
-    wait_for(lambda: bool(webhook_receiver.payloads), "Alertmanager's webhook", timeout=DEADLINE)
-    payload = webhook_receiver.payloads[0]
+    wait_for(lambda: bool(webhook_receiver.bodies()), "Alertmanager's webhook", timeout=DEADLINE)
+    payload = webhook_receiver.bodies()[0]
     assert payload["version"] == "4"
     assert payload["status"] == "firing"
     assert payload["receiver"] == "webhook"

@@ -52,7 +52,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -68,6 +67,7 @@ import httpx
 import yaml
 
 from runbook_operator.devcluster.certs import PKI, generate_pki
+from runbook_operator.devcluster.waiting import free_ports
 
 log = logging.getLogger(__name__)
 
@@ -430,20 +430,6 @@ def _proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (all held open together so none is handed out twice)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -571,7 +557,7 @@ class LocalCluster:
             pki = self._pki = generate_pki(self._pki_dir)
             names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
                      "kube-scheduler", "kwok")
-            self._ports = dict(zip(names, _free_ports(len(names)), strict=True))
+            self._ports = dict(zip(names, free_ports(len(names)), strict=True))
             self._write_kubeconfigs(pki)
             self._start_etcd()
             self._wait_for("etcd", self._probe_etcd, deadline)

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from runbook_operator.devcluster.cluster import LocalCluster, repo_root
-from runbook_operator.devcluster.local_operator import LocalOperator, wait_for
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import wait_for
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 
 DEMO_NAMESPACE = "runbook-demo"

@@ -1,54 +1,18 @@
 """The operator as a local process under its ServiceAccount identity, as `make demo` and the
-e2e tests run it, and waiting on conditions with deadlines (never fixed sleeps)."""
+e2e tests run it."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 
-T = TypeVar("T")
-
-
-class Timeout(AssertionError):
-    pass
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float = 60.0,
-    interval: float = 0.25,
-) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as error:  # noqa: BLE001 - reported if the deadline passes
-            last_error = error
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise Timeout(f"timed out after {timeout}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from runbook_operator.devcluster.waiting import free_port, wait_for
 
 
 class LocalOperator:

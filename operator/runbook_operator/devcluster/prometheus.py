@@ -29,7 +29,7 @@ from typing import Self
 import httpx
 import yaml
 
-from runbook_operator.devcluster.local_operator import free_port
+from runbook_operator.devcluster.waiting import free_port
 from runbook_operator.devcluster.services import ServiceError, _Server, _ServerProcess
 
 PROMETHEUS_BIN = Path("/usr/bin/prometheus")

@@ -41,7 +41,7 @@ from typing import Any, Self
 import httpx
 
 from runbook_operator.devcluster.cluster import repo_root
-from runbook_operator.devcluster.local_operator import free_port
+from runbook_operator.devcluster.waiting import free_port
 
 log = logging.getLogger(__name__)
 

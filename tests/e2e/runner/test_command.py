@@ -9,7 +9,7 @@ import pytest
 from runbook_operator.runner.interfaces import RestoreError, SourceError
 from runbook_operator.runner.sources import build_restore_target, build_source
 
-from .helpers import feed, read_dump, sha256
+from tests.support.streams import feed, read_dump, sha256
 
 
 def python(code: str) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ import pytest
 from runbook_operator.runner.interfaces import RestoreError, SourceError, VerificationError
 from runbook_operator.runner.sources import build_restore_target, build_source, build_verifier
 
-from .helpers import feed, pump, read_dump
+from tests.support.streams import feed, pump, read_dump
 
 EXCLUDES = ["*.log", "cache", "tmp/*", "./data/skip-me/"]
 

@@ -2,50 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import pytest
-from runbook_operator.devcluster.local_operator import free_port
+from runbook_operator.devcluster.waiting import free_port
 from runbook_operator.devcluster.services import MariaDBServer
 from runbook_operator.runner.interfaces import RestoreError, SourceError, VerificationError
 from runbook_operator.runner.sources import build_restore_target, build_source, build_verifier
 
-from .helpers import feed, pump, read_dump
-
-ITEMS = 30_000
-PASSWORD_ENV = "RUNNER_TEST_MYSQL_PWD"
-
-SCHEMA = f"""
-CREATE TABLE customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(200) NOT NULL,
-                        email VARCHAR(200) UNIQUE) CHARACTER SET utf8mb4;
-CREATE TABLE items (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(12, 2), note TEXT,
-                    payload VARBINARY(64), FOREIGN KEY (customer_id) REFERENCES customers (id))
-                    CHARACTER SET utf8mb4;
-CREATE TABLE audit (id INT PRIMARY KEY AUTO_INCREMENT, item_id INT);
-CREATE TRIGGER items_audit AFTER INSERT ON items FOR EACH ROW
-    INSERT INTO audit (item_id) VALUES (NEW.id);
-CREATE FUNCTION item_total(c INT) RETURNS DECIMAL(14, 2) READS SQL DATA
-    RETURN (SELECT COALESCE(SUM(amount), 0) FROM items WHERE customer_id = c);
-INSERT INTO customers (name, email)
-    SELECT CONCAT('customer ', seq), CONCAT('c', seq, '@example.com') FROM seq_1_to_500;
-INSERT INTO customers (name, email) VALUES ('Zoë Ünïcødé ☃ 🚀', 'unicode@example.com');
-INSERT INTO items SELECT seq, 1 + seq % 500, (seq % 1000) + 0.25,
-    REPEAT(MD5(seq), 4), UNHEX(CONCAT(MD5(seq), '00ff')) FROM seq_1_to_{ITEMS};
-"""
-
-
-def fingerprint(server: MariaDBServer, database: str) -> dict[str, str]:
-    """Row count and sha256 of the ordered rows of every table."""
-    result = {}
-    for table, columns in (
-        ("customers", "*"),
-        ("items", "id, customer_id, amount, note, HEX(payload)"),
-        ("audit", "*"),
-    ):
-        rows = server.sql(f"SELECT {columns} FROM {table} ORDER BY id", database)
-        result[table] = f"{len(rows.splitlines())} {hashlib.sha256(rows.encode()).hexdigest()}"
-    return result
+from tests.support.databases import (
+    MYSQL_ITEMS,
+    MYSQL_PASSWORD_ENV as PASSWORD_ENV,
+    MYSQL_SCHEMA as SCHEMA,
+    mysql_connection as connection,
+    mysql_fingerprint as fingerprint,
+)
+from tests.support.streams import feed, pump, read_dump
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +33,6 @@ def password(mariadb: MariaDBServer, monkeypatch: pytest.MonkeyPatch) -> str:
     return mariadb.password
 
 
-def connection(server: MariaDBServer, **overrides: object) -> dict[str, object]:
-    return {
-        "host": server.host,
-        "port": server.port,
-        "user": server.user,
-        "passwordEnv": PASSWORD_ENV,
-        **overrides,
-    }
-
-
 def test_dump_and_restore_round_trip(
     mariadb: MariaDBServer, store: str, password: str, unique: Callable[[str], str]
 ) -> None:
@@ -79,7 +41,7 @@ def test_dump_and_restore_round_trip(
     target = build_restore_target(
         "mysql",
         connection(
-            mariadb, database=scratch, checkQuery="SELECT COUNT(*) FROM items", expect=str(ITEMS)
+            mariadb, database=scratch, checkQuery="SELECT COUNT(*) FROM items", expect=str(MYSQL_ITEMS)
         ),
     )
     sink = target.start()
@@ -87,7 +49,7 @@ def test_dump_and_restore_round_trip(
 
     assert moved > 4 * 1024 * 1024
     assert fingerprint(mariadb, scratch) == fingerprint(mariadb, store)
-    assert sink.check_result == str(ITEMS)  # type: ignore[attr-defined]
+    assert sink.check_result == str(MYSQL_ITEMS)  # type: ignore[attr-defined]
     assert mariadb.sql("SELECT item_total(7)", scratch) == mariadb.sql(
         "SELECT item_total(7)", store
     )

@@ -21,7 +21,12 @@ from runbook_operator.runner import config as runner_config
 from runbook_operator.runner.main import run
 from runbook_operator.runner.pipeline import BackupResult, RestoreResult
 
-from . import test_mysql, test_postgres
+from tests.support.databases import (
+    MYSQL_SCHEMA,
+    POSTGRES_SCHEMA,
+    mysql_fingerprint,
+    postgres_fingerprint,
+)
 
 OWNER = backup.Owner(name="shop-db", namespace="shop", uid="uid-1")
 KEY = base64.b64encode(os.urandom(32)).decode()
@@ -69,13 +74,13 @@ def test_policy_backups_prune_and_restore_on_real_services(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server: PostgresServer | MariaDBServer = postgres if engine == "postgres" else mariadb
-    module = test_postgres if engine == "postgres" else test_mysql
+    fingerprint = postgres_fingerprint if engine == "postgres" else mysql_fingerprint
     database = unique("origin")
     server.create_database(database)
     if engine == "postgres":
-        postgres.psql(test_postgres.SCHEMA, database)
+        postgres.psql(POSTGRES_SCHEMA, database)
     else:
-        mariadb.sql(test_mysql.SCHEMA, database)
+        mariadb.sql(MYSQL_SCHEMA, database)
     if destination == "pvc":
         dest: dict[str, Any] = {"pvc": {"claimName": "vol", "path": "backups"}}
         (tmp_path / "backups").mkdir()
@@ -100,7 +105,7 @@ def test_policy_backups_prune_and_restore_on_real_services(
     assert isinstance(restored, RestoreResult) and restored.ok, restored.message
     assert restored.key == results[2].key
     scratch = backup.scratch_database(database)
-    assert module.fingerprint(server, scratch) == module.fingerprint(server, database)
+    assert fingerprint(server, scratch) == fingerprint(server, database)  # type: ignore[arg-type]
 
 
 def test_failing_dump_reports_why_without_the_password(

@@ -5,48 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from runbook_operator.devcluster.local_operator import free_port
+from runbook_operator.devcluster.waiting import free_port
 from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.runner.interfaces import RestoreError, SourceError, VerificationError
 from runbook_operator.runner.sources import build_restore_target, build_source, build_verifier
 
-from .helpers import feed, pump, read_dump
-
-ORDERS = 40_000
-PASSWORD_ENV = "RUNNER_TEST_PGPASSWORD"
-
-SCHEMA = f"""
-CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE,
-                        created timestamptz NOT NULL);
-CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int REFERENCES customers (id),
-                     amount numeric(12, 2), note text, payload bytea);
-CREATE INDEX orders_customer ON orders (customer_id);
-CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 500;
-CREATE FUNCTION order_total(c int) RETURNS numeric LANGUAGE sql
-    AS 'SELECT coalesce(sum(amount), 0) FROM orders WHERE customer_id = c';
-INSERT INTO customers (name, email, created)
-    SELECT 'customer ' || g, 'c' || g || '@example.com',
-           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour'
-    FROM generate_series(1, 1000) g;
-INSERT INTO customers (name, email, created)
-    VALUES ('Zoë Ünïcødé ☃', 'unicode@example.com', now());
-INSERT INTO orders
-    SELECT g, 1 + g % 1000, (g % 1000) + 0.25, repeat(md5(g::text), 4),
-           decode(md5('p' || g), 'hex')
-    FROM generate_series(1, {ORDERS}) g;
-"""
-
-
-def fingerprint(server: PostgresServer, database: str) -> dict[str, str]:
-    """Row count and md5 of the ordered rows of every table."""
-    return {
-        table: server.psql(
-            f"SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY id), ''))"
-            f" FROM {table} t",
-            database,
-        )
-        for table in ("customers", "orders")
-    }
+from tests.support.databases import (
+    POSTGRES_ORDERS as ORDERS,
+    POSTGRES_PASSWORD_ENV as PASSWORD_ENV,
+    POSTGRES_SCHEMA as SCHEMA,
+    postgres_connection as connection,
+    postgres_fingerprint as fingerprint,
+)
+from tests.support.streams import feed, pump, read_dump
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +32,6 @@ def shop(postgres: PostgresServer) -> str:
 def password(postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(PASSWORD_ENV, postgres.password)
     return postgres.password
-
-
-def connection(server: PostgresServer, **overrides: object) -> dict[str, object]:
-    return {
-        "host": server.host,
-        "port": server.port,
-        "user": server.user,
-        "passwordEnv": PASSWORD_ENV,
-        **overrides,
-    }
 
 
 def test_dump_streams_a_real_database_and_restores_identically(

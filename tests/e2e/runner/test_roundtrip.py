@@ -14,7 +14,12 @@ from runbook_operator.runner.pipeline import BackupSettings, run_backup, run_res
 from runbook_operator.runner.sources import build_restore_target, build_source, build_verifier
 from runbook_operator.runner.storage.s3 import S3Storage
 
-from .test_postgres import PASSWORD_ENV, SCHEMA, connection, fingerprint
+from tests.support.databases import (
+    POSTGRES_PASSWORD_ENV as PASSWORD_ENV,
+    POSTGRES_SCHEMA as SCHEMA,
+    postgres_connection as connection,
+    postgres_fingerprint as fingerprint,
+)
 
 
 @pytest.fixture

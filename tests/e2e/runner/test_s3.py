@@ -12,7 +12,7 @@ from runbook_operator.devcluster.services import MinioServer
 from runbook_operator.runner.interfaces import StorageError
 from runbook_operator.runner.storage.s3 import MiB, S3Storage
 
-from .helpers import sha256
+from tests.support.streams import sha256
 
 
 @pytest.fixture(scope="module")

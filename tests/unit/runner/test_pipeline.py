@@ -4,14 +4,13 @@ every failure reported as a failed result that leaves no committed backup behind
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +18,7 @@ import pytest
 
 from runbook_operator.runner.compression import Compression
 from runbook_operator.runner.crypto import Key
-from runbook_operator.runner.interfaces import RestoreError, SourceError
+from runbook_operator.runner.interfaces import RestoreError
 from runbook_operator.runner.main import main
 from runbook_operator.runner.pipeline import (
     TERMINATION_MESSAGE_LIMIT,
@@ -31,64 +30,9 @@ from runbook_operator.runner.pipeline import (
     verify_backup,
 )
 from runbook_operator.runner.storage import LocalStorage
+from tests.support.streams import KEY, START, Clock, ShellSource, settings
 
-KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(5, 37)))
-START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-class Clock:
-    """A controllable clock: each reading is `step` later than the previous one."""
-
-    def __init__(self, start: datetime = START, step: float = 1.5) -> None:
-        self.now = start
-        self.step = timedelta(seconds=step)
-
-    def __call__(self) -> datetime:
-        current = self.now
-        self.now += self.step
-        return current
-
-
-class ShellDump:
-    def __init__(self, script: str, stderr_path: Path) -> None:
-        self._stderr = open(stderr_path, "w+b")  # noqa: SIM115 - closed in finish
-        self._process = subprocess.Popen(
-            ["sh", "-c", script], stdout=subprocess.PIPE, stderr=self._stderr
-        )
-        self.stream: BinaryIO = self._process.stdout  # type: ignore[assignment]
-
-    def finish(self) -> None:
-        code = self._process.wait()
-        self.stream.close()
-        self._stderr.seek(0, io.SEEK_END)
-        self._stderr.seek(max(0, self._stderr.tell() - 2000))
-        tail = self._stderr.read().decode(errors="replace")
-        self._stderr.close()
-        if code:
-            raise SourceError(f"the dump exited with {code}: {tail}")
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode
-
-
-class ShellSource:
-    """A dump made by a shell script's stdout; stderr goes to a file so it can never block."""
-
-    kind = "command"
-
-    def __init__(self, script: str, workdir: Path) -> None:
-        self.script = script
-        self.workdir = workdir
-        self.dumps: list[ShellDump] = []
-
-    def start(self) -> ShellDump:
-        dump = ShellDump(self.script, self.workdir / f"stderr-{len(self.dumps)}")
-        self.dumps.append(dump)
-        return dump
-
-
 class MemorySink:
     def __init__(self) -> None:
         self.data = bytearray()
@@ -154,20 +98,6 @@ def data_file(tmp_path: Path) -> Path:
     with open("/dev/urandom", "rb") as random:
         path.write_bytes(random.read(1_500_000) + b"COPY public.t (id) FROM stdin;\n" * 40_000)
     return path
-
-
-def settings(
-    compression: Compression = "zstd", key: Key | None = KEY, **extra: object
-) -> BackupSettings:
-    return BackupSettings(
-        policy="db",
-        namespace="team-a",
-        encryption="aes-256-gcm" if key else "none",
-        key=key,
-        compression=compression,
-        chunk_size=64 * 1024,
-        **extra,  # type: ignore[arg-type]
-    )
 
 
 def files_under(root: Path) -> list[str]:

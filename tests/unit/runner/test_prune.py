@@ -9,7 +9,7 @@ from runbook_operator.runner import main as runner_main
 from runbook_operator.runner.pipeline import list_backups, run_backup
 from runbook_operator.runner.prune import prune
 from runbook_operator.runner.storage.local import LocalStorage
-from tests.unit.runner.test_pipeline import START, Clock, ShellSource, settings
+from tests.support.streams import START, Clock, ShellSource, settings
 
 
 def nightly_series(storage: LocalStorage, tmp_path: Path, days: int) -> list[str]:

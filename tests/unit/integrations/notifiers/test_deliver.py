@@ -23,7 +23,10 @@ from runbook_operator.integrations.notifiers import (
 from runbook_operator.integrations.notifiers.pagerduty import render_pagerduty
 from runbook_operator.integrations.notifiers.slack import render_slack
 
-from tests.unit.notifiers import NOW, HTTPReceiver, Reply, Sleeps, free_port, notification
+from runbook_operator.devcluster.waiting import free_port
+from tests.support.builders import NOW, notification
+from tests.support.fakes import Sleeps
+from tests.support.receivers import HTTPReceiver, Reply
 
 SLACK_PATH = "/services/T0000/B0000/XXXXslacksecretXXXX"
 ROUTING_KEY = "R0UTINGKEYsecret0123456789abcdef"

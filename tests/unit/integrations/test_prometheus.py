@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runbook_operator.devcluster.local_operator import free_port
+from runbook_operator.devcluster.waiting import free_port
 from runbook_operator.integrations import prometheus
 from runbook_operator.integrations.prometheus import (
     MAX_POINTS_PER_SERIES,

@@ -8,7 +8,7 @@ import yaml
 from runbook_operator.api import crdgen
 from runbook_operator.api.registry import KINDS
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
+CRDS = Path(__file__).resolve().parents[3] / "crds"
 
 
 @pytest.mark.parametrize("name, text", sorted(crdgen.render_all().items()))

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from runbook_operator.controllers.common import resync_forever
-from runbook_operator.devcluster.local_operator import wait_for
+from runbook_operator.devcluster.waiting import wait_for
 from urllib3.exceptions import MaxRetryError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runbook_operator.integrations.notifiers.webhook import ZERO_TIME, render_webhook
 
-from tests.unit.notifiers import notification
+from tests.support.builders import notification
 
 LABELS = {
     "alertname": "db-nightly",

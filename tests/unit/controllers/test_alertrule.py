@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,51 +15,14 @@ from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
 from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.controllers import alertrule
 from runbook_operator.core import alerting
-from runbook_operator.devcluster.local_operator import wait_for
-from runbook_operator.integrations.kubernetes import StatusConflict
+from runbook_operator.devcluster.waiting import wait_for
 from runbook_operator.integrations.prometheus import Ok, Sample
+from tests.support.fakes import FakeKube
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 KEY = ("shop", "web-5xx")
 SPEC = {"query": "errors", "condition": {"operator": "gt", "threshold": 0.05}, "for": "0s",
         "interval": "15s", "channels": [{"name": "oncall"}]}
-
-
-class FakeKube:
-    """Holds one AlertRule like the API server does (resourceVersion moves on every write)
-    and records every request."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.stored = copy.deepcopy(body)
-        self.requests: list[str] = []
-
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None):
-        self.requests.append("get")
-        return copy.deepcopy(self.stored)
-
-    def patch_status(self, api_version, kind, name, namespace, patch, resource_version):
-        self.requests.append("patch")
-        if resource_version != self.stored["metadata"]["resourceVersion"]:
-            raise StatusConflict("moved on")
-        return self._write(patch)
-
-    def update_status(self, api_version, kind, name, namespace, change):
-        self.requests.append("update")
-        return self._write(change(copy.deepcopy(self.stored)))
-
-    def event(self, *args: Any) -> None:
-        self.requests.append("event")
-
-    def _write(self, patch: dict[str, Any]) -> dict[str, Any]:
-        status = self.stored.setdefault("status", {})
-        for field, value in patch.items():
-            if value is None:
-                status.pop(field, None)
-            else:
-                status[field] = value
-        meta = self.stored["metadata"]
-        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-        return copy.deepcopy(self.stored)
 
 
 @pytest.fixture

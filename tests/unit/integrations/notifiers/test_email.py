@@ -16,7 +16,10 @@ from runbook_operator.devcluster.certs import generate_pki
 from runbook_operator.integrations.notifiers import Channel, deliver
 from runbook_operator.integrations.notifiers.email import render_email, subject
 
-from tests.unit.notifiers import NOW, Sleeps, SMTPReceiver, free_port, notification
+from runbook_operator.devcluster.waiting import free_port
+from tests.support.builders import NOW, notification
+from tests.support.fakes import Sleeps
+from tests.support.receivers import SMTPReceiver
 
 MAIL = {"smtpHost": "127.0.0.1", "from": "runbook@example.com", "to": ["oncall@example.com"]}
 AUTH = {

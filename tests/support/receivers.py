@@ -1,39 +1,18 @@
-"""Shared pieces of the notifier tests: a sample notification and real in-test receivers
-(HTTP and SMTP) that record what they get and fail on demand."""
+"""Real in-test receivers standing in for Slack, PagerDuty, webhooks and SMTP relays: they
+record what they get, check nothing themselves, and fail on demand (status codes, delays)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from runbook_operator.core.delivery import Link, Notification, Source
 
-NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
-STARTED = datetime(2026, 3, 1, 11, 55, 0, tzinfo=UTC)
-
-
-def notification(**changes: Any) -> Notification:
-    """A BackupPolicy failure, the common case; `changes` override fields."""
-    base: dict[str, Any] = {
-        "source": Source(kind="BackupPolicy", name="db-nightly", namespace="prod"),
-        "event": "failed",
-        "severity": "high",
-        "title": "Backup db-nightly failed",
-        "summary": "pg_dump: connection refused",
-        "details": {"job": "db-nightly-backup-29012345", "reason": "BackoffLimitExceeded"},
-        "links": [Link(href="https://grafana.example.com/d/backups", text="Dashboard")],
-        "timestamp": NOW,
-        "started_at": STARTED,
-        "dedup_key": "prod/db-nightly/backup-failed",
-    }
-    return Notification(**{**base, **changes})
+from runbook_operator.devcluster.waiting import free_port
 
 
 @dataclass
@@ -80,6 +59,12 @@ class HTTPReceiver:
     def answer(self, *replies: Reply) -> None:
         self.replies.extend(replies)
 
+    def bodies(self, path: str | None = None, status: str | None = None) -> list[Any]:
+        """The JSON bodies received, in arrival order: all, or those POSTed to `path`, or
+        those whose top-level `status` is `status` (an Alertmanager-v4 group's)."""
+        found = [r.json() for r in self.requests if path is None or r.path == path]
+        return [b for b in found if status is None or b.get("status") == status]
+
     def _next(self, path: str) -> Reply:
         return self.replies.pop(0) if self.replies else self.paths.get(path, self.default)
 
@@ -118,12 +103,6 @@ class HTTPReceiver:
         self._release.set()
         self._server.shutdown()
         self._server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -186,11 +165,5 @@ class SMTPReceiver:
         self._controller.stop()
 
 
-class Sleeps:
-    """An injected `sleep` that records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
+#: PagerDuty accepts an event with 202 (a webhook with any 2xx; Slack wants 200 "ok").
+PAGERDUTY_ACCEPTED = Reply(status=202, body='{"status":"success","message":"Event processed"}')

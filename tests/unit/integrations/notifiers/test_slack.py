@@ -8,7 +8,7 @@ from runbook_operator.api.notificationchannel import SlackChannel
 from runbook_operator.core.delivery import Link
 from runbook_operator.integrations.notifiers.slack import escape, fit, render_slack
 
-from tests.unit.notifiers import notification
+from tests.support.builders import notification
 
 SPEC = SlackChannel.model_validate({"webhookURLSecretRef": {"name": "slack", "key": "url"}})
 

@@ -6,7 +6,7 @@ import pytest
 from runbook_operator.api.notificationchannel import PagerDutyChannel
 from runbook_operator.integrations.notifiers.pagerduty import render_pagerduty
 
-from tests.unit.notifiers import notification
+from tests.support.builders import notification
 
 SPEC = PagerDutyChannel.model_validate({"routingKeySecretRef": {"name": "pd", "key": "key"}})
 KEY = "R0UTINGKEY0123456789abcdef012345"

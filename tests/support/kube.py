@@ -1,0 +1,169 @@
+"""The e2e tests' side of the API: create, read and wait for runbook resources of any kind in
+the registry, Secrets and channels, and Jobs from a rendered CronJob."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from runbook_operator.api.common import GROUP, VERSION, Resource
+from runbook_operator.api.registry import KINDS
+from runbook_operator.devcluster.cluster import (
+    EXIT_CODE_ANNOTATION,
+    TERMINATION_MESSAGE_ANNOTATION,
+    LocalCluster,
+)
+from runbook_operator.devcluster.waiting import wait_for
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    """The condition `type_` of an object (or of its status), `{}` while it has none."""
+    status = obj.get("status", obj) if "metadata" in obj else obj
+    return next((c for c in (status or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of the registry, addressed the way the tests need it."""
+
+    model: type[Resource]
+
+    @property
+    def plural(self) -> str:
+        return self.model.info.plural
+
+    def create(self, api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict:
+        return client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, self.plural, body)
+
+    def get(self, api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+        return client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, self.plural, name)
+
+    def status(self, api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+        return self.get(api, namespace, name).get("status") or {}
+
+    def patch(self, api: client.ApiClient, namespace: str, name: str,
+              patch: dict[str, Any]) -> dict[str, Any]:
+        return client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, self.plural, name, patch)
+
+    def delete(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, self.plural, name)
+
+    def delete_all(self, api: client.ApiClient, namespace: str) -> None:
+        client.CustomObjectsApi(api).delete_collection_namespaced_custom_object(
+            GROUP, VERSION, namespace, self.plural)
+
+    def wait_condition(self, api: client.ApiClient, namespace: str, name: str, type_: str,
+                       status: str = "True", timeout: float = 60) -> dict[str, Any]:
+        """The object once condition `type_` has `status` for its current generation."""
+
+        def reached() -> dict[str, Any] | None:
+            obj = self.get(api, namespace, name)
+            observed = (obj.get("status") or {}).get("observedGeneration")
+            if (condition(obj, type_).get("status") == status
+                    and observed == obj["metadata"]["generation"]):
+                return obj
+            return None
+
+        return wait_for(reached, f"{self.model.info.kind} {namespace}/{name} {type_}={status}",
+                        timeout=timeout)
+
+    def wait_ready(self, api: client.ApiClient, namespace: str, name: str,
+                   timeout: float = 60) -> dict[str, Any]:
+        return self.wait_condition(api, namespace, name, "Ready", "True", timeout)
+
+
+def kind(name: str) -> Kind:
+    return Kind(next(model for model in KINDS if model.info.kind == name))
+
+
+BACKUP_POLICIES = kind("BackupPolicy")
+ALERT_RULES = kind("AlertRule")
+CHANNELS = kind("NotificationChannel")
+
+
+def create_secret(api: client.ApiClient, namespace: str, name: str,
+                  data: Mapping[str, str]) -> None:
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name), string_data=dict(data)))
+
+
+def create_secrets(api: client.ApiClient, namespace: str,
+                   secrets: Mapping[str, Mapping[str, str]]) -> None:
+    for name, data in secrets.items():
+        create_secret(api, namespace, name, data)
+
+
+def create_webhook_channel(api: client.ApiClient, namespace: str, url: str,
+                           name: str = "oncall") -> None:
+    """A webhook NotificationChannel (URL in a Secret) with short retries."""
+    create_secret(api, namespace, "hook", {"url": url})
+    CHANNELS.create(api, namespace, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+        "metadata": {"name": name},
+        "spec": {"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}},
+                 "retry": {"initialBackoff": "1s", "maxBackoff": "2s"}}})
+
+
+def create_slack_and_pagerduty(api: client.ApiClient, namespace: str, slack_url: str,
+                               pagerduty_url: str) -> None:
+    """Slack and PagerDuty channels whose endpoints are in-test receivers."""
+    create_secret(api, namespace, "chat",
+                  {"slack": slack_url, "pd": "R0UT1NGKEY0123456789abcdefABCDEF"})
+    channels = {
+        "slack": {"slack": {"webhookURLSecretRef": {"name": "chat", "key": "slack"}}},
+        "pagerduty": {"pagerduty": {"routingKeySecretRef": {"name": "chat", "key": "pd"},
+                                    "endpoint": pagerduty_url}},
+    }
+    for name, spec in channels.items():
+        CHANNELS.create(api, namespace, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+            "metadata": {"name": name}, "spec": spec})
+
+
+def run_job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,
+                         job_name: str, message: str | None = None, exit_code: int = 0) -> None:
+    """What `kubectl create job --from=cronjob/...` does. kwok completes its pod: with the
+    termination `message` and `exit_code` given (its pod-complete stage reads them from pod
+    annotations), standing in for what a kubelet would report."""
+    rendered = cluster.kubectl("create", "job", job_name, f"--from=cronjob/{cronjob_name}",
+                               "-n", namespace, "--dry-run=client", "-o", "json").stdout
+    job = json.loads(rendered)
+    annotations = job["spec"]["template"]["metadata"].setdefault("annotations", {})
+    if message is not None:
+        annotations[TERMINATION_MESSAGE_ANNOTATION] = message
+    if exit_code:
+        annotations[EXIT_CODE_ANNOTATION] = str(exit_code)
+    cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
+
+
+def read_cronjob(api: client.ApiClient, namespace: str, name: str) -> client.V1CronJob | None:
+    try:
+        return client.BatchV1Api(api).read_namespaced_cron_job(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def history_entry(api: client.ApiClient, namespace: str, name: str, job_name: str) -> dict | None:
+    status = BACKUP_POLICIES.get(api, namespace, name).get("status", {})
+    return next((a for a in status.get("history", []) if a["jobName"] == job_name), None)
+
+
+def alert_state(api: client.ApiClient, namespace: str, name: str) -> str | None:
+    """An AlertRule's overall state (status.state), None before its first evaluation."""
+    return ALERT_RULES.status(api, namespace, name).get("state")
+
+
+def alert_notifications(api: client.ApiClient, namespace: str, name: str) -> list[dict]:
+    """An AlertRule's status.notifications: the last notification per instance and channel."""
+    return ALERT_RULES.status(api, namespace, name).get("notifications") or []
