@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from kubernetes import client
-from runbook_operator.core.backup import BACKUP_NOW_ANNOTATION, RUNNER_CONFIG_ENV
+from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
+from runbook_operator.core.backuppolicy.runner_config import RUNNER_CONFIG_ENV
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for

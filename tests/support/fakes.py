@@ -37,8 +37,10 @@ class FakeKube:
         return self._write(patch)
 
     def update_status(self, api_version, kind, name, namespace, change):
+        """As Kube.update_status: no write when `change` finds nothing to change."""
         self.requests.append("update")
-        return self._write(change(copy.deepcopy(self.stored)))
+        patch = change(copy.deepcopy(self.stored))
+        return copy.deepcopy(self.stored) if patch is None else self._write(patch)
 
     def event(self, *args: Any) -> None:
         self.requests.append("event")

@@ -3,31 +3,17 @@ no test module imports another (a helper that moves cannot break a distant test)
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from tests.support.imports import imported_modules
+
 TESTS = Path(__file__).resolve().parents[1]
-
-
-def imported_modules(path: Path, root: Path = TESTS.parent) -> set[str]:
-    """Absolute names of the modules `path` (under `root`) imports, relative ones resolved."""
-    package = path.relative_to(root).with_suffix("").parts[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[: len(package) - node.level + 1]) if node.level else []
-            module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def test_no_test_module_imports_another() -> None:
     offenders = {}
     for path in sorted(TESTS.rglob("*.py")):
-        imports = {m for m in imported_modules(path)
+        imports = {m for m in imported_modules(path, TESTS.parent)
                    if m.startswith("tests.") and m.rsplit(".", 1)[-1].startswith("test_")}
         if imports:
             offenders[str(path.relative_to(TESTS))] = sorted(imports)

@@ -449,6 +449,9 @@ class BackupRecord(ApiModel):
     key: str = Field(default="", description="Its key under the policy's prefix.")
     size_bytes: int = Field(default=0, ge=0, description="Stored size in bytes.")
     sha256: str = Field(default="", description="SHA-256 of the stored object.")
+    key_id: str | None = Field(
+        default=None, description="Id of the encryption key it was encrypted with (none when "
+        "not encrypted): the key a restore needs.")
     duration_seconds: float = Field(default=0, ge=0, description="How long the run took.")
     verified: bool = Field(default=False, description="Whether verification passed.")
     pruned_count: int = Field(default=0, ge=0,
@@ -468,6 +471,8 @@ class BackupAttempt(ApiModel):
     reason: str = Field(default="", description="CamelCase reason of a failure.")
     message: str = Field(default="", description="What happened, for people.")
     size_bytes: int | None = Field(default=None, description="Stored size, when it succeeded.")
+    key_id: str | None = Field(
+        default=None, description="Id of the encryption key, when it stored an encrypted backup.")
 
 
 class RestoreTestRecord(ApiModel):

@@ -1,14 +1,16 @@
-"""kopf handlers for BackupPolicy: read, decide (core.backup), write status, emit events.
+"""kopf handlers for BackupPolicy: read, call the core (core/backuppolicy), write status, emit
+events.
 
 Reconciliation is level-triggered: any event on a policy whose status lags its spec, and a
-periodic resync of all policies, run the same idempotent reconcile. Nothing is kept in memory, so a restart
-(even kill -9) resumes from what the API server holds.
+periodic resync of all policies, run the same idempotent reconcile. Nothing is kept in memory,
+so a restart (even kill -9) resumes from what the API server holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +29,8 @@ from runbook_operator.api.common import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     VERSION,
-    parse_duration,
 )
+from runbook_operator.controllers import metrics
 from runbook_operator.controllers.common import (
     lags_or_unready,
     reconcile_logging_errors,
@@ -42,22 +44,37 @@ from runbook_operator.controllers.errors import (
     transient_error_message,
     validation_message,
 )
-from runbook_operator.controllers import metrics
 from runbook_operator.controllers.metrics import measured
-from runbook_operator.core import backup
-from runbook_operator.core import rpo as rpo_core
-from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
-from runbook_operator.core.rpo import RPOEvaluation
-from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.controllers.notify import notify
-from runbook_operator.core.delivery import Notification
+from runbook_operator.core.backuppolicy import status as policy_status
+from runbook_operator.core.backuppolicy.cronjob import (
+    on_demand_job,
+    render_cronjob,
+    render_restore_test_cronjob,
+    semantic_problems,
+)
+from runbook_operator.core.backuppolicy.job_outcome import finished_job, judge_run, runner_message
+from runbook_operator.core.backuppolicy.names import (
+    JOB_NAME_LABEL,
+    POLICY_LABEL,
+    RUNNER_LABEL,
+    Owner,
+    restore_test_cronjob_name,
+)
+from runbook_operator.core.backuppolicy.notifications import (
+    Planned,
+    Sent,
+    plan_rpo_notification,
+    plan_run_notification,
+)
+from runbook_operator.core.backuppolicy.rpo import RPOEvaluation
+from runbook_operator.core.conditions import Outcome, Phase
+from runbook_operator.core.secret_refs import missing_secrets
 from runbook_operator.integrations.kubernetes import Kube
 
 KIND = BackupPolicy.info.kind
 PLURAL = BackupPolicy.info.plural
-RPO_CONDITION = "RPOMet"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, backup.POLICY_LABEL: kopf.PRESENT}
+OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, POLICY_LABEL: kopf.PRESENT}
 
 
 def _now() -> datetime:
@@ -67,151 +84,89 @@ def _now() -> datetime:
 def needs_reconcile(body: kopf.Body | dict[str, Any]) -> bool:
     """A policy needs work when its status lags the spec, it is not Ready, or a backup-now
     request waits."""
-    return lags_or_unready(body) or _backup_now_request(body) is not None
+    return lags_or_unready(body) or policy_status.backup_now_request(body) is not None
 
 
-def _backup_now_request(body: kopf.Body | dict[str, Any]) -> str | None:
-    """The backup-now token not yet acted on, if any."""
-    token = (body["metadata"].get("annotations") or {}).get(backup.BACKUP_NOW_ANNOTATION)
-    handled = (body.get("status") or {}).get("backupNowToken")
-    return token if token and token != handled else None
-
-
-def _parse_spec(body: kopf.Body) -> BackupPolicySpec | ValidationError:
+def _parse_spec(body: kopf.Body | dict[str, Any]) -> tuple[BackupPolicySpec | None, list[str]]:
+    """The spec (None when it does not validate) and what is wrong with it."""
     try:
-        return BackupPolicySpec.model_validate(dict(body.get("spec") or {}))
+        spec = BackupPolicySpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as error:
-        return error
+        return None, [validation_message(error, "spec")]
+    return spec, semantic_problems(spec)
 
 
-def _decide(
-    kube: Kube, body: kopf.Body, spec: BackupPolicySpec | ValidationError, runner_image: str
+def _status_change(
+    build: Callable[[BackupPolicyStatus], BackupPolicyStatus],
+) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """A change for Kube.update_status: the patch from the status as read to `build(status)`."""
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        old = BackupPolicyStatus.model_validate(current.get("status") or {})
+        return status_patch(old, build(old))
+
+    return change
+
+
+def _send(kube: Kube, namespace: str, planned: Planned | None) -> list[Sent]:
+    if planned is None:
+        return []
+    notification = planned.notification
+    return [(notification, notify(kube, namespace, planned.channels, notification))]
+
+
+def _apply(
+    kube: Kube, body: kopf.Body, spec: BackupPolicySpec | None, problems: list[str],
+    runner_image: str,
 ) -> tuple[Outcome, dict[str, Any] | None]:
-    """Validate, check referenced Secrets, apply the CronJob; say how it went."""
+    """Check the spec and its Secrets, apply the CronJobs; say how it went."""
+    invalid = policy_status.invalid_spec_outcome(problems)
+    if invalid is not None:
+        return invalid, None
+    assert spec is not None  # a spec that does not validate always comes with problems
     meta = body["metadata"]
-    if isinstance(spec, ValidationError):
-        return Outcome(Phase.STALLED, "InvalidSpec", validation_message(spec, "spec")), None
-    problems = backup.semantic_problems(spec)
-    if problems:
-        return Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)), None
     refs = spec.secret_refs()
     found = {ref.name: kube.secret_keys(meta["namespace"], ref.name) for ref in refs}
-    missing = backup.missing_secrets(refs, found)
-    if missing:
-        message = "; ".join(missing) + ". The CronJob is not changed until the Secret exists."
-        return Outcome(Phase.STALLED, "SecretNotFound", message), None
-    owner = backup.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    missing = policy_status.missing_secrets_outcome(missing_secrets(refs, found))
+    if missing is not None:
+        return missing, None
+    owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     try:
-        applied = kube.apply(backup.render_cronjob(spec, owner, runner_image))
-        restore_test = backup.render_restore_test_cronjob(spec, owner, runner_image)
+        applied = kube.apply(render_cronjob(spec, owner, runner_image))
+        restore_test = render_restore_test_cronjob(spec, owner, runner_image)
         if restore_test is not None:
             kube.apply(restore_test)
         else:
             kube.delete_if_exists(
-                "batch/v1", "CronJob", backup.restore_test_cronjob_name(owner.name),
+                "batch/v1", "CronJob", restore_test_cronjob_name(owner.name),
                 owner.namespace, owned_by=owner.uid,
             )
     except (UnprocessibleEntityError, BadRequestError) as error:
         return Outcome(Phase.STALLED, "CronJobRejected", api_error_message(error)), None
     except ForbiddenError as error:
         return Outcome(Phase.STALLED, "Forbidden", api_error_message(error)), None
-    name = applied["metadata"]["name"]
-    if spec.suspend:
-        return Outcome(Phase.READY, "Suspended", f"CronJob {name} is suspended"), applied
-    message = f"CronJob {name} runs {spec.schedule!r} in {spec.time_zone}"
-    return Outcome(Phase.READY, "Scheduled", message), applied
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _status_change(
-    outcome: Outcome,
-    generation: int,
-    cronjob: dict[str, Any] | None,
-    now: datetime,
-    rpo: RPOEvaluation | None = None,
-    breach_notified: bool = False,
-    backup_now_token: str | None = None,
-    sent: list[tuple[Notification, list[DeliveryRecord]]] = (),
-):
-    """A status change function for Kube.update_status (pure given its inputs)."""
-
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        old = BackupPolicyStatus.model_validate(current.get("status") or {})
-        conditions = apply_outcome(old.conditions, outcome, now, generation)
-        update: dict[str, Any] = {"observed_generation": generation}
-        if backup_now_token is not None:
-            update["backup_now_token"] = backup_now_token
-        if rpo is None:
-            conditions = [c for c in conditions if c.type != RPO_CONDITION]
-            update["rpo_deadline"] = None
-        else:
-            conditions = set_condition(
-                conditions, RPO_CONDITION, "True" if rpo.met else "False",
-                "WithinObjective" if rpo.met else "ObjectiveBreached", rpo.message, now, generation,
-            )
-            update["rpo_deadline"] = rpo.deadline
-            if breach_notified:
-                update["rpo_breach_notified_at"] = now
-        update["conditions"] = conditions
-        for notification, outcomes in sent:
-            old_log = backup.log_notifications(old, notification, outcomes).notifications
-            update["notifications"] = old_log
-            old = old.model_copy(update={"notifications": old_log})
-        if cronjob is not None:
-            update["cron_job_name"] = cronjob["metadata"]["name"]
-            scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
-            if scheduled and (old.last_schedule_time is None or scheduled > old.last_schedule_time):
-                update["last_schedule_time"] = scheduled
-        new = old.model_copy(update=update)
-        return status_patch(old, new)
-
-    return change
-
-
-def _evaluate_rpo(
-    spec: BackupPolicySpec | ValidationError, body: kopf.Body, now: datetime
-) -> RPOEvaluation | None:
-    if isinstance(spec, ValidationError) or spec.rpo is None:
-        return None
-    status = BackupPolicyStatus.model_validate(dict(body.get("status") or {}))
-    return rpo_core.evaluate(
-        parse_duration(spec.rpo),
-        status.last_successful_time,
-        _parse_time(body["metadata"]["creationTimestamp"]) or now,
-        status.rpo_breach_notified_at,
-        now,
-    )
+    return policy_status.scheduled_outcome(spec, applied["metadata"]["name"]), applied
 
 
 def _notify_rpo(
     kube: Kube,
     body: kopf.Body,
-    spec: BackupPolicySpec | ValidationError,
+    spec: BackupPolicySpec | None,
+    old: BackupPolicyStatus,
     rpo: RPOEvaluation | None,
     now: datetime,
     logger: logging.Logger | kopf.Logger,
-) -> list[tuple[Notification, list[DeliveryRecord]]]:
-    """Once per breach: a Warning Event and, if configured, channel notifications; and an
-    all-clear when a notified breach ends."""
-    if rpo is None or isinstance(spec, ValidationError):
-        return []
-    previous = next((c for c in (body.get("status") or {}).get("conditions") or []
-                     if c.get("type") == RPO_CONDITION), {})
-    recovered = rpo.met and previous.get("status") == "False"
-    if rpo.notify:
+) -> list[Sent]:
+    """Once per breach a Warning Event; the channel notifications the core plans."""
+    if rpo is not None and rpo.notify:
         kube.event(body, "Warning", "RPOBreached", rpo.message)
         logger.warning("%s", rpo.message)
-    wanted = spec.notifications
-    if not (rpo.notify or recovered) or not wanted or not wanted.channels:
-        return []
-    if not wanted.on_rpo_breach:
+    if spec is None:
         return []
     meta = body["metadata"]
-    notification = backup.rpo_notification(meta["name"], meta["namespace"], rpo, now)
-    return [(notification, notify(kube, meta["namespace"], wanted.channels, notification))]
+    planned = plan_rpo_notification(spec, meta["name"], meta["namespace"], rpo,
+                                    policy_status.rpo_was_met(old), now)
+    return _send(kube, meta["namespace"], planned)
 
 
 def reconcile(
@@ -220,96 +175,71 @@ def reconcile(
     meta = body["metadata"]
     now = _now()
     with measured(KIND) as result:
-        spec = _parse_spec(body)
-        outcome, cronjob = _decide(kube, body, spec, runner_image)
-        rpo = _evaluate_rpo(spec, body, now)
-        token = _backup_now_request(body)
+        spec, problems = _parse_spec(body)
+        outcome, cronjob = _apply(kube, body, spec, problems, runner_image)
+        old = BackupPolicyStatus.model_validate(dict(body.get("status") or {}))
+        created = policy_status.parse_time(meta["creationTimestamp"]) or now
+        rpo = policy_status.evaluate_rpo(spec, old, created, now)
+        token = policy_status.backup_now_request(body)
         if token is not None and cronjob is not None:
-            created = kube.create_if_absent(backup.on_demand_job(cronjob, token))
-            logger.info("backup-now %s: %s", token, "Job created" if created else "already done")
+            created_job = kube.create_if_absent(on_demand_job(cronjob, token))
+            logger.info("backup-now %s: %s", token,
+                        "Job created" if created_job else "already done")
         else:
             token = None
-        sent = _notify_rpo(kube, body, spec, rpo, now, logger)
-        before = [c for c in (body.get("status") or {}).get("conditions") or []]
+        sent = _notify_rpo(kube, body, spec, old, rpo, now, logger)
         written = kube.update_status(
-            API_VERSION,
-            KIND,
-            meta["name"],
-            meta["namespace"],
-            _status_change(
-                outcome, meta["generation"], cronjob, now, rpo, bool(rpo and rpo.notify), token,
-                sent,
-            ),
+            API_VERSION, KIND, meta["name"], meta["namespace"],
+            _status_change(lambda current: policy_status.reconciled_status(
+                current, outcome, meta["generation"], cronjob, now, rpo, token, sent)),
         )
         if written is not None:
             metrics.publish_backup(meta["namespace"], meta["name"], written.get("status") or {})
+        metrics.count_backup_reconcile(meta["namespace"], meta["name"])
         result.value = outcome.phase.name.lower()
+    before = [c for c in (body.get("status") or {}).get("conditions") or []]
     warn_if_newly_stalled(kube, body, outcome, before, logger)
 
 
-def _termination_message(kube: Kube, job: kopf.Body) -> str | None:
-    """The runner's result: the termination message of the Job's newest finished pod."""
+def _job_runner_message(kube: Kube, job: kopf.Body) -> str | None:
+    """The runner's result, read from the pods of the Job."""
     meta = job["metadata"]
     pods = kube.list(
         "v1", "Pod", [meta["namespace"]], label_selector=f"{JOB_NAME_LABEL}={meta['name']}"
     )
-    finished = []
-    for pod in pods:
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (container.get("state") or {}).get("terminated")
-            if container.get("name") == backup.RUNNER_CONTAINER and terminated:
-                finished.append((terminated.get("finishedAt") or "", terminated.get("message")))
-    return max(finished)[1] if finished else None
+    return runner_message(pods)
 
 
 def record_finished_job(kube: Kube, job: kopf.Body) -> None:
     """Fold a finished Job (scheduled or created by hand from a CronJob) into its policy."""
-    if backup.finished_job(dict(job)) is None:
+    if finished_job(dict(job)) is None:
         return
     labels = job["metadata"].get("labels") or {}
-    message = _termination_message(kube, job) if labels.get(backup.RUNNER_LABEL) == "true" else None
-    verdict = backup.judge_run(dict(job), message)
+    message = _job_runner_message(kube, job) if labels.get(RUNNER_LABEL) == "true" else None
+    verdict = judge_run(dict(job), message)
     if verdict is None:
         return
-    policy = labels[backup.POLICY_LABEL]
+    policy = labels[POLICY_LABEL]
     namespace = job["metadata"]["namespace"]
     current = kube.get(API_VERSION, KIND, policy, namespace)
     if current is None:
         return
     old = BackupPolicyStatus.model_validate(current.get("status") or {})
-    sent: list[tuple[Notification, list[DeliveryRecord]]] = []
-    if backup.record_run(old, verdict) != old:  # first time this Job is seen: tell people
-        spec = _parse_spec(current)
-        wanted = spec.notifications if isinstance(spec, BackupPolicySpec) else None
-        failed = verdict.record.outcome == "Failed"
-        if wanted and wanted.channels and (wanted.on_failure if failed else wanted.on_success):
-            notification = backup.run_notification(policy, namespace, verdict)
-            sent.append((notification, notify(kube, namespace, wanted.channels, notification)))
-
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        before = BackupPolicyStatus.model_validate(current.get("status") or {})
-        after = backup.record_run(before, verdict)
-        for notification, outcomes in sent:
-            after = backup.log_notifications(after, notification, outcomes)
-        return status_patch(before, after)
-
-    kube.update_status(API_VERSION, KIND, policy, namespace, change)
+    spec, _ = _parse_spec(current)
+    sent = _send(kube, namespace, plan_run_notification(spec, policy, namespace, verdict, old))
+    now = _now()
+    kube.update_status(API_VERSION, KIND, policy, namespace, _status_change(
+        lambda status: policy_status.status_after_run(status, verdict, sent, now)))
 
 
 def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
     """Copy the CronJob's lastScheduleTime into its policy's status."""
-    scheduled = _parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
+    scheduled = policy_status.parse_time((cronjob.get("status") or {}).get("lastScheduleTime"))
     if scheduled is None:
         return
-    policy = cronjob["metadata"]["labels"][backup.POLICY_LABEL]
-
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        old = BackupPolicyStatus.model_validate(current.get("status") or {})
-        if old.last_schedule_time is not None and old.last_schedule_time >= scheduled:
-            return None
-        return status_patch(old, old.model_copy(update={"last_schedule_time": scheduled}))
-
-    kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], change)
+    policy = cronjob["metadata"]["labels"][POLICY_LABEL]
+    kube.update_status(API_VERSION, KIND, policy, cronjob["metadata"]["namespace"], _status_change(
+        lambda status: policy_status.status_after_schedule(status, scheduled)))
 
 
 def register(
@@ -321,7 +251,7 @@ def register(
     runner_image: str,
 ) -> None:
     """Attach the BackupPolicy handlers to `registry`."""
-    owned = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{backup.POLICY_LABEL}"
+    owned = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{POLICY_LABEL}"
     for plural in ("jobs", "cronjobs"):
         # Filter server-side: the operator never streams Jobs and CronJobs it did not render.
         settings.watching.label_selectors["batch", plural] = owned

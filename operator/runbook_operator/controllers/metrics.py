@@ -60,7 +60,14 @@ BACKUP_SIZE = Gauge(
 BACKUP_DURATION = Gauge(
     "runbook_backup_duration_seconds", "Duration of the newest backup run.", BACKUP_LABELS
 )
-_BACKUP_GAUGES = (BACKUP_LAST_SUCCESS, BACKUP_RPO_MET, BACKUP_SIZE, BACKUP_DURATION)
+BACKUP_RECONCILES = Counter(
+    "runbook_backup_reconciles_total",
+    "Reconciles per BackupPolicy; status is only written when it changes, so this is the "
+    "progress signal (each reconcile evaluates the RPO).",
+    BACKUP_LABELS,
+)
+_BACKUP_METRICS = (BACKUP_LAST_SUCCESS, BACKUP_RPO_MET, BACKUP_SIZE, BACKUP_DURATION,
+                   BACKUP_RECONCILES)
 
 
 def publish_backup(namespace: str, policy: str, status: dict[str, Any]) -> None:
@@ -80,13 +87,15 @@ def publish_backup(namespace: str, policy: str, status: dict[str, Any]) -> None:
         BACKUP_DURATION.labels(*labels).set(last.get("durationSeconds", 0))
 
 
+def count_backup_reconcile(namespace: str, policy: str) -> None:
+    BACKUP_RECONCILES.labels(namespace, policy).inc()
+
+
 def forget_backup(namespace: str, policy: str) -> None:
     """Drop a deleted policy's series so dashboards do not show ghosts."""
-    for gauge in _BACKUP_GAUGES:
-        try:
-            gauge.remove(namespace, policy)
-        except KeyError:
-            pass
+    for metric in _BACKUP_METRICS:
+        with suppress(KeyError):
+            metric.remove(namespace, policy)
 
 
 NOTIFICATIONS = Counter(

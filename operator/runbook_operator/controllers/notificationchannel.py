@@ -37,7 +37,7 @@ from runbook_operator.controllers.common import (
 )
 from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.metrics import measured
-from runbook_operator.core.backup import missing_secrets
+from runbook_operator.core.secret_refs import missing_secrets
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
 from runbook_operator.core.delivery import record_deliveries
 from runbook_operator.integrations.kubernetes import Kube

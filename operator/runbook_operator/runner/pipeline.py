@@ -103,6 +103,9 @@ class BackupResult(RunResult):
     size_bytes: int | None = None
     raw_size_bytes: int | None = None
     sha256: str | None = None
+    key_id: str | None = Field(
+        default=None, description="Id of the encryption key (as in the manifest); none when "
+        "the backup is not encrypted.")
     verified: bool = False
     pruned_count: int = 0
     pruned: list[str] = Field(
@@ -515,6 +518,7 @@ def run_backup(
     return ended(
         BackupResult, started, finished, ok=True, reason=SUCCEEDED,
         message=f"verified backup of {stored.raw_size} bytes", location=location, key=prefix,
+        key_id=manifest.encryption.key_id,
         **verified_copy(stored.size, stored.raw_size, stored.sha256),
     )
 

@@ -5,7 +5,6 @@ retention → restored by its restore test into a scratch target with identical 
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,9 +14,21 @@ from typing import Any
 import pytest
 
 from runbook_operator.api.backuppolicy import BackupPolicySpec
-from runbook_operator.core import backup
+from runbook_operator.core.backuppolicy.names import Owner
+from runbook_operator.core.backuppolicy.runner_config import (
+    BACKUPS_MOUNT,
+    ENCRYPTION_KEY_ENV,
+    S3_ACCESS_KEY_ENV,
+    S3_SECRET_KEY_ENV,
+    SCRATCH_MOUNT,
+    SOURCE_MOUNT,
+    SOURCE_PASSWORD_ENV,
+    config_text,
+    runner_config,
+    scratch_database,
+)
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
-from runbook_operator.runner import config as runner_config
+from runbook_operator.runner.config import RunnerConfig, parse_config
 from runbook_operator.runner.main import run
 from runbook_operator.runner.pipeline import BackupResult, RestoreResult
 
@@ -28,7 +39,7 @@ from tests.support.databases import (
     postgres_fingerprint,
 )
 
-OWNER = backup.Owner(name="shop-db", namespace="shop", uid="uid-1")
+OWNER = Owner(name="shop-db", namespace="shop", uid="uid-1")
 KEY = base64.b64encode(os.urandom(32)).decode()
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
@@ -59,11 +70,11 @@ def _spec(engine: str, server: PostgresServer | MariaDBServer, database: str,
     })
 
 
-def _config(spec: BackupPolicySpec, operation: str, volume: Path) -> runner_config.RunnerConfig:
+def _config(spec: BackupPolicySpec, operation: str, volume: Path) -> RunnerConfig:
     """The operator's rendered config, with the volume mount path mapped to a local dir."""
-    config, _ = backup.runner_config(spec, OWNER, operation)
-    text = json.dumps(config).replace(backup.BACKUPS_MOUNT, str(volume))
-    return runner_config.parse_config(text)
+    config, _ = runner_config(spec, OWNER, operation)
+    text = config_text(config).replace(BACKUPS_MOUNT, str(volume))
+    return parse_config(text)
 
 
 @pytest.mark.parametrize("destination", ["pvc", "s3"])
@@ -90,8 +101,8 @@ def test_policy_backups_prune_and_restore_on_real_services(
         dest = {"s3": {"endpoint": minio.endpoint_url, "bucket": bucket, "prefix": "prod",
                        "credentialsSecretRef": {"name": "s3"}}}
     spec = _spec(engine, server, database, dest)
-    env = {backup.SOURCE_PASSWORD_ENV: server.password, backup.ENCRYPTION_KEY_ENV: KEY,
-           backup.S3_ACCESS_KEY_ENV: minio.access_key, backup.S3_SECRET_KEY_ENV: minio.secret_key}
+    env = {SOURCE_PASSWORD_ENV: server.password, ENCRYPTION_KEY_ENV: KEY,
+           S3_ACCESS_KEY_ENV: minio.access_key, S3_SECRET_KEY_ENV: minio.secret_key}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
@@ -104,7 +115,7 @@ def test_policy_backups_prune_and_restore_on_real_services(
     restored = run(restore_config, env, Days(4))
     assert isinstance(restored, RestoreResult) and restored.ok, restored.message
     assert restored.key == results[2].key
-    scratch = backup.scratch_database(database)
+    scratch = scratch_database(database)
     assert fingerprint(server, scratch) == fingerprint(server, database)  # type: ignore[arg-type]
 
 
@@ -116,7 +127,7 @@ def test_failing_dump_reports_why_without_the_password(
     spec = _spec("postgres", postgres, "shop_missing",
                  {"pvc": {"claimName": "vol", "path": "backups"}})
     wrong = "definitely-not-the-password"
-    env = {backup.SOURCE_PASSWORD_ENV: wrong, backup.ENCRYPTION_KEY_ENV: KEY}
+    env = {SOURCE_PASSWORD_ENV: wrong, ENCRYPTION_KEY_ENV: KEY}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     result = run(_config(spec, "backup", tmp_path), env, Days(0))
@@ -152,15 +163,15 @@ def test_files_policy_round_trip(
         "encryption": {"keySecretRef": {"name": "key", "key": "key"}},
         "restoreTest": {"schedule": "@weekly"},
     })
-    env = {backup.ENCRYPTION_KEY_ENV: KEY, backup.S3_ACCESS_KEY_ENV: minio.access_key,
-           backup.S3_SECRET_KEY_ENV: minio.secret_key}
+    env = {ENCRYPTION_KEY_ENV: KEY, S3_ACCESS_KEY_ENV: minio.access_key,
+           S3_SECRET_KEY_ENV: minio.secret_key}
 
-    def config(operation: str) -> runner_config.RunnerConfig:
-        rendered, _ = backup.runner_config(spec, OWNER, operation)
-        text = (json.dumps(rendered).replace(backup.BACKUPS_MOUNT, str(tmp_path))
-                .replace(backup.SOURCE_MOUNT, str(volume))
-                .replace(backup.SCRATCH_MOUNT, str(tmp_path / "scratch")))
-        return runner_config.parse_config(text)
+    def config(operation: str) -> RunnerConfig:
+        rendered, _ = runner_config(spec, OWNER, operation)
+        text = (config_text(rendered).replace(BACKUPS_MOUNT, str(tmp_path))
+                .replace(SOURCE_MOUNT, str(volume))
+                .replace(SCRATCH_MOUNT, str(tmp_path / "scratch")))
+        return parse_config(text)
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,12 +1,14 @@
-"""The pure parts of the BackupPolicy controller: when to reconcile and what status to write."""
+"""The BackupPolicy controller's own decisions: when to reconcile, and that a finished Job's
+verdict reaches the policy's status (the core's tests cover what the verdict is)."""
 
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from runbook_operator.controllers.backuppolicy import _status_change, needs_reconcile
-from runbook_operator.core.conditions import Outcome, Phase
-from runbook_operator.core.rpo import evaluate
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from runbook_operator.controllers.backuppolicy import (
+    needs_reconcile,
+    record_finished_job,
+    record_schedule,
+)
+from tests.support.fakes import FakeKube
 
 
 def body(generation: int, status: dict | None = None) -> dict:
@@ -26,49 +28,55 @@ def test_needs_reconcile() -> None:
     assert not needs_reconcile(body(2, ready_status(2)))
     stalled = {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": "False"}]}
     assert needs_reconcile(body(2, stalled))
+    waiting = body(2, ready_status(2))
+    waiting["metadata"]["annotations"] = {"runbook.dev/backup-now": "t-1"}
+    assert needs_reconcile(waiting)
 
 
-CRONJOB = {"metadata": {"name": "p-backup"}, "status": {"lastScheduleTime": "2026-03-01T02:00:00Z"}}
+def policy() -> dict[str, Any]:
+    ready = {"type": "Ready", "status": "True", "reason": "Scheduled", "message": "ok",
+             "lastTransitionTime": "2026-03-01T00:00:00Z", "observedGeneration": 1}
+    return {"metadata": {"name": "p", "namespace": "ns", "generation": 1,
+                         "resourceVersion": "1"},
+            "spec": {"schedule": "@daily",
+                     "source": {"command": {"image": "busybox", "command": ["true"]}}},
+            "status": {"observedGeneration": 1, "conditions": [ready]}}
 
 
-def test_status_change_writes_conditions_generation_and_schedule() -> None:
-    change = _status_change(Outcome(Phase.READY, "Scheduled", "ok"), 3, CRONJOB, NOW)
-    patch = change({"status": {}})
-    assert patch["observedGeneration"] == 3 and patch["cronJobName"] == "p-backup"
-    assert patch["lastScheduleTime"] == "2026-03-01T02:00:00Z"
-    ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "Scheduled", 3)
+def finished(name: str, condition: str, when: str) -> dict[str, Any]:
+    labels = {"runbook.dev/backuppolicy": "p", "runbook.dev/operation": "backup",
+              "runbook.dev/runner": "false"}
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels},
+            "status": {"completionTime": when, "conditions": [
+                {"type": condition, "status": "True", "lastTransitionTime": when,
+                 "reason": "BackoffLimitExceeded" if condition == "Failed" else ""}]}}
 
 
-def test_status_change_is_none_when_nothing_changes() -> None:
-    change = _status_change(Outcome(Phase.READY, "Scheduled", "ok"), 3, CRONJOB, NOW)
-    written = change({"status": {}})
-    assert change({"status": written}) is None
+def test_a_failed_job_turns_the_policy_backup_failing() -> None:
+    kube = FakeKube(policy())
+    record_finished_job(kube, finished("p-backup-1", "Failed", "2026-03-01T02:00:00Z"))
+    status = kube.stored["status"]
+    assert status["lastJob"]["name"] == "p-backup-1"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "BackupFailing")
+    assert "p-backup-1" in ready["message"]
+    assert needs_reconcile(kube.stored)  # so a later success is followed by a reconcile
 
 
-def test_status_change_keeps_job_history_and_newer_schedule() -> None:
-    current = {"status": {"lastSuccessfulTime": "2026-03-01T02:00:09Z",
-                          "lastScheduleTime": "2026-03-01T03:00:00Z"}}
-    change = _status_change(Outcome(Phase.STALLED, "SecretNotFound", "no"), 4, CRONJOB, NOW)
-    patch = change(current)
-    assert "lastSuccessfulTime" not in patch and "lastScheduleTime" not in patch
-    assert patch["observedGeneration"] == 4
+def test_a_running_job_changes_nothing() -> None:
+    kube = FakeKube(policy())
+    record_finished_job(kube, {"metadata": {"name": "j", "namespace": "ns", "labels": {}},
+                               "status": {"active": 1}})
+    assert kube.requests == []
 
 
-def test_status_patch_nulls_removed_fields() -> None:
-    current = {"status": {"rpoDeadline": "2026-03-01T02:00:00Z", "observedGeneration": 4}}
-    change = _status_change(Outcome(Phase.READY, "Scheduled", "ok"), 4, None, NOW, rpo=None)
-    patch = change(current)
-    assert patch["rpoDeadline"] is None and "observedGeneration" not in patch
-
-
-def test_rpo_condition_and_breach_mark() -> None:
-    breach = evaluate(timedelta(minutes=5), None, NOW - timedelta(hours=1), None, NOW)
-    change = _status_change(
-        Outcome(Phase.READY, "Scheduled", "ok"), 1, None, NOW, rpo=breach, breach_notified=True
-    )
-    patch = change({"status": {}})
-    rpo = next(c for c in patch["conditions"] if c["type"] == "RPOMet")
-    assert (rpo["status"], rpo["reason"]) == ("False", "ObjectiveBreached")
-    assert patch["rpoBreachNotifiedAt"] == "2026-03-01T12:00:00Z"
-    assert patch["rpoDeadline"] == "2026-03-01T11:05:00Z"
+def test_schedule_times_reach_the_status_once() -> None:
+    kube = FakeKube(policy())
+    cronjob = {"metadata": {"name": "p-backup", "namespace": "ns",
+                            "labels": {"runbook.dev/backuppolicy": "p"}},
+               "status": {"lastScheduleTime": "2026-03-01T02:00:00Z"}}
+    record_schedule(kube, cronjob)
+    assert kube.stored["status"]["lastScheduleTime"] == "2026-03-01T02:00:00Z"
+    version = kube.stored["metadata"]["resourceVersion"]
+    record_schedule(kube, cronjob)
+    assert kube.stored["metadata"]["resourceVersion"] == version

@@ -166,6 +166,7 @@ def test_manifest_describes_the_backup(
     }
     assert manifest["finishedAt"].endswith("Z") and manifest["finishedAt"] > manifest["startedAt"]
     assert KEY.material.hex() not in json.dumps(manifest)
+    assert result.key_id == KEY.id  # reported, so the operator's status names the key
 
 
 class RecordingStorage(LocalStorage):

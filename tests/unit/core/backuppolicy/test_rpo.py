@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_operator.core.rpo import _age, evaluate
+from runbook_operator.core.backuppolicy.rpo import _age, evaluate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RPO = timedelta(hours=25)

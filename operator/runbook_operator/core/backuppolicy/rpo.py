@@ -32,10 +32,10 @@ def evaluate(
     """Compare the age of the newest successful backup with the objective.
 
     Messages name times, not ages, so status does not change (and is not rewritten) on every
-    evaluation. Before the first success the policy's creation time is the reference, so a new policy gets
-    one RPO of grace instead of being in breach at once. A breach is notified once: a later
-    evaluation sees `breach_notified_at` at or after the breach start and stays quiet; a new
-    success ends the breach, and the next breach is notified again.
+    evaluation. Before the first success the policy's creation time is the reference, so a new
+    policy gets one RPO of grace instead of being in breach at once. A breach is notified once:
+    a later evaluation sees `breach_notified_at` at or after the breach start and stays quiet;
+    a new success ends the breach, and the next breach is notified again.
     """
     reference = last_success or created
     deadline = reference + rpo

@@ -7,8 +7,22 @@ from typing import Any
 
 import pytest
 from runbook_operator.api.backuppolicy import BackupPolicySpec
-from runbook_operator.core import backup
-from runbook_operator.core.restore_job import (
+from runbook_operator.core.backuppolicy.cronjob import render_cronjob
+from runbook_operator.core.backuppolicy.names import (
+    OPERATION_LABEL,
+    Owner,
+    POLICY_LABEL,
+    RUNNER_LABEL,
+)
+from runbook_operator.core.backuppolicy.runner_config import (
+    ENCRYPTION_KEY_ENV,
+    RUNNER_CONFIG_ENV,
+    S3_ACCESS_KEY_ENV,
+    S3_SECRET_KEY_ENV,
+    SOURCE_MOUNT,
+    SOURCE_PASSWORD_ENV,
+)
+from runbook_operator.core.backuppolicy.restore_job import (
     RESTORE_MOUNT,
     RestoreRequestError,
     restore_job,
@@ -17,7 +31,7 @@ from runbook_operator.core.restore_job import (
 from runbook_operator.runner.config import parse_config
 from runbook_operator.runner.sources import build_restore_target
 
-OWNER = backup.Owner(name="orders", namespace="shop", uid="u-1")
+OWNER = Owner(name="orders", namespace="shop", uid="u-1")
 IMAGE = "registry.example/runbook-operator:1.2.3"
 TOKEN = "20260501T120000Z-ab12cd"
 POSTGRES = {"postgres": {"host": "orders-db", "port": 6432, "database": "orders",
@@ -46,7 +60,7 @@ def policy_and_cronjob(
     source: dict[str, Any] = POSTGRES, **overrides: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     body = spec_body(source, **overrides)
-    cronjob = backup.render_cronjob(BackupPolicySpec.model_validate(body), OWNER, IMAGE)
+    cronjob = render_cronjob(BackupPolicySpec.model_validate(body), OWNER, IMAGE)
     policy = {"apiVersion": "runbook.dev/v1alpha1", "kind": "BackupPolicy",
               "metadata": {"name": "orders", "namespace": "shop", "uid": "u-1"}, "spec": body}
     return policy, cronjob
@@ -69,7 +83,7 @@ def runner(job: dict[str, Any]) -> dict[str, Any]:
 
 def config(job: dict[str, Any]) -> dict[str, Any]:
     env = {e["name"]: e for e in runner(job)["env"]}
-    return json.loads(env[backup.RUNNER_CONFIG_ENV]["value"])
+    return json.loads(env[RUNNER_CONFIG_ENV]["value"])
 
 
 # --- database targets ----------------------------------------------------------------------------
@@ -84,7 +98,7 @@ def test_postgres_restore_into_a_new_database_with_the_sources_connection() -> N
     assert cfg["restoreTarget"] == {
         "kind": "postgres",
         "settings": {"host": "orders-db", "port": 6432, "user": "backup",
-                     "passwordEnv": backup.SOURCE_PASSWORD_ENV, "database": "orders_copy",
+                     "passwordEnv": SOURCE_PASSWORD_ENV, "database": "orders_copy",
                      "dropExisting": False},
     }
     assert cfg["storage"] == config_of_cronjob()["storage"]
@@ -95,7 +109,7 @@ def config_of_cronjob() -> dict[str, Any]:
     _, cronjob = policy_and_cronjob()
     container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
-    return json.loads(env[backup.RUNNER_CONFIG_ENV]["value"])
+    return json.loads(env[RUNNER_CONFIG_ENV]["value"])
 
 
 @pytest.mark.parametrize("source, kind", [(POSTGRES, "postgres"), (MYSQL, "mysql")])
@@ -156,7 +170,7 @@ def test_files_restore_mounts_the_claim_and_drops_the_source_volume() -> None:
     assert "source" not in volumes
     mounts = {m["mountPath"]: m for m in runner(job)["volumeMounts"]}
     assert mounts[RESTORE_MOUNT] == {"name": "restore", "mountPath": RESTORE_MOUNT}
-    assert backup.SOURCE_MOUNT not in mounts
+    assert SOURCE_MOUNT not in mounts
     parsed = parse_config(json.dumps(cfg))
     assert parsed.restore_target is not None
     target = build_restore_target("files", parsed.restore_target.settings)
@@ -242,9 +256,9 @@ def test_job_metadata_labels_and_lifetime() -> None:
     assert meta["name"].startswith("orders-restore-") and len(meta["name"]) == 25
     assert meta["namespace"] == "shop"
     assert "ownerReferences" not in meta  # restores outlive the policy
-    assert meta["labels"][backup.OPERATION_LABEL] == "restore"
-    assert meta["labels"][backup.POLICY_LABEL] == "orders"
-    assert meta["labels"][backup.RUNNER_LABEL] == "true"
+    assert meta["labels"][OPERATION_LABEL] == "restore"
+    assert meta["labels"][POLICY_LABEL] == "orders"
+    assert meta["labels"][RUNNER_LABEL] == "true"
     # Not the operator's: it must never count a restore as a backup run.
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "kubectl-runbook"
     assert job["spec"]["template"]["metadata"]["labels"] == meta["labels"]
@@ -269,14 +283,14 @@ def test_same_image_security_and_secrets_by_reference_only() -> None:
     assert runner(job)["securityContext"] == template["containers"][0]["securityContext"]
     assert pod_spec(job)["securityContext"] == template["securityContext"]
     literal = [e["name"] for e in runner(job)["env"] if "value" in e]
-    assert literal == [backup.RUNNER_CONFIG_ENV]
+    assert literal == [RUNNER_CONFIG_ENV]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in runner(job)["env"]
             if "valueFrom" in e}
     assert refs == {
-        backup.ENCRYPTION_KEY_ENV: {"name": "backup-key", "key": "key"},
-        backup.S3_ACCESS_KEY_ENV: {"name": "s3", "key": "AWS_ACCESS_KEY_ID"},
-        backup.S3_SECRET_KEY_ENV: {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"},
-        backup.SOURCE_PASSWORD_ENV: {"name": "db", "key": "password"},
+        ENCRYPTION_KEY_ENV: {"name": "backup-key", "key": "key"},
+        S3_ACCESS_KEY_ENV: {"name": "s3", "key": "AWS_ACCESS_KEY_ID"},
+        S3_SECRET_KEY_ENV: {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"},
+        SOURCE_PASSWORD_ENV: {"name": "db", "key": "password"},
     }
 
 

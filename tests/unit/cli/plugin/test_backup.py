@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 from runbook_operator.api.backuppolicy import BackupPolicySpec
-from runbook_operator.cli import plugin
-from runbook_operator.core import backup
+from runbook_operator.cli.plugin import backup, connection
+from runbook_operator.cli.plugin.errors import EXIT_ERROR, EXIT_FAILED, RunFailed
+from runbook_operator.cli.plugin.main import main, parse_args
+from runbook_operator.core.backuppolicy.cronjob import on_demand_job, render_cronjob
+from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION, OPERATION_LABEL, Owner
 from runbook_operator.runner.pipeline import RestoreResult
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -22,28 +25,28 @@ NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def test_backup_now_defaults() -> None:
-    args = plugin.parse_args(["backup", "now", "orders"])
+    args = parse_args(["backup", "now", "orders"])
     assert (args.command, args.backup_command, args.policy) == ("backup", "now", "orders")
     assert (args.namespace, args.wait, args.timeout) == (None, False, 600)
 
 
 def test_backup_now_flags() -> None:
-    args = plugin.parse_args(["backup", "now", "orders", "-n", "shop", "--wait",
+    args = parse_args(["backup", "now", "orders", "-n", "shop", "--wait",
                               "--timeout", "90s", "--kubeconfig", "/k", "--context", "dev"])
     assert (args.namespace, args.wait, args.timeout, args.kubeconfig, args.context) == (
         "shop", True, 90, "/k", "dev")
 
 
 def test_backup_list_output_formats() -> None:
-    assert plugin.parse_args(["backup", "list", "orders"]).output == "table"
-    assert plugin.parse_args(["backup", "list", "orders", "-o", "json"]).output == "json"
+    assert parse_args(["backup", "list", "orders"]).output == "table"
+    assert parse_args(["backup", "list", "orders", "-o", "json"]).output == "json"
 
 
 def test_backup_restore_flags() -> None:
-    args = plugin.parse_args(["backup", "restore", "orders", "--into", "orders_copy"])
+    args = parse_args(["backup", "restore", "orders", "--into", "orders_copy"])
     assert (args.into, args.into_claim, args.backup, args.wait, args.timeout) == (
         "orders_copy", None, None, False, None)
-    args = plugin.parse_args(["backup", "restore", "media", "--into", "/restored",
+    args = parse_args(["backup", "restore", "media", "--into", "/restored",
                               "--into-claim", "scratch", "--backup", "media/20260501T020000Z",
                               "--wait", "--timeout", "1h", "-n", "shop"])
     assert (args.into, args.into_claim, args.backup, args.wait, args.timeout, args.namespace) == (
@@ -64,12 +67,12 @@ def test_backup_restore_flags() -> None:
 )
 def test_bad_backup_arguments_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        plugin.parse_args(argv)
+        parse_args(argv)
     assert exc.value.code == 2
 
 
 def test_status_still_parses() -> None:
-    assert plugin.parse_args(["status", "-A"]).command == "status"
+    assert parse_args(["status", "-A"]).command == "status"
 
 
 # --- tokens and the request ----------------------------------------------------------------------
@@ -77,31 +80,31 @@ def test_status_still_parses() -> None:
 
 def test_token_is_utc_time_plus_suffix() -> None:
     local = NOW.astimezone(timezone(timedelta(hours=2)))
-    assert plugin.new_token(local, "ab12cd") == "20260501T120000Z-ab12cd"
+    assert backup.new_token(local, "ab12cd") == "20260501T120000Z-ab12cd"
 
 
 def test_backup_now_patch_sets_only_the_annotation() -> None:
-    assert plugin.backup_now_patch("t-1") == {
+    assert backup.backup_now_patch("t-1") == {
         "metadata": {"annotations": {"runbook.dev/backup-now": "t-1"}}}
 
 
 def test_backup_now_job_is_found_by_its_token() -> None:
     jobs = [
-        {"metadata": {"name": "orders-now-old", "annotations": {backup.BACKUP_NOW_ANNOTATION: "a"}}},
+        {"metadata": {"name": "orders-now-old", "annotations": {BACKUP_NOW_ANNOTATION: "a"}}},
         {"metadata": {"name": "orders-backup-1"}},
-        {"metadata": {"name": "orders-now-new", "annotations": {backup.BACKUP_NOW_ANNOTATION: "b"}}},
+        {"metadata": {"name": "orders-now-new", "annotations": {BACKUP_NOW_ANNOTATION: "b"}}},
     ]
-    assert plugin.backup_now_job(jobs, "b") == "orders-now-new"
-    assert plugin.backup_now_job(jobs, "c") is None
+    assert backup.backup_now_job(jobs, "b") == "orders-now-new"
+    assert backup.backup_now_job(jobs, "c") is None
 
 
 def test_the_job_name_matches_the_operators_on_demand_job() -> None:
     spec = BackupPolicySpec.model_validate(
         {"schedule": "@daily", "source": {"command": {"image": "busybox", "command": ["true"]}}})
-    cronjob = backup.render_cronjob(spec, backup.Owner("orders", "shop", "u"), "img")
+    cronjob = render_cronjob(spec, Owner("orders", "shop", "u"), "img")
     cronjob["metadata"]["uid"] = "cj-uid"
-    job = backup.on_demand_job(cronjob, "20260501T120000Z-ab12cd")
-    assert plugin.backup_now_job([job], "20260501T120000Z-ab12cd") == job["metadata"]["name"]
+    job = on_demand_job(cronjob, "20260501T120000Z-ab12cd")
+    assert backup.backup_now_job([job], "20260501T120000Z-ab12cd") == job["metadata"]["name"]
 
 
 # --- durations and sizes -------------------------------------------------------------------------
@@ -109,22 +112,13 @@ def test_the_job_name_matches_the_operators_on_demand_job() -> None:
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400)])
 def test_duration_seconds(text: str, seconds: float) -> None:
-    assert plugin.duration_seconds(text) == seconds
+    assert backup.duration_seconds(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["10", "ten minutes", "0m", ""])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
-        plugin.duration_seconds(text)
-
-
-@pytest.mark.parametrize(
-    "size, text",
-    [(None, "-"), (0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (4096, "4.0 KiB"),
-     (1536 * 1024, "1.5 MiB"), (3 * 1024**3, "3.0 GiB"), (5 * 1024**5, "5120.0 TiB")],
-)
-def test_human_size(size: int | None, text: str) -> None:
-    assert plugin.human_size(size) == text
+        backup.duration_seconds(text)
 
 
 # --- backup list ---------------------------------------------------------------------------------
@@ -149,62 +143,62 @@ LAST_VERIFIED = {"time": "2026-05-01T06:00:12Z", "jobName": "orders-restore-29",
 
 
 def test_history_rows_newest_first_one_line_and_cut() -> None:
-    rows = plugin.history_rows(HISTORY, message_limit=40)
+    rows = backup.history_rows(HISTORY, message_limit=40)
     assert [r[1] for r in rows] == ["orders-backup-3", "orders-backup-2", "orders-backup-1"]
     assert rows[0][:5] == ("2026-05-02T02:00:31Z", "orders-backup-3", "Failed", "DumpFailed", "-")
     assert rows[0][5].startswith("pg_dump: error: connection to server")
     assert len(rows[0][5]) == 40 and rows[0][5].endswith("...")
-    assert rows[1][3:] == ("Succeeded", "4.0 KiB", "-")
+    assert rows[1][3:] == ("Succeeded", "4 KiB", "-")
 
 
 def test_history_rows_keep_whole_messages_without_a_limit() -> None:
-    rows = plugin.history_rows(HISTORY, message_limit=None)
+    rows = backup.history_rows(HISTORY, message_limit=None)
     assert rows[0][5].endswith("x" * 200)
 
 
 def test_backup_list_table() -> None:
     status = {"lastBackup": LAST_BACKUP, "lastVerifiedBackup": LAST_VERIFIED, "history": HISTORY}
-    lines = plugin.format_backup_list(status, width=None).splitlines()
-    assert lines[0] == ("Last backup:     2026-05-01T02:00:30Z  orders/20260501T020000Z  4.0 KiB"
-                        "  verified  took 30.0s  job orders-backup-2"
+    lines = backup.format_backup_list(status, width=None).splitlines()
+    assert lines[0] == ("Last backup:     2026-05-01T02:00:30Z  orders/20260501T020000Z  4 KiB"
+                        "  verified  took 30s  job orders-backup-2"
                         "  s3://backups/orders/20260501T020000Z/")
     assert lines[1] == ("Last verified:   2026-05-01T06:00:12Z  orders/20260501T020000Z"
                         "  Succeeded  restored in 12.5s  job orders-restore-29")
     assert lines[2] == ""
-    assert lines[3].split() == list(plugin.HISTORY_HEADERS)
+    assert lines[3].split() == list(backup.HISTORY_HEADERS)
     assert [line.split()[1] for line in lines[4:]] == [
         "orders-backup-3", "orders-backup-2", "orders-backup-1"]
     message_at = lines[3].index("MESSAGE")
-    assert len(lines[4][message_at:]) == plugin.HISTORY_MESSAGE_LIMIT  # not a terminal
+    assert len(lines[4][message_at:]) == backup.HISTORY_MESSAGE_LIMIT  # not a terminal
 
 
 def test_backup_list_table_fits_the_terminal() -> None:
-    text = plugin.format_backup_list({"history": HISTORY}, width=120)
+    text = backup.format_backup_list({"history": HISTORY}, width=120)
     table = text.splitlines()[3:]
     assert all(len(line) <= 120 for line in table)
     assert table[1].endswith("...")
 
 
 def test_backup_list_without_runs() -> None:
-    assert plugin.format_backup_list({}, width=None) == (
+    assert backup.format_backup_list({}, width=None) == (
         "Last backup:     none\nLast verified:   none\n\nNo runs recorded yet.\n")
 
 
 def test_failed_restore_test_is_shown_with_its_reason() -> None:
     failed = {**LAST_VERIFIED, "outcome": "Failed", "message": "BackupNotFound: nothing\nthere"}
-    assert plugin.describe_last_verified(failed) == (
+    assert backup.describe_last_verified(failed) == (
         "2026-05-01T06:00:12Z  orders/20260501T020000Z  Failed  job orders-restore-29"
         "  BackupNotFound: nothing there")
 
 
 def test_unverified_backup_says_so() -> None:
-    assert "NOT verified" in plugin.describe_last_backup({**LAST_BACKUP, "verified": False})
+    assert "NOT verified" in backup.describe_last_backup({**LAST_BACKUP, "verified": False})
 
 
 def test_backup_list_json_keeps_the_api_fields() -> None:
     policy = {"metadata": {"name": "orders", "namespace": "shop"},
               "status": {"lastBackup": LAST_BACKUP, "history": HISTORY, "conditions": []}}
-    shown = json.loads(plugin.backup_list_json(policy))
+    shown = json.loads(backup.backup_list_json(policy))
     assert shown["policy"] == "orders" and shown["namespace"] == "shop"
     assert shown["lastBackup"] == LAST_BACKUP
     assert shown["lastVerifiedBackup"] is None
@@ -217,34 +211,26 @@ def test_backup_list_json_keeps_the_api_fields() -> None:
 
 
 def test_describe_attempt() -> None:
-    assert plugin.describe_attempt(HISTORY[0]) == (
-        True, "backup orders-backup-2 succeeded (4.0 KiB)")
-    ok, line = plugin.describe_attempt(HISTORY[1])
+    assert backup.describe_attempt(HISTORY[0]) == (
+        True, "backup orders-backup-2 succeeded (4 KiB)")
+    ok, line = backup.describe_attempt(HISTORY[1])
     assert not ok and line.startswith(
         "backup orders-backup-3 failed: DumpFailed: pg_dump: error: connection")
-    assert plugin.describe_attempt(attempt("t", "j", "Failed")) == (False, "backup j failed: Failed")
+    assert backup.describe_attempt(attempt("t", "j", "Failed")) == (
+        False, "backup j failed: Failed")
 
 
 def test_history_entry() -> None:
     policy = {"status": {"history": HISTORY}}
-    assert plugin.history_entry(policy, "orders-backup-1") == HISTORY[2]
-    assert plugin.history_entry(policy, "nope") is None
-    assert plugin.history_entry({}, "nope") is None
+    assert backup.history_entry(policy, "orders-backup-1") == HISTORY[2]
+    assert backup.history_entry(policy, "nope") is None
+    assert backup.history_entry({}, "nope") is None
 
 
-def pod(finished: str, message: str | None, container: str = "runner") -> dict[str, Any]:
+def pod(finished: str, message: str | None) -> dict[str, Any]:
     terminated = {"finishedAt": finished, **({"message": message} if message else {})}
     return {"status": {"containerStatuses": [
-        {"name": container, "state": {"terminated": terminated}}]}}
-
-
-def test_runner_message_takes_the_newest_runner_container() -> None:
-    pods = [pod("2026-05-01T06:00:02Z", "second"), pod("2026-05-01T06:00:01Z", "first"),
-            pod("2026-05-01T06:00:03Z", "sidecar", container="other"),
-            {"status": {"containerStatuses": [{"name": "runner", "state": {"running": {}}}]}}]
-    assert plugin.runner_message(pods) == "second"
-    assert plugin.runner_message([]) is None
-    assert plugin.runner_message([pod("2026-05-01T06:00:02Z", None)]) is None
+        {"name": "runner", "state": {"terminated": terminated}}]}}
 
 
 def job(condition: str | None, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -266,32 +252,32 @@ def restore_result(ok: bool = True) -> str:
 
 
 def test_restore_still_running() -> None:
-    assert plugin.describe_restore(job(None), None) is None
+    assert backup.describe_restore(job(None), None) is None
 
 
 def test_restore_succeeds_only_with_a_successful_result() -> None:
-    assert plugin.describe_restore(job("Complete"), restore_result()) == (
+    assert backup.describe_restore(job("Complete"), restore_result()) == (
         True, ("restore orders-restore-abc succeeded: restored 1024 bytes into the postgres "
                "target, from orders/20260501T020000Z in 12.5s"))
 
 
 def test_completed_restore_without_result_is_not_a_success() -> None:
-    ok, line = plugin.describe_restore(job("Complete"), None)  # type: ignore[misc]
+    ok, line = backup.describe_restore(job("Complete"), None)  # type: ignore[misc]
     assert not ok
     assert "completed, but the runner reported no result" in line
-    ok, line = plugin.describe_restore(job("Complete"), "not json")  # type: ignore[misc]
+    ok, line = backup.describe_restore(job("Complete"), "not json")  # type: ignore[misc]
     assert not ok and "no result" in line
 
 
 def test_failed_restore_reports_the_runners_reason() -> None:
     failed = job("Failed", "BackoffLimitExceeded")
-    assert plugin.describe_restore(failed, restore_result(False)) == (
+    assert backup.describe_restore(failed, restore_result(False)) == (
         False, ('restore orders-restore-abc failed: RestoreFailed: createdb: database '
                 '"orders_copy" already exists'))
 
 
 def test_failed_restore_without_result_reports_the_jobs_reason() -> None:
-    assert plugin.describe_restore(
+    assert backup.describe_restore(
         job("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"), None
     ) == (False, ("restore orders-restore-abc failed (DeadlineExceeded: Job was active longer "
                   "than specified deadline); the runner reported no result"))
@@ -318,21 +304,21 @@ class FakeClock:
 def test_wait_until_polls_until_found() -> None:
     clock = FakeClock()
     answers = iter([None, None, "done"])
-    assert plugin.wait_until(lambda: next(answers), 110, "x", clock, clock.sleep) == "done"
-    assert clock.sleeps == [plugin.POLL_SECONDS, plugin.POLL_SECONDS]
+    assert backup.wait_until(lambda: next(answers), 110, "x", clock, clock.sleep) == "done"
+    assert clock.sleeps == [backup.POLL_SECONDS, backup.POLL_SECONDS]
 
 
 def test_wait_until_never_sleeps_past_the_deadline() -> None:
     clock = FakeClock()
-    with pytest.raises(plugin.RunFailed, match="timed out waiting for the backup"):
-        plugin.wait_until(lambda: None, 102.5, "the backup", clock, clock.sleep)
+    with pytest.raises(RunFailed, match="timed out waiting for the backup"):
+        backup.wait_until(lambda: None, 102.5, "the backup", clock, clock.sleep)
     assert clock.sleeps == [1.0, 1.0, 0.5]
     assert clock.now == 102.5
 
 
 def test_wait_until_accepts_falsy_results() -> None:
     clock = FakeClock()
-    assert plugin.wait_until(lambda: (False, "failed"), 101, "x", clock, clock.sleep) == (
+    assert backup.wait_until(lambda: (False, "failed"), 101, "x", clock, clock.sleep) == (
         False, "failed")
     assert clock.sleeps == []
 
@@ -340,7 +326,7 @@ def test_wait_until_accepts_falsy_results() -> None:
 # --- command flows, with fake API clients --------------------------------------------------------
 
 
-OWNER = backup.Owner(name="orders", namespace="shop", uid="u-1")
+OWNER = Owner(name="orders", namespace="shop", uid="u-1")
 POLICY_SPEC = {
     "schedule": "0 2 * * *",
     "source": {"postgres": {"host": "orders-db", "database": "orders", "user": "backup",
@@ -378,10 +364,10 @@ class FakeApis:
         if self.policy is None:
             raise ApiException(status=404, reason="Not Found")
         self.patches.append((body, kwargs.get("_content_type")))
-        token = body["metadata"]["annotations"][backup.BACKUP_NOW_ANNOTATION]
+        token = body["metadata"]["annotations"][BACKUP_NOW_ANNOTATION]
         # The operator's part, done at once: acknowledge, create the Job, record its run.
         self.on_demand = {"metadata": {"name": "orders-now-1",
-                                       "annotations": {backup.BACKUP_NOW_ANNOTATION: token}}}
+                                       "annotations": {BACKUP_NOW_ANNOTATION: token}}}
         self.policy["status"] = {"backupNowToken": token, "history": [
             attempt("2026-05-01T12:00:05Z", "orders-now-1", self.now_outcome,
                     reason="DumpFailed" if self.now_outcome == "Failed" else "Succeeded",
@@ -407,7 +393,7 @@ class FakeApis:
 
 def runner_setup() -> FakeApis:
     spec = BackupPolicySpec.model_validate(POLICY_SPEC)
-    cronjob = backup.render_cronjob(spec, OWNER, "img")
+    cronjob = render_cronjob(spec, OWNER, "img")
     policy = {"metadata": {"name": "orders", "namespace": "shop", "uid": "u-1"},
               "spec": POLICY_SPEC}
     return FakeApis(policy, cronjob)
@@ -415,9 +401,9 @@ def runner_setup() -> FakeApis:
 
 @pytest.fixture
 def connected(monkeypatch: pytest.MonkeyPatch) -> list[FakeApis]:
-    """`plugin.connect` returns the FakeApis appended to this list."""
+    """`connection.connect` returns the FakeApis appended to this list."""
     fakes: list[FakeApis] = []
-    monkeypatch.setattr(plugin, "connect", lambda args: (fakes[-1], args.namespace or "shop"))
+    monkeypatch.setattr(connection, "connect", lambda args: (fakes[-1], args.namespace or "shop"))
     return fakes
 
 
@@ -428,16 +414,16 @@ def test_backup_now_wait_reports_the_recorded_run(
     fake = FakeApis({"metadata": {"name": "orders", "namespace": "shop"}})
     fake.now_outcome = outcome
     connected.append(fake)
-    assert plugin.main(["backup", "now", "orders", "--wait"]) == code
+    assert main(["backup", "now", "orders", "--wait"]) == code
     [(patch, content_type)] = fake.patches
     assert content_type == "application/merge-patch+json"
-    token = patch["metadata"]["annotations"][backup.BACKUP_NOW_ANNOTATION]
+    token = patch["metadata"]["annotations"][BACKUP_NOW_ANNOTATION]
     out, err = capsys.readouterr()
     assert out.splitlines()[:2] == [
         f"backuppolicy/orders: backup requested (runbook.dev/backup-now={token})",
         "job/orders-now-1 started"]
     if outcome == "Succeeded":
-        assert out.splitlines()[2] == "backup orders-now-1 succeeded (4.0 KiB)"
+        assert out.splitlines()[2] == "backup orders-now-1 succeeded (4 KiB)"
     else:
         assert err == "backup orders-now-1 failed: DumpFailed\n"
 
@@ -450,7 +436,7 @@ def test_backup_now_on_a_stalled_policy_fails_with_its_reason(
     fake = FakeApis({"metadata": {"name": "orders"}, "status": {"conditions": [stalled]}})
     fake.patch_namespaced_custom_object = lambda *a, **k: None  # type: ignore[method-assign]
     connected.append(fake)
-    assert plugin.main(["backup", "now", "orders", "--wait"]) == plugin.EXIT_FAILED
+    assert main(["backup", "now", "orders", "--wait"]) == EXIT_FAILED
     assert capsys.readouterr().err == (
         "error: BackupPolicy orders is stalled (SecretNotFound: Secret 'db' not found); "
         "the request runs once it is fixed\n")
@@ -462,7 +448,7 @@ def test_missing_policy_is_a_one_line_error(
     connected.append(FakeApis(None))
     for argv in (["backup", "now", "orders"], ["backup", "list", "orders"],
                  ["backup", "restore", "orders", "--into", "x"]):
-        assert plugin.main([*argv, "-n", "team"]) == plugin.EXIT_ERROR
+        assert main([*argv, "-n", "team"]) == EXIT_ERROR
         assert capsys.readouterr().err == (
             "error: BackupPolicy 'orders' not found in namespace 'team'\n")
 
@@ -472,7 +458,7 @@ def test_backup_list_prints_the_table(
 ) -> None:
     connected.append(FakeApis({"metadata": {"name": "orders", "namespace": "shop"},
                                "status": {"history": HISTORY}}))
-    assert plugin.main(["backup", "list", "orders"]) == 0
+    assert main(["backup", "list", "orders"]) == 0
     assert "orders-backup-3   Failed" in capsys.readouterr().out
 
 
@@ -483,9 +469,9 @@ def test_restore_creates_the_job_and_reports_the_runners_result(
     fake.job_status = job("Complete")["status"]
     fake.pods = [pod("2026-05-01T06:00:13Z", restore_result())]
     connected.append(fake)
-    assert plugin.main(["backup", "restore", "orders", "--into", "orders_copy", "--wait"]) == 0
+    assert main(["backup", "restore", "orders", "--into", "orders_copy", "--wait"]) == 0
     [created] = fake.created
-    assert created["metadata"]["labels"][backup.OPERATION_LABEL] == "restore"
+    assert created["metadata"]["labels"][OPERATION_LABEL] == "restore"
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"job/{created['metadata']['name']} created: restoring the newest backup "
                       "of orders into orders_copy")
@@ -499,7 +485,7 @@ def test_restore_without_result_exits_1(
     fake = runner_setup()
     fake.job_status = job("Complete")["status"]
     connected.append(fake)
-    assert plugin.main(["backup", "restore", "orders", "--into", "orders_copy", "--wait"]) == 1
+    assert main(["backup", "restore", "orders", "--into", "orders_copy", "--wait"]) == 1
     assert "the runner reported no result" in capsys.readouterr().err
 
 
@@ -508,7 +494,7 @@ def test_refused_restore_creates_nothing(
 ) -> None:
     fake = runner_setup()
     connected.append(fake)
-    assert plugin.main(["backup", "restore", "orders", "--into", "orders"]) == plugin.EXIT_ERROR
+    assert main(["backup", "restore", "orders", "--into", "orders"]) == EXIT_ERROR
     assert fake.created == []
     assert capsys.readouterr().err == (
         "error: --into 'orders' is the source database itself; restore into a new database\n")
@@ -520,7 +506,7 @@ def test_restore_without_cronjob_points_at_status(
     fake = runner_setup()
     fake.cronjob = None
     connected.append(fake)
-    assert plugin.main(["backup", "restore", "orders", "--into", "x", "-n", "shop"]) == 2
+    assert main(["backup", "restore", "orders", "--into", "x", "-n", "shop"]) == 2
     assert capsys.readouterr().err == (
         "error: CronJob orders-backup not found: the operator has not rendered the backups of "
         "orders (see kubectl runbook status -n shop)\n")
@@ -536,7 +522,7 @@ def test_forbidden_create_names_the_action(
 
     fake.create_namespaced_job = forbidden  # type: ignore[method-assign]
     connected.append(fake)
-    assert plugin.main(["backup", "restore", "orders", "--into", "x"]) == 2
+    assert main(["backup", "restore", "orders", "--into", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: forbidden: cannot create Job orders-restore-")
     assert err.count("\n") == 1

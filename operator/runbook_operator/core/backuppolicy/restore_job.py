@@ -24,24 +24,27 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import posixpath
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
 from runbook_operator.api.backuppolicy import DB_NAME_PATTERN
 from runbook_operator.api.common import MANAGED_BY_LABEL
-from runbook_operator.core.backup import (
+from runbook_operator.core.backuppolicy.names import (
     OPERATION_LABEL,
     POLICY_LABEL,
-    RUNNER_CONFIG_ENV,
     RUNNER_CONTAINER,
     RUNNER_LABEL,
+)
+from runbook_operator.core.backuppolicy.runner_config import (
+    RUNNER_CONFIG_ENV,
     SOURCE_MOUNT,
+    config_text,
     scratch_database,
 )
-from runbook_operator.runner.config import parse_config
-from runbook_operator.runner.interfaces import RunnerError
+from runbook_operator.runner.config import PartConfig, RunnerConfig
 
 RESTORE_OPERATION = "restore"
 RESTORE_MOUNT = "/var/lib/runbook/restore"
@@ -92,27 +95,28 @@ def restore_job(
     pod_spec = template["spec"]["template"]["spec"]
     container = _runner_container(name, backup_cronjob, pod_spec)
     config = _runner_config(name, container)
-    kind = config["source"]["kind"]
+    source = config.source
+    if source is None:
+        raise RestoreRequestError(f"the backup CronJob of {name} names no source to restore")
+    kind = source.kind
     if kind == "command":
         raise RestoreRequestError(
             f"BackupPolicy {name} backs up a command's output; the operator cannot restore it "
             "(only postgres, mysql and files sources can be restored)"
         )
     if kind == "files":
-        target_config = _files_target(container, pod_spec, config, target, into_claim)
+        target_config = _files_target(container, pod_spec, source, target, into_claim)
     else:
         if into_claim is not None:
             raise RestoreRequestError(f"--into-claim applies to files sources, not {kind}")
         check_query = ((policy.get("spec") or {}).get("restoreTest") or {}).get("checkQuery")
-        target_config = _database_target(kind, config["source"]["settings"], target, check_query)
-
-    config["operation"] = RESTORE_OPERATION
-    config["restoreTarget"] = target_config
-    config.pop("retention", None)
-    config.pop("backupKey", None)
-    if backup_key is not None:
-        config["backupKey"] = _backup_key(name, backup_key)
-    _set_config(container, config)
+        target_config = _database_target(kind, source.settings, target, check_query)
+    key = _backup_key(name, backup_key) if backup_key is not None else None
+    restore = config.model_copy(update={
+        "operation": RESTORE_OPERATION, "restore_target": target_config, "retention": None,
+        "backup_key": key,
+    })
+    _config_var(container)["value"] = config_text(restore)
 
     labels = {**(template.get("metadata") or {}).get("labels", {}), POLICY_LABEL: name,
               OPERATION_LABEL: RESTORE_OPERATION, MANAGED_BY_LABEL: REQUESTED_BY}
@@ -130,7 +134,7 @@ def restore_job(
             "namespace": namespace,
             "labels": labels,
             "annotations": {TARGET_ANNOTATION: where,
-                            BACKUP_ANNOTATION: config.get("backupKey", "newest")},
+                            BACKUP_ANNOTATION: key or "newest"},
         },
         "spec": job_spec,
     }
@@ -164,26 +168,24 @@ def _config_var(container: dict[str, Any]) -> dict[str, Any]:
     return next((e for e in container.get("env") or [] if e.get("name") == RUNNER_CONFIG_ENV), {})
 
 
-def _runner_config(policy: str, container: dict[str, Any]) -> dict[str, Any]:
+def _runner_config(policy: str, container: dict[str, Any]) -> RunnerConfig:
     """The backup's config as rendered, validated before anything is derived from it."""
     text = _config_var(container).get("value")
     if not text:
         raise RestoreRequestError(f"the backup CronJob of {policy} has no {RUNNER_CONFIG_ENV}")
     try:
-        parse_config(text)
-    except RunnerError as error:
-        raise RestoreRequestError(f"the backup CronJob of {policy}: {error}") from None
-    config: dict[str, Any] = json.loads(text)
-    return config
-
-
-def _set_config(container: dict[str, Any], config: dict[str, Any]) -> None:
-    _config_var(container)["value"] = json.dumps(config, separators=(",", ":"), sort_keys=True)
+        return RunnerConfig.model_validate_json(text)
+    except ValidationError as error:  # fields only: a misplaced value could be a secret
+        fields = sorted({".".join(map(str, e["loc"])) or "config"
+                         for e in error.errors(include_input=False)})
+        raise RestoreRequestError(
+            f"the backup CronJob of {policy} has an invalid {RUNNER_CONFIG_ENV} "
+            f"({', '.join(fields)})") from None
 
 
 def _database_target(
     kind: str, source: dict[str, Any], target: str, check_query: str | None
-) -> dict[str, Any]:
+) -> PartConfig:
     """The source's connection with `database: target`, created fresh, never dropped first."""
     if not re.fullmatch(DB_NAME_PATTERN, target) or len(target) > DATABASE_NAME_MAX:
         raise RestoreRequestError(
@@ -207,16 +209,16 @@ def _database_target(
     settings |= {"database": target, "dropExisting": False}
     if check_query:
         settings["checkQuery"] = check_query
-    return {"kind": kind, "settings": settings}
+    return PartConfig(kind=kind, settings=settings)
 
 
 def _files_target(
     container: dict[str, Any],
     pod_spec: dict[str, Any],
-    config: dict[str, Any],
+    source: PartConfig,
     target: str,
     into_claim: str | None,
-) -> dict[str, Any]:
+) -> PartConfig:
     """`target` inside `into_claim`, mounted read-write at RESTORE_MOUNT.
 
     The source volume is unmounted: a restore does not read it, and so `into_claim` may be the
@@ -240,7 +242,7 @@ def _files_target(
         volumes = pod_spec.get("volumes") or []
         source_volume = next(v for v in volumes if v["name"] == source_mount["name"])
         source_claim = (source_volume.get("persistentVolumeClaim") or {}).get("claimName")
-        source_path = "/" + config["source"]["settings"]["path"][len(SOURCE_MOUNT):].strip("/")
+        source_path = "/" + source.settings["path"][len(SOURCE_MOUNT):].strip("/")
         if source_claim == into_claim and _overlap(path, source_path):
             raise RestoreRequestError(
                 f"--into {target!r} overlaps the backed-up directory {source_path!r} of claim "
@@ -252,7 +254,7 @@ def _files_target(
         {"name": RESTORE_VOLUME, "persistentVolumeClaim": {"claimName": into_claim}})
     container.setdefault("volumeMounts", []).append(
         {"name": RESTORE_VOLUME, "mountPath": RESTORE_MOUNT})
-    return {"kind": "files", "settings": {"path": (RESTORE_MOUNT + path).rstrip("/")}}
+    return PartConfig(kind="files", settings={"path": (RESTORE_MOUNT + path).rstrip("/")})
 
 
 def _overlap(a: str, b: str) -> bool:
