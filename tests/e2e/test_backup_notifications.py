@@ -14,7 +14,7 @@ from tests.support.kube import (
     create_webhook_channel,
     run_job_from_cronjob,
 )
-from tests.support.operator_metrics import reconciles
+from tests.support.operator_metrics import wait_for_policy_reconciles
 from tests.support.receivers import HTTPReceiver, Reply
 
 
@@ -30,8 +30,8 @@ def test_failed_backup_notifies_once_through_a_retrying_channel(
         run_job_from_cronjob(cluster, namespace, "notified-backup", "broken", None, exit_code=2)
 
         wait_for(lambda: receiver.bodies(status="firing"), "the failure notification")
-        seen = reconciles(running_operator, "BackupPolicy")
-        wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 4, "more resyncs")
+        wait_for_policy_reconciles(running_operator, namespace, "notified", 4,
+                                   "more reconciles of this policy")
         firing = receiver.bodies(status="firing")
         # One notification: answered 503 once, retried with the same payload, then delivered.
         assert len(firing) == 2 and firing[0] == firing[1]
@@ -60,8 +60,8 @@ def test_rpo_breach_notifies_once_and_resolves(
         BACKUP_POLICIES.wait_ready(api, namespace, "late")
         wait_for(lambda: receiver.bodies(status="firing"), "the RPO breach notification",
                  timeout=60)
-        seen = reconciles(running_operator, "BackupPolicy")
-        wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 4, "more resyncs")
+        wait_for_policy_reconciles(running_operator, namespace, "late", 4,
+                                   "more reconciles of this policy while still in breach")
         assert len(receiver.bodies(status="firing")) == 1
         assert "RPO 15s breached" in receiver.bodies(status="firing")[0]["alerts"][0][
             "annotations"]["description"]

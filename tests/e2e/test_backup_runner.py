@@ -9,7 +9,7 @@ from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
 from runbook_operator.runner.pipeline import RestoreResult
-from tests.support.builders import RUNNER_SECRETS, runner_policy, runner_result
+from tests.support.builders import RUNNER_KEY_ID, RUNNER_SECRETS, runner_policy, runner_result
 from tests.support.kube import (
     BACKUP_POLICIES,
     condition,
@@ -45,12 +45,16 @@ def test_runner_backups_and_restore_tests_are_recorded_from_their_results(
     status = BACKUP_POLICIES.get(api, namespace, "orders")["status"]
     assert status["lastBackup"]["sha256"] == "cd" * 32 and status["lastBackup"]["verified"]
     assert status["lastBackup"]["location"] == "s3://backups/orders/good/"
+    assert status["lastBackup"]["keyId"] == good["keyId"] == RUNNER_KEY_ID
 
     run_job_from_cronjob(cluster, namespace, "orders-backup", "bad", runner_result(False, "bad"),
                          exit_code=1)
     bad = wait_for(lambda: history_entry(api, namespace, "orders", "bad"), "the failed run")
     assert (bad["outcome"], bad["reason"]) == ("Failed", "DumpFailed")
     assert "connection to server failed" in bad["message"]
+    unready = condition(BACKUP_POLICIES.get(api, namespace, "orders"), "Ready")
+    assert (unready["status"], unready["reason"]) == ("False", "BackupFailing")
+    assert "DumpFailed: pg_dump: error: connection to server failed" in unready["message"]
 
     run_job_from_cronjob(cluster, namespace, "orders-backup", "silent", None)
     silent = wait_for(lambda: history_entry(api, namespace, "orders", "silent"), "the silent run")

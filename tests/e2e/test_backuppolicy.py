@@ -22,7 +22,7 @@ from tests.support.kube import (
     read_cronjob,
     run_job_from_cronjob,
 )
-from tests.support.operator_metrics import reconciles
+from tests.support.operator_metrics import wait_for_policy_reconciles
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_VALUE = "example-only-change-me"
@@ -31,7 +31,8 @@ SECRET_VALUE = "example-only-change-me"
 def test_example_policy_renders_cronjob_and_becomes_ready(
     cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "backuppolicy-nightly.yaml"))
+    cluster.kubectl("apply", "-n", namespace, "-f",
+                    str(REPO / "examples" / "backuppolicy-nightly.yaml"))
     obj = BACKUP_POLICIES.wait_ready(api, namespace, "app-db-nightly")
     assert obj["status"]["cronJobName"] == "app-db-nightly-backup"
     assert condition(obj, "Stalled")["status"] == "False"
@@ -90,6 +91,42 @@ def test_finished_jobs_update_last_success_and_failure(
     assert failed["lastJob"]["outcome"] == "Failed"
     assert failed["lastJob"]["reason"] == "BackoffLimitExceeded"
     assert failed["lastSuccessfulTime"] == ok["lastSuccessfulTime"]
+
+
+def test_a_failing_backup_makes_the_policy_unready_until_one_succeeds(
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
+) -> None:
+    """Health says whether backups work (kstatus), so `kubectl wait`, Argo CD and Flux see a
+    policy whose backups fail; a failing backup is not a spec problem, so not Stalled."""
+    BACKUP_POLICIES.create(api, namespace, policy_body("flaky", backoffLimit=0))
+    BACKUP_POLICIES.wait_ready(api, namespace, "flaky")
+
+    run_job_from_cronjob(cluster, namespace, "flaky-backup", "broken", exit_code=3)
+    cluster.kubectl("wait", "--for=condition=Ready=False", "--timeout=60s", "-n", namespace,
+                    "backuppolicy/flaky")
+    failing = BACKUP_POLICIES.get(api, namespace, "flaky")
+    ready = condition(failing, "Ready")
+    assert ready["reason"] == "BackupFailing" and "Job broken" in ready["message"]
+    assert ready["observedGeneration"] == failing["metadata"]["generation"]
+    assert condition(failing, "Stalled")["status"] == "False"
+    shown = subprocess.run(
+        [sys.executable, "-m", "runbook_operator.cli.plugin", "status", "-n", namespace,
+         "--fail-unready"], env=cluster.env(), capture_output=True, text=True, check=False)
+    assert shown.returncode == 1, shown.stderr
+    assert "BackupFailing" in next(line for line in shown.stdout.splitlines() if "flaky" in line)
+
+    wait_for_policy_reconciles(running_operator, namespace, "flaky", 3,
+                               "reconciles of the failing policy")
+    again = condition(BACKUP_POLICIES.get(api, namespace, "flaky"), "Ready")
+    assert (again["status"], again["reason"]) == ("False", "BackupFailing")
+    assert again["lastTransitionTime"] == ready["lastTransitionTime"]  # not rewritten
+
+    run_job_from_cronjob(cluster, namespace, "flaky-backup", "fixed")
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "-n", namespace,
+                    "backuppolicy/flaky")
+    healthy = BACKUP_POLICIES.get(api, namespace, "flaky")
+    assert condition(healthy, "Ready")["reason"] == "Scheduled"
+    assert healthy["status"]["lastJob"]["name"] == "fixed"
 
 
 INVALID = [
@@ -189,24 +226,34 @@ def test_spec_changes_rerender_and_deletion_garbage_collects(
     )
 
 
+def owned_cronjobs(api, namespace: str, owner_uid: str) -> list:
+    """Every CronJob in the namespace whose owner is the object with `owner_uid`, whatever
+    its name or labels: a duplicate need not look like the original."""
+    return [c for c in client.BatchV1Api(api).list_namespaced_cron_job(namespace).items
+            if any(ref.uid == owner_uid for ref in c.metadata.owner_references or [])]
+
+
 def test_kill9_then_spec_change_updates_cronjob_without_duplicates(
     api, namespace: str, running_operator: LocalOperator
 ) -> None:
-    BACKUP_POLICIES.create(api, namespace, policy_body("survivor"))
+    policy = BACKUP_POLICIES.create(api, namespace, policy_body("survivor"))
     BACKUP_POLICIES.wait_ready(api, namespace, "survivor")
+    [before] = owned_cronjobs(api, namespace, policy["metadata"]["uid"])
     running_operator.kill9()
 
-    BACKUP_POLICIES.patch(api, namespace, "survivor", {"spec": {"schedule": "15 3 * * *"}}
-    )
+    BACKUP_POLICIES.patch(api, namespace, "survivor", {"spec": {"schedule": "15 3 * * *"}})
     running_operator.start()
     obj = BACKUP_POLICIES.wait_ready(api, namespace, "survivor")
     assert obj["metadata"]["generation"] == 2
-    cronjobs = client.BatchV1Api(api).list_namespaced_cron_job(
-        namespace, label_selector="runbook.dev/backuppolicy=survivor"
-    ).items
-    assert [c.metadata.name for c in cronjobs] == ["survivor-backup"]
-    assert cronjobs[0].spec.schedule == "15 3 * * *"
-    assert len(cronjobs[0].metadata.owner_references) == 1
+    wait_for_policy_reconciles(running_operator, namespace, "survivor", 2,
+                               "more reconciles after the restart")
+    [after] = owned_cronjobs(api, namespace, policy["metadata"]["uid"])
+    # Updated in place: the same object (a recreated CronJob would forget its last schedule
+    # and history), with the new schedule and one owner.
+    assert after.metadata.uid == before.metadata.uid
+    assert after.metadata.name == obj["status"]["cronJobName"] == "survivor-backup"
+    assert after.spec.schedule == "15 3 * * *"
+    assert len(after.metadata.owner_references) == 1
 
 
 def test_operator_identity_is_least_privileged(
@@ -305,11 +352,13 @@ def test_rpo_breach_with_suspended_cronjob_is_flagged_once_and_cleared_by_a_succ
                 if e.reason == "RPOBreached"]
 
     wait_for(breach_events, "the RPOBreached Event")
-    seen = reconciles(running_operator, "BackupPolicy")
-    wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 5,
-             "five more reconciles while still in breach")
+    wait_for_policy_reconciles(running_operator, namespace, "rpo", 5,
+                               "five more reconciles of this policy while still in breach")
     assert len(breach_events()) == 1
     assert (breach_events()[0].count or 1) == 1
+    still = BACKUP_POLICIES.get(api, namespace, "rpo")
+    assert condition(still, "RPOMet")["status"] == "False"
+    assert still["status"]["rpoBreachNotifiedAt"] == breached["status"]["rpoBreachNotifiedAt"]
 
     run_job_from_cronjob(cluster, namespace, "rpo-backup", "rescue")
     recovered = wait_for(
@@ -341,9 +390,8 @@ def test_backup_now_annotation_runs_one_backup_per_token(
     assert status["lastJob"]["name"].startswith("ondemand-now-")
     running_operator.kill9()
     running_operator.start()
-    seen = reconciles(running_operator, "BackupPolicy")
-    wait_for(lambda: reconciles(running_operator, "BackupPolicy") >= seen + 3,
-             "resyncs after a restart")
+    wait_for_policy_reconciles(running_operator, namespace, "ondemand", 3,
+                               "reconciles of this policy after a restart")
     jobs = client.BatchV1Api(api).list_namespaced_job(
         namespace, label_selector="runbook.dev/backuppolicy=ondemand").items
     assert len(jobs) == 1

@@ -17,7 +17,13 @@ from runbook_operator.core.backuppolicy.runner_config import RUNNER_CONFIG_ENV
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
-from tests.support.builders import RUNNER_SECRETS, policy_body, runner_policy, runner_result
+from tests.support.builders import (
+    RUNNER_KEY_ID,
+    RUNNER_SECRETS,
+    policy_body,
+    runner_policy,
+    runner_result,
+)
 from tests.support.kube import (
     BACKUP_POLICIES,
     create_secrets,
@@ -129,4 +135,7 @@ def test_backup_restore_creates_a_restore_job_and_wait_needs_a_runner_result(
     assert listed.returncode == 0, listed.stderr
     shown = json.loads(listed.stdout)
     assert shown["lastBackup"]["jobName"] == "good"
+    assert shown["lastBackup"]["keyId"] == RUNNER_KEY_ID
+    table = plugin(cluster, "backup", "list", "orders", "-n", namespace)
+    assert f"key {RUNNER_KEY_ID}" in table.stdout.splitlines()[0]
     assert [a["jobName"] for a in shown["history"]] == ["good"]

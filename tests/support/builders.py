@@ -7,6 +7,7 @@ from typing import Any
 
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.core.delivery import Link, Notification, Source
+from runbook_operator.runner.crypto import parse_key
 from runbook_operator.runner.pipeline import BackupResult
 
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
@@ -44,8 +45,13 @@ def policy_body(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
-RUNNER_SECRETS = {"db": {"password": "pg-secret-value"}, "backup-key": {"key": "A" * 43 + "="},
-           "s3": {"AWS_ACCESS_KEY_ID": "access-key-id-value", "AWS_SECRET_ACCESS_KEY": "s3-secret-value"}}
+RUNNER_SECRETS = {
+    "db": {"password": "pg-secret-value"},
+    "backup-key": {"key": "A" * 43 + "="},
+    "s3": {"AWS_ACCESS_KEY_ID": "access-key-id-value", "AWS_SECRET_ACCESS_KEY": "s3-secret-value"},
+}
+#: The id of the key in RUNNER_SECRETS, as the runner reports it for what it encrypted.
+RUNNER_KEY_ID = parse_key(RUNNER_SECRETS["backup-key"]["key"]).id
 
 
 def runner_policy(name: str) -> dict[str, Any]:
@@ -74,6 +80,7 @@ def runner_result(ok: bool, job: str) -> str:
         startedAt="2026-05-01T02:00:00Z", finishedAt="2026-05-01T02:00:30Z",
         durationSeconds=30.0, location=f"s3://backups/orders/{job}/", key=f"orders/{job}",
         sizeBytes=4096 if ok else None, sha256="cd" * 32 if ok else None, verified=ok,
+        keyId=RUNNER_KEY_ID if ok else None,
     )).to_json()
 
 

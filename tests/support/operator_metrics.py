@@ -3,7 +3,7 @@ tests' progress signal where status is written only when something changes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,13 +29,26 @@ def evaluations(operator: LocalOperator, namespace: str, name: str) -> int:
                        {"namespace": namespace, "rule": name}))
 
 
+def wait_for_more(count: Callable[[], float], more: int, what: str, timeout: float) -> None:
+    """Wait until `count` has grown by `more` from what it is now."""
+    target = count() + more
+    wait_for(lambda: count() >= target, what, timeout=timeout)
+
+
 def wait_for_evaluations(operator: LocalOperator, namespace: str, name: str, more: int,
                          what: str, timeout: float = 30) -> None:
     """Wait until the operator has evaluated the rule `more` more times than now."""
-    target = evaluations(operator, namespace, name) + more
-    wait_for(lambda: evaluations(operator, namespace, name) >= target, what, timeout=timeout)
+    wait_for_more(lambda: evaluations(operator, namespace, name), more, what, timeout)
 
 
-def reconciles(operator: LocalOperator, kind: str) -> float:
-    """Reconciles of every object of `kind` so far."""
-    return counter(operator, "runbook_operator_reconcile", {"kind": kind})
+def policy_reconciles(operator: LocalOperator, namespace: str, policy: str) -> int:
+    """How often the operator has reconciled one BackupPolicy (each reconcile evaluates its
+    RPO): progress of this policy, which other tests' policies cannot fake."""
+    return int(counter(operator, "runbook_backup_reconciles",
+                       {"namespace": namespace, "policy": policy}))
+
+
+def wait_for_policy_reconciles(operator: LocalOperator, namespace: str, policy: str, more: int,
+                               what: str, timeout: float = 60) -> None:
+    """Wait until the operator has reconciled the policy `more` more times than now."""
+    wait_for_more(lambda: policy_reconciles(operator, namespace, policy), more, what, timeout)
