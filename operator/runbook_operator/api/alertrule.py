@@ -280,7 +280,9 @@ class AlertRuleSpec(ApiModel):
              "message": f"interval must be at least {MIN_INTERVAL_SECONDS}s"}]},
         description="Evaluation interval (at least 5s; units ms, s, m, h).")
     severity: Severity = Field(
-        default="medium", description="critical, high, medium, low or info.")
+        default="medium",
+        description="critical, high, medium, low or info; or Prometheus' critical, warning, "
+        "info.")
     labels: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict, max_length=32,
         json_schema_extra={"x-kubernetes-validations": [_LABEL_KEYS_RULE]},

@@ -55,7 +55,8 @@ class EnvVar(ApiModel):
     )
     secret_key_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Takes the value from a Secret key; the value never appears in generated objects.",
+        description="Takes the value from a Secret key; the value never appears in generated "
+        "objects.",
     )
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ through it with retries and records each delivery in the channel's status.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -29,13 +29,37 @@ from runbook_operator.api.common import (
 
 ChannelType = Literal["slack", "pagerduty", "webhook", "email"]
 CHANNEL_TYPES: tuple[ChannelType, ...] = ("slack", "pagerduty", "webhook", "email")
-Severity = Literal["critical", "high", "medium", "low", "info"]
+#: Both vocabularies: the runbooks' critical/high/medium/low and Prometheus' critical/warning/info.
+Severity = Literal["critical", "high", "medium", "warning", "low", "info"]
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]
 DeliveryResultValue = Literal["delivered", "retrying", "failed"]
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+
+class SeverityStyle(NamedTuple):
+    """How one severity is shown by the receivers that have a notion of it."""
+
+    pagerduty: PagerDutySeverity
+    slack_color: str
+
+
+#: The one mapping of severities, most severe first (the order escalation raises along).
+#: PagerDuty severities are the defaults of a channel's `severityMapping`; Slack colours are
+#: the bar beside a problem's details. `warning` ranks with `medium`, just below it.
+SEVERITIES: dict[Severity, SeverityStyle] = {
+    "critical": SeverityStyle("critical", "#D0021B"),
+    "high": SeverityStyle("error", "#F2711C"),
+    "medium": SeverityStyle("warning", "#ECB22E"),
+    "warning": SeverityStyle("warning", "#ECB22E"),
+    "low": SeverityStyle("warning", "#439FE0"),
+    "info": SeverityStyle("info", "#9E9EA6"),
+}
+#: Slack colour of a notification that says the problem is over.
+RESOLVED_COLOR = "#2EB67D"
 
 EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=254)]
 
@@ -63,19 +87,22 @@ class PagerDutySeverityMapping(ApiModel):
     """How the operator's severities map onto the four PagerDuty Events v2 severities."""
 
     critical: PagerDutySeverity = Field(
-        default="critical", description="PagerDuty severity for critical."
+        default=SEVERITIES["critical"].pagerduty, description="PagerDuty severity for critical."
     )
     high: PagerDutySeverity = Field(
-        default="error", description="PagerDuty severity for high."
+        default=SEVERITIES["high"].pagerduty, description="PagerDuty severity for high."
     )
     medium: PagerDutySeverity = Field(
-        default="warning", description="PagerDuty severity for medium."
+        default=SEVERITIES["medium"].pagerduty, description="PagerDuty severity for medium."
+    )
+    warning: PagerDutySeverity = Field(
+        default=SEVERITIES["warning"].pagerduty, description="PagerDuty severity for warning."
     )
     low: PagerDutySeverity = Field(
-        default="warning", description="PagerDuty severity for low."
+        default=SEVERITIES["low"].pagerduty, description="PagerDuty severity for low."
     )
     info: PagerDutySeverity = Field(
-        default="info", description="PagerDuty severity for info."
+        default=SEVERITIES["info"].pagerduty, description="PagerDuty severity for info."
     )
 
 
@@ -93,7 +120,8 @@ class PagerDutyChannel(ApiModel):
     )
     severity_mapping: PagerDutySeverityMapping = Field(
         default_factory=PagerDutySeverityMapping,
-        description="Maps critical|high|medium|low|info onto critical|error|warning|info.",
+        description="Maps critical|high|medium|warning|low|info onto "
+        "critical|error|warning|info.",
     )
 
 

@@ -75,7 +75,7 @@ def test_anomaly_rule_defaults() -> None:
     ({**THRESHOLD, "interval": "1s"}, "at least 5s"),
     ({**THRESHOLD, "interval": "4999ms"}, "at least 5s"),
     ({**THRESHOLD, "interval": "1d"}, "interval"),
-    ({**THRESHOLD, "severity": "warning"}, "severity"),
+    ({**THRESHOLD, "severity": "major"}, "severity"),
     ({**THRESHOLD, "noDataState": "NoData"}, "noDataState"),
     ({**THRESHOLD, "errorState": "OK"}, "errorState"),
     ({**THRESHOLD, "labels": {"bad-name": "x"}}, "label names"),

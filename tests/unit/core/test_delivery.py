@@ -264,7 +264,7 @@ def test_notification_limits() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         _notification(timestamp=datetime(2026, 3, 1, 12, 0))
     with pytest.raises(ValidationError):
-        _notification(severity="warning")
+        _notification(severity="major")
 
 
 @pytest.mark.parametrize(
