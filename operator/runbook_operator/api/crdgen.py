@@ -128,6 +128,12 @@ def _schema(model: type[Resource]) -> dict[str, Any]:
     }
     if model.info.root_validations:
         root["x-kubernetes-validations"] = model.info.root_validations
+    if any(r.get("fieldPath") == ".metadata.name" for r in model.info.root_validations):
+        # A fieldPath must name a field of the schema; of metadata, a CRD may only describe
+        # name and generateName.
+        root["properties"]["metadata"]["properties"] = {
+            "name": {"type": "string", "description": "Name of this object."}
+        }
     return root
 
 

@@ -14,17 +14,19 @@ from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
-    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
     KindInfo,
+    NamedList,
     PrinterColumn,
     Resource,
     SecretKeyRef,
     age_column,
+    cel,
     ready_column,
     reason_column,
+    validations,
 )
 
 ChannelType = Literal["slack", "pagerduty", "webhook", "email"]
@@ -135,16 +137,9 @@ class WebhookHeader(ApiModel):
 class WebhookChannel(ApiModel):
     """A generic HTTP endpoint receiving an Alertmanager-v4-compatible JSON body."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.url) != has(self.urlSecretRef)",
-                    "message": "set exactly one of url and urlSecretRef",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("has(self.url) != has(self.urlSecretRef)", "set exactly one of url and urlSecretRef"),
+    )}
 
     url_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the URL, for URLs that embed a credential."
@@ -155,11 +150,10 @@ class WebhookChannel(ApiModel):
         pattern=HTTP_URL_PATTERN,
         max_length=2048,
     )
-    headers: list[WebhookHeader] = Field(
+    headers: NamedList[WebhookHeader] = Field(
         default_factory=list,
         description="Extra request headers, each from a Secret key.",
         max_length=16,
-        json_schema_extra=LIST_MAP_BY_NAME,
     )
 
     @model_validator(mode="after")
@@ -169,23 +163,21 @@ class WebhookChannel(ApiModel):
         return self
 
 
+CREDENTIALS_IN_PAIRS = "set both usernameSecretRef and passwordSecretRef, or neither"
+
+
 class EmailChannel(ApiModel):
     """Email through an SMTP relay."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.usernameSecretRef) == has(self.passwordSecretRef)",
-                    "message": "set both usernameSecretRef and passwordSecretRef, or neither",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("!has(self.usernameSecretRef) || has(self.passwordSecretRef)", CREDENTIALS_IN_PAIRS,
+            ".passwordSecretRef", "FieldValueRequired"),
+        cel("!has(self.passwordSecretRef) || has(self.usernameSecretRef)", CREDENTIALS_IN_PAIRS,
+            ".usernameSecretRef", "FieldValueRequired"),
+    )}
 
     smtp_host: str = Field(
         description="SMTP relay host name or IP address.",
-        min_length=1,
         max_length=253,
         pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$",
     )
@@ -210,7 +202,7 @@ class EmailChannel(ApiModel):
     @model_validator(mode="after")
     def _credentials_in_pairs(self) -> EmailChannel:
         if (self.username_secret_ref is None) != (self.password_secret_ref is None):
-            raise ValueError("set both usernameSecretRef and passwordSecretRef, or neither")
+            raise ValueError(CREDENTIALS_IN_PAIRS)
         return self
 
 
@@ -242,16 +234,9 @@ _EXACTLY_ONE_TYPE = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in CHANNEL_TYPES
 class NotificationChannelSpec(ApiModel):
     """Where notifications go and how delivery is retried. Exactly one channel type is set."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": _EXACTLY_ONE_TYPE,
-                    "message": "set exactly one of slack, pagerduty, webhook, email",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel(_EXACTLY_ONE_TYPE, "set exactly one of slack, pagerduty, webhook, email"),
+    )}
 
     slack: SlackChannel | None = Field(default=None, description="Slack incoming webhook.")
     pagerduty: PagerDutyChannel | None = Field(

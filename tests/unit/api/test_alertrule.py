@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 from runbook_operator.api import crdgen
 from runbook_operator.api.alertrule import (
-    MODE_RULE,
+    MODE_RULES,
     AlertInstance,
     AlertRule,
     AlertRuleSpec,
@@ -150,8 +150,10 @@ def test_crd_names_columns_and_rules() -> None:
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["State", "Value", "Since", "Ready", "Age"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert {"rule": MODE_RULE, "message": "set either query and condition, or anomaly (not both)"
-            } in spec["x-kubernetes-validations"]
+    assert spec["x-kubernetes-validations"] == MODE_RULES
+    assert {(r["fieldPath"], r["reason"]) for r in MODE_RULES} == {
+        (f".{field}", reason) for field in ("query", "condition")
+        for reason in ("FieldValueRequired", "FieldValueForbidden")}
     props = spec["properties"]
     assert props["for"]["default"] == "0s" and props["interval"]["default"] == "1m"
     assert props["channels"]["x-kubernetes-list-type"] == "map"
