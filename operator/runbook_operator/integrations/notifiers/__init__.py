@@ -2,9 +2,9 @@
 
 Rendering is pure (`render_*` in the per-channel modules); this module wires a channel to its
 transport, runs the attempts that `core.delivery.decide` asks for (through the one outbound
-caller, `integrations.webhooks`), and returns one
-`DeliveryRecord` per attempt so callers can record every delivery. Secret values (webhook
-URLs, routing keys, passwords) never reach a record, a message or a log line.
+caller, `integrations.webhooks`), and returns one `DeliveryRecord` per attempt so callers can
+record every delivery. Secret values (webhook URLs, routing keys, passwords) never reach a
+record, a message or a log line.
 """
 
 from __future__ import annotations
