@@ -162,13 +162,9 @@ async def _call_json(
     endpoint: Endpoint, payload: Mapping[str, Any], timeout: float, rules: RetryRules
 ) -> Attempt:
     async with httpx.AsyncClient() as client:
-        last = None
-        async for last in attempts(
-            lambda: post_json(client, endpoint, payload, timeout), "webhook", rules
-        ):
-            pass
-    assert last is not None, "RetryRules allow at least one attempt"
-    return last
+        made = [a async for a in attempts(
+            lambda: post_json(client, endpoint, payload, timeout), "webhook", rules)]
+    return made[-1]
 
 
 def call_json(
