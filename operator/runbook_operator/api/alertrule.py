@@ -13,22 +13,23 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic.json_schema import JsonDict
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
-    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
     KindInfo,
+    NamedList,
     PrinterColumn,
     Resource,
     SecretKeyRef,
     age_column,
+    cel,
     parse_duration,
     ready_column,
     reason_column,
+    validations,
 )
 from runbook_operator.api.notificationchannel import HTTP_URL_PATTERN, Severity
 
@@ -52,12 +53,10 @@ DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 #: Go-style durations without days, so CEL's duration() can read them.
 GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
 Interval = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32)]
-ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, min_length=1, max_length=253)]
+ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
 
-_LABEL_KEYS_RULE: JsonDict = {
-    "rule": f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
-    "message": "label names must match [a-zA-Z_][a-zA-Z0-9_]*",
-}
+_LABEL_KEYS_RULE = cel(f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
+                       "label names must match [a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class ThresholdCondition(ApiModel):
@@ -84,21 +83,16 @@ class ChannelRef(ApiModel):
 class EscalationLevel(ApiModel):
     """A step taken once when an alert has been firing for `after`."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.channels) || has(self.severity)",
-                 "message": "an escalation level adds channels or sets a severity"}
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("has(self.channels) || has(self.severity)",
+            "an escalation level adds channels or sets a severity"),
+    )}
 
     after: Duration = Field(description="Firing time after which this level applies.")
-    channels: list[ChannelRef] | None = Field(
+    channels: NamedList[ChannelRef] | None = Field(
         default=None,
         max_length=MAX_ESCALATION_CHANNELS,
         description="Channels notified from this level on, in addition to spec.channels.",
-        json_schema_extra=LIST_MAP_BY_NAME,
     )
     severity: Severity | None = Field(
         default=None, description="Severity the alert is raised to from this level on."
@@ -114,14 +108,10 @@ class EscalationLevel(ApiModel):
 class ScaleDeployment(ApiModel):
     """Scale a Deployment in this namespace by a step, within bounds."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
-                {"rule": "self.by != 0", "message": "by must not be 0"},
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.min <= self.max", "min must not exceed max", ".min", "FieldValueInvalid"),
+        cel("self.by != 0", "by must not be 0", ".by", "FieldValueInvalid"),
+    )}
 
     name: ResourceName = Field(description="Name of the Deployment.")
     by: int = Field(ge=-100, le=100, description="Replicas to add (negative to remove).")
@@ -155,14 +145,10 @@ _ACTION_KINDS = ("scaleDeployment", "restartDeployment", "webhook")
 class Actions(ApiModel):
     """Automated remediation when an instance starts firing: opt-in, at most once per cooldown."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": " || ".join(f"has(self.{k})" for k in _ACTION_KINDS),
-                 "message": "set at least one of scaleDeployment, restartDeployment, webhook"}
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel(" || ".join(f"has(self.{k})" for k in _ACTION_KINDS),
+            "set at least one of scaleDeployment, restartDeployment, webhook"),
+    )}
 
     scale_deployment: ScaleDeployment | None = Field(
         default=None, description="Scale a Deployment by a step within min and max.")
@@ -201,8 +187,8 @@ class NamedQuery(ApiModel):
 class AnomalySpec(ApiModel):
     """IsolationForest over one or more series, trained on a query_range window."""
 
-    queries: list[NamedQuery] = Field(
-        min_length=1, max_length=8, json_schema_extra=LIST_MAP_BY_NAME,
+    queries: NamedList[NamedQuery] = Field(
+        min_length=1, max_length=8,
         description="Input series, joined on their timestamps (rows with NaN are dropped).")
     training_window: Duration = Field(default="7d", description="History the model learns from.")
     step: Duration = Field(default="5m", description="Resolution of the training data.")
@@ -213,8 +199,7 @@ class AnomalySpec(ApiModel):
         default="1h", description="How often the model is retrained (not every evaluation).")
     contamination: float = Field(
         default=0.01, le=0.5,
-        json_schema_extra={"x-kubernetes-validations": [
-            {"rule": "self > 0.0", "message": "contamination must be greater than 0"}]},
+        json_schema_extra=validations(cel("self > 0.0", "contamination must be greater than 0")),
         description="Expected share of anomalies in the training data (0 < x <= 0.5); sets "
         "the default score threshold.")
     score_threshold: float | None = Field(
@@ -245,21 +230,20 @@ class AnomalySpec(ApiModel):
         return self
 
 
-MODE_RULE = (
-    "has(self.anomaly) ? !has(self.query) && !has(self.condition) "
-    ": has(self.query) && has(self.condition)"
-)
 MODE_MESSAGE = "set either query and condition, or anomaly (not both)"
+#: One rule per field it is about, so the API server names the field to add or remove.
+MODE_RULES = [
+    *(cel(f"has(self.anomaly) || has(self.{field})", MODE_MESSAGE, f".{field}",
+          "FieldValueRequired") for field in ("query", "condition")),
+    *(cel(f"!has(self.anomaly) || !has(self.{field})", MODE_MESSAGE, f".{field}",
+          "FieldValueForbidden") for field in ("query", "condition")),
+]
 
 
 class AlertRuleSpec(ApiModel):
     """What to evaluate, when it is a problem, and who hears about it."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [{"rule": MODE_RULE, "message": MODE_MESSAGE}]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(*MODE_RULES)}
 
     query: str | None = Field(
         default=None, min_length=1, max_length=16384,
@@ -275,15 +259,17 @@ class AlertRuleSpec(ApiModel):
         description="How long an alert keeps firing after the condition clears (stops flaps).")
     interval: Interval = Field(
         default="1m",
-        json_schema_extra={"x-kubernetes-validations": [
-            {"rule": f"duration(self) >= duration('{MIN_INTERVAL_SECONDS}s')",
-             "message": f"interval must be at least {MIN_INTERVAL_SECONDS}s"}]},
+        json_schema_extra=validations(cel(
+            f"duration(self) >= duration('{MIN_INTERVAL_SECONDS}s')",
+            f"interval must be at least {MIN_INTERVAL_SECONDS}s")),
         description="Evaluation interval (at least 5s; units ms, s, m, h).")
     severity: Severity = Field(
-        default="medium", description="critical, high, medium, low or info.")
+        default="medium",
+        description="critical, high, medium, low or info; or Prometheus' critical, warning, "
+        "info.")
     labels: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict, max_length=32,
-        json_schema_extra={"x-kubernetes-validations": [_LABEL_KEYS_RULE]},
+        json_schema_extra=validations(_LABEL_KEYS_RULE),
         description="Labels added to every instance's notifications (identity, never values).")
     annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict, max_length=32,
@@ -295,8 +281,8 @@ class AlertRuleSpec(ApiModel):
     error_state: Handling = Field(
         default="Error",
         description="When the query fails: Normal, Alerting, KeepLast or Error (notified).")
-    channels: list[ChannelRef] = Field(
-        default_factory=list, max_length=MAX_CHANNELS, json_schema_extra=LIST_MAP_BY_NAME,
+    channels: NamedList[ChannelRef] = Field(
+        default_factory=list, max_length=MAX_CHANNELS,
         description="NotificationChannels that hear about this rule's alerts.")
     escalate_after: list[EscalationLevel] = Field(
         default_factory=list, max_length=MAX_ESCALATION_LEVELS,
@@ -321,14 +307,6 @@ class AlertRuleSpec(ApiModel):
         bad = [k for k in value if not re.fullmatch(LABEL_NAME_PATTERN, k)]
         if bad:
             raise ValueError(f"label names must match [a-zA-Z_][a-zA-Z0-9_]*: {bad}")
-        return value
-
-    @field_validator("channels")
-    @classmethod
-    def _unique_channels(cls, value: list[ChannelRef]) -> list[ChannelRef]:
-        names = [c.name for c in value]
-        if len(set(names)) != len(names):
-            raise ValueError("channel names must be unique")
         return value
 
     @model_validator(mode="after")

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
-    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
     KindInfo,
+    NamedList,
     PrinterColumn,
     Resource,
     SecretKeyRef,
+    ValidationReason,
     age_column,
+    cel,
     ready_column,
     reason_column,
+    validations,
 )
 from runbook_operator.api.schedule import CronSchedule, TimeZone
 
 CRONJOB_SUFFIX = "-backup"
 RESTORE_TEST_SUFFIX = "-restore"
 MAX_NAME_LENGTH = 52 - max(len(CRONJOB_SUFFIX), len(RESTORE_TEST_SUFFIX))
+NAME_TOO_LONG = (f"name must be at most {MAX_NAME_LENGTH} characters "
+                 f"(CronJob names add '{RESTORE_TEST_SUFFIX}')")
 
 Quantity = str | int
 
@@ -33,16 +40,10 @@ Quantity = str | int
 class EnvVar(ApiModel):
     """An environment variable for the backup container: a literal value or a Secret key."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.value) != has(self.secretKeyRef)",
-                    "message": "set exactly one of value and secretKeyRef",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("has(self.value) != has(self.secretKeyRef)",
+            "set exactly one of value and secretKeyRef"),
+    )}
 
     name: str = Field(
         description="Variable name.",
@@ -55,13 +56,14 @@ class EnvVar(ApiModel):
     )
     secret_key_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Takes the value from a Secret key; the value never appears in generated objects.",
+        description="Takes the value from a Secret key; the value never appears in generated "
+        "objects.",
     )
 
     @model_validator(mode="after")
     def _exactly_one_value(self) -> EnvVar:
         if (self.value is None) == (self.secret_key_ref is None):
-            raise ValueError(f"env {self.name}: set exactly one of value and secretKeyRef")
+            raise ValueError("set exactly one of value and secretKeyRef")
         return self
 
 
@@ -84,11 +86,10 @@ class CommandSource(ApiModel):
     args: list[str] = Field(
         default_factory=list, description="Arguments passed to the command.", max_length=256
     )
-    env: list[EnvVar] = Field(
+    env: NamedList[EnvVar] = Field(
         default_factory=list,
         description="Environment variables; credentials must come from secretKeyRef.",
         max_length=64,
-        json_schema_extra=LIST_MAP_BY_NAME,
     )
 
     def secret_refs(self) -> list[SecretKeyRef]:
@@ -134,14 +135,9 @@ _ONE_SOURCE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS)
 class BackupSource(ApiModel):
     """What to back up. Exactly one source kind is set."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": _ONE_SOURCE,
-                 "message": "set exactly one source: postgres, mysql, files or command"}
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel(_ONE_SOURCE, "set exactly one source: postgres, mysql, files or command"),
+    )}
 
     postgres: DatabaseSource | None = Field(
         default=None, description="PostgreSQL, dumped with pg_dump in custom format.")
@@ -201,14 +197,9 @@ class S3Destination(ApiModel):
 class Destination(ApiModel):
     """Where backups are stored. Exactly one kind is set."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "has(self.pvc) != has(self.s3)",
-                 "message": "set exactly one destination: pvc or s3"}
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("has(self.pvc) != has(self.s3)", "set exactly one destination: pvc or s3"),
+    )}
 
     pvc: PVCDestination | None = Field(default=None, description="A volume directory.")
     s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
@@ -223,14 +214,11 @@ class Destination(ApiModel):
 class Encryption(ApiModel):
     """Client-side encryption of every backup with a key from a Secret."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {"rule": "self.mode == 'none' || has(self.keySecretRef)",
-                 "message": "aes-256-gcm needs keySecretRef (or set mode: none explicitly)"}
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.mode == 'none' || has(self.keySecretRef)",
+            "aes-256-gcm needs keySecretRef (or set mode: none explicitly)",
+            ".keySecretRef", "FieldValueRequired"),
+    )}
 
     mode: Literal["aes-256-gcm", "none"] = Field(
         default="aes-256-gcm", description="aes-256-gcm (authenticated, chunked) or none.")
@@ -302,9 +290,8 @@ class BackupPolicySpec(ApiModel):
     """Desired backup schedule, source, destination and objectives."""
 
     model_config = ApiModel.model_config | {
-        "json_schema_extra": lambda schema: schema.setdefault(
-            "x-kubernetes-validations",
-            [{"rule": rule, "message": message} for rule, message, _ in RUNNER_RULES],
+        "json_schema_extra": lambda schema: schema.update(
+            validations(*(rule.cel() for rule in RUNNER_RULES))
         )
     }
 
@@ -389,34 +376,54 @@ class BackupPolicySpec(ApiModel):
         return refs
 
 
+@dataclass(frozen=True)
+class RunnerRule:
+    """A cross-field rule of the spec, once for the API server (CEL) and once for the
+    operator's re-validation (`holds`)."""
+
+    rule: str
+    message: str
+    field_path: str
+    reason: ValidationReason
+    holds: Callable[[BackupPolicySpec], bool]
+
+    def cel(self) -> dict[str, str]:
+        return cel(self.rule, self.message, self.field_path, self.reason)
+
+
 RUNNER_RULES = [
-    (
+    RunnerRule(
         "has(self.destination) || (has(self.source.command) && has(self.source.command.image))",
         "without a destination the backup is source.command run in its own image: "
         "set source.command.image, or set a destination",
+        ".destination", "FieldValueRequired",
         lambda s: s.destination is not None
         or (s.source.command is not None and s.source.command.image is not None),
     ),
-    (
+    RunnerRule(
         "!has(self.destination) || !has(self.source.command) || !has(self.source.command.image)",
         "with a destination, source.command runs in the runner image and its stdout is the "
         "backup: remove source.command.image",
+        ".source.command.image", "FieldValueForbidden",
         lambda s: s.destination is None or s.source.command is None
         or s.source.command.image is None,
     ),
-    (
+    RunnerRule(
         "!has(self.destination) || has(self.encryption)",
         "with a destination, set encryption (keySecretRef, or mode: none explicitly)",
+        ".encryption", "FieldValueRequired",
         lambda s: s.destination is None or s.encryption is not None,
     ),
-    (
+    RunnerRule(
         "!has(self.restoreTest) || !has(self.source.command)",
         "restoreTest needs a source it can restore: postgres, mysql or files",
+        ".restoreTest", "FieldValueForbidden",
         lambda s: s.restore_test is None or s.source.command is None,
     ),
-    (
+    RunnerRule(
         "has(self.destination) || (!has(self.retention) && !has(self.restoreTest))",
         "retention and restoreTest need a destination",
+        ".destination", "FieldValueRequired",
         lambda s: s.destination is not None or (s.retention is None and s.restore_test is None),
     ),
 ]
@@ -424,7 +431,7 @@ RUNNER_RULES = [
 
 def runner_rule_violations(spec: BackupPolicySpec) -> list[str]:
     """The same cross-field rules the CRD enforces with CEL, for the operator's re-validation."""
-    return [message for _, message, holds in RUNNER_RULES if not holds(spec)]
+    return [rule.message for rule in RUNNER_RULES if not rule.holds(spec)]
 
 
 class JobRecord(ApiModel):
@@ -585,11 +592,8 @@ class BackupPolicy(Resource):
             age_column(),
         ],
         root_validations=[
-            {
-                "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
-                "message": f"name must be at most {MAX_NAME_LENGTH} characters "
-                f"(CronJob names add '{RESTORE_TEST_SUFFIX}')",
-            }
+            cel(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", NAME_TOO_LONG,
+                ".metadata.name", "FieldValueInvalid"),
         ],
     )
 
@@ -597,3 +601,12 @@ class BackupPolicy(Resource):
     status: BackupPolicyStatus = Field(
         default_factory=BackupPolicyStatus, description="Observed state, written by the operator."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_fits(cls, data: Any) -> Any:
+        """The twin of the root rule on metadata.name, for whole objects."""
+        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return data

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "runbook.dev"
@@ -96,18 +96,62 @@ CONDITIONS_SCHEMA_EXTRA = list_map("type")
 LIST_MAP_BY_NAME = list_map("name")
 
 
+def unique_names(items: list[Any]) -> list[Any]:
+    """The operator's twin of a list-map's key check: no two items share a `name`."""
+    names = [item.name for item in items]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"names must be unique: {', '.join(duplicates)}")
+    return items
+
+
+_Item = TypeVar("_Item")
+#: A list whose items are identified by their `name`: server-side apply merges by name, and
+#: both the API server and the operator reject two items of one name.
+NamedList = Annotated[
+    list[_Item], AfterValidator(unique_names), Field(json_schema_extra=LIST_MAP_BY_NAME)
+]
+
+
+#: How the API server classifies a failed rule (apiextensions ValidationRule.reason).
+ValidationReason = Literal[
+    "FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden", "FieldValueDuplicate"
+]
+
+
+def cel(
+    rule: str,
+    message: str,
+    field_path: str | None = None,
+    reason: ValidationReason | None = None,
+) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry. A rule on an object that is about one of its
+    fields names it with `field_path` (relative to the object, e.g. `.encryption`), so the API
+    server reports that field; `reason` says whether it is missing, forbidden or invalid. A
+    choice among several fields ("exactly one of") is about the object and stays there."""
+    entry = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> dict[str, Any]:
+    """`json_schema_extra` of a model or field carrying CEL rules."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
 class SecretKeyRef(ApiModel):
     """Selects one key of a Secret in the resource's own namespace."""
 
     name: str = Field(
         description="Name of the Secret, in the same namespace as this resource.",
-        min_length=1,
         max_length=253,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
     )
     key: str = Field(
         description="Key inside the Secret's data.",
-        min_length=1,
         max_length=253,
         pattern=r"^[-._a-zA-Z0-9]+$",
     )

@@ -78,7 +78,8 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[st
     if "anyOf" in node:
         node = _fold_any_of(node, defs)
     if "allOf" in node and len(node["allOf"]) == 1:
-        node = {**_resolve(node["allOf"][0], defs), **{k: v for k, v in node.items() if k != "allOf"}}
+        rest = {k: v for k, v in node.items() if k != "allOf"}
+        node = {**_resolve(node["allOf"][0], defs), **rest}
     if "const" in node:
         node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
     unknown = set(node) - _KEPT_KEYWORDS - {"title", "$defs"}
@@ -127,6 +128,12 @@ def _schema(model: type[Resource]) -> dict[str, Any]:
     }
     if model.info.root_validations:
         root["x-kubernetes-validations"] = model.info.root_validations
+    if any(r.get("fieldPath") == ".metadata.name" for r in model.info.root_validations):
+        # A fieldPath must name a field of the schema; of metadata, a CRD may only describe
+        # name and generateName.
+        root["properties"]["metadata"]["properties"] = {
+            "name": {"type": "string", "description": "Name of this object."}
+        }
     return root
 
 

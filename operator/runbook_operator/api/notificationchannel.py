@@ -8,34 +8,60 @@ through it with retries and records each delivery in the channel's status.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     CONDITIONS_SCHEMA_EXTRA,
-    LIST_MAP_BY_NAME,
     ApiModel,
     Condition,
     Duration,
     KindInfo,
+    NamedList,
     PrinterColumn,
     Resource,
     SecretKeyRef,
     age_column,
+    cel,
     ready_column,
     reason_column,
+    validations,
 )
 
 ChannelType = Literal["slack", "pagerduty", "webhook", "email"]
 CHANNEL_TYPES: tuple[ChannelType, ...] = ("slack", "pagerduty", "webhook", "email")
-Severity = Literal["critical", "high", "medium", "low", "info"]
+#: Both vocabularies: the runbooks' critical/high/medium/low and Prometheus' critical/warning/info.
+Severity = Literal["critical", "high", "medium", "warning", "low", "info"]
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]
 DeliveryResultValue = Literal["delivered", "retrying", "failed"]
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
+
+
+
+class SeverityStyle(NamedTuple):
+    """How one severity is shown by the receivers that have a notion of it."""
+
+    pagerduty: PagerDutySeverity
+    slack_color: str
+
+
+#: The one mapping of severities, most severe first (the order escalation raises along).
+#: PagerDuty severities are the defaults of a channel's `severityMapping`; Slack colours are
+#: the bar beside a problem's details. `warning` ranks with `medium`, just below it.
+SEVERITIES: dict[Severity, SeverityStyle] = {
+    "critical": SeverityStyle("critical", "#D0021B"),
+    "high": SeverityStyle("error", "#F2711C"),
+    "medium": SeverityStyle("warning", "#ECB22E"),
+    "warning": SeverityStyle("warning", "#ECB22E"),
+    "low": SeverityStyle("warning", "#439FE0"),
+    "info": SeverityStyle("info", "#9E9EA6"),
+}
+#: Slack colour of a notification that says the problem is over.
+RESOLVED_COLOR = "#2EB67D"
 
 EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", max_length=254)]
 
@@ -63,19 +89,22 @@ class PagerDutySeverityMapping(ApiModel):
     """How the operator's severities map onto the four PagerDuty Events v2 severities."""
 
     critical: PagerDutySeverity = Field(
-        default="critical", description="PagerDuty severity for critical."
+        default=SEVERITIES["critical"].pagerduty, description="PagerDuty severity for critical."
     )
     high: PagerDutySeverity = Field(
-        default="error", description="PagerDuty severity for high."
+        default=SEVERITIES["high"].pagerduty, description="PagerDuty severity for high."
     )
     medium: PagerDutySeverity = Field(
-        default="warning", description="PagerDuty severity for medium."
+        default=SEVERITIES["medium"].pagerduty, description="PagerDuty severity for medium."
+    )
+    warning: PagerDutySeverity = Field(
+        default=SEVERITIES["warning"].pagerduty, description="PagerDuty severity for warning."
     )
     low: PagerDutySeverity = Field(
-        default="warning", description="PagerDuty severity for low."
+        default=SEVERITIES["low"].pagerduty, description="PagerDuty severity for low."
     )
     info: PagerDutySeverity = Field(
-        default="info", description="PagerDuty severity for info."
+        default=SEVERITIES["info"].pagerduty, description="PagerDuty severity for info."
     )
 
 
@@ -93,7 +122,8 @@ class PagerDutyChannel(ApiModel):
     )
     severity_mapping: PagerDutySeverityMapping = Field(
         default_factory=PagerDutySeverityMapping,
-        description="Maps critical|high|medium|low|info onto critical|error|warning|info.",
+        description="Maps critical|high|medium|warning|low|info onto "
+        "critical|error|warning|info.",
     )
 
 
@@ -107,16 +137,9 @@ class WebhookHeader(ApiModel):
 class WebhookChannel(ApiModel):
     """A generic HTTP endpoint receiving an Alertmanager-v4-compatible JSON body."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.url) != has(self.urlSecretRef)",
-                    "message": "set exactly one of url and urlSecretRef",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("has(self.url) != has(self.urlSecretRef)", "set exactly one of url and urlSecretRef"),
+    )}
 
     url_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the URL, for URLs that embed a credential."
@@ -127,11 +150,10 @@ class WebhookChannel(ApiModel):
         pattern=HTTP_URL_PATTERN,
         max_length=2048,
     )
-    headers: list[WebhookHeader] = Field(
+    headers: NamedList[WebhookHeader] = Field(
         default_factory=list,
         description="Extra request headers, each from a Secret key.",
         max_length=16,
-        json_schema_extra=LIST_MAP_BY_NAME,
     )
 
     @model_validator(mode="after")
@@ -141,23 +163,21 @@ class WebhookChannel(ApiModel):
         return self
 
 
+CREDENTIALS_IN_PAIRS = "set both usernameSecretRef and passwordSecretRef, or neither"
+
+
 class EmailChannel(ApiModel):
     """Email through an SMTP relay."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.usernameSecretRef) == has(self.passwordSecretRef)",
-                    "message": "set both usernameSecretRef and passwordSecretRef, or neither",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("!has(self.usernameSecretRef) || has(self.passwordSecretRef)", CREDENTIALS_IN_PAIRS,
+            ".passwordSecretRef", "FieldValueRequired"),
+        cel("!has(self.passwordSecretRef) || has(self.usernameSecretRef)", CREDENTIALS_IN_PAIRS,
+            ".usernameSecretRef", "FieldValueRequired"),
+    )}
 
     smtp_host: str = Field(
         description="SMTP relay host name or IP address.",
-        min_length=1,
         max_length=253,
         pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$",
     )
@@ -182,7 +202,7 @@ class EmailChannel(ApiModel):
     @model_validator(mode="after")
     def _credentials_in_pairs(self) -> EmailChannel:
         if (self.username_secret_ref is None) != (self.password_secret_ref is None):
-            raise ValueError("set both usernameSecretRef and passwordSecretRef, or neither")
+            raise ValueError(CREDENTIALS_IN_PAIRS)
         return self
 
 
@@ -214,16 +234,9 @@ _EXACTLY_ONE_TYPE = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in CHANNEL_TYPES
 class NotificationChannelSpec(ApiModel):
     """Where notifications go and how delivery is retried. Exactly one channel type is set."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                {
-                    "rule": _EXACTLY_ONE_TYPE,
-                    "message": "set exactly one of slack, pagerduty, webhook, email",
-                }
-            ]
-        }
-    }
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel(_EXACTLY_ONE_TYPE, "set exactly one of slack, pagerduty, webhook, email"),
+    )}
 
     slack: SlackChannel | None = Field(default=None, description="Slack incoming webhook.")
     pagerduty: PagerDutyChannel | None = Field(

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
+from runbook_operator.api.common import cel, validations
+
 
 def _cron_field(value: str, question_mark: bool = False) -> str:
     item = rf"(\*|{value}(-{value})?)(/[0-9]{{1,2}})?"
@@ -25,10 +27,10 @@ CRON_PATTERN = (
     rf"^({_MACROS}|{_MINUTE} +{_HOUR} +{_DAY_OF_MONTH} +{_MONTH} +{_DAY_OF_WEEK})$"
 )
 
-TIME_ZONE_RULE = {
-    "rule": "self == 'UTC' || timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
-    "message": "must be an IANA time zone name such as Europe/Berlin or UTC",
-}
+TIME_ZONE_RULE = cel(
+    "self == 'UTC' || timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
+    "must be an IANA time zone name such as Europe/Berlin or UTC",
+)
 
 
 def _known_time_zone(name: str) -> str:
@@ -36,7 +38,7 @@ def _known_time_zone(name: str) -> str:
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown time zone {name!r}") from error
+            raise ValueError(f"{TIME_ZONE_RULE['message']}: {name!r} is unknown") from error
     return name
 
 
@@ -50,7 +52,7 @@ TimeZone = Annotated[
     Field(
         pattern=r"^[A-Za-z][A-Za-z0-9_+\-/]*$",
         max_length=64,
-        json_schema_extra={"x-kubernetes-validations": [TIME_ZONE_RULE]},
+        json_schema_extra=validations(TIME_ZONE_RULE),
     ),
     AfterValidator(_known_time_zone),
 ]

@@ -4,17 +4,15 @@ status and as an Event. The operator's RBAC allows exactly these Deployment chan
 
 from __future__ import annotations
 
-import base64
 import logging
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from runbook_operator.api.alertrule import ActionRecord, Actions, AlertRuleStatus
 from runbook_operator.core import alerting
-from runbook_operator.core.delivery import redact_url
 from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.secrets import read_secret
+from runbook_operator.integrations.webhooks import Endpoint, call_json
 
 log = logging.getLogger(__name__)
 ACTION_LOG_LIMIT = 20
@@ -52,14 +50,8 @@ def _restart(kube: Kube, namespace: str, actions: Actions, now: datetime) -> str
 def _webhook(kube: Kube, namespace: str, actions: Actions, payload: dict[str, Any]) -> str:
     ref = actions.webhook.url_secret_ref if actions.webhook else None
     assert ref is not None
-    secret = kube.get("v1", "Secret", ref.name, namespace) or {}
-    encoded = (secret.get("data") or {}).get(ref.key)
-    if encoded is None:
-        raise LookupError(f"Secret {ref.name!r} has no key {ref.key!r}")
-    url = base64.b64decode(encoded).decode().strip()
-    response = httpx.post(url, json=payload, timeout=WEBHOOK_TIMEOUT_SECONDS)
-    response.raise_for_status()
-    return f"called {redact_url(url)}: {response.status_code}"
+    endpoint = Endpoint.secret(read_secret(kube, namespace, ref))
+    return call_json(endpoint, payload, WEBHOOK_TIMEOUT_SECONDS)
 
 
 def run_actions(

@@ -14,7 +14,6 @@ status; the in-memory cache holds each rule's newest copy and when it is due nex
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 import zlib
@@ -56,6 +55,7 @@ from runbook_operator.integrations.prometheus import (
     QueryFailed,
     QueryResult,
 )
+from runbook_operator.integrations.secrets import read_secret
 
 KIND = AlertRule.info.kind
 PLURAL = AlertRule.info.plural
@@ -495,12 +495,7 @@ class Evaluator:
     def _token(self, namespace: str, spec: AlertRuleSpec) -> str:
         """The bearer token from spec.prometheus.authSecretRef (blocking: a worker thread)."""
         assert spec.prometheus is not None and spec.prometheus.auth_secret_ref is not None
-        ref = spec.prometheus.auth_secret_ref
-        secret = self.kube.get("v1", "Secret", ref.name, namespace) or {}
-        encoded = (secret.get("data") or {}).get(ref.key)
-        if encoded is None:
-            raise LookupError(f"Secret {ref.name!r} with key {ref.key!r} not found")
-        return base64.b64decode(encoded).decode().strip()
+        return read_secret(self.kube, namespace, spec.prometheus.auth_secret_ref)
 
     def _due_rules(
         self,

@@ -52,7 +52,7 @@ NO_DATA_MESSAGE = "no data"
 RANK: dict[InstanceState, int] = {
     "Firing": 5, "Recovering": 4, "Error": 3, "Pending": 2, "NoData": 1, "Normal": 0,
 }
-SEVERITY_ORDER: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
+SEVERITY_ORDER: tuple[Severity, ...] = ("info", "low", "warning", "medium", "high", "critical")
 
 _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
     "gt": lambda v, t: v > t,

@@ -265,7 +265,7 @@ def decide(
     if verdict == "final":
         return GiveUp(reason)
     if attempt >= rules.max_attempts:
-        return GiveUp(f"{reason}; gave up after {attempt} attempts")
+        return GiveUp(f"{reason}; gave up after {attempt} attempts" if attempt > 1 else reason)
     told = retry_after_seconds(answer.retry_after, now)
     after = min(told, rules.maximum) if told is not None else backoff(attempt, rules, rng)
     return Retry(after=after, reason=reason)

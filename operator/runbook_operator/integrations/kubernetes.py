@@ -19,6 +19,7 @@ from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from urllib3.exceptions import HTTPError
 
 from runbook_operator.api.common import FIELD_MANAGER
+from runbook_operator.integrations.secrets import key_names
 
 STATUS_CONFLICT_RETRIES = 5
 #: What a request raises when the API server cannot be reached (down, restarting, network).
@@ -151,10 +152,7 @@ class Kube:
     def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The key names of a Secret, or None if it does not exist. Values are dropped here,
         so they can never reach status, events or logs."""
-        secret = self.get("v1", "Secret", name, namespace)
-        if secret is None:
-            return None
-        return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+        return key_names(self.get("v1", "Secret", name, namespace))
 
     def patch_status(
         self, api_version: str, kind: str, name: str, namespace: str,

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 from runbook_operator.api import crdgen
 from runbook_operator.api.alertrule import (
-    MODE_RULE,
+    MODE_RULES,
     AlertInstance,
     AlertRule,
     AlertRuleSpec,
@@ -75,7 +75,7 @@ def test_anomaly_rule_defaults() -> None:
     ({**THRESHOLD, "interval": "1s"}, "at least 5s"),
     ({**THRESHOLD, "interval": "4999ms"}, "at least 5s"),
     ({**THRESHOLD, "interval": "1d"}, "interval"),
-    ({**THRESHOLD, "severity": "warning"}, "severity"),
+    ({**THRESHOLD, "severity": "major"}, "severity"),
     ({**THRESHOLD, "noDataState": "NoData"}, "noDataState"),
     ({**THRESHOLD, "errorState": "OK"}, "errorState"),
     ({**THRESHOLD, "labels": {"bad-name": "x"}}, "label names"),
@@ -150,8 +150,10 @@ def test_crd_names_columns_and_rules() -> None:
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["State", "Value", "Since", "Ready", "Age"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert {"rule": MODE_RULE, "message": "set either query and condition, or anomaly (not both)"
-            } in spec["x-kubernetes-validations"]
+    assert spec["x-kubernetes-validations"] == MODE_RULES
+    assert {(r["fieldPath"], r["reason"]) for r in MODE_RULES} == {
+        (f".{field}", reason) for field in ("query", "condition")
+        for reason in ("FieldValueRequired", "FieldValueForbidden")}
     props = spec["properties"]
     assert props["for"]["default"] == "0s" and props["interval"]["default"] == "1m"
     assert props["channels"]["x-kubernetes-list-type"] == "map"

@@ -338,7 +338,7 @@ def test_a_prometheus_token_comes_from_the_rules_secret_and_a_missing_one_stalls
     stalled = next(c for c in kube.by_name["orphan"].stored["status"]["conditions"]
                    if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
-    assert events == [("SecretNotFound", "Secret 'gone' with key 'token' not found")]
+    assert events == [("SecretNotFound", "Secret 'gone' not found")]
 
 
 class HangingPrometheus(Prometheus):

@@ -167,6 +167,12 @@ def test_retries_until_the_last_attempt_then_gives_up() -> None:
     assert isinstance(final, GiveUp) and "gave up after 5 attempts" in final.reason
 
 
+def test_a_single_allowed_attempt_gives_up_with_the_answer_alone() -> None:
+    once = RetryRules(max_attempts=1, initial=1.0, maximum=1.0)
+    final = decide("webhook", Answer(503, "busy"), 1, once, Fixed(0.5), NOW)
+    assert final == GiveUp("503 busy")
+
+
 def test_backoff_doubles_with_equal_jitter_and_is_capped() -> None:
     rules = RetryRules(max_attempts=10, initial=1.0, maximum=10.0)
     assert [backoff(n, rules, Fixed(0.999999)) for n in (1, 2, 3, 4, 5)] == pytest.approx(
@@ -258,7 +264,7 @@ def test_notification_limits() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         _notification(timestamp=datetime(2026, 3, 1, 12, 0))
     with pytest.raises(ValidationError):
-        _notification(severity="warning")
+        _notification(severity="major")
 
 
 @pytest.mark.parametrize(

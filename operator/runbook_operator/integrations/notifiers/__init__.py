@@ -1,22 +1,21 @@
 """Deliver a Notification through a NotificationChannel, with retries, and say what happened.
 
 Rendering is pure (`render_*` in the per-channel modules); this module wires a channel to its
-transport, runs the attempts that `core.delivery.decide` asks for, and returns one
-`DeliveryRecord` per attempt so callers can record every delivery. Secret values (webhook
-URLs, routing keys, passwords) never reach a record, a message or a log line.
+transport, runs the attempts that `core.delivery.decide` asks for (through the one outbound
+caller, `integrations.webhooks`), and returns one `DeliveryRecord` per attempt so callers can
+record every delivery. Secret values (webhook URLs, routing keys, passwords) never reach a
+record, a message or a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -35,27 +34,20 @@ from runbook_operator.core.delivery import (
     Notification,
     Protocol,
     RetryRules,
-    decide,
     rate_limit_slot,
-    redact_url,
     scrub,
     truncate,
-    url_secrets,
 )
+from runbook_operator.integrations import webhooks
 from runbook_operator.integrations.notifiers import email, pagerduty, slack, webhook
+from runbook_operator.integrations.secrets import ReadSecret, SecretError, SecretReader
+from runbook_operator.integrations.webhooks import Endpoint, Sleep
 
 #: (Secret name, key) → value, for the Secrets a channel references.
 SecretValues = Mapping[tuple[str, str], str]
-Sleep = Callable[[float], Awaitable[None]]
 MESSAGE_LIMIT = 1024
 
 log = logging.getLogger(__name__)
-# httpx logs every request line with its full URL at INFO; a Slack webhook URL is a credential.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-class MissingSecret(LookupError):
-    """A referenced Secret key has no value (deleted or never created)."""
 
 
 @dataclass(frozen=True)
@@ -76,34 +68,17 @@ class Channel:
         )
 
 
-def resolve_secrets(
-    spec: NotificationChannelSpec, read: Callable[[str], Mapping[str, Any] | None]
-) -> dict[tuple[str, str], str]:
-    """The values of the Secret keys `spec` references. `read(name)` returns the Secret object
-    as the API serves it (e.g. `lambda n: kube.get("v1", "Secret", n, namespace)`) or None.
-    Keys that are missing or undecodable are left out; delivery then reports them. Surrounding
-    whitespace (the newline `echo` leaves) is dropped."""
-    objects: dict[str, Mapping[str, Any] | None] = {}
-    values: dict[tuple[str, str], str] = {}
-    for ref in spec.secret_refs():
-        if ref.name not in objects:
-            objects[ref.name] = read(ref.name)
-        secret = objects[ref.name] or {}
-        if ref.key in (secret.get("stringData") or {}):
-            values[(ref.name, ref.key)] = secret["stringData"][ref.key].strip()
-        elif ref.key in (secret.get("data") or {}):
-            try:
-                decoded = base64.b64decode(secret["data"][ref.key], validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                continue
-            values[(ref.name, ref.key)] = decoded.strip()
-    return values
+def resolve_secrets(spec: NotificationChannelSpec, read: ReadSecret) -> dict[tuple[str, str], str]:
+    """The values of the Secret keys `spec` references, each Secret read once. `read(name)`
+    returns the Secret as the API serves it (e.g. `lambda n: kube.get("v1", "Secret", n,
+    namespace)`) or None. Unreadable keys are left out; delivery then reports them."""
+    return SecretReader(read).values(spec.secret_refs())
 
 
 def _secret(secrets: SecretValues, ref: SecretKeyRef) -> str:
     value = secrets.get((ref.name, ref.key))
     if not value:
-        raise MissingSecret(f"Secret {ref.name!r} key {ref.key!r} has no value")
+        raise SecretError(ref.name, f"key {ref.key!r} has no value")
     return value
 
 
@@ -138,6 +113,21 @@ class _Transport:
     secrets: tuple[str, ...]
 
 
+def _http(
+    protocol: Protocol,
+    endpoint: Endpoint,
+    payload: Mapping[str, Any],
+    client: httpx.AsyncClient,
+    timeout: float,
+) -> _Transport:
+    return _Transport(
+        protocol,
+        endpoint.shown,
+        lambda: webhooks.post_json(client, endpoint, payload, timeout),
+        endpoint.hidden,
+    )
+
+
 def _transport(
     channel: Channel,
     notification: Notification,
@@ -150,35 +140,22 @@ def _transport(
     if spec.slack is not None:
         url = _secret(secrets, spec.slack.webhook_url_secret_ref)
         body = slack.render_slack(spec.slack, notification)
-        return _Transport(
-            "slack",
-            redact_url(url),
-            lambda: webhook.post_json(client, url, body, timeout),
-            url_secrets(url),
-        )
+        return _http("slack", Endpoint.secret(url), body, client, timeout)
     if spec.pagerduty is not None:
         key = _secret(secrets, spec.pagerduty.routing_key_secret_ref)
-        url = spec.pagerduty.endpoint
         body = pagerduty.render_pagerduty(spec.pagerduty, notification, key)
-        return _Transport(
-            "pagerduty",
-            redact_url(url),
-            lambda: webhook.post_json(client, url, body, timeout),
-            (key,),
-        )
+        endpoint = Endpoint.public(spec.pagerduty.endpoint, also=(key,))
+        return _http("pagerduty", endpoint, body, client, timeout)
     if spec.webhook is not None:
         hook = spec.webhook
-        target = _secret(secrets, hook.url_secret_ref) if hook.url_secret_ref else hook.url
-        assert target is not None
         headers = {h.name: _secret(secrets, h.secret_key_ref) for h in hook.headers}
+        if hook.url_secret_ref is not None:
+            endpoint = Endpoint.secret(_secret(secrets, hook.url_secret_ref), headers)
+        else:
+            assert hook.url is not None
+            endpoint = Endpoint.public(hook.url, headers)
         payload = webhook.render_webhook(notification, receiver=channel.name)
-        hidden = (*(url_secrets(target) if hook.url_secret_ref else ()), *headers.values())
-        return _Transport(
-            "webhook",
-            redact_url(target),
-            lambda: webhook.post_json(client, target, payload, timeout, headers),
-            hidden,
-        )
+        return _http("webhook", endpoint, payload, client, timeout)
     mail = spec.email
     assert mail is not None
     credentials = (
@@ -195,10 +172,6 @@ def _transport(
     )
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 async def deliver(
     channel: Channel,
     notification: Notification,
@@ -206,7 +179,7 @@ async def deliver(
     *,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
-    now: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = webhooks.utc_now,
     client: httpx.AsyncClient | None = None,
     limiter: RateLimiter = RATE_LIMITER,
 ) -> list[DeliveryRecord]:
@@ -245,27 +218,27 @@ async def deliver(
 
     try:
         transport = _transport(channel, notification, secrets, client, timeout)
-    except MissingSecret as error:
+    except SecretError as error:
         add(1, "failed", None, str(error))
         return records
     hidden, target = transport.secrets, transport.target
-    rules = RetryRules.from_spec(spec.retry)
-    rng = rng or random.Random()
-    for attempt in range(1, rules.max_attempts + 1):
+
+    async def wait_for_slot() -> None:
         if spec.rate_limit is not None:
             wait = limiter.reserve(f"{channel.namespace}/{channel.name}", spec.rate_limit)
             if wait > 0:
                 await sleep(wait)
-        answer = await transport.send()
-        decision = decide(transport.protocol, answer, attempt, rules, rng, now())
-        code = answer.status_code
+
+    async for attempt in webhooks.attempts(
+        transport.send, transport.protocol, RetryRules.from_spec(spec.retry),
+        sleep=sleep, rng=rng, now=now, before_each=wait_for_slot,
+    ):
+        number, decision, code = attempt.number, attempt.decision, attempt.answer.status_code
         if isinstance(decision, Deliver):
-            add(attempt, "delivered", code, f"delivered to {target}: {decision.reason}")
-            break
-        if isinstance(decision, GiveUp):
-            add(attempt, "failed", code, f"{target}: {decision.reason}")
-            break
-        after = decision.after
-        add(attempt, "retrying", code, f"{target}: {decision.reason}; retry in {after:.1f}s")
-        await sleep(after)
+            add(number, "delivered", code, f"delivered to {target}: {decision.reason}")
+        elif isinstance(decision, GiveUp):
+            add(number, "failed", code, f"{target}: {decision.reason}")
+        else:
+            add(number, "retrying", code,
+                f"{target}: {decision.reason}; retry in {decision.after:.1f}s")
     return records

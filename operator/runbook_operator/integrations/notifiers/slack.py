@@ -1,4 +1,5 @@
-"""Slack incoming webhook: `{"text": fallback, "blocks": [...]}` within Block Kit's limits.
+"""Slack incoming webhook: `{"text": fallback, "blocks": [...], "attachments": [{"color",
+"blocks"}]}` within Block Kit's limits.
 
 Slack rejects a whole message (400 invalid_blocks) when one block is over its limit, so every
 text is cut to fit; user-supplied text is escaped so it cannot mention @channel or forge links.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runbook_operator.api.notificationchannel import SlackChannel
+from runbook_operator.api.notificationchannel import RESOLVED_COLOR, SEVERITIES, SlackChannel
 from runbook_operator.core.delivery import Notification, rfc3339, truncate
 
 HEADER_LIMIT = 150
@@ -42,8 +43,16 @@ def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": fit(text, limit)}
 
 
+def color(notification: Notification) -> str:
+    """The attachment bar's colour: the severity's, green once the problem is over."""
+    if notification.phase == "clear":
+        return RESOLVED_COLOR
+    return SEVERITIES[notification.severity].slack_color
+
+
 def render_slack(spec: SlackChannel, notification: Notification) -> dict[str, Any]:
-    """The incoming-webhook body for one notification."""
+    """The incoming-webhook body for one notification: the headline as blocks, the details in
+    an attachment whose colour bar shows the severity (Block Kit has no colour of its own)."""
     n = notification
     icon = _ICONS[n.phase]
     source = f"{n.source.kind} {n.source.namespace}/{n.source.name}"
@@ -53,7 +62,7 @@ def render_slack(spec: SlackChannel, notification: Notification) -> dict[str, An
     ]
     if n.summary:
         blocks.append({"type": "section", "text": _mrkdwn(escape(n.summary), SECTION_TEXT_LIMIT)})
-    blocks.append(
+    details: list[dict[str, Any]] = [
         {
             "type": "section",
             "fields": [
@@ -65,13 +74,13 @@ def render_slack(spec: SlackChannel, notification: Notification) -> dict[str, An
                 )
             ],
         }
-    )
+    ]
     if n.details:
         lines = "\n".join(f"*{escape(k)}*: {escape(v)}" for k, v in n.details.items())
-        blocks.append({"type": "section", "text": _mrkdwn(lines, SECTION_TEXT_LIMIT)})
+        details.append({"type": "section", "text": _mrkdwn(lines, SECTION_TEXT_LIMIT)})
     links = [link for link in n.links if len(link.href) <= URL_LIMIT][:MAX_BUTTONS]
     if links:
-        blocks.append(
+        details.append(
             {
                 "type": "actions",
                 "elements": [
@@ -84,13 +93,17 @@ def render_slack(spec: SlackChannel, notification: Notification) -> dict[str, An
                 ],
             }
         )
-    blocks.append(
+    details.append(
         {
             "type": "context",
             "elements": [_mrkdwn(f"runbook-operator · {rfc3339(n.timestamp)}", SECTION_TEXT_LIMIT)],
         }
     )
-    body: dict[str, Any] = {"text": fit(escape(fallback), SECTION_TEXT_LIMIT), "blocks": blocks}
+    body: dict[str, Any] = {
+        "text": fit(escape(fallback), SECTION_TEXT_LIMIT),
+        "blocks": blocks,
+        "attachments": [{"color": color(n), "blocks": details}],
+    }
     if spec.channel:
         body["channel"] = spec.channel
     if spec.username:

@@ -51,8 +51,8 @@ def test_acknowledge_and_resolve_carry_only_the_key_fields(event: str, action: s
 
 @pytest.mark.parametrize(
     "severity, expected",
-    [("critical", "critical"), ("high", "error"), ("medium", "warning"), ("low", "warning"),
-     ("info", "info")],
+    [("critical", "critical"), ("high", "error"), ("medium", "warning"), ("warning", "warning"),
+     ("low", "warning"), ("info", "info")],
 )
 def test_default_severity_mapping(severity: str, expected: str) -> None:
     body = render_pagerduty(SPEC, notification(severity=severity), KEY)
@@ -69,6 +69,11 @@ def test_custom_severity_mapping() -> None:
     assert render_pagerduty(spec, notification(), KEY)["payload"]["severity"] == "critical"
     low = render_pagerduty(spec, notification(severity="low"), KEY)
     assert low["payload"]["severity"] == "warning"
+    prometheus_style = PagerDutyChannel.model_validate(
+        {"routingKeySecretRef": {"name": "pd", "key": "key"},
+         "severityMapping": {"warning": "error"}})
+    warning = render_pagerduty(prometheus_style, notification(severity="warning"), KEY)
+    assert warning["payload"]["severity"] == "error"
 
 
 def test_limits() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from runbook_operator.api.notificationchannel import SlackChannel
@@ -26,37 +27,61 @@ def test_payload_shape() -> None:
                 },
             },
             {"type": "section", "text": {"type": "mrkdwn", "text": "pg_dump: connection refused"}},
+        ],
+        "attachments": [
             {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": "*Severity*\nhigh"},
-                    {"type": "mrkdwn", "text": "*Event*\nfailed"},
-                    {"type": "mrkdwn", "text": "*Source*\nBackupPolicy prod/db-nightly"},
-                ],
-            },
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "*job*: db-nightly-backup-29012345\n*reason*: BackoffLimitExceeded",
-                },
-            },
-            {
-                "type": "actions",
-                "elements": [
+                "color": "#F2711C",
+                "blocks": [
                     {
-                        "type": "button",
-                        "text": {"type": "plain_text", "text": "Dashboard", "emoji": True},
-                        "url": "https://grafana.example.com/d/backups",
-                    }
+                        "type": "section",
+                        "fields": [
+                            {"type": "mrkdwn", "text": "*Severity*\nhigh"},
+                            {"type": "mrkdwn", "text": "*Event*\nfailed"},
+                            {"type": "mrkdwn", "text": "*Source*\nBackupPolicy prod/db-nightly"},
+                        ],
+                    },
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": "*job*: db-nightly-backup-29012345\n"
+                            "*reason*: BackoffLimitExceeded",
+                        },
+                    },
+                    {
+                        "type": "actions",
+                        "elements": [
+                            {
+                                "type": "button",
+                                "text": {"type": "plain_text", "text": "Dashboard", "emoji": True},
+                                "url": "https://grafana.example.com/d/backups",
+                            }
+                        ],
+                    },
+                    {
+                        "type": "context",
+                        "elements": [
+                            {"type": "mrkdwn", "text": "runbook-operator · 2026-03-01T12:00:05Z"}
+                        ],
+                    },
                 ],
-            },
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": "runbook-operator · 2026-03-01T12:00:05Z"}],
-            },
+            }
         ],
     }
+
+
+@pytest.mark.parametrize("severity, colour", [
+    ("critical", "#D0021B"), ("high", "#F2711C"), ("medium", "#ECB22E"), ("warning", "#ECB22E"),
+    ("low", "#439FE0"), ("info", "#9E9EA6"),
+])
+def test_the_colour_bar_shows_the_severity_until_the_problem_is_over(
+    severity: str, colour: str
+) -> None:
+    problem = render_slack(SPEC, notification(severity=severity))
+    acknowledged = render_slack(SPEC, notification(severity=severity, event="acknowledged"))
+    over = render_slack(SPEC, notification(severity=severity, event="resolved"))
+    assert problem["attachments"][0]["color"] == acknowledged["attachments"][0]["color"] == colour
+    assert over["attachments"][0]["color"] == "#2EB67D"
 
 
 def test_resolved_and_overrides() -> None:
@@ -64,7 +89,8 @@ def test_resolved_and_overrides() -> None:
     body = render_slack(spec, notification(event="succeeded", summary="", details={}, links=[]))
     assert body["text"] == ":white_check_mark: [HIGH] Backup db-nightly failed"
     assert (body["channel"], body["username"]) == ("#ops", "runbook")
-    assert [b["type"] for b in body["blocks"]] == ["header", "section", "context"]
+    assert [b["type"] for b in body["blocks"]] == ["header"]
+    assert [b["type"] for b in body["attachments"][0]["blocks"]] == ["section", "context"]
 
 
 def test_user_text_cannot_mention_or_forge_links() -> None:
@@ -80,10 +106,15 @@ def test_fit_never_splits_an_entity() -> None:
     assert fit("short", 10) == "short"
 
 
+def _blocks(body: dict) -> list[dict]:
+    """The message's blocks and its attachments' blocks."""
+    return [*body["blocks"], *(b for a in body.get("attachments", []) for b in a["blocks"])]
+
+
 def _texts(body: dict) -> list[tuple[str, str]]:
     """(block type, text) of every text object."""
     found = []
-    for block in body["blocks"]:
+    for block in _blocks(body):
         if "text" in block:
             found.append((block["type"], block["text"]["text"]))
         for item in block.get("fields", []):
@@ -111,6 +142,6 @@ def test_every_text_fits_block_kit_limits(title, summary, details, link_texts) -
     assert len(body["text"]) <= 3000
     for kind, text in _texts(body):
         assert len(text) <= LIMITS[kind], kind
-    actions = [b for b in body["blocks"] if b["type"] == "actions"]
+    actions = [b for b in _blocks(body) if b["type"] == "actions"]
     assert all(len(b["elements"]) <= 5 for b in actions)
-    assert len(body["blocks"]) <= 50
+    assert len(_blocks(body)) <= 50
