@@ -16,14 +16,14 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import JsonDict
 
 from runbook_operator.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     LIST_MAP_BY_NAME,
     ApiModel,
-    Condition,
     Duration,
     KindInfo,
+    NotificationRecord,
     PrinterColumn,
     Resource,
+    ResourceStatus,
     SecretKeyRef,
     age_column,
     parse_duration,
@@ -368,18 +368,6 @@ class AlertInstance(ApiModel):
         default=None, description="When this instance was last evaluated.")
 
 
-class NotificationRecord(ApiModel):
-    """The last notification an instance sent to a channel: the restart-proof dedup record."""
-
-    fingerprint: str = Field(description="The instance.")
-    channel: str = Field(description="The NotificationChannel.")
-    state: NotifiedState = Field(description="firing, error or resolved.")
-    severity: Severity = Field(description="Severity it was sent with.")
-    level: int = Field(default=0, ge=0, description="Escalation level it was sent at.")
-    sent_at: datetime = Field(description="When it was sent.")
-    result: str = Field(description="delivered or failed (after the channel's retries).")
-
-
 class AnomalyStatus(ApiModel):
     """The anomaly model's training state."""
 
@@ -400,14 +388,10 @@ class ActionRecord(ApiModel):
     message: str = Field(default="", max_length=1024, description="What happened.")
 
 
-class AlertRuleStatus(ApiModel):
-    """What the operator observed and decided."""
+class AlertRuleStatus(ResourceStatus):
+    """What the operator observed and decided; the Firing condition says whether any
+    instance fires, Stalled why a rule cannot be evaluated (e.g. invalid PromQL)."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation last reconciled.")
-    conditions: list[Condition] = Field(
-        default_factory=list, json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
-        description="Ready, Reconciling, Stalled (e.g. invalid PromQL) and Firing.")
     state: InstanceState | None = Field(
         default=None, description="The worst state of any instance.")
     active_since: datetime | None = Field(
@@ -423,7 +407,8 @@ class AlertRuleStatus(ApiModel):
         description=f"Up to {MAX_INSTANCES} instances, the worst first.")
     notifications: list[NotificationRecord] = Field(
         default_factory=list, max_length=NOTIFICATION_LOG_LIMIT,
-        description="The last notification per instance and channel, newest first.")
+        description="The last notification per instance and channel, newest first: what "
+        "deduplicates, repeats and escalates them across restarts.")
     anomaly: AnomalyStatus | None = Field(default=None, description="Anomaly model state.")
     actions: list[ActionRecord] = Field(
         default_factory=list, max_length=ACTION_LOG_LIMIT,

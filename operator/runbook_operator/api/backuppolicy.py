@@ -8,14 +8,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     LIST_MAP_BY_NAME,
     ApiModel,
-    Condition,
     Duration,
     KindInfo,
     PrinterColumn,
     Resource,
+    ResourceStatus,
     SecretKeyRef,
     age_column,
     ready_column,
@@ -494,17 +493,9 @@ class NotificationLogEntry(ApiModel):
     message: str = Field(default="", max_length=1024, description="The delivery's outcome.")
 
 
-class BackupPolicyStatus(ApiModel):
+class BackupPolicyStatus(ResourceStatus):
     """What the operator observed and decided."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation last reconciled."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled conditions.",
-        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
-    )
     cron_job_name: str | None = Field(default=None, description="The CronJob that runs backups.")
     last_schedule_time: datetime | None = Field(
         default=None, description="When the CronJob last started a run."
