@@ -261,7 +261,7 @@ def test_error_state_keep_last_keeps_firing_when_prometheus_breaks(
         status = ALERT_RULES.status(api, namespace, "keeper")
         assert status["state"] == "Firing"
         (after,) = status["instances"]
-        assert after["event"] == "Firing" and after["firingSince"] == before["firingSince"]
+        assert after["state"] == "Firing" and after["firingSince"] == before["firingSince"]
         assert closed.removeprefix("http://") in after["lastError"]
         assert len(webhook_alerts(receiver, "keeper")) == 1
         assert webhook_alerts(receiver, "keeper", "resolved") == []
