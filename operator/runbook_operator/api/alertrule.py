@@ -20,7 +20,7 @@ from runbook_operator.api.common import (
     ApiModel,
     Duration,
     KindInfo,
-    NotificationRecord,
+    NotificationLog,
     PrinterColumn,
     Resource,
     ResourceStatus,
@@ -36,8 +36,6 @@ Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
 #: How a series with no data, or a failed query, is treated (Grafana's options).
 Handling = Literal["Normal", "Alerting", "KeepLast", "Error"]
 InstanceState = Literal["Normal", "Pending", "Firing", "Recovering", "NoData", "Error"]
-#: What a notification told a channel: a problem (firing, error) or that it is over.
-NotifiedState = Literal["firing", "error", "resolved"]
 
 MAX_INSTANCES = 50
 MAX_CHANNELS = 8
@@ -405,7 +403,7 @@ class AlertRuleStatus(ResourceStatus):
     instances: list[AlertInstance] = Field(
         default_factory=list, max_length=MAX_INSTANCES,
         description=f"Up to {MAX_INSTANCES} instances, the worst first.")
-    notifications: list[NotificationRecord] = Field(
+    notifications: NotificationLog = Field(
         default_factory=list, max_length=NOTIFICATION_LOG_LIMIT,
         description="The last notification per instance and channel, newest first: what "
         "deduplicates, repeats and escalates them across restarts.")

@@ -11,7 +11,14 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "runbook.dev"
@@ -164,6 +171,40 @@ class SecretKeyRef(ApiModel):
         pattern=r"^[-._a-zA-Z0-9]+$",
     )
 
+
+
+def _readable(item: Any) -> bool:
+    try:
+        NotificationRecord.model_validate(item)
+    except ValidationError:
+        return False
+    return True
+
+
+def _log_without_unreadable(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Records an older operator wrote without today's required fields (or that a newer CRD
+    pruned) are dropped rather than failing the whole status; the next notification writes a
+    complete record again."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, list):
+            raise
+        return handler([item for item in value if _readable(item)])
+
+
+def _record_unless_unreadable(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One record, None when an older operator wrote it without today's required fields."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, dict):
+            raise
+        return None
+
+
+NotificationLog = Annotated[list[NotificationRecord], WrapValidator(_log_without_unreadable)]
+LastNotification = Annotated[NotificationRecord | None, WrapValidator(_record_unless_unreadable)]
 
 class PrinterColumn(BaseModel):
     """An `additionalPrinterColumns` entry for `kubectl get`."""

@@ -16,6 +16,7 @@ from runbook_operator.api.common import (
     ApiModel,
     Duration,
     KindInfo,
+    LastNotification,
     NotificationRecord,
     PrinterColumn,
     Resource,
@@ -271,7 +272,7 @@ class NotificationChannelStatus(ResourceStatus):
     """What the operator observed about the channel and its deliveries."""
 
     type: ChannelType | None = Field(default=None, description="The channel type in use.")
-    last_delivery: NotificationRecord | None = Field(
+    last_delivery: LastNotification = Field(
         default=None, description="The most recent delivery attempt."
     )
     delivered_total: int = Field(default=0, ge=0, description="Notifications delivered.")
