@@ -395,7 +395,7 @@ def rule_gaps(first: OperatorSample, last: OperatorSample) -> list[float]:
 
 WRITE_KINDS = ("state", "lasting", "heartbeat", "first")
 # What the operator leaves out of its change test and refreshes only with the heartbeat
-# (core/alerting.py: _VOLATILE_STATUS, _VOLATILE_INSTANCE), as the API spells them.
+# (core/alertrule/status.py: _VOLATILE_STATUS, _VOLATILE_INSTANCE), as the API spells them.
 VOLATILE_STATUS = ("lastEvaluation", "lastValue", "evaluationDurationSeconds")
 VOLATILE_INSTANCE = ("lastEvaluation", "lastValue")
 
@@ -653,16 +653,18 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
 
     async def run() -> dict[str, Any]:
         evaluator = Evaluator(kube, None)
+        scheduler = evaluator.scheduler
         for body in kube.list(API_VERSION, KIND, [args["namespace"]]):
-            evaluator.upsert(body)
+            scheduler.upsert(body)
         rounds = []
         try:
             for _ in range(args["rounds"]):
-                evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
+                for key in scheduler.items:
+                    scheduler.schedule(key, 0.0)
                 requests.clear()
                 cpu, wall, query = time.process_time(), time.perf_counter(), query_seconds()
-                await evaluator.tick()
-                await evaluator.settle()
+                await scheduler.tick()
+                await scheduler.settle()
                 rounds.append({"wall": time.perf_counter() - wall,
                                "cpu": time.process_time() - cpu,
                                "query": query_seconds() - query,
@@ -671,7 +673,7 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
         finally:
             for client in evaluator.clients.values():
                 await client.close()
-        return {"rounds": rounds, "rules": len(evaluator.rules), "profile": profile,
+        return {"rounds": rounds, "rules": len(scheduler.items), "profile": profile,
                 "rss": rss_mib(os.getpid())}
 
     async def profiled(evaluator: Evaluator) -> str:
@@ -686,14 +688,16 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
         async def inline(func: Callable[..., Any], /, *a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
 
-        chosen = set(list(evaluator.rules)[:200])
-        evaluator.next_due = {k: 0.0 if k in chosen else math.inf for k in evaluator.rules}
+        scheduler = evaluator.scheduler
+        chosen = set(list(scheduler.items)[:200])
+        for key in scheduler.items:
+            scheduler.schedule(key, 0.0 if key in chosen else math.inf)
         original, asyncio.to_thread = asyncio.to_thread, inline  # type: ignore[assignment]
         profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
         try:
             profiler.enable()
-            await evaluator.tick()
-            await evaluator.settle()
+            await scheduler.tick()
+            await scheduler.settle()
             profiler.disable()
         finally:
             asyncio.to_thread = original

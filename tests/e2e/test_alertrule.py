@@ -76,7 +76,7 @@ def test_threshold_rule_pends_fires_notifies_and_resolves(
         assert instance["pendingSince"] < instance["firingSince"]
         assert status["lastValue"] == "0.09"
         assert {r["channel"]: r["result"] for r in status["notifications"]
-                if r["state"] == "firing"} == dict.fromkeys(["oncall", "slack", "pagerduty"],
+                if r["event"] == "firing"} == dict.fromkeys(["oncall", "slack", "pagerduty"],
                                                             "delivered")
 
         exporter.set("http_errors_ratio", series, 0.01)

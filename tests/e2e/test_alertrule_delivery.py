@@ -99,10 +99,10 @@ def test_repeat_interval_resends_a_firing_alert_on_time_and_no_more_often(
         def newest_record() -> dict[str, Any] | None:
             (found,) = [r for r in alert_notifications(api, namespace, "repeating")
                         if r["channel"] == "pagerduty"]
-            return found if at(found["sentAt"]).replace(microsecond=0) >= times[-1] else None
+            return found if at(found["time"]).replace(microsecond=0) >= times[-1] else None
 
         pagerduty = wait_for(newest_record, "the last repeat recorded in status")
-        assert pagerduty["state"] == "firing" and pagerduty["result"] == "delivered"
+        assert pagerduty["event"] == "firing" and pagerduty["result"] == "delivered"
         assert alert_state(api, namespace, "repeating") == "Firing"
 
 
@@ -154,7 +154,7 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
         assert alert["labels"]["kind"] == "AlertRule"
 
         def escalated_records() -> list[tuple[str, str, str, int, str]] | None:
-            found = sorted((r["channel"], r["state"], r["severity"], r["level"], r["result"])
+            found = sorted((r["channel"], r["event"], r["severity"], r["level"], r["result"])
                            for r in alert_notifications(api, namespace, "lasting"))
             return found if all(level == 1 for *_, level, _ in found) else None
 
@@ -170,7 +170,7 @@ def test_escalation_raises_severity_and_adds_a_channel_only_while_firing(
                              "evaluations of the resolved alert past its level's 10s")
         assert len(triggers(receiver, "brief")) == 1
         assert webhook_alerts(receiver, "brief") == []
-        assert sorted((r["channel"], r["state"], r["severity"], r["level"])
+        assert sorted((r["channel"], r["event"], r["severity"], r["level"])
                       for r in alert_notifications(api, namespace, "brief")) == [
             ("pagerduty", "resolved", "high", 0)]
         assert alert_state(api, namespace, "brief") == "Normal"
@@ -212,7 +212,7 @@ def test_error_state_error_alerting_and_normal_on_failing_queries(
         assert alert["annotations"]["description"] == instance["lastError"]
         (record, *_) = wait_for(lambda: alert_notifications(api, namespace, "unreachable"),
                                 "the record")
-        assert record["state"] == "error"
+        assert record["event"] == "error"
 
         # errorState Alerting: firing as if the condition held, and notified as firing.
         wait_for(lambda: alert_state(api, namespace, "execution") == "Firing", "Firing", timeout=60)
@@ -222,7 +222,7 @@ def test_error_state_error_alerting_and_normal_on_failing_queries(
         assert condition(status, "Reconciling")["message"].startswith("execution: ")
         wait_for(lambda: webhook_alerts(receiver, "execution"), "the firing notification")
         assert wait_for(lambda: alert_notifications(api, namespace, "execution"), "the record")[0][
-            "state"] == "firing"
+            "event"] == "firing"
 
         # errorState Normal: the error is reported in status but nobody is notified.
         wait_for(lambda: ALERT_RULES.status(api, namespace, "ignored").get("lastError"),
@@ -265,7 +265,7 @@ def test_error_state_keep_last_keeps_firing_when_prometheus_breaks(
         assert closed.removeprefix("http://") in after["lastError"]
         assert len(webhook_alerts(receiver, "keeper")) == 1
         assert webhook_alerts(receiver, "keeper", "resolved") == []
-        assert [(r["state"], r["result"])
+        assert [(r["event"], r["result"])
                 for r in alert_notifications(api, namespace, "keeper")] == [("firing", "delivered")]
 
 
@@ -284,7 +284,7 @@ def test_a_delivery_answered_500_then_200_is_delivered_once(
 
         (record,) = wait_for(lambda: alert_notifications(api, namespace, "retried"),
                              "the notification recorded in status", timeout=60)
-        assert (record["channel"], record["state"], record["result"]) == (
+        assert (record["channel"], record["event"], record["result"]) == (
             "oncall", "firing", "delivered")
         channel = CHANNELS.status(api, namespace, "oncall")
         assert channel["deliveredTotal"] == 1 and channel.get("failedTotal", 0) == 0
@@ -313,7 +313,7 @@ def test_a_delivery_refused_with_400_is_recorded_failed_and_not_retried(
 
         (record,) = wait_for(lambda: alert_notifications(api, namespace, "refused"),
                              "the failed notification recorded in status", timeout=60)
-        assert (record["channel"], record["state"], record["result"]) == (
+        assert (record["channel"], record["event"], record["result"]) == (
             "oncall", "firing", "failed")
         channel = wait_for(lambda: (c := CHANNELS.status(api, namespace, "oncall")).get(
             "failedTotal") and c, "the failure in the channel's status")
@@ -396,8 +396,8 @@ def test_an_api_server_outage_loses_no_notification_and_repeats_none(
                              "more evaluations after the resolve")
         assert len(webhook_alerts(receiver, "outage")) == 1
         assert len(webhook_alerts(receiver, "outage", "resolved")) == 1
-        assert [(r["state"], r["result"])
-                for r in alert_notifications(api, namespace, "outage")] == [("resolved", "delivered")]
+        assert [(r["event"], r["result"]) for r in alert_notifications(
+            api, namespace, "outage")] == [("resolved", "delivered")]
 
 
 def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
@@ -434,7 +434,7 @@ def test_email_through_a_real_smtp_relay_on_firing_and_resolve(
         summary = f"{series['service']} 5xx ratio is"
         assert subjects[0].startswith(f"[CRITICAL] {summary} 0.5"), subjects
         assert subjects[1].startswith(f"[RESOLVED] {summary}"), subjects
-        wait_for(lambda: [(r["state"], r["result"])
+        wait_for(lambda: [(r["event"], r["result"])
                           for r in alert_notifications(api, namespace, "mailed")]
                  == [("resolved", "delivered")], "the resolve recorded in status")
         channel = CHANNELS.status(api, namespace, "mail")

@@ -15,14 +15,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runbook_operator.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     ApiModel,
-    Condition,
     Duration,
     KindInfo,
     NamedList,
+    NotificationLog,
     PrinterColumn,
     Resource,
+    ResourceStatus,
     SecretKeyRef,
     age_column,
     cel,
@@ -37,8 +37,6 @@ Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
 #: How a series with no data, or a failed query, is treated (Grafana's options).
 Handling = Literal["Normal", "Alerting", "KeepLast", "Error"]
 InstanceState = Literal["Normal", "Pending", "Firing", "Recovering", "NoData", "Error"]
-#: What a notification told a channel: a problem (firing, error) or that it is over.
-NotifiedState = Literal["firing", "error", "resolved"]
 
 MAX_INSTANCES = 50
 MAX_CHANNELS = 8
@@ -346,18 +344,6 @@ class AlertInstance(ApiModel):
         default=None, description="When this instance was last evaluated.")
 
 
-class NotificationRecord(ApiModel):
-    """The last notification an instance sent to a channel: the restart-proof dedup record."""
-
-    fingerprint: str = Field(description="The instance.")
-    channel: str = Field(description="The NotificationChannel.")
-    state: NotifiedState = Field(description="firing, error or resolved.")
-    severity: Severity = Field(description="Severity it was sent with.")
-    level: int = Field(default=0, ge=0, description="Escalation level it was sent at.")
-    sent_at: datetime = Field(description="When it was sent.")
-    result: str = Field(description="delivered or failed (after the channel's retries).")
-
-
 class AnomalyStatus(ApiModel):
     """The anomaly model's training state."""
 
@@ -378,14 +364,10 @@ class ActionRecord(ApiModel):
     message: str = Field(default="", max_length=1024, description="What happened.")
 
 
-class AlertRuleStatus(ApiModel):
-    """What the operator observed and decided."""
+class AlertRuleStatus(ResourceStatus):
+    """What the operator observed and decided; the Firing condition says whether any
+    instance fires, Stalled why a rule cannot be evaluated (e.g. invalid PromQL)."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation last reconciled.")
-    conditions: list[Condition] = Field(
-        default_factory=list, json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
-        description="Ready, Reconciling, Stalled (e.g. invalid PromQL) and Firing.")
     state: InstanceState | None = Field(
         default=None, description="The worst state of any instance.")
     active_since: datetime | None = Field(
@@ -399,9 +381,10 @@ class AlertRuleStatus(ApiModel):
     instances: list[AlertInstance] = Field(
         default_factory=list, max_length=MAX_INSTANCES,
         description=f"Up to {MAX_INSTANCES} instances, the worst first.")
-    notifications: list[NotificationRecord] = Field(
+    notifications: NotificationLog = Field(
         default_factory=list, max_length=NOTIFICATION_LOG_LIMIT,
-        description="The last notification per instance and channel, newest first.")
+        description="The last notification per instance and channel, newest first: what "
+        "deduplicates, repeats and escalates them across restarts.")
     anomaly: AnomalyStatus | None = Field(default=None, description="Anomaly model state.")
     actions: list[ActionRecord] = Field(
         default_factory=list, max_length=ACTION_LOG_LIMIT,

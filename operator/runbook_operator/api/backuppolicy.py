@@ -10,14 +10,14 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     ApiModel,
-    Condition,
     Duration,
     KindInfo,
+    NotificationLog,
     NamedList,
     PrinterColumn,
     Resource,
+    ResourceStatus,
     SecretKeyRef,
     ValidationReason,
     age_column,
@@ -496,27 +496,9 @@ class RestoreTestRecord(ApiModel):
 NOTIFICATION_LOG_LIMIT = 10
 
 
-class NotificationLogEntry(ApiModel):
-    """One notification this policy sent (the newest first, capped)."""
-
-    time: datetime = Field(description="When it was sent.")
-    event: str = Field(description="failed, breached, resolved or succeeded.")
-    channel: str = Field(description="The NotificationChannel.")
-    result: str = Field(description="delivered or failed (after the channel's retries).")
-    message: str = Field(default="", max_length=1024, description="The delivery's outcome.")
-
-
-class BackupPolicyStatus(ApiModel):
+class BackupPolicyStatus(ResourceStatus):
     """What the operator observed and decided."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation last reconciled."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled conditions.",
-        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
-    )
     cron_job_name: str | None = Field(default=None, description="The CronJob that runs backups.")
     last_schedule_time: datetime | None = Field(
         default=None, description="When the CronJob last started a run."
@@ -537,7 +519,7 @@ class BackupPolicyStatus(ApiModel):
         default=None, description="The newest restore test.")
     restore_test_cron_job_name: str | None = Field(
         default=None, description="The CronJob that runs restore tests.")
-    notifications: list[NotificationLogEntry] = Field(
+    notifications: NotificationLog = Field(
         default_factory=list, max_length=NOTIFICATION_LOG_LIMIT,
         description=f"The last {NOTIFICATION_LOG_LIMIT} notifications sent, newest first.")
     backup_now_token: str | None = Field(

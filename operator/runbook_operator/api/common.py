@@ -11,7 +11,15 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "runbook.dev"
@@ -142,6 +150,58 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+class ResourceStatus(ApiModel):
+    """The header of every kind's status: the generation reconciled and the conditions, so
+    `kubectl wait`, Argo CD and Flux read every kind's health the same way."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation last reconciled."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled (kstatus), plus the kind's own types "
+        "(e.g. Firing, RPOMet).",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
+    )
+
+
+DeliveryResultValue = Literal["delivered", "retrying", "failed"]
+
+
+# One record for every use: a channel's last delivery, the attempts of one delivery, and the
+# notification log each kind keeps in status to deduplicate (keyed by subject and channel).
+class NotificationRecord(ApiModel):
+    """One notification sent through a NotificationChannel, or one attempt at sending it:
+    what it said about which subject, when, and how it ended (never with a secret)."""
+
+    time: datetime = Field(description="When it was sent (when the attempt ended).")
+    channel: str = Field(description="The NotificationChannel.", max_length=253)
+    fingerprint: str = Field(
+        description="The subject it was about (an alert instance, an incident): the "
+        "notification's dedup key.",
+        max_length=255,
+    )
+    event: str = Field(
+        description="What it said about the subject: firing, error or resolved (alerts); "
+        "failed, breached, succeeded or resolved (backups).",
+        max_length=64,
+    )
+    severity: str = Field(description="Severity it was sent with.", max_length=32)
+    level: int = Field(default=0, ge=0, description="Escalation steps reached when sent.")
+    result: DeliveryResultValue = Field(
+        description="delivered, retrying or failed (after the channel's retries)."
+    )
+    status_code: int | None = Field(
+        default=None, description="HTTP status, or the SMTP reply code for email."
+    )
+    message: str | None = Field(
+        default=None, description="What happened, for people.", max_length=1024
+    )
+    attempt: int | None = Field(
+        default=None, ge=1, description="Attempt number of a delivery, starting at 1."
+    )
+
+
 class SecretKeyRef(ApiModel):
     """Selects one key of a Secret in the resource's own namespace."""
 
@@ -155,6 +215,41 @@ class SecretKeyRef(ApiModel):
         max_length=253,
         pattern=r"^[-._a-zA-Z0-9]+$",
     )
+
+
+
+def _readable(item: Any) -> bool:
+    try:
+        NotificationRecord.model_validate(item)
+    except ValidationError:
+        return False
+    return True
+
+
+def _log_without_unreadable(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Records an older operator wrote without today's required fields (or that a newer CRD
+    pruned) are dropped rather than failing the whole status; the next notification writes a
+    complete record again."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, list):
+            raise
+        return handler([item for item in value if _readable(item)])
+
+
+def _record_unless_unreadable(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One record, None when an older operator wrote it without today's required fields."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if not isinstance(value, dict):
+            raise
+        return None
+
+
+NotificationLog = Annotated[list[NotificationRecord], WrapValidator(_log_without_unreadable)]
+LastNotification = Annotated[NotificationRecord | None, WrapValidator(_record_unless_unreadable)]
 
 
 class PrinterColumn(BaseModel):

@@ -7,20 +7,19 @@ through it with retries and records each delivery in the channel's status.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
-    CONDITIONS_SCHEMA_EXTRA,
     ApiModel,
-    Condition,
     Duration,
     KindInfo,
+    LastNotification,
     NamedList,
     PrinterColumn,
     Resource,
+    ResourceStatus,
     SecretKeyRef,
     age_column,
     cel,
@@ -34,12 +33,10 @@ CHANNEL_TYPES: tuple[ChannelType, ...] = ("slack", "pagerduty", "webhook", "emai
 #: Both vocabularies: the runbooks' critical/high/medium/low and Prometheus' critical/warning/info.
 Severity = Literal["critical", "high", "medium", "warning", "low", "info"]
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]
-DeliveryResultValue = Literal["delivered", "retrying", "failed"]
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 HTTP_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
-
 
 
 class SeverityStyle(NamedTuple):
@@ -277,38 +274,12 @@ class NotificationChannelSpec(ApiModel):
         return [r for r in (self.email.username_secret_ref, self.email.password_secret_ref) if r]
 
 
-class DeliveryResult(ApiModel):
-    """How a delivery ended, without any secret (URLs are reduced to scheme and host)."""
-
-    time: datetime = Field(description="When the attempt ended.")
-    result: DeliveryResultValue = Field(description="delivered, retrying or failed.")
-    status_code: int | None = Field(
-        default=None, description="HTTP status, or the SMTP reply code for email."
-    )
-    message: str = Field(default="", description="What happened, for people.", max_length=1024)
-
-
-class DeliveryRecord(DeliveryResult):
-    """One delivery attempt through a channel, as callers record it in their own status."""
-
-    channel: str = Field(description="Name of the NotificationChannel.")
-    attempt: int = Field(ge=1, description="Attempt number, starting at 1.")
-
-
-class NotificationChannelStatus(ApiModel):
+class NotificationChannelStatus(ResourceStatus):
     """What the operator observed about the channel and its deliveries."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The metadata.generation last reconciled."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        description="Ready, Reconciling and Stalled conditions.",
-        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
-    )
     type: ChannelType | None = Field(default=None, description="The channel type in use.")
-    last_delivery: DeliveryResult | None = Field(
-        default=None, description="The outcome of the most recent delivery."
+    last_delivery: LastNotification = Field(
+        default=None, description="The most recent delivery attempt."
     )
     delivered_total: int = Field(default=0, ge=0, description="Notifications delivered.")
     failed_total: int = Field(

@@ -12,6 +12,7 @@ from prometheus_client import disable_created_metrics, start_http_server
 from runbook_operator.api.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from runbook_operator.cli.logs import configure
 from runbook_operator.controllers import register_all
+from runbook_operator.controllers.registration import OperatorConfig
 from runbook_operator.integrations.kubernetes import Kube, load_client_config
 
 
@@ -63,10 +64,13 @@ def run(args: argparse.Namespace) -> None:
     if not args.standalone:
         kube.apply(peering_object(args.peering))
     settings = operator_settings(args)
-    register_all(
-        registry, settings, kube, args.resync_interval, args.namespace, args.runner_image,
-        args.prometheus_url,
+    config = OperatorConfig(
+        runner_image=args.runner_image,
+        default_prometheus=args.prometheus_url,
+        resync_seconds=args.resync_interval,
+        namespaces=tuple(args.namespace),
     )
+    register_all(registry, settings, kube, config)
     if args.metrics_port:
         # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
         disable_created_metrics()

@@ -1,22 +1,19 @@
-"""kopf handlers, one module per kind; `register_all` attaches them to a registry."""
+"""kopf handlers, one module per kind; `register_all` attaches every kind to a registry."""
 
 from __future__ import annotations
 
 import kopf
 
 from runbook_operator.controllers import alertrule, backuppolicy, notificationchannel
+from runbook_operator.controllers.registration import Operator, OperatorConfig, run_loops
 from runbook_operator.integrations.kubernetes import Kube
 
+KINDS = (backuppolicy, notificationchannel, alertrule)
 
-def register_all(
-    registry: kopf.OperatorRegistry,
-    settings: kopf.OperatorSettings,
-    kube: Kube,
-    resync_seconds: float,
-    namespaces: list[str],
-    runner_image: str,
-    default_prometheus: str | None,
-) -> None:
-    backuppolicy.register(registry, settings, kube, resync_seconds, namespaces, runner_image)
-    notificationchannel.register(registry, settings, kube, resync_seconds, namespaces)
-    alertrule.register(registry, kube, default_prometheus)
+
+def register_all(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, kube: Kube,
+                 config: OperatorConfig) -> None:
+    operator = Operator(registry, settings, kube, config)
+    for kind in KINDS:
+        kind.register(operator)
+    run_loops(operator)

@@ -8,20 +8,15 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from runbook_operator.api.alertrule import ActionRecord, Actions, AlertRuleStatus
-from runbook_operator.core import alerting
+from runbook_operator.api.alertrule import ActionRecord, Actions, AlertInstance
+from runbook_operator.core.alertrule.actions import scaled_replicas
 from runbook_operator.integrations.kubernetes import Kube
 from runbook_operator.integrations.secrets import read_secret
 from runbook_operator.integrations.webhooks import Endpoint, call_json
 
 log = logging.getLogger(__name__)
-ACTION_LOG_LIMIT = 20
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
-
-
-def last_action_at(status: AlertRuleStatus) -> datetime | None:
-    return max((a.time for a in status.actions), default=None)
 
 
 def _scale(kube: Kube, namespace: str, actions: Actions) -> str:
@@ -31,9 +26,10 @@ def _scale(kube: Kube, namespace: str, actions: Actions) -> str:
     if deployment is None:
         raise LookupError(f"Deployment {scale.name!r} not found")
     current = int((deployment.get("spec") or {}).get("replicas", 1))
-    wanted = alerting.scaled_replicas(current, scale.by, scale.min, scale.max)
+    wanted = scaled_replicas(current, scale.by, scale.min, scale.max)
     if wanted == current:
-        return f"Deployment {scale.name} stays at {current} replicas (bounds {scale.min}..{scale.max})"
+        return (f"Deployment {scale.name} stays at {current} replicas "
+                f"(bounds {scale.min}..{scale.max})")
     kube.merge_patch("apps/v1", "Deployment", scale.name, namespace,
                      {"spec": {"replicas": wanted}})
     return f"scaled Deployment {scale.name} from {current} to {wanted} replicas"
@@ -55,7 +51,7 @@ def _webhook(kube: Kube, namespace: str, actions: Actions, payload: dict[str, An
 
 
 def run_actions(
-    kube: Kube, body: dict[str, Any], actions: Actions, instance: alerting.Instance,
+    kube: Kube, body: dict[str, Any], actions: Actions, instance: AlertInstance,
     now: datetime,
 ) -> list[ActionRecord]:
     """Run every configured action once; a failure is recorded, never raised."""
@@ -83,8 +79,3 @@ def run_actions(
         records.append(ActionRecord(time=now, action=name, fingerprint=instance.fingerprint,
                                     result=result, message=message[:1024]))
     return records
-
-
-def record_actions(status: AlertRuleStatus, records: list[ActionRecord]) -> list[ActionRecord]:
-    merged = sorted([*records, *status.actions], key=lambda a: a.time, reverse=True)
-    return merged[:ACTION_LOG_LIMIT]

@@ -8,7 +8,6 @@ so a restart (even kill -9) resumes from what the API server holds.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,16 +24,13 @@ from pydantic import ValidationError
 from runbook_operator.api.backuppolicy import BackupPolicy, BackupPolicySpec, BackupPolicyStatus
 from runbook_operator.api.common import (
     API_VERSION,
-    GROUP,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
-    VERSION,
 )
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.common import (
     lags_or_unready,
     reconcile_logging_errors,
-    resync_forever,
     status_patch,
     warn_if_newly_stalled,
 )
@@ -46,6 +42,7 @@ from runbook_operator.controllers.errors import (
 )
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.controllers.notify import notify
+from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.core.backuppolicy import status as policy_status
 from runbook_operator.core.backuppolicy.cronjob import (
     on_demand_job,
@@ -73,7 +70,6 @@ from runbook_operator.core.secret_refs import missing_secrets
 from runbook_operator.integrations.kubernetes import Kube
 
 KIND = BackupPolicy.info.kind
-PLURAL = BackupPolicy.info.plural
 OWNED_LABELS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, POLICY_LABEL: kopf.PRESENT}
 
 
@@ -242,40 +238,24 @@ def record_schedule(kube: Kube, cronjob: kopf.Body) -> None:
         lambda status: policy_status.status_after_schedule(status, scheduled)))
 
 
-def register(
-    registry: kopf.OperatorRegistry,
-    settings: kopf.OperatorSettings,
-    kube: Kube,
-    resync_seconds: float,
-    namespaces: list[str],
-    runner_image: str,
-) -> None:
-    """Attach the BackupPolicy handlers to `registry`."""
+def register(operator: Operator) -> None:
+    """Attach the BackupPolicy handlers and resync, and those of the Jobs and CronJobs."""
+    kube, runner_image = operator.kube, operator.config.runner_image
+    registry = operator.registry
     owned = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{POLICY_LABEL}"
     for plural in ("jobs", "cronjobs"):
         # Filter server-side: the operator never streams Jobs and CronJobs it did not render.
-        settings.watching.label_selectors["batch", plural] = owned
+        operator.settings.watching.label_selectors["batch", plural] = owned
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def policy_changed(event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        if event.get("type") == "DELETED":
-            metrics.forget_backup(body["metadata"]["namespace"], body["metadata"]["name"])
-            return
-        if body["metadata"].get("deletionTimestamp"):
-            return
+    def policy_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         if needs_reconcile(body):
             reconcile_logging_errors(lambda: reconcile(kube, body, logger, runner_image), logger)
 
-    @kopf.on.startup(registry=registry)
-    async def start_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        memo.backup_resync = asyncio.create_task(resync_forever(
-            kube, KIND, namespaces, resync_seconds, logger,
-            lambda body: reconcile(kube, body, logger, runner_image),
-        ))
+    def policy_gone(body: kopf.Body, **_: Any) -> None:
+        metrics.forget_backup(body["metadata"]["namespace"], body["metadata"]["name"])
 
-    @kopf.on.cleanup(registry=registry)
-    async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-        memo.backup_resync.cancel()
+    register_kind(operator, BackupPolicy, changed=policy_changed, gone=policy_gone,
+                  resync=lambda body, logger: reconcile(kube, body, logger, runner_image))
 
     @kopf.on.event("batch", "v1", "jobs", labels=OWNED_LABELS, registry=registry)
     def job_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

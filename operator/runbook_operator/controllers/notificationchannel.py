@@ -11,7 +11,6 @@ delivery records into the channel's status with `record_delivery`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,10 +19,9 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from runbook_operator.api.common import API_VERSION, GROUP, VERSION
+from runbook_operator.api.common import API_VERSION, NotificationRecord
 from runbook_operator.api.notificationchannel import (
     ChannelType,
-    DeliveryRecord,
     NotificationChannel,
     NotificationChannelSpec,
     NotificationChannelStatus,
@@ -31,19 +29,18 @@ from runbook_operator.api.notificationchannel import (
 from runbook_operator.controllers.common import (
     lags_or_unready,
     reconcile_logging_errors,
-    resync_forever,
     status_patch,
     warn_if_newly_stalled,
 )
 from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.metrics import measured
+from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.core.secret_refs import missing_secrets
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
 from runbook_operator.core.delivery import record_deliveries
 from runbook_operator.integrations.kubernetes import Kube
 
 KIND = NotificationChannel.info.kind
-PLURAL = NotificationChannel.info.plural
 
 
 def _now() -> datetime:
@@ -119,7 +116,7 @@ def reconcile(kube: Kube, body: kopf.Body, logger: logging.Logger | kopf.Logger)
 
 
 def record_delivery(
-    kube: Kube, namespace: str, name: str, records: Sequence[DeliveryRecord]
+    kube: Kube, namespace: str, name: str, records: Sequence[NotificationRecord]
 ) -> None:
     """Fold the attempts of one or more deliveries (as `notifiers.deliver` returns them) into
     the channel's status: last delivery and counters. Blocking; call it from a thread in
@@ -137,31 +134,13 @@ def record_delivery(
     kube.update_status(API_VERSION, KIND, name, namespace, change)
 
 
-def register(
-    registry: kopf.OperatorRegistry,
-    settings: kopf.OperatorSettings,
-    kube: Kube,
-    resync_seconds: float,
-    namespaces: list[str],
-) -> None:
-    """Attach the NotificationChannel handlers to `registry`."""
+def register(operator: Operator) -> None:
+    """Attach the NotificationChannel handlers and resync."""
+    kube = operator.kube
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def channel_changed(
-        event: dict[str, Any], body: kopf.Body, logger: kopf.Logger, **_: Any
-    ) -> None:
-        if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
-            return
+    def channel_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         if lags_or_unready(body):
             reconcile_logging_errors(lambda: reconcile(kube, body, logger), logger)
 
-    @kopf.on.startup(registry=registry)
-    async def start_channel_resync(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        memo.notificationchannel_resync = asyncio.create_task(resync_forever(
-            kube, KIND, namespaces, resync_seconds, logger,
-            lambda body: reconcile(kube, body, logger),
-        ))
-
-    @kopf.on.cleanup(registry=registry)
-    async def stop_channel_resync(memo: kopf.Memo, **_: Any) -> None:
-        memo.notificationchannel_resync.cancel()
+    register_kind(operator, NotificationChannel, changed=channel_changed,
+                  resync=lambda body, logger: reconcile(kube, body, logger))

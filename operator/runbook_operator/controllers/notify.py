@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from runbook_operator.api.common import API_VERSION
-from runbook_operator.api.notificationchannel import DeliveryRecord, NotificationChannel
+from runbook_operator.api.common import API_VERSION, NotificationRecord
+from runbook_operator.api.notificationchannel import NotificationChannel
 from runbook_operator.controllers.notificationchannel import record_delivery
 from runbook_operator.core.delivery import Notification
 from runbook_operator.integrations.kubernetes import Kube
@@ -25,26 +25,30 @@ log = logging.getLogger(__name__)
 CHANNEL_KIND = NotificationChannel.info.kind
 
 
-def _failed(channel: str, message: str) -> DeliveryRecord:
-    return DeliveryRecord(time=datetime.now(UTC), result="failed", message=message,
-                          channel=channel, attempt=1)
+def _failed(channel: str, notification: Notification, message: str) -> NotificationRecord:
+    return NotificationRecord(
+        time=datetime.now(UTC), channel=channel, fingerprint=notification.dedup_key,
+        event=notification.event, severity=notification.severity, result="failed",
+        message=message, attempt=1,
+    )
 
 
 def notify(
     kube: Kube, namespace: str, channel_names: Sequence[str], notification: Notification
-) -> list[DeliveryRecord]:
+) -> list[NotificationRecord]:
     """Deliver to each channel in turn (blocking: call from a worker thread). Returns the final
     record per channel; a missing or invalid channel is a failed record, never an exception."""
     outcomes = []
     for name in channel_names:
         body = kube.get(API_VERSION, CHANNEL_KIND, name, namespace)
         if body is None:
-            outcomes.append(_failed(name, f"NotificationChannel {name!r} not found"))
+            outcomes.append(_failed(name, notification, f"NotificationChannel {name!r} not found"))
             continue
         try:
             channel = Channel.from_body(body)
         except ValidationError as error:
-            outcomes.append(_failed(name, f"invalid NotificationChannel: {error.errors()[0]['msg']}"))
+            reason = f"invalid NotificationChannel: {error.errors()[0]['msg']}"
+            outcomes.append(_failed(name, notification, reason))
             continue
         secrets = resolve_secrets(
             channel.spec, lambda secret: kube.get("v1", "Secret", secret, namespace)

@@ -20,10 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from runbook_operator.api.common import parse_duration
+from runbook_operator.api.common import NotificationRecord, parse_duration
 from runbook_operator.api.notificationchannel import (
-    DeliveryRecord,
-    DeliveryResult,
     NotificationChannelStatus,
     RateLimit,
     RetryPolicy,
@@ -283,7 +281,7 @@ def rate_limit_slot(sent: Sequence[float], limit: RateLimit, now: float) -> floa
 
 
 def record_deliveries(
-    status: NotificationChannelStatus, records: Sequence[DeliveryRecord]
+    status: NotificationChannelStatus, records: Sequence[NotificationRecord]
 ) -> NotificationChannelStatus:
     """Fold delivery attempts into the channel's status: the last one is shown, and each
     notification counts once, when it was delivered or given up on."""
@@ -298,7 +296,5 @@ def record_deliveries(
         "failed_total": status.failed_total + failed,
     }
     if newest is None or last.time >= newest.time:
-        update["last_delivery"] = DeliveryResult.model_validate(
-            last.model_dump(include=set(DeliveryResult.model_fields))
-        )
+        update["last_delivery"] = last
     return status.model_copy(update=update)

@@ -11,7 +11,7 @@ from runbook_operator.api.notificationchannel import (
     PagerDutySeverityMapping,
     Severity,
 )
-from runbook_operator.core.alerting import SEVERITY_ORDER
+from runbook_operator.core.escalation import SEVERITY_ORDER
 
 
 def test_every_severity_is_mapped_once_most_severe_first() -> None:

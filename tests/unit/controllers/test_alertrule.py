@@ -1,5 +1,6 @@
-"""controllers.alertrule.evaluate: which API requests one evaluation makes, against an
-in-memory stand-in for the Kube adapter (the e2e tests run the real API server)."""
+"""controllers.alertrule: which API requests one evaluation makes, and how the evaluation
+loop keeps rules apart, against an in-memory stand-in for the Kube adapter (the e2e tests run
+the real API server)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
-from runbook_operator.api.notificationchannel import DeliveryRecord
+from runbook_operator.api.common import NotificationRecord
 from runbook_operator.controllers import alertrule
-from runbook_operator.core import alerting
+from runbook_operator.core.alertrule.decide import Evaluation
+from runbook_operator.core.alertrule.rule import Rule
+from runbook_operator.core.alertrule.status import STATUS_HEARTBEAT
 from runbook_operator.devcluster.waiting import wait_for
 from runbook_operator.integrations.prometheus import Ok, Sample
 from tests.support.fakes import FakeKube
@@ -32,11 +34,16 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def notify(kube, namespace, channels, message):
         log.append(f"{message.event}:{channels[0]}")
-        return [DeliveryRecord(time=message.timestamp, result="delivered", channel=channels[0],
-                               attempt=1)]
+        return [delivered(message, channels[0])]
 
     monkeypatch.setattr(alertrule, "notify", notify)
     return log
+
+
+def delivered(message: Any, channel: str) -> NotificationRecord:
+    return NotificationRecord(time=message.timestamp, channel=channel,
+                              fingerprint=message.dedup_key, event=message.event,
+                              severity=message.severity, result="delivered", attempt=1)
 
 
 def body(generation: int = 1, status: dict | None = None, **spec: Any) -> dict[str, Any]:
@@ -46,9 +53,10 @@ def body(generation: int = 1, status: dict | None = None, **spec: Any) -> dict[s
             "spec": {**SPEC, **spec}, "status": status or {}}
 
 
-def observe(rule: dict[str, Any], value: float) -> alertrule.Evaluation:
-    spec = AlertRuleSpec.model_validate(rule["spec"])
-    return alertrule.threshold_evaluation(KEY, spec, Ok([Sample({"service": "web"}, value)]))
+def observe(rule: dict[str, Any], value: float) -> Evaluation:
+    compiled = alertrule.prepare(rule)
+    assert isinstance(compiled, Rule)
+    return alertrule.threshold_evaluation(KEY, compiled, Ok([Sample({"service": "web"}, value)]))
 
 
 def run(kube: FakeKube, rule: dict[str, Any], value: float, now: datetime) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def test_the_heartbeat_writes_time_and_value(sent: list[str]) -> None:
     kube = FakeKube(body())
     cached = run(kube, body(), 0.01, T0)
     kube.requests.clear()
-    later = T0 + alertrule.STATUS_HEARTBEAT
+    later = T0 + STATUS_HEARTBEAT
     written = run(kube, cached, 0.02, later)
     assert kube.requests == ["patch"]
     assert written["status"]["lastValue"] == "0.02"
@@ -135,14 +143,6 @@ def test_a_decision_pass_makes_no_request_and_says_what_is_due(sent: list[str]) 
     assert kube.requests == [] and sent == []
 
 
-def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
-    beats = {alertrule.heartbeat_of(("shop", f"rule-{i}")) for i in range(200)}
-    assert all(0.8 * alertrule.STATUS_HEARTBEAT <= b <= alertrule.STATUS_HEARTBEAT
-               for b in beats)
-    assert max(beats) - min(beats) > 0.15 * alertrule.STATUS_HEARTBEAT
-    assert alertrule.heartbeat_of(("shop", "rule-1")) == alertrule.heartbeat_of(("shop", "rule-1"))
-
-
 def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> None:
     kube = FakeKube(body(generation=2))
     kube.stored["spec"]["condition"]["threshold"] = 0.9  # generation 2 on the server
@@ -150,55 +150,6 @@ def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> N
     run(kube, cached, 0.5, T0)  # fires under generation 1's threshold, re-reading first
     assert kube.stored["status"]["observedGeneration"] == 1
     assert all(c["observedGeneration"] == 1 for c in kube.stored["status"]["conditions"])
-
-
-def test_newer_compares_resource_versions_as_numbers() -> None:
-    def at(version: str) -> dict[str, Any]:
-        return {"metadata": {"resourceVersion": version}}
-
-    assert alertrule._newer(at("100"), at("99"))
-    assert alertrule._newer(at("100"), at("100"))
-    assert not alertrule._newer(at("99"), at("100"))
-    assert alertrule._newer(at("opaque-b"), at("opaque-a"))
-
-
-def status(**fields: Any) -> AlertRuleStatus:
-    return AlertRuleStatus.model_validate(fields)
-
-
-INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5",
-            "lastEvaluation": "2026-11-22T08:00:00Z", "firingSince": "2026-11-22T07:00:00Z"}
-
-
-def test_status_write_due_ignores_per_tick_values_until_the_heartbeat() -> None:
-    old = status(state="Firing", lastValue="0.5", lastEvaluation="2026-11-22T08:00:00Z",
-                 evaluationDurationSeconds=0.1, instances=[INSTANCE],
-                 anomaly={"samples": 30, "lastScore": 0.4})
-    later = T0 + timedelta(seconds=15)
-    new = old.model_copy(update={
-        "last_value": "0.7", "last_evaluation": later, "evaluation_duration_seconds": 0.2,
-        "instances": [old.instances[0].model_copy(update={"last_value": "0.7",
-                                                          "last_evaluation": later})],
-        "anomaly": old.anomaly.model_copy(update={"last_score": 0.6}),  # type: ignore[union-attr]
-    })
-    heartbeat = timedelta(minutes=5)
-    assert not alerting.status_write_due(old, new, later, heartbeat)
-    assert alerting.status_write_due(old, new, T0 + heartbeat, heartbeat)
-    assert alerting.status_write_due(status(), new, later, heartbeat)  # never evaluated
-
-
-@pytest.mark.parametrize("change", [
-    {"state": "Normal"},
-    {"last_error": "timeout"},
-    {"observed_generation": 2},
-    {"instances": []},
-    {"anomaly": None},
-])
-def test_status_write_due_on_every_lasting_change(change: dict[str, Any]) -> None:
-    old = status(state="Firing", lastEvaluation="2026-11-22T08:00:00Z", instances=[INSTANCE],
-                 observedGeneration=1, anomaly={"samples": 30})
-    new = old.model_copy(update=change)
-    assert alerting.status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
 
 
 class Rules:
@@ -240,9 +191,14 @@ def named(name: str, query: str) -> dict[str, Any]:
     return rule
 
 
+def due_now(evaluator: alertrule.Evaluator) -> None:
+    for key in evaluator.scheduler.items:
+        evaluator.scheduler.schedule(key, 0.0)
+
+
 async def evaluated(evaluator: alertrule.Evaluator, name: str) -> None:
     """Wait, with a deadline, until the rule's evaluation is over; the loop runs meanwhile."""
-    await asyncio.to_thread(wait_for, lambda: (KEY[0], name) not in evaluator.in_flight,
+    await asyncio.to_thread(wait_for, lambda: (KEY[0], name) not in evaluator.scheduler.in_flight,
                             f"{name} evaluated", 10)
 
 
@@ -262,8 +218,7 @@ def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPa
         calls.append(message.source.name)
         entered.set()
         release.wait(30)
-        return [DeliveryRecord(time=message.timestamp, result="delivered", channel=channels[0],
-                               attempt=1)]
+        return [delivered(message, channels[0])]
 
     monkeypatch.setattr(alertrule, "notify", notify)
     slow, quick = named("slow", "errors_slow"), named("quick", "errors_quick")
@@ -273,22 +228,22 @@ def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPa
         evaluator = alertrule.Evaluator(kube, "http://prometheus")  # type: ignore[arg-type]
         evaluator.clients[("http://prometheus", None)] = Prometheus(  # type: ignore[assignment]
             {"errors_slow": 0.5, "errors_quick": 0.01})
-        evaluator.upsert(slow)
-        evaluator.upsert(quick)
-        await evaluator.tick()
+        evaluator.scheduler.upsert(slow)
+        evaluator.scheduler.upsert(quick)
+        await evaluator.scheduler.tick()
         assert await asyncio.to_thread(entered.wait, 10), "the slow rule never notified"
         await evaluated(evaluator, "quick")
         before = evaluations_of("quick")
         for _ in range(3):
-            evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
-            await evaluator.tick()
+            due_now(evaluator)
+            await evaluator.scheduler.tick()
             await evaluated(evaluator, "quick")
         assert evaluations_of("quick") == before + 3
-        assert ("shop", "slow") in evaluator.in_flight and calls == ["slow"]
-        evaluator.forget("shop", "slow")  # deleted while in flight: its metrics must go
+        assert ("shop", "slow") in evaluator.scheduler.in_flight and calls == ["slow"]
+        evaluator.scheduler.forget(("shop", "slow"))  # deleted while in flight: its metrics must go
         release.set()
-        await asyncio.wait_for(evaluator.settle(), 10)
-        assert ("shop", "slow") not in evaluator.in_flight
+        await asyncio.wait_for(evaluator.scheduler.settle(), 10)
+        assert ("shop", "slow") not in evaluator.scheduler.in_flight
         evaluator.deliveries.shutdown()
 
     try:
@@ -325,10 +280,10 @@ def test_a_prometheus_token_comes_from_the_rules_secret_and_a_missing_one_stalls
         evaluator = alertrule.Evaluator(kube, None)  # type: ignore[arg-type]
         evaluator.clients[(url, "s3cret")] = Prometheus(  # type: ignore[assignment]
             {"errors_authed": 0.01})
-        evaluator.upsert(authed)
-        evaluator.upsert(orphan)
-        await evaluator.tick()
-        await asyncio.wait_for(evaluator.settle(), 10)
+        evaluator.scheduler.upsert(authed)
+        evaluator.scheduler.upsert(orphan)
+        await evaluator.scheduler.tick()
+        await asyncio.wait_for(evaluator.scheduler.settle(), 10)
         evaluator.deliveries.shutdown()
         return evaluator
 
@@ -366,17 +321,17 @@ def test_a_hanging_prometheus_holds_up_only_the_rules_that_query_it(sent: list[s
         evaluator.clients[("http://slow-prometheus", None)] = slow  # type: ignore[assignment]
         evaluator.clients[("http://prometheus", None)] = Prometheus(  # type: ignore[assignment]
             {"errors_fine": 0.01})
-        evaluator.upsert(stuck)
-        evaluator.upsert(fine)
+        evaluator.scheduler.upsert(stuck)
+        evaluator.scheduler.upsert(fine)
         for _ in range(3):
-            evaluator.next_due = dict.fromkeys(evaluator.rules, 0.0)
-            await evaluator.tick()
+            due_now(evaluator)
+            await evaluator.scheduler.tick()
             await evaluated(evaluator, "fine")
         assert evaluations_of("fine") == 3
-        assert evaluator.in_flight == {("shop", "stuck")} and evaluations_of("stuck") == 0
+        assert evaluator.scheduler.in_flight == {("shop", "stuck")} and evaluations_of("stuck") == 0
         assert slow.release is not None
         slow.release.set()
-        await asyncio.wait_for(evaluator.settle(), 10)
+        await asyncio.wait_for(evaluator.scheduler.settle(), 10)
         assert evaluations_of("stuck") == 1  # one query in flight at a time, not one per tick
         evaluator.deliveries.shutdown()
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from runbook_operator.core import anomaly
-from runbook_operator.core.alerting import Observation, RuleTiming, next_instance
+from runbook_operator.core.alertrule.state import Observation, RuleTiming, next_instance
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = 288  # five-minute steps
@@ -169,7 +169,8 @@ def test_nothing_before_min_samples() -> None:
 def test_sklearn_is_imported_only_when_training() -> None:
     script = (
         "import sys\n"
-        "from runbook_operator.core import anomaly, alerting\n"
+        "from runbook_operator.core import anomaly\n"
+        "from runbook_operator.core.alertrule import decide\n"
         "from runbook_operator.api import alertrule\n"
         "assert not any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules)\n"
         "import numpy as np\n"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from runbook_operator.api.common import NotificationRecord
 from runbook_operator.api.notificationchannel import (
-    DeliveryRecord,
     NotificationChannelSpec,
     NotificationChannelStatus,
     RateLimit,
@@ -345,10 +345,13 @@ def test_reserved_slots_never_exceed_the_limit(requests: int, arrivals: list[flo
 # --- recording deliveries in the channel's status -----------------------------------------
 
 
-def _record(result: str, seconds: int, attempt: int = 1) -> DeliveryRecord:
-    return DeliveryRecord(
+def _record(result: str, seconds: int, attempt: int = 1) -> NotificationRecord:
+    return NotificationRecord(
         time=NOW + timedelta(seconds=seconds),
         channel="ops",
+        fingerprint="prod/db-nightly/backup-failed",
+        event="failed",
+        severity="high",
         attempt=attempt,
         result=result,
         status_code=500 if result != "delivered" else 200,
@@ -365,9 +368,15 @@ def test_record_deliveries_counts_each_notification_once() -> None:
     assert status.last_delivery is not None and status.last_delivery.result == "delivered"
     assert status.to_wire()["lastDelivery"] == {
         "time": "2026-03-01T12:00:02Z",
+        "channel": "ops",
+        "fingerprint": "prod/db-nightly/backup-failed",
+        "event": "failed",
+        "severity": "high",
+        "level": 0,
         "result": "delivered",
         "statusCode": 200,
         "message": "delivered",
+        "attempt": 2,
     }
     status = record_deliveries(status, [_record("failed", 5)])
     assert (status.delivered_total, status.failed_total) == (1, 1)

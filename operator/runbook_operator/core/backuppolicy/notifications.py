@@ -16,16 +16,15 @@ from runbook_operator.api.backuppolicy import (
     BackupPolicy,
     BackupPolicySpec,
     BackupPolicyStatus,
-    NotificationLogEntry,
 )
-from runbook_operator.api.notificationchannel import DeliveryRecord
+from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.backuppolicy.job_outcome import RunVerdict, record_run
 from runbook_operator.core.backuppolicy.rpo import RPOEvaluation
 from runbook_operator.core.delivery import Notification, Source, fingerprint
 
 KIND = BackupPolicy.info.kind
 #: A notification and the final delivery record of each channel it went to.
-Sent = tuple[Notification, list[DeliveryRecord]]
+Sent = tuple[Notification, list[NotificationRecord]]
 
 
 @dataclass(frozen=True)
@@ -115,12 +114,7 @@ def plan_rpo_notification(
 
 def log_notifications(status: BackupPolicyStatus, sent: Sequence[Sent]) -> BackupPolicyStatus:
     """Status with every delivery of `sent` in its notification log: newest first, capped."""
-    entries = [
-        NotificationLogEntry(time=o.time, event=notification.event, channel=o.channel,
-                             result=o.result, message=o.message[:1024])
-        for notification, outcomes in sent
-        for o in outcomes
-    ]
+    entries = [outcome for _, outcomes in sent for outcome in outcomes]
     if not entries:
         return status
     merged = sorted(entries + status.notifications, key=lambda e: e.time, reverse=True)

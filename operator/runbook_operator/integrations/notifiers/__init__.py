@@ -2,8 +2,8 @@
 
 Rendering is pure (`render_*` in the per-channel modules); this module wires a channel to its
 transport, runs the attempts that `core.delivery.decide` asks for (through the one outbound
-caller, `integrations.webhooks`), and returns one `DeliveryRecord` per attempt so callers can
-record every delivery. Secret values (webhook URLs, routing keys, passwords) never reach a
+caller, `integrations.webhooks`), and returns one `NotificationRecord` per attempt so callers
+can record every delivery. Secret values (webhook URLs, routing keys, passwords) never reach a
 record, a message or a log line.
 """
 
@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 
-from runbook_operator.api.common import SecretKeyRef, parse_duration
-from runbook_operator.api.notificationchannel import (
-    DeliveryRecord,
+from runbook_operator.api.common import (
     DeliveryResultValue,
-    NotificationChannelSpec,
-    RateLimit,
+    NotificationRecord,
+    SecretKeyRef,
+    parse_duration,
 )
+from runbook_operator.api.notificationchannel import NotificationChannelSpec, RateLimit
 from runbook_operator.core.delivery import (
     Answer,
     Deliver,
@@ -182,7 +182,7 @@ async def deliver(
     now: Callable[[], datetime] = webhooks.utc_now,
     client: httpx.AsyncClient | None = None,
     limiter: RateLimiter = RATE_LIMITER,
-) -> list[DeliveryRecord]:
+) -> list[NotificationRecord]:
     """Send `notification` through `channel`, retrying as the channel's retry policy allows.
 
     Returns one record per attempt; the last one says how it ended (delivered or failed).
@@ -197,13 +197,16 @@ async def deliver(
             )
     spec = channel.spec
     timeout = parse_duration(spec.timeout).total_seconds()
-    records: list[DeliveryRecord] = []
+    records: list[NotificationRecord] = []
     hidden: tuple[str, ...] = ()
 
     def add(attempt: int, result: DeliveryResultValue, code: int | None, text: str) -> None:
-        entry = DeliveryRecord(
+        entry = NotificationRecord(
             time=now(),
             channel=channel.name,
+            fingerprint=notification.dedup_key,
+            event=notification.event,
+            severity=notification.severity,
             attempt=attempt,
             result=result,
             status_code=code,

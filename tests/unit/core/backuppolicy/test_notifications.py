@@ -10,7 +10,7 @@ from runbook_operator.api.backuppolicy import (
     BackupPolicyStatus,
     JobRecord,
 )
-from runbook_operator.api.notificationchannel import DeliveryRecord
+from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.backuppolicy.job_outcome import RunVerdict, record_run
 from runbook_operator.core.backuppolicy.notifications import (
     log_notifications,
@@ -20,6 +20,7 @@ from runbook_operator.core.backuppolicy.notifications import (
     run_notification,
 )
 from runbook_operator.core.backuppolicy.rpo import evaluate
+from runbook_operator.core.delivery import Notification
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RPO = timedelta(hours=1)
@@ -105,19 +106,22 @@ def test_breach_and_all_clear_share_one_dedup_key() -> None:
     assert (problem.severity, clear.severity) == ("critical", "info")
 
 
-def delivered(channel: str, minutes: int) -> DeliveryRecord:
-    return DeliveryRecord(time=NOW + timedelta(minutes=minutes), channel=channel,
-                          result="delivered", attempt=1, message="ok")
+def delivered(notification: Notification, channel: str, minutes: int) -> NotificationRecord:
+    return NotificationRecord(time=NOW + timedelta(minutes=minutes), channel=channel,
+                              fingerprint=notification.dedup_key, event=notification.event,
+                              severity=notification.severity, result="delivered", attempt=1,
+                              message="ok")
 
 
 def test_the_log_keeps_the_newest_deliveries_first_and_capped() -> None:
     failure = run_notification("db", "prod", verdict())
     status = BackupPolicyStatus()
+    breached = rpo_notification("db", "prod", breach(), NOW)
     for batch in range(NOTIFICATION_LOG_LIMIT):
-        status = log_notifications(status, [(failure, [delivered("oncall", batch)])])
+        status = log_notifications(status, [(failure, [delivered(failure, "oncall", batch)])])
     status = log_notifications(status, [
-        (failure, [delivered("oncall", 100), delivered("chat", 101)]),
-        (rpo_notification("db", "prod", breach(), NOW), [delivered("oncall", 102)]),
+        (failure, [delivered(failure, "oncall", 100), delivered(failure, "chat", 101)]),
+        (breached, [delivered(breached, "oncall", 102)]),
     ])
     log = status.notifications
     assert len(log) == NOTIFICATION_LOG_LIMIT

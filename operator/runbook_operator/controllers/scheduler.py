@@ -1,0 +1,167 @@
+"""A due-time scheduler for the objects of one kind, run on the operator's event loop.
+
+It keeps each object the watch delivers: its newest copy, what the kind prepares from its spec
+(redone only when the generation changes, so a spec is translated once per change), and the
+monotonic time it is due next. Every tick, the due objects that are not in flight go to the
+kind's `dispatch`, which starts their work in the background (`start`) and returns, so the loop
+never waits for work; an object stays in flight — skipped by later ticks, never run twice at
+once — until its work is `done`. A deleted object is forgotten; work that finishes after the
+delete is dropped, and the kind is told again so that it can drop what that work published.
+AlertRule evaluations run on it; canary steps and escalation timers are meant to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+"""An object's namespace and name."""
+T = TypeVar("T")
+TICK_SECONDS = 1.0
+
+
+def newer(candidate: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether `candidate` is a later version of the object than `cached`. The cache holds the
+    operator's own status writes too, and the watch event of an earlier write can arrive after
+    a later write returned; resourceVersions are etcd revisions, compared as numbers when they
+    are numbers (otherwise the candidate wins)."""
+    theirs = str(candidate["metadata"].get("resourceVersion", ""))
+    ours = str(cached["metadata"].get("resourceVersion", ""))
+    if theirs.isdigit() and ours.isdigit():
+        return int(theirs) >= int(ours)
+    return True
+
+
+@dataclass
+class Item(Generic[T]):
+    """One scheduled object."""
+
+    key: Key
+    body: dict[str, Any]
+    """The newest copy seen (watch events and the kind's own writes)."""
+    prepared: T
+    """What the kind made of the spec of `generation`."""
+    generation: int | None
+    due: float
+    """Monotonic time at which it is due."""
+
+
+class Kind(Protocol[T]):
+    """What a kind tells the scheduler."""
+
+    def prepare(self, body: Mapping[str, Any]) -> T:
+        """Translate a new generation's spec (called once per generation)."""
+
+    def first_due(self, body: Mapping[str, Any], prepared: T, now: float) -> float:
+        """When a new object, or one whose spec changed, is first due (monotonic)."""
+
+    def period(self, prepared: T) -> float:
+        """Seconds from dispatching an object until it is due again (`math.inf`: only when
+        scheduled explicitly)."""
+
+    async def dispatch(self, items: list[Item[T]]) -> None:
+        """Start the work of the due `items` with `Scheduler.start`, without waiting for it."""
+
+    def forgotten(self, key: Key) -> None:
+        """The object was deleted, or work on it finished after it was: drop its traces."""
+
+
+class Scheduler(Generic[T]):
+    """The objects of one kind and when each is due; the loop that dispatches them."""
+
+    def __init__(self, kind: Kind[T], what: str, *, tick_seconds: float = TICK_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.kind = kind
+        self.what = what
+        self.tick_seconds = tick_seconds
+        self.clock = clock
+        self.items: dict[Key, Item[T]] = {}
+        #: Objects whose work has started and not finished; a tick skips them.
+        self.in_flight: set[Key] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def upsert(self, body: Mapping[str, Any]) -> None:
+        """Keep the newest copy of an object; a new generation is prepared and rescheduled."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        previous = self.items.get(key)
+        if previous is not None and not newer(body, previous.body):
+            return
+        generation = meta.get("generation")
+        if previous is not None and previous.generation == generation:
+            previous.body = dict(body)
+            return
+        prepared = self.kind.prepare(body)
+        self.items[key] = Item(key, dict(body), prepared, generation,
+                               self.kind.first_due(body, prepared, self.clock()))
+
+    def forget(self, key: Key) -> None:
+        self.items.pop(key, None)
+        self.kind.forgotten(key)
+
+    def schedule(self, key: Key, at: float) -> None:
+        """Make an object due at monotonic time `at`."""
+        item = self.items.get(key)
+        if item is not None:
+            item.due = at
+
+    def start(self, work: Coroutine[Any, Any, None], keys: list[Key]) -> None:
+        """Run `work` for the objects `keys` in the background; they are in flight until it
+        returns (or until `done` is called for each)."""
+        self.in_flight.update(keys)
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("%s of %s failed", self.what, ", ".join("/".join(k) for k in keys))
+            finally:
+                self.in_flight.difference_update(keys)
+
+        task = asyncio.create_task(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def done(self, key: Key, newest: Mapping[str, Any] | None = None) -> None:
+        """The object's work is over: it may be dispatched again, and `newest` (a copy the
+        work read or wrote) is cached; if it was deleted meanwhile, it stays forgotten."""
+        self.in_flight.discard(key)
+        if key not in self.items:
+            self.kind.forgotten(key)
+        elif newest is not None:
+            self.upsert(newest)
+
+    async def tick(self) -> None:
+        """Dispatch what is due and not in flight, rescheduled by the kind's period first."""
+        now = self.clock()
+        due = [item for key, item in list(self.items.items())
+               if item.due <= now and key not in self.in_flight]
+        for item in due:
+            item.due = now + self.kind.period(item.prepared)
+        if due:
+            await self.kind.dispatch(due)
+
+    async def settle(self) -> None:
+        """Wait until all work started so far is done."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks))
+
+    async def run_forever(self) -> None:
+        """Tick until cancelled; a failing tick is logged and the next one runs anyway.
+        Cancelling cancels the work in flight too."""
+        try:
+            while True:
+                await asyncio.sleep(self.tick_seconds)
+                try:
+                    await self.tick()
+                except Exception:  # noqa: BLE001 - the loop must survive anything
+                    log.exception("%s: tick failed", self.what)
+        finally:
+            for task in list(self.tasks):
+                task.cancel()

@@ -1,0 +1,110 @@
+"""What an AlertRule's status becomes after an evaluation, and when it is worth writing.
+
+Status is written only when something lasting changes (state, times, instances, conditions,
+notifications, errors), plus a heartbeat: the per-evaluation values (last value, evaluation
+time and duration, anomaly score) are published as metrics on every evaluation instead, because
+writing them each time cost more than everything else the operator does per rule
+(bench/README.md).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from runbook_operator.api.alertrule import (
+    NOTIFICATION_LOG_LIMIT,
+    ActionRecord,
+    AlertRuleStatus,
+)
+from runbook_operator.api.common import NotificationRecord
+from runbook_operator.core.alertrule.decide import Decision, Evaluation, Key
+from runbook_operator.core.alertrule.state import QueryError, summarize
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome, set_condition
+from runbook_operator.core.notify_plan import record
+
+FIRING_CONDITION = "Firing"
+#: How often an AlertRule's status is written when nothing lasting changed, so that
+#: lastEvaluation and lastValue stay roughly current (they are metrics on every evaluation).
+STATUS_HEARTBEAT = timedelta(minutes=5)
+
+_VOLATILE_STATUS = {"last_evaluation", "last_value", "evaluation_duration_seconds"}
+_VOLATILE_INSTANCE = {"last_evaluation", "last_value"}
+_VOLATILE_ANOMALY = {"last_score"}
+
+
+def heartbeat_of(key: Key) -> timedelta:
+    """The rule's heartbeat, 80–100 % of STATUS_HEARTBEAT by a hash of its name, so that rules
+    created together do not keep writing together."""
+    spread = zlib.crc32("/".join(key).encode()) / 2**32
+    return STATUS_HEARTBEAT * (0.8 + 0.2 * spread)
+
+
+def next_status(old: AlertRuleStatus, evaluation: Evaluation, decision: Decision,
+                sent: Sequence[NotificationRecord], actions: list[ActionRecord], seconds: float,
+                now: datetime, generation: int) -> tuple[AlertRuleStatus, Outcome]:
+    """The status after this evaluation; `generation` is that of the spec evaluated."""
+    instances = decision.instances
+    summary = summarize(instances)
+    samples = evaluation.samples
+    error = samples.message if isinstance(samples, QueryError) else None
+    if evaluation.error_kind == "bad_data":
+        outcome = Outcome(Phase.STALLED, "InvalidQuery", f"Prometheus: {error}")
+    elif error is not None:
+        outcome = Outcome(Phase.RECONCILING, "QueryFailed", f"{evaluation.error_kind}: {error}")
+    else:
+        outcome = Outcome(Phase.READY, "Evaluating", f"{len(instances)} series, "
+                          f"{summary.firing} firing")
+    conditions = apply_outcome(old.conditions, outcome, now, generation)
+    conditions = set_condition(
+        conditions, FIRING_CONDITION, "True" if summary.firing else "False",
+        "Firing" if summary.firing else "NotFiring",
+        f"{summary.firing} instance(s) firing", now, generation,
+    )
+    new = old.model_copy(update={
+        "observed_generation": generation,
+        "conditions": conditions,
+        "state": summary.state,
+        "active_since": summary.active_since,
+        "last_value": summary.last_value,
+        "last_evaluation": now,
+        "last_error": error,
+        "evaluation_duration_seconds": round(seconds, 4),
+        "instances": instances,
+        "notifications": record(old.notifications, sent, {i.fingerprint for i in instances},
+                                NOTIFICATION_LOG_LIMIT),
+        "anomaly": evaluation.anomaly or old.anomaly,
+        "actions": actions,
+    })
+    return new, outcome
+
+
+def stalled_status(old: AlertRuleStatus, reason: str, message: str, now: datetime,
+                   generation: int) -> AlertRuleStatus:
+    """The status of a rule the operator cannot evaluate, and why."""
+    outcome = Outcome(Phase.STALLED, reason, message)
+    return old.model_copy(update={
+        "observed_generation": generation,
+        "conditions": apply_outcome(old.conditions, outcome, now, generation),
+    })
+
+
+def _lasting(status: AlertRuleStatus) -> dict[str, object]:
+    """The parts of status a reader or a restarted operator needs, without per-tick values."""
+    lasting = status.model_dump(exclude=_VOLATILE_STATUS | {"instances", "anomaly"})
+    lasting["instances"] = [i.model_dump(exclude=_VOLATILE_INSTANCE) for i in status.instances]
+    lasting["anomaly"] = (None if status.anomaly is None
+                          else status.anomaly.model_dump(exclude=_VOLATILE_ANOMALY))
+    return lasting
+
+
+def status_write_due(
+    old: AlertRuleStatus, new: AlertRuleStatus, now: datetime, heartbeat: timedelta
+) -> bool:
+    """Whether an evaluation's status must be written: something lasting changed, or the
+    heartbeat is due so that `lastEvaluation` and `lastValue` stay roughly current for
+    `kubectl`."""
+    if old.last_evaluation is None or now - old.last_evaluation >= heartbeat:
+        return True
+    return _lasting(old) != _lasting(new)

@@ -1,0 +1,213 @@
+"""controllers.scheduler: the due queue, preparing once per generation, the in-flight set,
+the newer-copy cache, deletes, and a loop that survives failures — with a fake kind and clock."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer
+
+SHOP = "shop"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeKind:
+    """Prepares a body's spec (counting calls), due at once, again after `spec.every`; what it
+    dispatches is recorded, and each item's work waits until released."""
+
+    def __init__(self, scheduler_clock: Clock) -> None:
+        self.clock = scheduler_clock
+        self.prepared: list[tuple[Key, int]] = []
+        self.dispatched: list[list[Key]] = []
+        self.forgot: list[Key] = []
+        self.fail_dispatch = False
+        self.scheduler: Scheduler[float] = Scheduler(self, "fake work", clock=scheduler_clock,
+                                                     tick_seconds=0)
+        self.release: dict[Key, asyncio.Event] = {}
+
+    def prepare(self, body: Mapping[str, Any]) -> float:
+        meta = body["metadata"]
+        self.prepared.append(((meta["namespace"], meta["name"]), meta["generation"]))
+        return float(body["spec"]["every"])
+
+    def first_due(self, body: Mapping[str, Any], prepared: float, now: float) -> float:
+        return now + body["spec"].get("delay", 0)
+
+    def period(self, prepared: float) -> float:
+        return prepared
+
+    async def dispatch(self, items: list[Item[float]]) -> None:
+        self.dispatched.append([item.key for item in items])
+        if self.fail_dispatch:
+            raise RuntimeError("dispatch broke")
+        for item in items:
+            self.release[item.key] = asyncio.Event()
+            self.scheduler.start(self.work(item.key), [item.key])
+
+    async def work(self, key: Key) -> None:
+        await self.release[key].wait()
+
+    def forgotten(self, key: Key) -> None:
+        self.forgot.append(key)
+
+
+def body(name: str, version: int = 1, generation: int = 1, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"namespace": SHOP, "name": name, "generation": generation,
+                         "resourceVersion": str(version)},
+            "spec": {"every": 10, **spec}}
+
+
+@pytest.fixture
+def kind() -> FakeKind:
+    return FakeKind(Clock())
+
+
+def test_newer_compares_resource_versions_as_numbers() -> None:
+    def at(version: str) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": version}}
+
+    assert newer(at("100"), at("99"))
+    assert newer(at("100"), at("100"))
+    assert not newer(at("99"), at("100"))
+    assert newer(at("opaque-b"), at("opaque-a"))
+
+
+def test_a_spec_is_prepared_once_per_generation(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+    scheduler.upsert(body("a", version=1, delay=5))
+    assert scheduler.items[(SHOP, "a")].due == 105
+    scheduler.upsert(body("a", version=2, delay=0))  # a status write: same generation
+    item = scheduler.items[(SHOP, "a")]
+    assert (item.body["metadata"]["resourceVersion"], item.due) == ("2", 105)
+    scheduler.upsert(body("a", version=3, generation=2, every=30))
+    item = scheduler.items[(SHOP, "a")]
+    assert (item.prepared, item.generation, item.due) == (30.0, 2, 100)
+    assert kind.prepared == [((SHOP, "a"), 1), ((SHOP, "a"), 2)]
+
+
+def test_an_older_copy_never_replaces_a_newer_one(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a", version=7))
+    kind.scheduler.upsert(body("a", version=6, generation=2))
+    item = kind.scheduler.items[(SHOP, "a")]
+    assert (item.body["metadata"]["resourceVersion"], item.generation) == ("7", 1)
+
+
+def test_a_tick_dispatches_what_is_due_and_reschedules_it_by_its_period(
+        kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+
+    async def scenario() -> None:
+        scheduler.upsert(body("now"))
+        scheduler.upsert(body("later", delay=30))
+        await scheduler.tick()
+        assert kind.dispatched == [[(SHOP, "now")]]
+        assert scheduler.items[(SHOP, "now")].due == 110
+        assert scheduler.in_flight == {(SHOP, "now")}
+        kind.clock.now = 130
+        await scheduler.tick()  # "now" is due again, but still in flight
+        assert kind.dispatched[-1] == [(SHOP, "later")]
+        kind.release[(SHOP, "now")].set()
+        kind.release[(SHOP, "later")].set()
+        await asyncio.wait_for(scheduler.settle(), 10)
+        assert scheduler.in_flight == set()
+        await scheduler.tick()
+        assert kind.dispatched[-1] == [(SHOP, "now")]
+        kind.release[(SHOP, "now")].set()
+        await asyncio.wait_for(scheduler.settle(), 10)
+
+    asyncio.run(scenario())
+
+
+def test_an_item_is_rescheduled_even_when_dispatch_fails(kind: FakeKind) -> None:
+    kind.fail_dispatch = True
+    kind.scheduler.upsert(body("a"))
+    with pytest.raises(RuntimeError):
+        asyncio.run(kind.scheduler.tick())
+    assert kind.scheduler.items[(SHOP, "a")].due == 110
+    asyncio.run(kind.scheduler.tick())
+    assert kind.dispatched == [[(SHOP, "a")]]
+
+
+def test_schedule_moves_an_item_and_ignores_unknown_ones(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a"))
+    kind.scheduler.schedule((SHOP, "a"), math.inf)
+    kind.scheduler.schedule((SHOP, "gone"), 0)
+    asyncio.run(kind.scheduler.tick())
+    assert kind.dispatched == [] and list(kind.scheduler.items) == [(SHOP, "a")]
+
+
+def test_done_caches_the_newest_copy_and_frees_the_item(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+    scheduler.upsert(body("a", version=1))
+    scheduler.in_flight.add((SHOP, "a"))
+    scheduler.done((SHOP, "a"), body("a", version=9))
+    assert scheduler.in_flight == set()
+    assert scheduler.items[(SHOP, "a")].body["metadata"]["resourceVersion"] == "9"
+    scheduler.done((SHOP, "a"))
+    assert scheduler.items[(SHOP, "a")].body["metadata"]["resourceVersion"] == "9"
+
+
+def test_a_delete_forgets_and_work_finishing_after_it_is_dropped(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+    scheduler.upsert(body("a"))
+    scheduler.in_flight.add((SHOP, "a"))
+    scheduler.forget((SHOP, "a"))
+    assert kind.forgot == [(SHOP, "a")] and scheduler.items == {}
+    scheduler.done((SHOP, "a"), body("a", version=5))  # the evaluation's own write
+    assert scheduler.items == {} and scheduler.in_flight == set()
+    assert kind.forgot == [(SHOP, "a"), (SHOP, "a")]
+
+
+def test_failing_work_is_logged_and_leaves_flight(kind: FakeKind,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> None:
+        raise ValueError("bug")
+
+    async def scenario() -> None:
+        kind.scheduler.start(broken(), [(SHOP, "a"), (SHOP, "b")])
+        assert kind.scheduler.in_flight == {(SHOP, "a"), (SHOP, "b")}
+        await asyncio.wait_for(kind.scheduler.settle(), 10)
+
+    asyncio.run(scenario())
+    assert kind.scheduler.in_flight == set()
+    assert "fake work of shop/a, shop/b failed" in caplog.text
+
+
+def test_the_loop_outlives_a_failing_tick_and_cancels_work_when_stopped(
+        kind: FakeKind, caplog: pytest.LogCaptureFixture) -> None:
+    scheduler = kind.scheduler
+
+    async def scenario() -> None:
+        kind.fail_dispatch = True
+        scheduler.upsert(body("a"))
+        loop = asyncio.create_task(scheduler.run_forever())
+        await asyncio.wait_for(_until(lambda: kind.dispatched), 10)
+        kind.fail_dispatch = False
+        kind.clock.now = 110
+        await asyncio.wait_for(_until(lambda: scheduler.in_flight == {(SHOP, "a")}), 10)
+        work = next(iter(scheduler.tasks))
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+        await asyncio.wait_for(asyncio.gather(work, return_exceptions=True), 10)
+        assert work.cancelled()
+
+    asyncio.run(scenario())
+    assert "fake work: tick failed" in caplog.text
+
+
+async def _until(condition) -> None:
+    """Let the loop run until `condition` holds (callers put a deadline on it)."""
+    while not condition():
+        await asyncio.sleep(0)

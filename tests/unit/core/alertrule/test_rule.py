@@ -1,0 +1,63 @@
+"""core.alertrule.rule: a spec compiled once into the core's types."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from runbook_operator.api.alertrule import AlertRuleSpec
+from runbook_operator.core.alertrule.rule import Anomaly, compile_rule
+from runbook_operator.core.alertrule.state import RuleTiming
+from runbook_operator.core.escalation import Level
+from runbook_operator.core.notify_plan import ChannelRule
+
+MIN = timedelta(minutes=1)
+THRESHOLD = {"query": "errors", "condition": {"operator": "ge", "threshold": 0.5}}
+
+
+def test_a_threshold_rule_is_compiled_with_its_durations_parsed() -> None:
+    rule = compile_rule(AlertRuleSpec.model_validate({
+        **THRESHOLD, "for": "2m", "keepFiringFor": "1m30s", "interval": "15s",
+        "noDataState": "KeepLast", "severity": "critical",
+        "actions": {"restartDeployment": {"name": "web"}, "cooldown": "5m"},
+    }))
+    assert rule.interval == timedelta(seconds=15)
+    assert rule.timing == RuleTiming(for_=2 * MIN, keep_firing_for=timedelta(seconds=90),
+                                     no_data_state="KeepLast", error_state="Error")
+    assert rule.threshold is not None and rule.anomaly is None
+    assert rule.threshold.holds(0.5) and not rule.threshold.holds(0.4)
+    assert not rule.threshold.holds(float("nan"))
+    assert rule.action_cooldown == 5 * MIN and rule.severity == "critical"
+    assert compile_rule(AlertRuleSpec.model_validate(THRESHOLD)).action_cooldown is None
+
+
+def test_channels_and_levels_keep_the_first_timing_of_a_channel_named_twice() -> None:
+    rule = compile_rule(AlertRuleSpec.model_validate({
+        **THRESHOLD,
+        "channels": [{"name": "slack", "repeatInterval": "1h"}],
+        "escalateAfter": [
+            {"after": "10m", "channels": [{"name": "slack", "repeatInterval": "5m"},
+                                         {"name": "pager", "sendResolved": False}]},
+            {"after": "30m", "channels": [{"name": "pager", "repeatInterval": "1m"}],
+             "severity": "critical"},
+        ],
+    }))
+    assert rule.channels == ("slack",)
+    assert rule.channel_rules == {
+        "slack": ChannelRule("slack", repeat_interval=60 * MIN),
+        "pager": ChannelRule("pager", repeat_interval=4 * 60 * MIN, send_resolved=False),
+    }
+    assert rule.escalation.levels == (
+        Level(10 * MIN, ("slack", "pager")), Level(30 * MIN, ("pager",), "critical"))
+    assert rule.escalation.repeats == 0
+
+
+def test_an_anomaly_rule_uses_its_own_for_and_parsed_windows() -> None:
+    rule = compile_rule(AlertRuleSpec.model_validate({
+        "for": "9m",
+        "anomaly": {"queries": [{"name": "latency", "query": "p99"}], "trainingWindow": "1d",
+                    "step": "5m", "minSamples": 100, "retrainInterval": "2h", "for": "3m"},
+    }))
+    assert rule.threshold is None and rule.timing.for_ == 3 * MIN
+    assert rule.anomaly == Anomaly(
+        queries=(("latency", "p99"),), training_window=timedelta(days=1), step=5 * MIN,
+        min_samples=100, retrain_interval=120 * MIN, contamination=0.01, score_threshold=None)

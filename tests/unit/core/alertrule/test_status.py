@@ -1,0 +1,109 @@
+"""core.alertrule.status: the status after an evaluation, and when it is worth a write."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
+from runbook_operator.core.alertrule.decide import Evaluation, decide
+from runbook_operator.core.alertrule.rule import compile_rule
+from runbook_operator.core.alertrule.state import QueryError
+from runbook_operator.core.alertrule.status import (
+    STATUS_HEARTBEAT,
+    heartbeat_of,
+    next_status,
+    stalled_status,
+    status_write_due,
+)
+from runbook_operator.core.conditions import Phase
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+KEY = ("shop", "web-5xx")
+RULE = compile_rule(AlertRuleSpec.model_validate({
+    "query": "errors", "condition": {"operator": "gt", "threshold": 0.05}}))
+
+
+def status(**fields: Any) -> AlertRuleStatus:
+    return AlertRuleStatus.model_validate(fields)
+
+
+def condition(new: AlertRuleStatus, type_: str) -> tuple[str, str]:
+    found = next(c for c in new.conditions if c.type == type_)
+    return found.status, found.reason
+
+
+def after(samples: Any, error_kind: str | None = None, generation: int = 3):
+    assert RULE.threshold is not None
+    evaluation = Evaluation(KEY, RULE, samples, RULE.threshold.holds, error_kind)
+    decision = decide(AlertRuleStatus(), evaluation, T0)
+    return next_status(AlertRuleStatus(), evaluation, decision, [], [], 0.123456, T0, generation)
+
+
+def test_a_firing_evaluation_is_ready_and_firing() -> None:
+    new, outcome = after([({"pod": "a"}, 0.5), ({"pod": "b"}, 0.01)])
+    assert (outcome.phase, outcome.message) == (Phase.READY, "2 series, 1 firing")
+    assert condition(new, "Firing") == ("True", "Firing")
+    assert (new.state, new.last_value, new.observed_generation) == ("Firing", "0.5", 3)
+    assert new.evaluation_duration_seconds == 0.1235 and new.last_evaluation == T0
+    assert all(c.observed_generation == 3 for c in new.conditions)
+
+
+def test_a_query_prometheus_rejects_stalls_and_a_failed_one_is_retried() -> None:
+    bad, outcome = after(QueryError("parse error"), "bad_data")
+    assert (outcome.phase, outcome.reason) == (Phase.STALLED, "InvalidQuery")
+    assert bad.last_error == "parse error"
+    _, outcome = after(QueryError("deadline exceeded"), "timeout")
+    assert (outcome.phase, outcome.reason, outcome.message) == (
+        Phase.RECONCILING, "QueryFailed", "timeout: deadline exceeded")
+
+
+def test_a_stalled_status_keeps_the_rest() -> None:
+    old = status(state="Firing", lastValue="0.5")
+    new = stalled_status(old, "SecretNotFound", "Secret 'gone' not found", T0, 4)
+    assert condition(new, "Stalled") == ("True", "SecretNotFound")
+    assert condition(new, "Ready") == ("False", "SecretNotFound")
+    assert (new.state, new.last_value, new.observed_generation) == ("Firing", "0.5", 4)
+
+
+def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
+    beats = {heartbeat_of(("shop", f"rule-{i}")) for i in range(200)}
+    assert all(0.8 * STATUS_HEARTBEAT <= b <= STATUS_HEARTBEAT for b in beats)
+    assert max(beats) - min(beats) > 0.15 * STATUS_HEARTBEAT
+    assert heartbeat_of(("shop", "rule-1")) == heartbeat_of(("shop", "rule-1"))
+
+
+INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5",
+            "lastEvaluation": "2026-11-22T08:00:00Z", "firingSince": "2026-11-22T07:00:00Z"}
+
+
+def test_status_write_due_ignores_per_tick_values_until_the_heartbeat() -> None:
+    old = status(state="Firing", lastValue="0.5", lastEvaluation="2026-11-22T08:00:00Z",
+                 evaluationDurationSeconds=0.1, instances=[INSTANCE],
+                 anomaly={"samples": 30, "lastScore": 0.4})
+    later = T0 + timedelta(seconds=15)
+    new = old.model_copy(update={
+        "last_value": "0.7", "last_evaluation": later, "evaluation_duration_seconds": 0.2,
+        "instances": [old.instances[0].model_copy(update={"last_value": "0.7",
+                                                          "last_evaluation": later})],
+        "anomaly": old.anomaly.model_copy(update={"last_score": 0.6}),  # type: ignore[union-attr]
+    })
+    heartbeat = timedelta(minutes=5)
+    assert not status_write_due(old, new, later, heartbeat)
+    assert status_write_due(old, new, T0 + heartbeat, heartbeat)
+    assert status_write_due(status(), new, later, heartbeat)  # never evaluated
+
+
+@pytest.mark.parametrize("change", [
+    {"state": "Normal"},
+    {"last_error": "timeout"},
+    {"observed_generation": 2},
+    {"instances": []},
+    {"anomaly": None},
+])
+def test_status_write_due_on_every_lasting_change(change: dict[str, Any]) -> None:
+    old = status(state="Firing", lastEvaluation="2026-11-22T08:00:00Z", instances=[INSTANCE],
+                 observedGeneration=1, anomaly={"samples": 30})
+    new = old.model_copy(update=change)
+    assert status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
