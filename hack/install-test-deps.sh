@@ -13,6 +13,7 @@ packages=(
   mariadb-client        # mysqldump, mysql, mariadb-admin
   prometheus            # /usr/bin/prometheus
   prometheus-alertmanager  # /usr/bin/prometheus-alertmanager
+  bubblewrap            # bwrap: the devcluster runtime's sandbox for pods of the project's images
 )
 
 missing=()
