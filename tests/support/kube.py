@@ -1,5 +1,5 @@
 """The e2e tests' side of the API: create, read and wait for runbook resources of any kind in
-the registry, Secrets and channels, and Jobs from a rendered CronJob."""
+the registry, Secrets and channels, Jobs from a rendered CronJob, and backup runs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.api.common import GROUP, VERSION, Resource
 from runbook_operator.api.registry import KINDS
+from runbook_operator.core.backup import BACKUP_NOW_ANNOTATION, POLICY_LABEL
 from runbook_operator.devcluster.cluster import (
     EXIT_CODE_ANNOTATION,
     TERMINATION_MESSAGE_ANNOTATION,
@@ -167,3 +168,29 @@ def alert_state(api: client.ApiClient, namespace: str, name: str) -> str | None:
 def alert_notifications(api: client.ApiClient, namespace: str, name: str) -> list[dict]:
     """An AlertRule's status.notifications: the last notification per instance and channel."""
     return ALERT_RULES.status(api, namespace, name).get("notifications") or []
+
+
+def backup_now(api: client.ApiClient, namespace: str, policy: str, token: str) -> str:
+    """Ask for a run with the `runbook.dev/backup-now` annotation, as `kubectl runbook backup
+    now` does; the name of the Job the operator starts for it."""
+    BACKUP_POLICIES.patch(api, namespace, policy,
+                          {"metadata": {"annotations": {BACKUP_NOW_ANNOTATION: token}}})
+    batch = client.BatchV1Api(api)
+
+    def started() -> str | None:
+        jobs = batch.list_namespaced_job(namespace, label_selector=f"{POLICY_LABEL}={policy}")
+        for job in jobs.items:
+            if (job.metadata.annotations or {}).get(BACKUP_NOW_ANNOTATION) == token:
+                return job.metadata.name
+        return None
+
+    return wait_for(started, f"the Job for backup-now {token} of {namespace}/{policy}",
+                    timeout=120)
+
+
+def wait_run(api: client.ApiClient, namespace: str, policy: str, job_name: str,
+             timeout: float = 240) -> dict[str, Any]:
+    """The policy's history entry for a finished run of `job_name`."""
+    return wait_for(lambda: history_entry(api, namespace, policy, job_name),
+                    f"the run {job_name} of {namespace}/{policy} in its history",
+                    timeout=timeout)

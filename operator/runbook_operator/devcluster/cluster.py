@@ -534,6 +534,32 @@ class LocalCluster:
         """Where the runtime keeps a PersistentVolumeClaim's files."""
         return self.runtime_dir / "claims" / namespace / claim
 
+    def create_claim(self, namespace: str, claim: str, subdirectories: Sequence[str] = (),
+                     size: str = "1Gi") -> Path:
+        """A PersistentVolumeClaim bound to a PersistentVolume of its own, so pods that mount
+        it can be scheduled (the scheduler waits for bound claims); the runtime keeps its
+        files in the directory returned, which the PV names as its hostPath. The directory
+        and `subdirectories` are writable by every pod, as a hostPath provisioner makes them."""
+        directory = self.claim_dir(namespace, claim)
+        for path in (directory, *(directory / sub for sub in subdirectories)):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o777)
+        volume = f"{namespace}-{claim}"
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+              "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteMany"],
+                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                       "hostPath": {"path": str(directory)},
+                       "claimRef": {"namespace": namespace, "name": claim}}}
+        pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": claim, "namespace": namespace},
+               "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                        "volumeName": volume, "resources": {"requests": {"storage": size}}}}
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": [pv, pvc]}))
+        self.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s",
+                     "-n", namespace, f"pvc/{claim}")
+        return directory
+
     @property
     def state_file(self) -> Path:
         return self.workdir / STATE_FILE
