@@ -19,6 +19,7 @@ from runbook_operator.devcluster.cluster import (
     TERMINATION_MESSAGE_ANNOTATION,
     LocalCluster,
 )
+from runbook_operator.devcluster.runtime.images import is_project_image
 from runbook_operator.devcluster.waiting import wait_for
 
 
@@ -130,19 +131,41 @@ def create_slack_and_pagerduty(api: client.ApiClient, namespace: str, slack_url:
             "metadata": {"name": name}, "spec": spec})
 
 
+def _job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,
+                      job_name: str) -> dict[str, Any]:
+    """What `kubectl create job --from=cronjob/...` would create, not created yet."""
+    rendered = cluster.kubectl("create", "job", job_name, f"--from=cronjob/{cronjob_name}",
+                               "-n", namespace, "--dry-run=client", "-o", "json").stdout
+    return json.loads(rendered)
+
+
 def run_job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,
                          job_name: str, message: str | None = None, exit_code: int = 0) -> None:
     """What `kubectl create job --from=cronjob/...` does. kwok completes its pod: with the
     termination `message` and `exit_code` given (its pod-complete stage reads them from pod
-    annotations), standing in for what a kubelet would report."""
-    rendered = cluster.kubectl("create", "job", job_name, f"--from=cronjob/{cronjob_name}",
-                               "-n", namespace, "--dry-run=client", "-o", "json").stdout
-    job = json.loads(rendered)
-    annotations = job["spec"]["template"]["metadata"].setdefault("annotations", {})
+    annotations), standing in for what a kubelet would report. Pods of the project's images
+    run for real, so nothing can be made up for them: see :func:`run_job_with_command`."""
+    job = _job_from_cronjob(cluster, namespace, cronjob_name, job_name)
+    template = job["spec"]["template"]
+    if (message is not None or exit_code) and any(
+            is_project_image(c["image"]) for c in template["spec"]["containers"]):
+        raise ValueError(f"{cronjob_name} runs the project's image for real; its result "
+                         "cannot be injected")
+    annotations = template["metadata"].setdefault("annotations", {})
     if message is not None:
         annotations[TERMINATION_MESSAGE_ANNOTATION] = message
     if exit_code:
         annotations[EXIT_CODE_ANNOTATION] = str(exit_code)
+    cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
+
+
+def run_job_with_command(cluster: LocalCluster, namespace: str, cronjob_name: str,
+                         job_name: str, command: list[str]) -> None:
+    """A Job from the CronJob whose (single) container runs `command` instead: a runner
+    that dies early or writes a broken result, run for real by the devcluster runtime."""
+    job = _job_from_cronjob(cluster, namespace, cronjob_name, job_name)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    container["command"] = command
     cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
 
 
