@@ -385,7 +385,12 @@ class PodWorker(threading.Thread):
                 env = spec.container_env(pod, container, image, facts, sources, base)
                 argv = spec.container_argv(container, image, env)
                 spec.container_identity(pod["spec"], container, image)
-                spec.container_mounts(container, volumes)
+                mounts = spec.container_mounts(container, volumes)
+                hidden = sandbox.shadowed_roots(image.root_paths, [m.path for m in mounts])
+                if hidden:
+                    raise spec.ConfigError(
+                        f"volumeMounts at {', '.join(hidden)} would hide this runtime's image "
+                        f"files ({', '.join(image.root_paths)}); mount them elsewhere")
                 plans[container["name"]] = (argv, env)
         except spec.ConfigError as error:
             self._config_error(str(error))

@@ -76,6 +76,12 @@ def root_binds(root: str, targets: Sequence[str], entries: Lister) -> list[str]:
     return args
 
 
+def shadowed_roots(root_paths: Sequence[str], targets: Sequence[str]) -> list[str]:
+    """Mount paths that would hide the image's own files: the image's paths are host paths
+    (the checkout's venv), so a volume at ``/work`` would hide a venv under ``/work/...``."""
+    return sorted({t for t in targets for r in root_paths if t == r or _under(r, t)})
+
+
 def bwrap_argv(
     *, bwrap: str, setpriv: str, root_paths: Sequence[str], binds: Sequence[Bind],
     working_dir: str, identity: Identity, as_root: bool, argv: Sequence[str],
@@ -85,14 +91,20 @@ def bwrap_argv(
     targets = [b.target for b in binds]
     cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-uts",
            "--hostname", "pod"]
-    for parent in _parents([*root_paths, *targets, working_dir]):
-        if parent not in SYSTEM_LINKS and not any(_under(parent, r) or parent == r
-                                                  for r in root_paths):
+    def in_root(path: str) -> bool:
+        return any(_under(path, r) or path == r for r in root_paths)
+
+    parents = _parents([*root_paths, *targets, working_dir])
+    for parent in parents:
+        if parent not in SYSTEM_LINKS and not in_root(parent):
             cmd += ["--perms", "0755", "--dir", parent]
     for path in root_paths:
         cmd += root_binds(path, targets, entries)
     for link, target in SYSTEM_LINKS.items():
         cmd += ["--symlink", target, link]
+    for parent in parents:  # inside a rebuilt root: missing mount points' parents
+        if in_root(parent):
+            cmd += ["--perms", "0755", "--dir", parent]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     for bind in binds:
         cmd += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.target]
