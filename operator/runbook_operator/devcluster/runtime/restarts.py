@@ -23,7 +23,7 @@ def next_backoff(previous: timedelta | None, ran_for: timedelta) -> timedelta:
     :data:`INITIAL_BACKOFF`; each following one doubles up to :data:`MAX_BACKOFF`."""
     if previous is None or ran_for >= BACKOFF_RESET:
         return INITIAL_BACKOFF
-    return min(previous * 2, MAX_BACKOFF)
+    return max(INITIAL_BACKOFF, min(previous * 2, MAX_BACKOFF))
 
 
 def backoff_message(delay: timedelta, container: str, pod: str, namespace: str,
