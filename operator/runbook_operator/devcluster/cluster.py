@@ -2,7 +2,9 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes and pods) run
 on free loopback ports, from the binaries ``hack/build-control-plane.sh`` builds and caches. No
-containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status.
+containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status, except
+for pods of the project's own images, which the devcluster runtime (:mod:`.runtime`, a sixth
+component) runs as real processes on the same node.
 
 Flags that mattered, and why:
 
@@ -39,7 +41,16 @@ kwok v0.8.0 (standalone)
   node-lifecycle controller's 50 s grace period is tight on a busy machine), the upstream pod-ready
   and pod-delete stages, and a deterministic pod-complete stage whose outcome pods choose with
   annotations (:data:`EXIT_CODE_ANNOTATION`, ...). ``HOME`` points into the work dir so a
-  developer's ``~/.kwok/kwok.yaml`` is never merged in.
+  developer's ``~/.kwok/kwok.yaml`` is never merged in. Every pod stage excludes pods with a
+  project image (a Stage selector on the containers' image repositories), so kwok never fakes
+  what the runtime runs. ``--enable-crds=Logs``: kwok's server answers ``kubectl logs`` from
+  the files its Logs objects name; the runtime writes one per pod (the CRD is installed first).
+  ``--cidr`` is the lower half of the pod network, the runtime takes the upper half.
+runtime
+  Chosen over a node of its own: the scheduler would need every runner pod steered to that node
+  (a nodeSelector or toleration the operator's pods do not carry, or a mutating webhook), while
+  one node with kwok excluding the project's images by Stage selector needs nothing from the
+  pods, and keeps kwok's kubelet endpoint serving their logs.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     bwrap, setpriv = shutil.which("bwrap"), shutil.which("setpriv")
     if bwrap is None or setpriv is None:
         print("bwrap (Debian package bubblewrap) and setpriv are needed; run "
-              "hack/install-test-deps.sh", file=sys.stderr)
+              "hack/prepare.sh", file=sys.stderr)
         return 2
     host, _, port = args.server.removeprefix("https://").rpartition(":")
     settings = Settings(node=args.node, workdir=args.workdir.resolve(), images=project_images(),

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 LOGS_API = "/apis/kwok.x-k8s.io/v1alpha1"
 FIELD_MANAGER = "devcluster-runtime"
+TERMINAL = ("Succeeded", "Failed")
 _TICK = 0.5
 _CONFIG_RETRY = 2.0
 _PR_SET_PDEATHSIG = 1
@@ -258,6 +259,11 @@ class Runtime:
         uid = pod["metadata"]["uid"]
         with self._lock:
             worker = self._workers.get(uid)
+            if worker is None and (pod.get("status") or {}).get("phase") in TERMINAL:
+                self._finished.add(uid)  # ran before this runtime started: never again
+                if pod["metadata"].get("deletionTimestamp") and not deleted:
+                    self.api.delete_pod(pod)
+                return
             if worker is None and not deleted and uid not in self._finished:
                 worker = self._workers[uid] = PodWorker(self, pod)
                 worker.start()
