@@ -145,14 +145,29 @@ def test_deployments_become_available_by_readiness_probe(
 ) -> None:
     port = free_port()
     probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
-    _apply(cluster, namespace, _deployment(
-        "web", SERVE, env=[{"name": "PORT", "value": str(port)}],
-        ports=[{"name": "http", "containerPort": port}], readinessProbe=probe))
+    web = _deployment("web", SERVE, env=[{"name": "PORT", "value": str(port)}],
+                      ports=[{"name": "http", "containerPort": port}], readinessProbe=probe)
+    web["spec"]["template"]["spec"]["containers"].append(
+        {"name": "worker", "image": IMAGE, "command": ["sleep", "3600"],
+         "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                            "periodSeconds": 1}})
+    _apply(cluster, namespace, web)
+
+    def statuses() -> dict[str, bool]:
+        pods = _get(cluster, namespace, "pods")["items"]
+        found = pods and pods[0]["status"].get("containerStatuses") or []
+        return {c["name"]: c["ready"] for c in found}
+
+    assert wait_for(lambda: statuses().get("main") and statuses(), "the server ready") == {
+        "main": True, "worker": False}
+    # The worker's /tmp, as the runtime keeps it: the exec probe sees what is written there.
+    [tmp] = cluster.runtime_dir.glob(f"pods/{namespace}_web-*/containers/worker/0/tmp")
+    (tmp / "ready").touch()
     cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, WAIT)
     [pod] = _get(cluster, namespace, "pods")["items"]
     ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert ready["Ready"] == ready["ContainersReady"] == "True"
-    assert pod["status"]["containerStatuses"][0]["ready"] is True
+    assert statuses() == {"main": True, "worker": True}
 
 
 def test_crashing_containers_restart_with_back_off(

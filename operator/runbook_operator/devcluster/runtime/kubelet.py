@@ -603,13 +603,14 @@ class PodWorker(threading.Thread):
         return False
 
     def _exec(self, container: Mapping[str, Any], command: list[str], timeout: float) -> bool:
-        """An exec probe: the command in the container's sandbox, env and identity."""
+        """An exec probe: the command in a sandbox with the running container's files (its
+        /tmp included), env and identity."""
         assert self._plans is not None
         image = self._image(container)
         _, env = self._plans[container["name"]]
         identity = spec.container_identity(self.pod["spec"], container, image)
-        run_dir = self.dir / "containers" / container["name"] / "probe"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        record = self.records[container["name"]]
+        run_dir = self.dir / "containers" / container["name"] / str(record.run_id)
         binds = self._binds(container, run_dir, identity)
         argv = self._sandboxed(container, image, identity, binds, command)
         try:
