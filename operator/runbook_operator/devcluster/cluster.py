@@ -29,6 +29,8 @@ kube-controller-manager
   ``--service-account-private-key-file`` (token signing), ``--root-ca-file`` (``kube-root-ca.crt``
   ConfigMaps), ``--leader-elect=false`` (single instance, no lease wait at start).
   ``--secure-port`` on a free port: its default 10257 would collide between parallel clusters.
+  ``--pvclaimbinder-sync-period=1s``: a claim created with its volume is often bound only at
+  the PV controller's next resync (default 15 s), and pods wait for bound claims.
   No ``--authentication-kubeconfig``: with it, both components keep logging that the apiserver
   publishes no request-header CA (there is no front proxy); anonymous ``/healthz`` still works.
 kube-scheduler
@@ -964,6 +966,7 @@ class LocalCluster:
             f"--root-ca-file={pki.ca.cert}",
             "--use-service-account-credentials=true",
             "--leader-elect=false",
+            "--pvclaimbinder-sync-period=1s",
             "--bind-address=127.0.0.1",
             f"--secure-port={self._ports['kube-controller-manager']}",
             "--profiling=false",
