@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE_DIR ?= .cluster
 
-.PHONY: help install crds test unit e2e demo cluster-up cluster-down control-plane test-services bench clean
+.PHONY: help install prerequisites crds test unit e2e demo cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo          local control plane + operator + examples, status shown (Ctrl-C stops)"
@@ -13,6 +13,7 @@ help:
 	@echo "make unit | e2e    one half of the tests"
 	@echo "make crds          regenerate crds/ from the pydantic models"
 	@echo "make cluster-up    start the local control plane in the background (cluster-down stops it)"
+	@echo "make prerequisites install and build what the targets above use (cached; demo and test run it)"
 	@echo "make bench         backup runner and AlertRule evaluation benchmarks (ratio tables)"
 
 $(VENV)/.installed: pyproject.toml
@@ -23,37 +24,36 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-control-plane:
-	hack/build-control-plane.sh >/dev/null
-
-# Real services for the backup tests: PostgreSQL and MariaDB from Debian, MinIO from Go.
-test-services:
-	hack/install-test-deps.sh
-	hack/build-minio.sh >/dev/null
+# Everything a target that starts the cluster or its services uses: Debian packages, the
+# control plane and MinIO (built from Go, cached). Every such target depends on it, so none can
+# lack what another installs (a unit test checks `make -n` of each).
+prerequisites: install
+	hack/prepare.sh
 
 crds: install
 	$(PY) -m runbook_operator.api.crdgen
 
-test: install control-plane test-services
+test: prerequisites
 	$(PY) -m pytest tests
 
 unit: install
 	$(PY) -m pytest tests/unit
 
-e2e: install control-plane test-services
+e2e: prerequisites
 	$(PY) -m pytest tests/e2e
 
-demo: install control-plane
-	$(PY) -m runbook_operator.devcluster.demo
+# DEMO_ARGS=--once stops after showing the status (as the e2e test runs it).
+demo: prerequisites
+	$(PY) -m runbook_operator.devcluster.demo $(DEMO_ARGS)
 
-cluster-up: install control-plane
+cluster-up: prerequisites
 	$(PY) -m runbook_operator.devcluster up --state-dir $(STATE_DIR)
 
 cluster-down: install
 	$(PY) -m runbook_operator.devcluster down --state-dir $(STATE_DIR)
 
 # Benchmarks print ratio tables against baselines measured in the same run (see bench/README.md).
-bench: install control-plane test-services
+bench: prerequisites
 	$(PY) bench/backup_runner.py
 	$(PY) bench/alert_rules.py
 

@@ -6,6 +6,8 @@
 # The version is a module pseudo-version: MinIO tags releases as RELEASE.<date>, which are not
 # semantic versions, and the module proxy serves only the pseudo-versions of its commits.
 # MinIO's go.mod has no replace directives, so `go install module@version` works as is.
+# Progress goes to stderr; the go tool's output to $RUNBOOK_BUILD_LOG (default: build.log in
+# the cache dir).
 set -euo pipefail
 
 version="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
@@ -23,12 +25,19 @@ if [[ -x "$bin_dir/minio" ]]; then
 fi
 
 log() { echo "[build-minio] $(date +%H:%M:%S) $*" >&2; }
+build_log="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
 start=$SECONDS
 log "building MinIO $version into $bin_dir (first time on a machine: several minutes)"
+log "the go tool's output goes to $build_log"
 mkdir -p "$bin_dir"
 staging="$(mktemp -d "$bin_dir/.build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
-GOBIN="$staging" go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$version"
+if ! GOBIN="$staging" go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$version" \
+    >>"$build_log" 2>&1; then
+  log "building MinIO failed; the end of $build_log:"
+  tail -n 30 "$build_log" >&2
+  exit 1
+fi
 mv "$staging/minio" "$bin_dir/minio"
 for stale in "$cache_root"/minio/*; do  # binaries of earlier versions
   [[ "$stale" == "$bin_dir" ]] || rm -rf "$stale"

@@ -13,6 +13,7 @@ packages=(
   mariadb-client        # mysqldump, mysql, mariadb-admin
   prometheus            # /usr/bin/prometheus
   prometheus-alertmanager  # /usr/bin/prometheus-alertmanager
+  bubblewrap            # bwrap: the devcluster runtime's sandbox for pods of the project's images
 )
 
 missing=()
@@ -24,7 +25,9 @@ if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
 
-log() { echo "[install-test-deps] $*" >&2; }
+log() { echo "[install-test-deps] $(date +%H:%M:%S) $*" >&2; }
+# apt's own output goes to $RUNBOOK_BUILD_LOG when set (hack/prepare.sh sets it).
+apt_log="${RUNBOOK_BUILD_LOG:-/dev/stderr}"
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then
   command -v sudo >/dev/null || { log "need root to install: ${missing[*]}"; exit 1; }
@@ -32,9 +35,10 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 log "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get update -qq >>"$apt_log" 2>&1
 # RUNLEVEL=1: the packages' maintainer scripts must not start system-wide servers.
-"${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+"${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+  >>"$apt_log" 2>&1
 # Under systemd, prometheus' and prometheus-alertmanager's postinst start their units through
 # deb-systemd-invoke, which ignores RUNLEVEL (invoke-rc.d, used without systemd, honours it and
 # policy-rc.d). Stop a unit only if this run installed its package: a system Prometheus the

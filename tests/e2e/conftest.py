@@ -1,12 +1,16 @@
 """One real control plane per test session, the operator installed from manifests/ and run
-under its own ServiceAccount identity; a fresh namespace per test."""
+under its own ServiceAccount identity; a fresh namespace per test. Real servers for backups,
+one of each per session on free loopback ports: PostgreSQL and MariaDB from Debian's packages
+(hack/install-test-deps.sh), MinIO built from its Go module (hack/build-minio.sh, cached)."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from kubernetes import client, config
@@ -14,6 +18,7 @@ from kubernetes.dynamic import DynamicClient
 
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,3 +100,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     process = item.funcargs.get("running_operator") if hasattr(item, "funcargs") else None
     if report.failed and isinstance(process, LocalOperator):
         report.sections.append(("operator log (tail)", process.log_tail(80)))
+
+
+S = TypeVar("S", PostgresServer, MariaDBServer, MinioServer)
+START_TIMES = pytest.StashKey[dict[str, float]]()
+
+
+def _started(server: S, request: pytest.FixtureRequest) -> S:
+    started = time.monotonic()
+    server.start()
+    request.config.stash.setdefault(START_TIMES, {})[type(server).__name__] = (
+        time.monotonic() - started
+    )
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    server = _started(PostgresServer(), request)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(request: pytest.FixtureRequest) -> Iterator[MariaDBServer]:
+    server = _started(MariaDBServer(), request)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def minio(request: pytest.FixtureRequest) -> Iterator[MinioServer]:
+    server = _started(MinioServer(), request)
+    yield server
+    server.stop()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    times = config.stash.get(START_TIMES, {})
+    if times:
+        terminalreporter.write_line(
+            "test services started in: "
+            + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in sorted(times.items()))
+        )

@@ -1,5 +1,7 @@
-"""Runner-mode BackupPolicy on the control plane: the rendered runner CronJobs, and finished
-Jobs whose runner results (termination messages, set here through kwok) update status."""
+"""Runner-mode BackupPolicy on the control plane: the rendered runner CronJobs hold no secret,
+and runner pods that leave no result, or a broken one, never count as backups or restore
+tests. The pods run for real (the devcluster runtime); only their command is replaced, by one
+that dies early or writes garbage. Real runs with real results: test_backup_in_cluster.py."""
 
 from __future__ import annotations
 
@@ -8,21 +10,20 @@ import json
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
-from runbook_operator.runner.pipeline import RestoreResult
-from tests.support.builders import RUNNER_KEY_ID, RUNNER_SECRETS, runner_policy, runner_result
+from tests.support.builders import RUNNER_SECRETS, runner_policy
 from tests.support.kube import (
     BACKUP_POLICIES,
     condition,
     create_secrets,
     history_entry,
     read_cronjob,
-    run_job_from_cronjob,
+    run_job_with_command,
+    wait_run,
 )
 
 
-
-def test_runner_backups_and_restore_tests_are_recorded_from_their_results(
-    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
+def test_runner_cronjobs_hold_no_secret_and_follow_the_restore_test(
+    api, namespace: str, running_operator: LocalOperator
 ) -> None:
     create_secrets(api, namespace, RUNNER_SECRETS)
     BACKUP_POLICIES.create(api, namespace, runner_policy("orders"))
@@ -39,43 +40,35 @@ def test_runner_backups_and_restore_tests_are_recorded_from_their_results(
         for value in data.values():
             assert value not in rendered
 
-    run_job_from_cronjob(cluster, namespace, "orders-backup", "good", runner_result(True, "good"))
-    good = wait_for(lambda: history_entry(api, namespace, "orders", "good"), "the good run")
-    assert good["outcome"] == "Succeeded" and good["sizeBytes"] == 4096
-    status = BACKUP_POLICIES.get(api, namespace, "orders")["status"]
-    assert status["lastBackup"]["sha256"] == "cd" * 32 and status["lastBackup"]["verified"]
-    assert status["lastBackup"]["location"] == "s3://backups/orders/good/"
-    assert status["lastBackup"]["keyId"] == good["keyId"] == RUNNER_KEY_ID
-
-    run_job_from_cronjob(cluster, namespace, "orders-backup", "bad", runner_result(False, "bad"),
-                         exit_code=1)
-    bad = wait_for(lambda: history_entry(api, namespace, "orders", "bad"), "the failed run")
-    assert (bad["outcome"], bad["reason"]) == ("Failed", "DumpFailed")
-    assert "connection to server failed" in bad["message"]
-    unready = condition(BACKUP_POLICIES.get(api, namespace, "orders"), "Ready")
-    assert (unready["status"], unready["reason"]) == ("False", "BackupFailing")
-    assert "DumpFailed: pg_dump: error: connection to server failed" in unready["message"]
-
-    run_job_from_cronjob(cluster, namespace, "orders-backup", "silent", None)
-    silent = wait_for(lambda: history_entry(api, namespace, "orders", "silent"), "the silent run")
-    assert (silent["outcome"], silent["reason"]) == ("Failed", "NoResult")
-    status = BACKUP_POLICIES.get(api, namespace, "orders")["status"]
-    assert status["lastBackup"]["jobName"] == "good"
-    assert status["lastFailureTime"] >= status["lastSuccessfulTime"]
-
-    restored = RestoreResult.model_validate(dict(
-        ok=True, reason="Succeeded", startedAt="2026-05-01T06:00:00Z",
-        finishedAt="2026-05-01T06:00:12Z", durationSeconds=12.5, key="orders/good",
-        verified=True)).to_json()
-    run_job_from_cronjob(cluster, namespace, "orders-restore", "restore-1", restored)
-    verified = wait_for(
-        lambda: (o := BACKUP_POLICIES.get(api, namespace, "orders"))
-        and condition(o, "Verified").get("status") == "True" and o,
-        "Verified=True after the restore test",
-    )
-    assert verified["status"]["lastVerifiedBackup"]["durationSeconds"] == 12.5
-    assert verified["status"]["lastVerifiedBackup"]["backupKey"] == "orders/good"
-
     BACKUP_POLICIES.patch(api, namespace, "orders", {"spec": {"restoreTest": None}})
     wait_for(lambda: read_cronjob(api, namespace, "orders-restore") is None,
              "the restore-test CronJob to be removed with restoreTest")
+
+
+def test_runs_without_a_valid_result_are_failures(
+    cluster: LocalCluster, api, namespace: str, running_operator: LocalOperator
+) -> None:
+    create_secrets(api, namespace, RUNNER_SECRETS)
+    BACKUP_POLICIES.create(api, namespace, runner_policy("orders"))
+    BACKUP_POLICIES.wait_ready(api, namespace, "orders")
+
+    garbage = ["sh", "-c", "echo '{not json' > /dev/termination-log"]
+    half = ["sh", "-c", """echo '{"ok": true}' > /dev/termination-log"""]
+    for job, command in (("silent", ["true"]), ("garbled", garbage), ("partial", half),
+                         ("crashed", ["sh", "-c", "exit 3"])):
+        run_job_with_command(cluster, namespace, "orders-backup", job, command)
+    runs = {job: wait_run(api, namespace, "orders", job)
+            for job in ("silent", "garbled", "partial", "crashed")}
+    for job in ("silent", "garbled", "partial"):
+        assert (runs[job]["outcome"], runs[job]["reason"]) == ("Failed", "NoResult"), runs[job]
+    assert (runs["crashed"]["outcome"], runs["crashed"]["reason"]) == (
+        "Failed", "BackoffLimitExceeded")
+    status = BACKUP_POLICIES.status(api, namespace, "orders")
+    assert "lastBackup" not in status and "lastSuccessfulTime" not in status
+    assert history_entry(api, namespace, "orders", "silent") is not None
+
+    run_job_with_command(cluster, namespace, "orders-restore", "restore-silent", ["true"])
+    unverified = BACKUP_POLICIES.wait_condition(api, namespace, "orders", "Verified", "False",
+                                               timeout=120)
+    assert condition(unverified, "Verified")["reason"] == "RestoreFailed"
+    assert unverified["status"]["lastVerifiedBackup"]["jobName"] == "restore-silent"

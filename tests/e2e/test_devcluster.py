@@ -184,7 +184,8 @@ def test_cli_up_status_down(cluster: LocalCluster, tmp_path: Path) -> None:
         assert f"export KUBECONFIG={kubeconfig}" in up.stdout.splitlines()
         state = json.loads((state_dir / "state.json").read_text())
         pids = [p["pid"] for p in state["processes"].values()]
-        assert len(pids) == 5
+        assert list(state["processes"]) == ["etcd", "kube-apiserver", "kube-controller-manager",
+                                            "kube-scheduler", "kwok", "runtime"]
 
         status = run("status")
         assert status.returncode == 0, status.stdout + status.stderr

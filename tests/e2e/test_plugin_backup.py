@@ -1,14 +1,15 @@
-"""`kubectl runbook backup now|list|restore` against the real control plane and the operator.
-
-kwok completes every Job pod with exit code 0; a pod's termination message (the runner's result)
-can only be set through a pod template annotation, which the CLI never adds, so a restore Job
-made by the CLI completes without a result, and the CLI must not call that a success."""
+"""`kubectl runbook backup now|list|restore` against the real control plane and the operator:
+a plain command's Job (kwok completes it), and the real runner's backup and restore (the
+devcluster runtime runs it) against PostgreSQL and MinIO."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 from kubernetes import client
@@ -16,20 +17,11 @@ from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
 from runbook_operator.core.backuppolicy.runner_config import RUNNER_CONFIG_ENV
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
-from runbook_operator.devcluster.waiting import wait_for
-from tests.support.builders import (
-    RUNNER_KEY_ID,
-    RUNNER_SECRETS,
-    policy_body,
-    runner_policy,
-    runner_result,
-)
-from tests.support.kube import (
-    BACKUP_POLICIES,
-    create_secrets,
-    history_entry,
-    run_job_from_cronjob,
-)
+from runbook_operator.devcluster.services import MinioServer, PostgresServer
+from runbook_operator.runner.crypto import parse_key
+from tests.support.builders import policy_body
+from tests.support.databases import POSTGRES_SCHEMA, postgres_fingerprint
+from tests.support.kube import BACKUP_POLICIES, create_secrets
 
 
 def plugin(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,27 +78,53 @@ def _job_config(job: client.V1Job) -> dict[str, Any]:
     return json.loads(env[RUNNER_CONFIG_ENV].value)
 
 
-def test_backup_restore_creates_a_restore_job_and_wait_needs_a_runner_result(
+def test_backup_now_and_restore_run_the_real_runner(
     cluster: LocalCluster, api: client.ApiClient, namespace: str,
-    running_operator: LocalOperator,
+    running_operator: LocalOperator, postgres: PostgresServer, minio: MinioServer,
 ) -> None:
-    create_secrets(api, namespace, RUNNER_SECRETS)
-    BACKUP_POLICIES.create(api, namespace, runner_policy("orders"))
+    database = f"orders_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(database)
+    postgres.psql(POSTGRES_SCHEMA, database)
+    bucket = f"b-{uuid.uuid4().hex[:10]}"
+    minio.create_bucket(bucket)
+    secrets = {"db": {"password": postgres.password},
+               "backup-key": {"key": base64.b64encode(os.urandom(32)).decode()},
+               "s3": {"AWS_ACCESS_KEY_ID": minio.access_key,
+                      "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
+    create_secrets(api, namespace, secrets)
+    BACKUP_POLICIES.create(api, namespace, policy_body(
+        "orders", backoffLimit=0,
+        source={"postgres": {"host": postgres.host, "port": postgres.port, "database": database,
+                             "user": postgres.user,
+                             "passwordSecretRef": {"name": "db", "key": "password"}}},
+        destination={"s3": {"endpoint": minio.endpoint_url, "bucket": bucket,
+                            "credentialsSecretRef": {"name": "s3"}}},
+        encryption={"keySecretRef": {"name": "backup-key", "key": "key"}}))
     BACKUP_POLICIES.wait_ready(api, namespace, "orders")
 
-    refused = plugin(cluster, "backup", "restore", "orders", "--into", "orders", "-n", namespace)
+    now = plugin(cluster, "backup", "now", "orders", "-n", namespace, "--wait",
+                 "--timeout", "4m")
+    assert now.returncode == 0, (now.stdout, now.stderr)
+    backup_job = now.stdout.splitlines()[1].removeprefix("job/").removesuffix(" started")
+    last = BACKUP_POLICIES.status(api, namespace, "orders")["lastBackup"]
+    backup_key = last["key"]
+    key_id = parse_key(secrets["backup-key"]["key"]).id
+    assert last["keyId"] == key_id
+    table = plugin(cluster, "backup", "list", "orders", "-n", namespace)
+    assert f"key {key_id}" in table.stdout.splitlines()[0]
+
+    refused = plugin(cluster, "backup", "restore", "orders", "--into", database, "-n", namespace)
     assert refused.returncode == 2
     assert "is the source database itself" in refused.stderr
 
-    restore = plugin(cluster, "backup", "restore", "orders", "--into", "scratch_db",
-                     "--backup", "orders/20260501T020000Z", "-n", namespace, "--wait",
-                     "--timeout", "2m")
-    assert restore.returncode == 1, (restore.stdout, restore.stderr)
+    scratch = f"{database}_copy"
+    restore = plugin(cluster, "backup", "restore", "orders", "--into", scratch,
+                     "--backup", backup_key, "-n", namespace, "--wait", "--timeout", "4m")
+    assert restore.returncode == 0, (restore.stdout, restore.stderr)
     created = restore.stdout.splitlines()[0]
     assert created.startswith("job/orders-restore-")
     job_name = created.split()[0].removeprefix("job/").removesuffix(":")
-    assert "the runner reported no result" in restore.stderr
-    assert job_name in restore.stderr and "not confirmed" in restore.stderr
+    assert postgres_fingerprint(postgres, scratch) == postgres_fingerprint(postgres, database)
 
     job = client.BatchV1Api(api).read_namespaced_job(job_name, namespace)
     assert job.metadata.labels["runbook.dev/operation"] == "restore"
@@ -114,28 +132,20 @@ def test_backup_restore_creates_a_restore_job_and_wait_needs_a_runner_result(
     assert job.metadata.labels["app.kubernetes.io/managed-by"] == "kubectl-runbook"
     assert not job.metadata.owner_references
     assert job.spec.ttl_seconds_after_finished == 86400
-    assert any(c.type == "Complete" and c.status == "True" for c in job.status.conditions)
     config = _job_config(job)
     assert config["operation"] == "restore"
-    assert config["backupKey"] == "orders/20260501T020000Z"
+    assert config["backupKey"] == backup_key
     assert config["restoreTarget"]["kind"] == "postgres"
-    assert config["restoreTarget"]["settings"]["database"] == "scratch_db"
-    assert config["restoreTarget"]["settings"]["host"] == "orders-db"
+    assert config["restoreTarget"]["settings"]["database"] == scratch
     assert config["restoreTarget"]["settings"]["dropExisting"] is False
     rendered = json.dumps(api.sanitize_for_serialization(job))
-    for data in RUNNER_SECRETS.values():
+    for data in secrets.values():
         for value in data.values():
             assert value not in rendered
 
-    # The operator never judges a restore as a backup: a later backup is recorded, the
-    # restore is not (neither in the history nor as the last successful backup).
-    run_job_from_cronjob(cluster, namespace, "orders-backup", "good", runner_result(True, "good"))
-    wait_for(lambda: history_entry(api, namespace, "orders", "good"), "the good backup")
+    # The operator never judges a restore as a backup: the history holds the backup only.
     listed = plugin(cluster, "backup", "list", "orders", "-n", namespace, "-o", "json")
     assert listed.returncode == 0, listed.stderr
     shown = json.loads(listed.stdout)
-    assert shown["lastBackup"]["jobName"] == "good"
-    assert shown["lastBackup"]["keyId"] == RUNNER_KEY_ID
-    table = plugin(cluster, "backup", "list", "orders", "-n", namespace)
-    assert f"key {RUNNER_KEY_ID}" in table.stdout.splitlines()[0]
-    assert [a["jobName"] for a in shown["history"]] == ["good"]
+    assert shown["lastBackup"]["jobName"] == backup_job
+    assert [a["jobName"] for a in shown["history"]] == [backup_job]

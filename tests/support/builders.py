@@ -8,7 +8,6 @@ from typing import Any
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.core.delivery import Link, Notification, Source
 from runbook_operator.runner.crypto import parse_key
-from runbook_operator.runner.pipeline import BackupResult
 
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 STARTED = datetime(2026, 3, 1, 11, 55, 0, tzinfo=UTC)
@@ -70,18 +69,6 @@ def runner_policy(name: str) -> dict[str, Any]:
             "backoffLimit": 0,
         },
     }
-
-
-def runner_result(ok: bool, job: str) -> str:
-    """A backup runner's termination message, as kwok reports it for a faked pod."""
-    return BackupResult.model_validate(dict(
-        ok=ok, reason="Succeeded" if ok else "DumpFailed",
-        message="" if ok else "pg_dump: error: connection to server failed",
-        startedAt="2026-05-01T02:00:00Z", finishedAt="2026-05-01T02:00:30Z",
-        durationSeconds=30.0, location=f"s3://backups/orders/{job}/", key=f"orders/{job}",
-        sizeBytes=4096 if ok else None, sha256="cd" * 32 if ok else None, verified=ok,
-        keyId=RUNNER_KEY_ID if ok else None,
-    )).to_json()
 
 
 def alert_rule(name: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The e2e tests' side of the API: create, read and wait for runbook resources of any kind in
-the registry, Secrets and channels, and Jobs from a rendered CronJob."""
+the registry, Secrets and channels, Jobs from a rendered CronJob, and backup runs."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.api.common import GROUP, VERSION, Resource
 from runbook_operator.api.registry import KINDS
+from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION, POLICY_LABEL
 from runbook_operator.devcluster.cluster import (
     EXIT_CODE_ANNOTATION,
     TERMINATION_MESSAGE_ANNOTATION,
     LocalCluster,
 )
+from runbook_operator.devcluster.runtime.images import is_project_image
 from runbook_operator.devcluster.waiting import wait_for
 
 
@@ -129,19 +131,41 @@ def create_slack_and_pagerduty(api: client.ApiClient, namespace: str, slack_url:
             "metadata": {"name": name}, "spec": spec})
 
 
+def _job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,
+                      job_name: str) -> dict[str, Any]:
+    """What `kubectl create job --from=cronjob/...` would create, not created yet."""
+    rendered = cluster.kubectl("create", "job", job_name, f"--from=cronjob/{cronjob_name}",
+                               "-n", namespace, "--dry-run=client", "-o", "json").stdout
+    return json.loads(rendered)
+
+
 def run_job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,
                          job_name: str, message: str | None = None, exit_code: int = 0) -> None:
     """What `kubectl create job --from=cronjob/...` does. kwok completes its pod: with the
     termination `message` and `exit_code` given (its pod-complete stage reads them from pod
-    annotations), standing in for what a kubelet would report."""
-    rendered = cluster.kubectl("create", "job", job_name, f"--from=cronjob/{cronjob_name}",
-                               "-n", namespace, "--dry-run=client", "-o", "json").stdout
-    job = json.loads(rendered)
-    annotations = job["spec"]["template"]["metadata"].setdefault("annotations", {})
+    annotations), standing in for what a kubelet would report. Pods of the project's images
+    run for real, so nothing can be made up for them: see :func:`run_job_with_command`."""
+    job = _job_from_cronjob(cluster, namespace, cronjob_name, job_name)
+    template = job["spec"]["template"]
+    if (message is not None or exit_code) and any(
+            is_project_image(c["image"]) for c in template["spec"]["containers"]):
+        raise ValueError(f"{cronjob_name} runs the project's image for real; its result "
+                         "cannot be injected")
+    annotations = template["metadata"].setdefault("annotations", {})
     if message is not None:
         annotations[TERMINATION_MESSAGE_ANNOTATION] = message
     if exit_code:
         annotations[EXIT_CODE_ANNOTATION] = str(exit_code)
+    cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
+
+
+def run_job_with_command(cluster: LocalCluster, namespace: str, cronjob_name: str,
+                         job_name: str, command: list[str]) -> None:
+    """A Job from the CronJob whose (single) container runs `command` instead: a runner
+    that dies early or writes a broken result, run for real by the devcluster runtime."""
+    job = _job_from_cronjob(cluster, namespace, cronjob_name, job_name)
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    container["command"] = command
     cluster.kubectl("create", "-f", "-", "-n", namespace, input=json.dumps(job))
 
 
@@ -167,3 +191,29 @@ def alert_state(api: client.ApiClient, namespace: str, name: str) -> str | None:
 def alert_notifications(api: client.ApiClient, namespace: str, name: str) -> list[dict]:
     """An AlertRule's status.notifications: the last notification per instance and channel."""
     return ALERT_RULES.status(api, namespace, name).get("notifications") or []
+
+
+def backup_now(api: client.ApiClient, namespace: str, policy: str, token: str) -> str:
+    """Ask for a run with the `runbook.dev/backup-now` annotation, as `kubectl runbook backup
+    now` does; the name of the Job the operator starts for it."""
+    BACKUP_POLICIES.patch(api, namespace, policy,
+                          {"metadata": {"annotations": {BACKUP_NOW_ANNOTATION: token}}})
+    batch = client.BatchV1Api(api)
+
+    def started() -> str | None:
+        jobs = batch.list_namespaced_job(namespace, label_selector=f"{POLICY_LABEL}={policy}")
+        for job in jobs.items:
+            if (job.metadata.annotations or {}).get(BACKUP_NOW_ANNOTATION) == token:
+                return job.metadata.name
+        return None
+
+    return wait_for(started, f"the Job for backup-now {token} of {namespace}/{policy}",
+                    timeout=120)
+
+
+def wait_run(api: client.ApiClient, namespace: str, policy: str, job_name: str,
+             timeout: float = 240) -> dict[str, Any]:
+    """The policy's history entry for a finished run of `job_name`."""
+    return wait_for(lambda: history_entry(api, namespace, policy, job_name),
+                    f"the run {job_name} of {namespace}/{policy} in its history",
+                    timeout=timeout)

@@ -2,7 +2,9 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes and pods) run
 on free loopback ports, from the binaries ``hack/build-control-plane.sh`` builds and caches. No
-containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status.
+containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status, except
+for pods of the project's own images, which the devcluster runtime (:mod:`.runtime`, a sixth
+component) runs as real processes on the same node.
 
 Flags that mattered, and why:
 
@@ -27,6 +29,8 @@ kube-controller-manager
   ``--service-account-private-key-file`` (token signing), ``--root-ca-file`` (``kube-root-ca.crt``
   ConfigMaps), ``--leader-elect=false`` (single instance, no lease wait at start).
   ``--secure-port`` on a free port: its default 10257 would collide between parallel clusters.
+  ``--pvclaimbinder-sync-period=1s``: a claim created with its volume is often bound only at
+  the PV controller's next resync (default 15 s), and pods wait for bound claims.
   No ``--authentication-kubeconfig``: with it, both components keep logging that the apiserver
   publishes no request-header CA (there is no front proxy); anonymous ``/healthz`` still works.
 kube-scheduler
@@ -39,7 +43,16 @@ kwok v0.8.0 (standalone)
   node-lifecycle controller's 50 s grace period is tight on a busy machine), the upstream pod-ready
   and pod-delete stages, and a deterministic pod-complete stage whose outcome pods choose with
   annotations (:data:`EXIT_CODE_ANNOTATION`, ...). ``HOME`` points into the work dir so a
-  developer's ``~/.kwok/kwok.yaml`` is never merged in.
+  developer's ``~/.kwok/kwok.yaml`` is never merged in. Every pod stage excludes pods with a
+  project image (a Stage selector on the containers' image repositories), so kwok never fakes
+  what the runtime runs. ``--enable-crds=Logs``: kwok's server answers ``kubectl logs`` from
+  the files its Logs objects name; the runtime writes one per pod (the CRD is installed first).
+  ``--cidr`` is the lower half of the pod network, the runtime takes the upper half.
+runtime
+  Chosen over a node of its own: the scheduler would need every runner pod steered to that node
+  (a nodeSelector or toleration the operator's pods do not carry, or a mutating webhook), while
+  one node with kwok excluding the project's images by Stage selector needs nothing from the
+  pods, and keeps kwok's kubelet endpoint serving their logs.
 """
 
 from __future__ import annotations
@@ -54,6 +67,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -67,14 +81,20 @@ import httpx
 import yaml
 
 from runbook_operator.devcluster.certs import PKI, generate_pki
+from runbook_operator.devcluster.runtime.images import kwok_exclusion
 from runbook_operator.devcluster.waiting import free_ports
 
 log = logging.getLogger(__name__)
 
 NODE_NAME = "kwok-node-0"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-#: Fake pod IPs kwok hands out; nothing listens there and nothing should connect to them.
+#: The pod network. kwok's fake pods take IPs from its lower half, the runtime's pods from the
+#: upper half: neither ever hands out an address the other holds.
 POD_CIDR = "10.244.0.0/16"
+KWOK_POD_CIDR = "10.244.0.0/17"
+RUNTIME_POD_CIDR = "10.244.128.0/17"
+#: kwok's Logs CRD, copied beside the binaries by hack/build-control-plane.sh.
+KWOK_LOGS_CRD = "kwok-logs-crd.yaml"
 
 #: Pod annotations read by the harness's pod-complete stage (Job-owned pods only).
 EXIT_CODE_ANNOTATION = "devcluster.runbook.dev/exit-code"
@@ -87,11 +107,15 @@ STOP_GRACE_SECONDS = 15.0
 STATE_FILE = "state.json"
 _POLL_INTERVAL = 0.25
 # Start order. stop() reverses it: the apiserver's clients first, etcd last, so all exit cleanly.
-_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+               "runtime")
+_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+             "kubectl")
 _PR_SET_PDEATHSIG = 1
 # Everything start() may create in a work dir; a dir holding anything else is not ours to wipe.
 _WORKDIR_ENTRIES = frozenset(
-    {"pki", "etcd", "logs", "kubeconfigs", "kwok", "kubectl-cache", STATE_FILE, STATE_FILE + ".tmp"}
+    {"pki", "etcd", "logs", "kubeconfigs", "kwok", "kubectl-cache", "runtime", STATE_FILE,
+     STATE_FILE + ".tmp"}
 )
 
 
@@ -131,7 +155,7 @@ def build_control_plane() -> Path:
     if proc.returncode != 0 or not lines:
         raise ClusterError(f"{script} failed with exit code {proc.returncode}")
     bin_dir = Path(lines[-1])
-    missing = [c for c in (*_COMPONENTS, "kubectl") if not (bin_dir / c).is_file()]
+    missing = [c for c in (*_BINARIES, KWOK_LOGS_CRD) if not (bin_dir / c).is_file()]
     if missing:
         raise ClusterError(f"{script} printed {bin_dir}, which lacks {', '.join(missing)}")
     return bin_dir
@@ -148,9 +172,14 @@ def kwok_stages() -> list[dict[str, Any]]:
     - :data:`REASON_ANNOTATION`: ``state.terminated.reason`` (default ``Completed``/``Error``);
     - :data:`RUN_DURATION_ANNOTATION`: a Go duration (``30s``) to stay Running first.
 
-    Like upstream, only pods owned by a Job complete; other pods stay Running.
+    Like upstream, only pods owned by a Job complete; other pods stay Running. Pods with one
+    of the project's images are left to the devcluster runtime, which runs them for real.
     """
-    return [yaml.safe_load(doc) for doc in _STAGES_YAML.split("\n---\n")]
+    stages = [yaml.safe_load(doc) for doc in _STAGES_YAML.split("\n---\n")]
+    for stage in stages:
+        if stage["spec"]["resourceRef"]["kind"] == "Pod":
+            stage["spec"]["selector"]["matchExpressions"].append(kwok_exclusion())
+    return stages
 
 
 _STAGES_YAML = r"""
@@ -510,6 +539,41 @@ class LocalCluster:
         return self.workdir / "logs"
 
     @property
+    def runtime_dir(self) -> Path:
+        """The runtime's pods (volumes, logs) and claims (one directory per PVC)."""
+        return self.workdir / "runtime"
+
+    def claim_dir(self, namespace: str, claim: str) -> Path:
+        """Where the runtime keeps a PersistentVolumeClaim's files."""
+        return self.runtime_dir / "claims" / namespace / claim
+
+    def create_claim(self, namespace: str, claim: str, subdirectories: Sequence[str] = (),
+                     size: str = "1Gi") -> Path:
+        """A PersistentVolumeClaim bound to a PersistentVolume of its own, so pods that mount
+        it can be scheduled (the scheduler waits for bound claims); the runtime keeps its
+        files in the directory returned, which the PV names as its hostPath. The directory
+        and `subdirectories` are writable by every pod, as a hostPath provisioner makes them."""
+        directory = self.claim_dir(namespace, claim)
+        for path in (directory, *(directory / sub for sub in subdirectories)):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o777)
+        volume = f"{namespace}-{claim}"
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+              "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteMany"],
+                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                       "hostPath": {"path": str(directory)},
+                       "claimRef": {"namespace": namespace, "name": claim}}}
+        pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": claim, "namespace": namespace},
+               "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                        "volumeName": volume, "resources": {"requests": {"storage": size}}}}
+        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": [pv, pvc]}))
+        self.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", "--timeout=60s",
+                     "-n", namespace, f"pvc/{claim}")
+        return directory
+
+    @property
     def state_file(self) -> Path:
         return self.workdir / STATE_FILE
 
@@ -564,9 +628,11 @@ class LocalCluster:
             self._start_apiserver(pki)
             self._http = self._admin_http_client(pki)
             self._wait_for("kube-apiserver", self._probe_apiserver, deadline)
+            self._install_kwok_logs_crd(deadline)
             self._start_controller_manager(pki)
             self._start_scheduler()
             self._start_kwok(pki)
+            self._start_runtime(pki)
             self._create_node()
             self._wait_for("kube-scheduler", self._probe_scheduler, deadline)
             self._wait_for("kube-controller-manager", self._probe_default_service_account, deadline)
@@ -725,7 +791,7 @@ class LocalCluster:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-        for sub in ("logs", "kubeconfigs", "kwok/home"):
+        for sub in ("logs", "kubeconfigs", "kwok/home", "runtime"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
 
     def _write_kubeconfig(
@@ -752,12 +818,14 @@ class LocalCluster:
                      "client-key-data": b64encode(pair.key.read_bytes()).decode()}
             self._write_kubeconfig(self._kubeconfig_dir / f"{stem}.kubeconfig", stem, creds)
 
-    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
+               program: Sequence[str] | None = None) -> None:
+        """Start a component: the binary `name` (or `program`) with `args`."""
         log_path = self.log_path(name)
         pdeathsig = not self._detached and threading.current_thread() is threading.main_thread()
         with log_path.open("ab") as out:
             popen = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                [*(program or [str(self.bin_dir / name)]), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -898,6 +966,7 @@ class LocalCluster:
             f"--root-ca-file={pki.ca.cert}",
             "--use-service-account-credentials=true",
             "--leader-elect=false",
+            "--pvclaimbinder-sync-period=1s",
             "--bind-address=127.0.0.1",
             f"--secure-port={self._ports['kube-controller-manager']}",
             "--profiling=false",
@@ -929,10 +998,45 @@ class LocalCluster:
                 f"--tls-private-key-file={pki.apiserver.key}",
                 "--node-ip=127.0.0.1",
                 f"--node-port={port}",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={KWOK_POD_CIDR}",
                 "--node-lease-duration-seconds=40",
+                "--enable-crds=Logs",
             ],
             env={"HOME": str(self.workdir / "kwok" / "home")},
+        )
+
+    def _install_kwok_logs_crd(self, deadline: float) -> None:
+        """kwok watches Logs objects (``--enable-crds=Logs``): their CRD must be served first."""
+        assert self._http is not None
+        http = self._http
+        crd = yaml.safe_load((self.bin_dir / KWOK_LOGS_CRD).read_text())
+        response = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+        if response.status_code not in (201, 409):
+            raise ClusterError(f"creating kwok's Logs CRD failed: {response.text}")
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+
+        def established() -> str | None:
+            conditions = http.get(path).json().get("status", {}).get("conditions") or []
+            ok = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+            return None if ok else "kwok's Logs CRD not established yet"
+
+        self._wait_for("kube-apiserver", established, deadline)
+
+    def _start_runtime(self, pki: PKI) -> None:
+        """The devcluster runtime: the kubelet for pods of the project's images."""
+        admin = pki.clients["admin"]
+        self._spawn(
+            "runtime",
+            [
+                f"--server={self.server}",
+                f"--ca={pki.ca.cert}",
+                f"--cert={admin.cert}",
+                f"--key={admin.key}",
+                f"--node={NODE_NAME}",
+                f"--workdir={self.runtime_dir}",
+                f"--pod-cidr={RUNTIME_POD_CIDR}",
+            ],
+            program=[sys.executable, "-m", "runbook_operator.devcluster.runtime"],
         )
 
     def _create_node(self) -> None:

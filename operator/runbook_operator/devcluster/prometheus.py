@@ -160,7 +160,7 @@ class MetricsExporter:
 
 def _require(binary: Path) -> str:
     if not binary.is_file():
-        raise ServiceError(f"{binary} not installed; run hack/install-test-deps.sh")
+        raise ServiceError(f"{binary} not installed; run hack/prepare.sh")
     return str(binary)
 
 

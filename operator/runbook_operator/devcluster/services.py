@@ -235,7 +235,7 @@ def postgres_bin_dir() -> Path:
     )
     if not candidates:
         raise ServiceError(
-            "no PostgreSQL server under /usr/lib/postgresql; run hack/install-test-deps.sh"
+            "no PostgreSQL server under /usr/lib/postgresql; run hack/prepare.sh"
         )
     return candidates[-1]
 
@@ -382,7 +382,7 @@ class MariaDBServer(_Server):
         server = shutil.which("mariadbd", path=f"/usr/sbin:{os.environ.get('PATH', '')}")
         install_db = shutil.which("mariadb-install-db")
         if server is None or install_db is None:
-            raise ServiceError("MariaDB server not installed; run hack/install-test-deps.sh")
+            raise ServiceError("MariaDB server not installed; run hack/prepare.sh")
         self._process = process = _ServerProcess(
             "mariadb", _service_account("mysql"), signal.SIGTERM
         )

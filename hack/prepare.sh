@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs and builds everything `make demo`, `make test` and the benchmarks use, so every
+# target that starts the local cluster or its services has the same prerequisites (a fresh
+# machine once failed `make demo` because only `make test` installed Prometheus).
+# Each step is cached or idempotent; a warm run takes about a second. One progress line per
+# step (and per binary built) with the elapsed time; the tools' own output (apt, go) goes to
+# the log file named on the first line.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_root="${RUNBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}"
+mkdir -p "$cache_root"
+export RUNBOOK_BUILD_LOG="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
+: >"$RUNBOOK_BUILD_LOG"
+start=$SECONDS
+say() { echo "[prepare] $(date +%H:%M:%S) +$((SECONDS - start))s $*" >&2; }
+
+say "installing and building what the cluster and its services use (details: $RUNBOOK_BUILD_LOG)"
+steps=(
+  "Debian packages: PostgreSQL, MariaDB, Prometheus, Alertmanager, bubblewrap|install-test-deps.sh"
+  "Kubernetes control plane and kwok (Go; first run ≈ 7 min on 2 cores)|build-control-plane.sh"
+  "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
+)
+for i in "${!steps[@]}"; do
+  what="${steps[$i]%|*}" script="${steps[$i]#*|}"
+  say "$((i + 1))/${#steps[@]} $what"
+  if ! "$here/$script" >/dev/null; then
+    say "$script failed; the end of $RUNBOOK_BUILD_LOG:"
+    tail -n 30 "$RUNBOOK_BUILD_LOG" >&2
+    exit 1
+  fi
+done
+say "ready"

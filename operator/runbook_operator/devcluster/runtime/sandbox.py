@@ -1,0 +1,121 @@
+"""The container's view of the filesystem, as a bubblewrap command line.
+
+bubblewrap builds a fresh root on a tmpfs: the image's host paths bound read-only, a private
+/proc and /dev, the pod's volumes bound at their mount paths, a per-container directory at
+/tmp (the writable layer) and a per-container file at the termination message path. The
+network is shared: the pod's processes see the addresses the harness sees (issue 12 puts the
+whole cluster in its own network namespace).
+
+As root, bubblewrap sets up the mounts and ``setpriv`` then becomes the pod's user for real
+(and sets no_new_privs); as anyone else, a user namespace maps the harness's uid to the pod's
+uid, so a pod never gets more rights than the harness has.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from runbook_operator.devcluster.runtime.images import SYSTEM_LINKS
+from runbook_operator.devcluster.runtime.spec import Identity
+
+
+@dataclass(frozen=True)
+class Bind:
+    """``source`` (a host path) at ``target`` inside the sandbox."""
+
+    source: str
+    target: str
+    read_only: bool
+
+
+def _parents(paths: Sequence[str]) -> list[str]:
+    """Every ancestor directory of `paths`, shallowest first: bubblewrap would create them
+    0700, which a non-root pod user could not traverse."""
+    seen: dict[str, None] = {}
+    for path in paths:
+        for parent in reversed(PurePosixPath(path).parents):
+            if str(parent) != "/":
+                seen.setdefault(str(parent), None)
+    return list(seen)
+
+
+#: A directory's entries: (name, symlink target or None).
+Lister = Callable[[str], list[tuple[str, str | None]]]
+
+
+def list_host_dir(path: str) -> list[tuple[str, str | None]]:
+    with os.scandir(path) as entries:
+        return sorted((e.name, os.readlink(e.path) if e.is_symlink() else None)
+                      for e in entries)
+
+
+def _under(path: str, root: str) -> bool:
+    return path != root and path.startswith(root.rstrip("/") + "/")
+
+
+def root_binds(root: str, targets: Sequence[str], entries: Lister) -> list[str]:
+    """bubblewrap arguments binding the host's `root` read-only, with room for `targets`.
+
+    A read-only bind cannot take new mount points, so a root holding a target is rebuilt as
+    a directory of its own whose entries are bound one by one, recursively, leaving the
+    target's own path free."""
+    if not any(_under(t, root) for t in targets):
+        return ["--ro-bind", root, root]
+    args = ["--perms", "0755", "--dir", root]
+    for name, link in entries(root):
+        path = f"{root.rstrip('/')}/{name}"
+        if path in targets:
+            continue
+        if link is not None:
+            args += ["--symlink", link, path]
+        else:
+            args += root_binds(path, targets, entries)
+    return args
+
+
+def shadowed_roots(root_paths: Sequence[str], targets: Sequence[str]) -> list[str]:
+    """Mount paths that would hide the image's own files: the image's paths are host paths
+    (the checkout's venv), so a volume at ``/work`` would hide a venv under ``/work/...``."""
+    return sorted({t for t in targets for r in root_paths if t == r or _under(r, t)})
+
+
+def bwrap_argv(
+    *, bwrap: str, setpriv: str, root_paths: Sequence[str], binds: Sequence[Bind],
+    working_dir: str, identity: Identity, as_root: bool, argv: Sequence[str],
+    entries: Lister = list_host_dir,
+) -> list[str]:
+    """The full command line that runs `argv` in the sandbox as `identity`."""
+    targets = [b.target for b in binds]
+    cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-uts",
+           "--hostname", "pod"]
+    def in_root(path: str) -> bool:
+        return any(_under(path, r) or path == r for r in root_paths)
+
+    parents = _parents([*root_paths, *targets, working_dir])
+    for parent in parents:
+        if parent not in SYSTEM_LINKS and not in_root(parent):
+            cmd += ["--perms", "0755", "--dir", parent]
+    for path in root_paths:
+        cmd += root_binds(path, targets, entries)
+    for link, target in SYSTEM_LINKS.items():
+        cmd += ["--symlink", target, link]
+    for parent in parents:  # inside a rebuilt root: missing mount points' parents
+        if in_root(parent):
+            cmd += ["--perms", "0755", "--dir", parent]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for bind in binds:
+        cmd += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.target]
+    inside_root = any(_under(working_dir, r) or working_dir == r for r in root_paths)
+    if working_dir != "/" and working_dir not in targets and not inside_root:
+        cmd += ["--perms", "0755", "--dir", working_dir]
+    cmd += ["--chdir", working_dir]
+    if as_root:
+        groups = ",".join(str(g) for g in identity.groups)
+        cmd += ["--", setpriv, f"--reuid={identity.uid}", f"--regid={identity.gid}",
+                f"--groups={groups}", "--no-new-privs", "--"]
+    else:
+        cmd += ["--unshare-user", f"--uid={identity.uid}", f"--gid={identity.gid}", "--"]
+    return [*cmd, *argv]

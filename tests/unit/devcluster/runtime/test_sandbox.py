@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from runbook_operator.devcluster.runtime.sandbox import (
+    Bind,
+    bwrap_argv,
+    root_binds,
+    shadowed_roots,
+)
+from runbook_operator.devcluster.runtime.spec import Identity
+
+HOST = {
+    "/etc": [("hosts", None), ("passwd", None), ("ssl", None), ("localtime", "/usr/share/z")],
+    "/etc/ssl": [("certs", None)],
+}
+
+
+def entries(path: str) -> list[tuple[str, str | None]]:
+    return HOST[path]
+
+
+def _pairs(args: list[str], flag: str) -> list[tuple[str, ...]]:
+    width = {"--ro-bind": 2, "--bind": 2, "--symlink": 2, "--dir": 1}[flag]
+    return [tuple(args[i + 1:i + 1 + width]) for i, a in enumerate(args) if a == flag]
+
+
+def test_a_root_without_targets_is_bound_whole() -> None:
+    assert root_binds("/usr", ["/tmp", "/etc/app"], entries) == ["--ro-bind", "/usr", "/usr"]
+
+
+def test_a_root_holding_a_target_is_rebuilt_entry_by_entry() -> None:
+    args = root_binds("/etc", ["/etc/ssl/private", "/etc/hosts"], entries)
+    assert _pairs(args, "--dir") == [("/etc",), ("/etc/ssl",)]
+    assert _pairs(args, "--ro-bind") == [("/etc/passwd", "/etc/passwd"),
+                                         ("/etc/ssl/certs", "/etc/ssl/certs")]
+    assert _pairs(args, "--symlink") == [("/usr/share/z", "/etc/localtime")]
+
+
+def test_mounts_that_would_hide_the_image_are_found() -> None:
+    roots = ["/usr", "/work/checkout/.venv"]
+    assert shadowed_roots(roots, ["/work", "/tmp", "/usr", "/work/checkout/.venv/lib"]) == [
+        "/usr", "/work"]
+
+
+def _argv(as_root: bool, **changes) -> list[str]:
+    options = dict(bwrap="/usr/bin/bwrap", setpriv="/usr/bin/setpriv",
+                   root_paths=["/usr", "/etc", "/work/checkout/.venv"],
+                   binds=[Bind("/pods/p/tmp", "/tmp", False),
+                          Bind("/pods/p/secret", "/etc/app/secret", True),
+                          Bind("/pods/p/msg", "/dev/termination-log", False)],
+                   working_dir="/data", identity=Identity(65532, 65532, (65532, 3000)),
+                   as_root=as_root, argv=["runbook-operator", "runner"], entries=entries)
+    return bwrap_argv(**{**options, **changes})
+
+
+def test_root_runs_the_command_as_the_pods_user_through_setpriv() -> None:
+    argv = _argv(as_root=True)
+    assert argv[:2] == ["/usr/bin/bwrap", "--die-with-parent"]
+    tail = argv[argv.index("--") + 1:]
+    assert tail == ["/usr/bin/setpriv", "--reuid=65532", "--regid=65532", "--groups=65532,3000",
+                    "--no-new-privs", "--", "runbook-operator", "runner"]
+    assert ("/pods/p/tmp", "/tmp") in _pairs(argv, "--bind")
+    assert ("/pods/p/secret", "/etc/app/secret") in _pairs(argv, "--ro-bind")
+    assert ("/usr", "/usr") in _pairs(argv, "--ro-bind")
+    assert argv[argv.index("--chdir") + 1] == "/data"
+
+
+def test_mount_points_and_the_checkouts_parents_are_traversable_directories() -> None:
+    argv = _argv(as_root=True)
+    dirs = [d for (d,) in _pairs(argv, "--dir")]
+    assert {"/work", "/work/checkout", "/etc/app", "/data"} <= set(dirs)
+    for directory in ("/work", "/etc/app", "/data"):
+        index = argv.index(directory)
+        assert argv[index - 3:index - 1] == ["--perms", "0755"]
+    assert dirs.index("/etc/app") > dirs.index("/etc")  # made inside the rebuilt /etc
+
+
+def test_others_get_the_pods_uid_inside_a_user_namespace_only() -> None:
+    argv = _argv(as_root=False)
+    assert "setpriv" not in " ".join(argv)
+    tail = argv[argv.index("--unshare-user"):]
+    assert tail == ["--unshare-user", "--uid=65532", "--gid=65532", "--", "runbook-operator",
+                    "runner"]
