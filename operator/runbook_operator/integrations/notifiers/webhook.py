@@ -13,7 +13,7 @@ leaves it, and as many alerts as fit in MAX_BODY_BYTES, `truncatedAlerts` counti
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from runbook_operator.core.alert_group import (
@@ -26,7 +26,7 @@ from runbook_operator.core.alert_group import (
     quote_meta,
     status_of,
 )
-from runbook_operator.core.delivery import Notification, fingerprint, rfc3339
+from runbook_operator.core.delivery import Notification, fingerprint
 
 #: Alertmanager's zero time: `endsAt` of an alert that is still firing.
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -76,7 +76,13 @@ def single_group(notification: Notification, external_url: str = "") -> AlertGro
 
 
 def _time(moment: datetime | None) -> str:
-    return ZERO_TIME if moment is None else rfc3339(moment)
+    """RFC 3339 in UTC as Go marshals a time (Alertmanager's): fractional seconds only as far
+    as they go, `Z` for UTC; the zero time while an alert fires."""
+    if moment is None:
+        return ZERO_TIME
+    utc = moment.astimezone(UTC)
+    fraction = f".{utc.microsecond:06d}".rstrip("0").rstrip(".")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def _alert(alert: GroupedAlert) -> dict[str, Any]:

@@ -128,6 +128,16 @@ def test_a_group_is_rendered_as_alertmanager_renders_it() -> None:
     assert everything_resolved["status"] == "resolved"
 
 
+def test_times_are_marshalled_as_go_marshals_them() -> None:
+    precise = GroupedAlert(subject="s", status="resolved", labels={}, annotations={},
+                           starts_at=datetime(2026, 3, 1, 12, 0, 1, 250000, tzinfo=UTC),
+                           ends_at=datetime(2026, 3, 1, 12, 0, 2, 123456, tzinfo=UTC),
+                           generator_url="", fingerprint="f")
+    (rendered,) = render_group(group(precise), receiver="r")["alerts"]
+    assert (rendered["startsAt"], rendered["endsAt"]) == ("2026-03-01T12:00:01.25Z",
+                                                          "2026-03-01T12:00:02.123456Z")
+
+
 def test_a_group_too_large_for_one_request_keeps_what_fits_and_counts_the_rest() -> None:
     big = [alert(f"web-{n:02d}", summary="x" * 100_000) for n in range(15)]
     body = render_group(group(*big), receiver="r")
