@@ -41,17 +41,16 @@ def alert_labels(key: Key, rule: Rule, instance: Instance, severity: str) -> dic
                                             "severity": severity})
 
 
-def shown_value(instance: Instance) -> float | None:
+def shown_value(instance: Instance) -> str | None:
     """The value the texts show: the one the instance last fired with (also once it has
     resolved, and while keepFiringFor holds it firing after the condition cleared)."""
-    value = instance.active_value or instance.last_value
-    return None if value is None else float(value)
+    return instance.active_value or instance.last_value
 
 
 def annotations(rule: Rule, instance: Instance) -> dict[str, str]:
     """The rule's annotations rendered for the instance."""
     value = shown_value(instance)
-    return {k: render_template(v, instance.labels, value)
+    return {k: render_template(v, instance.labels, None if value is None else float(value))
             for k, v in rule.spec.annotations.items()}
 
 
@@ -77,8 +76,7 @@ def notification_for(key: Key, rule: Rule, instance: Instance, due: Due,
     summary = texts.pop("description", "")
     value = shown_value(instance)
     if not summary and value is not None and rule.threshold is not None:
-        shown = instance.active_value or instance.last_value
-        summary = f"value {shown} {rule.threshold.operator} {rule.threshold.threshold:g}"
+        summary = f"value {value} {rule.threshold.operator} {rule.threshold.threshold:g}"
     if instance.last_error:
         summary = summary or instance.last_error
     link = rule.generator_url
