@@ -79,8 +79,8 @@ class ChannelRef(ApiModel):
     name: ResourceName = Field(description="Name of the NotificationChannel.")
     repeat_interval: Duration = Field(
         default="4h",
-        description="Re-send a still-firing alert after this long (as Alertmanager's "
-        "repeat_interval).",
+        description="Re-send still-firing alerts after this long, as Alertmanager's "
+        "repeat_interval: a webhook channel re-sends the rule's group of alerts as one message.",
     )
     send_resolved: bool = Field(
         default=True, description="Also notify when the alert resolves."
