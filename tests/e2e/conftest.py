@@ -20,6 +20,7 @@ from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
+from tests.support.alerting import OPERATOR_EXTERNAL_URL
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"
@@ -53,7 +54,8 @@ def operator_kubeconfig(cluster: LocalCluster, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def operator(operator_kubeconfig: Path, tmp_path_factory) -> Iterator[LocalOperator]:
     process = LocalOperator(
-        operator_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log"
+        operator_kubeconfig, tmp_path_factory.mktemp("operator-log") / "operator.log",
+        extra_args=(f"--external-url={OPERATOR_EXTERNAL_URL}",),
     )
     process.start()
     yield process

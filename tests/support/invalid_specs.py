@@ -434,6 +434,9 @@ def _alert_rules() -> Cases:
     c.entries(threshold, "spec.labels", 32)
     c.rule(threshold, "spec.labels", {"spec.labels": {"bad-name": "x"}}, "spec.labels",
            rule_failed("object", "label names must match [a-zA-Z_][a-zA-Z0-9_]*"))
+    c.rule(threshold, "spec.labels", {"spec.labels": {"severity": "page"}}, "spec.labels",
+           rule_failed("object", "labels may not set alertname, namespace, kind, severity: "
+                       "the operator sets them (use spec.severity for the severity)"))
     c.longer(threshold, "spec.labels.team", 1024, unit="v", schema="spec.labels.*")
     c.entries(threshold, "spec.annotations", 32)
     c.longer(threshold, "spec.annotations.summary", 4096, unit="v", schema="spec.annotations.*")
@@ -482,6 +485,8 @@ def _alert_rules() -> Cases:
     c.duration(threshold, "spec.actions.cooldown")
     c.pattern(threshold, "spec.prometheus.url", "prometheus:9090")
     c.longer(threshold, "spec.prometheus.url", 2048, prefix="http://prometheus/")
+    c.pattern(threshold, "spec.prometheus.externalURL", "prometheus.example.com")
+    c.longer(threshold, "spec.prometheus.externalURL", 2048, prefix="https://prometheus/")
     c.secret_ref(threshold, "spec.prometheus.authSecretRef")
 
     at = "spec.anomaly"

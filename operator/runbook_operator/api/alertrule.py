@@ -55,10 +55,19 @@ ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
 
 _LABEL_KEYS_RULE = cel(f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
                        "label names must match [a-zA-Z_][a-zA-Z0-9_]*")
+#: Labels the operator sets on every alert itself (alertname is the rule's name, severity is
+#: spec.severity as escalation raises it): spec.labels may not set them.
+RESERVED_LABELS = ("alertname", "namespace", "kind", "severity")
+_RESERVED_LABELS_MESSAGE = (f"labels may not set {', '.join(RESERVED_LABELS)}: the operator "
+                            "sets them (use spec.severity for the severity)")
+_RESERVED_LABELS_RULE = cel(
+    "self.all(k, !(k in [" + ", ".join(f"'{k}'" for k in RESERVED_LABELS) + "]))",
+    _RESERVED_LABELS_MESSAGE)
 
 
 class ThresholdCondition(ApiModel):
-    """Compares each series' value with a threshold; NaN never satisfies it."""
+    """Compares each series' value with a threshold as PromQL does: a NaN value satisfies
+    `ne` and no other operator."""
 
     operator: Operator = Field(description="gt, ge, lt, le, eq or ne (value OP threshold).")
     threshold: float = Field(description="The number each series' value is compared with.")
@@ -70,8 +79,8 @@ class ChannelRef(ApiModel):
     name: ResourceName = Field(description="Name of the NotificationChannel.")
     repeat_interval: Duration = Field(
         default="4h",
-        description="Re-send a still-firing alert after this long (as Alertmanager's "
-        "repeat_interval).",
+        description="Re-send still-firing alerts after this long, as Alertmanager's "
+        "repeat_interval: a webhook channel re-sends the rule's group of alerts as one message.",
     )
     send_resolved: bool = Field(
         default=True, description="Also notify when the alert resolves."
@@ -171,6 +180,11 @@ class PrometheusSource(ApiModel):
         description="Base URL of the Prometheus HTTP API, e.g. http://prometheus:9090.")
     auth_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding a bearer token sent with each query.")
+    external_url: str | None = Field(
+        default=None, alias="externalURL", pattern=HTTP_URL_PATTERN, max_length=2048,
+        description="The URL people reach this Prometheus at (its --web.external-url): each "
+        "alert's generatorURL links the query there. Default: the operator's "
+        "--prometheus-external-url for rules that use its default Prometheus; none otherwise.")
 
 
 class NamedQuery(ApiModel):
@@ -267,8 +281,10 @@ class AlertRuleSpec(ApiModel):
         "info.")
     labels: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict, max_length=32,
-        json_schema_extra=validations(_LABEL_KEYS_RULE),
-        description="Labels added to every instance's notifications (identity, never values).")
+        json_schema_extra=validations(_LABEL_KEYS_RULE, _RESERVED_LABELS_RULE),
+        description="Labels added to every instance's alert (identity, never values); they "
+        "win over the series' own labels, whose overwritten values are kept as exported_<name>. "
+        "alertname, namespace, kind and severity are the operator's.")
     annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=dict, max_length=32,
         description="Notification texts; templates may use {{ $value }} and {{ $labels.name }}.")
@@ -305,6 +321,8 @@ class AlertRuleSpec(ApiModel):
         bad = [k for k in value if not re.fullmatch(LABEL_NAME_PATTERN, k)]
         if bad:
             raise ValueError(f"label names must match [a-zA-Z_][a-zA-Z0-9_]*: {bad}")
+        if any(k in RESERVED_LABELS for k in value):
+            raise ValueError(_RESERVED_LABELS_MESSAGE)
         return value
 
     @model_validator(mode="after")
@@ -336,6 +354,13 @@ class AlertInstance(ApiModel):
         default=None, description="When the condition cleared while firing (keepFiringFor).")
     resolved_at: datetime | None = Field(
         default=None, description="When it last stopped firing or erroring.")
+    started_at: datetime | None = Field(
+        default=None, description="When the current or last problem (firing or error) began: "
+        "its notifications' startsAt, kept after it resolves.")
+    active_value: str | None = Field(
+        default=None, description="The value at the last evaluation the instance fired with "
+        "the condition holding: what its texts show while it fires and once it resolves "
+        "(Prometheus resends the last firing text).")
     last_value: str | None = Field(
         default=None, description="Last value as Prometheus prints it (NaN, +Inf, 0.5).")
     last_error: str | None = Field(

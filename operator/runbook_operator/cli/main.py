@@ -67,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("RUNBOOK_PROMETHEUS_URL"),
         help="Prometheus for AlertRules that do not name one in spec.prometheus.url",
     )
+    run.add_argument(
+        "--prometheus-external-url",
+        default=os.environ.get("RUNBOOK_PROMETHEUS_EXTERNAL_URL", ""),
+        help="the --prometheus-url Prometheus as people reach it (its --web.external-url): "
+        "alerts of rules that use it link their query there (generatorURL)",
+    )
+    run.add_argument(
+        "--external-url",
+        default=os.environ.get("RUNBOOK_EXTERNAL_URL", ""),
+        help="where people reach the operator, e.g. a dashboard of its resources: the "
+        "externalURL of every Alertmanager-style webhook message",
+    )
     run.add_argument("--workers", type=int, default=20,
                      help="max threads running synchronous handlers at once")
     run.add_argument(

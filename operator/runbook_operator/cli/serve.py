@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> None:
     config = OperatorConfig(
         runner_image=args.runner_image,
         default_prometheus=args.prometheus_url,
+        prometheus_external_url=args.prometheus_external_url,
+        external_url=args.external_url,
         resync_seconds=args.resync_interval,
         namespaces=tuple(args.namespace),
     )

@@ -38,15 +38,16 @@ from runbook_operator.controllers.errors import (
     transient_error_message,
     validation_message,
 )
-from runbook_operator.controllers.notify import notify
+from runbook_operator.controllers.notify import notify_channel
 from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.controllers.scheduler import Item, Key, Scheduler
 from runbook_operator.core import anomaly as anomaly_core
 from runbook_operator.core.alertrule import state
 from runbook_operator.core.alertrule.actions import record_actions
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, decide
-from runbook_operator.core.alertrule.messages import notification_for
-from runbook_operator.core.alertrule.rule import Rule, compile_rule
+from runbook_operator.core.alert_group import AlertGroup
+from runbook_operator.core.alertrule.messages import alert_group, notification_for
+from runbook_operator.core.alertrule.rule import Links, Rule, compile_rule
 from runbook_operator.core.alertrule.status import (
     STATUS_HEARTBEAT,
     heartbeat_of,
@@ -54,8 +55,10 @@ from runbook_operator.core.alertrule.status import (
     stalled_status,
     status_write_due,
 )
+from runbook_operator.core.notify_plan import Batch as ChannelBatch
 from runbook_operator.core.notify_plan import sent_record
 from runbook_operator.integrations.kubernetes import STATUS_CONFLICT_RETRIES, Kube, StatusConflict
+from runbook_operator.integrations.notifiers import Message
 from runbook_operator.integrations.prometheus import (
     Ok,
     PrometheusClient,
@@ -91,13 +94,13 @@ class InvalidSpec:
 Prepared = Rule | InvalidSpec
 
 
-def prepare(body: Mapping[str, Any]) -> Prepared:
+def prepare(body: Mapping[str, Any], links: Links = Links()) -> Prepared:
     """The rule compiled from the body's spec, or why it cannot be."""
     try:
         spec = AlertRuleSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as error:
         return InvalidSpec(validation_message(error, "spec"))
-    return compile_rule(spec)
+    return compile_rule(spec, links)
 
 
 def threshold_evaluation(key: Key, rule: Rule, result: QueryResult) -> Evaluation:
@@ -110,19 +113,39 @@ def threshold_evaluation(key: Key, rule: Rule, result: QueryResult) -> Evaluatio
                       result.kind)
 
 
+def _messages(evaluation: Evaluation, decision: Decision, batch: ChannelBatch,
+              now: datetime) -> Callable[[bool], list[Message]]:
+    """What one channel hears: the group as one message when it sends groups, else one
+    message per due alert."""
+    instance = {i.fingerprint: i for i in decision.instances}
+    key, rule = evaluation.key, evaluation.rule
+
+    def compose(groups: bool) -> list[Message]:
+        if groups:
+            alerts = [(instance[d.fingerprint], d) for d in (*batch.due, *batch.along)]
+            return [alert_group(key, rule, alerts, now)]
+        return [notification_for(key, rule, instance[d.fingerprint], d, now)
+                for d in batch.due]
+
+    return compose
+
+
 def carry_out(kube: Kube, body: Mapping[str, Any], old: AlertRuleStatus, evaluation: Evaluation,
               decision: Decision, now: datetime) -> tuple[list[NotificationRecord], list[Any]]:
-    """Send the due notifications and run the due actions; their records for status."""
+    """Send the due notifications and run the due actions; their records for status. Every
+    alert a message carried is recorded as sent (a group's current alerts too)."""
     namespace = evaluation.key[0]
     rule = evaluation.rule
-    by_fingerprint = {i.fingerprint: i for i in decision.instances}
     sent = []
-    for item in decision.due:
-        message = notification_for(evaluation.key, rule, by_fingerprint[item.fingerprint], item,
-                                   now)
-        (outcome,) = notify(kube, namespace, [item.channel], message)
-        metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
-        sent.append(sent_record(item, outcome.result, now))
+    for batch in decision.batches:
+        outcomes = notify_channel(kube, namespace, batch.channel,
+                                  _messages(evaluation, decision, batch, now))
+        for message, outcome in outcomes:
+            metrics.NOTIFICATIONS.labels(KIND, outcome.result).inc()
+            carried = ({a.subject for a in message.alerts} if isinstance(message, AlertGroup)
+                       else {message.dedup_key})
+            sent += [sent_record(d, outcome.result, now) for d in (*batch.due, *batch.along)
+                     if d.fingerprint in carried]
     actions = old.actions
     if decision.act_for is not None and rule.spec.actions is not None:
         actions = record_actions(old.actions, run_actions(kube, dict(body), rule.spec.actions,
@@ -303,16 +326,18 @@ class Evaluator:
     """Evaluates the AlertRules on the shared scheduler (see `scheduler.Kind`): what a rule's
     spec compiles to, when it is due, and how a tick's due rules are queried and finished."""
 
-    def __init__(self, kube: Kube, default_prometheus: str | None) -> None:
+    def __init__(self, kube: Kube, default_prometheus: str | None,
+                 links: Links = Links()) -> None:
         self.kube = kube
         self.default_prometheus = default_prometheus
+        self.links = links
         self.scheduler: Scheduler[Prepared] = Scheduler(self, "AlertRule evaluation")
         self.clients: dict[Server, PrometheusClient] = {}
         self.detectors = Detectors()
         self.deliveries = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
-        return prepare(body)
+        return prepare(body, self.links)
 
     def first_due(self, body: Mapping[str, Any], prepared: Prepared, now: float) -> float:
         """A new rule or spec change is evaluated at once; after a restart a rule whose status
@@ -490,7 +515,9 @@ class Evaluator:
 def register(operator: Operator) -> None:
     """Attach the AlertRule handlers and the evaluation loop. The handlers are async: they
     change the scheduler's state, which only the event loop touches."""
-    evaluator = Evaluator(operator.kube, operator.config.default_prometheus)
+    config = operator.config
+    evaluator = Evaluator(operator.kube, config.default_prometheus,
+                          Links(config.external_url, config.prometheus_external_url))
 
     async def rule_changed(body: kopf.Body, **_: Any) -> None:
         evaluator.scheduler.upsert(body)

@@ -29,6 +29,10 @@ class OperatorConfig:
     """Image of backup and restore Jobs."""
     default_prometheus: str | None = None
     """Prometheus for AlertRules that do not name one."""
+    prometheus_external_url: str = ""
+    """That Prometheus as people reach it: alerts link their query there."""
+    external_url: str = ""
+    """Where people reach the operator: every Alertmanager-style message's externalURL."""
     resync_seconds: float = 60.0
     """How often every object of a kind is reconciled again."""
     namespaces: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,15 @@ def newer(candidate: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
     if theirs.isdigit() and ours.isdigit():
         return int(theirs) >= int(ours)
     return True
+
+
+def next_due(due: float, period: float, now: float) -> float:
+    """The first time after `now` on an object's schedule, `due` plus whole periods: the
+    schedule does not drift by how late each tick ran, and what a stalled loop missed is
+    skipped rather than run in a burst."""
+    if not math.isfinite(period) or period <= 0:
+        return now + period
+    return due + period * (math.floor((now - due) / period) + 1)
 
 
 @dataclass
@@ -143,7 +153,7 @@ class Scheduler(Generic[T]):
         due = [item for key, item in list(self.items.items())
                if item.due <= now and key not in self.in_flight]
         for item in due:
-            item.due = now + self.kind.period(item.prepared)
+            item.due = next_due(item.due, self.kind.period(item.prepared), now)
         if due:
             await self.kind.dispatch(due)
 

@@ -8,9 +8,13 @@ step; once the subject is no longer a problem, a resolved notification follows a
 unless the channel has sendResolved: false. A failed delivery counts as sent (the channel
 already retried), so a receiver that refuses is not hammered on every evaluation.
 
-Planning is per subject and channel on purpose: grouping several subjects into one message per
-channel (as Alertmanager groups alerts) is a matter of how the due items are sent, while the
-records stay per subject, so restarts and partial resolves deduplicate exactly.
+Planning is per subject and channel on purpose: the records stay per subject, so restarts and
+partial resolves deduplicate exactly. Grouping is how the due items are sent (`batches`): a
+channel that sends a group as one message (Alertmanager's webhook) gets, whenever any subject
+is due on it, one message with every subject currently a problem on it ("grouped") and those
+just resolved, and each of them is recorded as sent. So the group is re-sent once per
+repeatInterval as a whole, as Alertmanager's repeat_interval does, and a partial resolve is
+one message in which the other subjects still fire.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Literal
 from runbook_operator.api.common import DeliveryResultValue, NotificationRecord
 
 RESOLVED = "resolved"
-Reason = Literal["new", "repeat", "escalated", "resolved"]
+Reason = Literal["new", "repeat", "escalated", "resolved", "grouped"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,36 @@ class Due:
     severity: str
     level: int
     reason: Reason
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one channel hears now: the subjects due on it, and its other current problems,
+    which a channel that sends a group as one message sends along (reason "grouped")."""
+
+    channel: str
+    due: tuple[Due, ...]
+    along: tuple[Due, ...]
+
+
+def batches(due: Sequence[Due], subjects: Sequence[Subject]) -> list[Batch]:
+    """The due notifications by channel (in the order of their first due item), each with the
+    channel's other current problems, in subject order."""
+    by_channel: dict[str, list[Due]] = {}
+    for item in due:
+        by_channel.setdefault(item.channel, []).append(item)
+    result = []
+    for channel, items in by_channel.items():
+        told = {item.fingerprint for item in items}
+        along = tuple(
+            Due(s.fingerprint, channel, s.problem.event, s.problem.severity, s.problem.step,
+                "grouped")
+            for s in subjects
+            if s.problem is not None and channel in s.problem.channels
+            and s.fingerprint not in told
+        )
+        result.append(Batch(channel, tuple(items), along))
+    return result
 
 
 def newest_records(

@@ -13,6 +13,9 @@ Facts that shaped this:
   tests control every label an alert is identified by.
 - Alertmanager's gossip cluster is disabled (``--cluster.listen-address=``): it would bind a
   fixed port (9094) and wait for peers before settling.
+- Prometheus can evaluate alerting rules of its own (``rule_groups``, written to a rule file)
+  and send their alerts to Alertmanagers (``alertmanagers``): the tests compare the operator
+  with both. Its first alert reaches an Alertmanager after target discovery's 5 s throttle.
 """
 
 from __future__ import annotations
@@ -76,9 +79,14 @@ class MetricsExporter:
 
     def set(self, name: str, labels: Mapping[str, str] | None, value: float) -> None:
         """Create or update one series (a gauge); NaN and ±Inf are allowed."""
-        key = self._key(name, labels)
+        self.set_many(name, [(labels or {}, value)])
+
+    def set_many(self, name: str, series: Sequence[tuple[Mapping[str, str], float]]) -> None:
+        """Create or update several series of `name` at once: no scrape sees some of them
+        changed and others not."""
+        keyed = {self._key(name, labels): float(value) for labels, value in series}
         with self._lock:
-            self._series[key] = float(value)
+            self._series.update(keyed)
 
     def remove(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         """Drop one series, or every series of `name` when `labels` is None."""
@@ -170,7 +178,9 @@ def _ready(url: str) -> bool:
 
 class PrometheusServer(_Server):
     """Prometheus on 127.0.0.1 scraping `targets` every `scrape_interval`, evaluating
-    `rule_files` (absolute paths) every `evaluation_interval`."""
+    `rule_files` (absolute paths) and `rule_groups` (rule groups as a rule file holds them,
+    written to one) every `evaluation_interval` (or the group's own `interval`), sending
+    alerts to `alertmanagers` (host:port), and linking them to `external_url`."""
 
     host = "127.0.0.1"
 
@@ -179,12 +189,18 @@ class PrometheusServer(_Server):
         targets: Sequence[str],
         *,
         rule_files: Sequence[Path] = (),
+        rule_groups: Sequence[Mapping[str, object]] = (),
+        alertmanagers: Sequence[str] = (),
+        external_url: str | None = None,
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         binary: Path = PROMETHEUS_BIN,
     ) -> None:
         self.targets = list(targets)
         self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.rule_groups = [dict(group) for group in rule_groups]
+        self.alertmanagers = list(alertmanagers)
+        self.external_url = external_url
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.binary = binary
@@ -194,14 +210,14 @@ class PrometheusServer(_Server):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def config(self) -> dict:
-        return {
+    def config(self, rule_files: Sequence[Path] = ()) -> dict:
+        config: dict = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
                 "evaluation_interval": self.evaluation_interval,
             },
-            "rule_files": [str(p) for p in self.rule_files],
+            "rule_files": [str(p) for p in [*self.rule_files, *rule_files]],
             "scrape_configs": [
                 {
                     "job_name": "exporter",
@@ -210,13 +226,24 @@ class PrometheusServer(_Server):
                 }
             ],
         }
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [
+                {"api_version": "v2", "static_configs": [{"targets": self.alertmanagers}]}]}
+        return config
 
     def _start(self) -> None:
         binary = _require(self.binary)
         self._process = process = _ServerProcess("prometheus", None, signal.SIGTERM)
+        rule_files = []
+        if self.rule_groups:
+            rules = process.workdir / "rules.yml"
+            rules.write_text(yaml.safe_dump({"groups": self.rule_groups}, sort_keys=False,
+                                            allow_unicode=True))
+            rule_files.append(rules)
         config = process.workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        config.write_text(yaml.safe_dump(self.config(rule_files), sort_keys=False))
         self.port = free_port()
+        external = [f"--web.external-url={self.external_url}"] if self.external_url else []
         process.spawn(
             [
                 binary,
@@ -225,9 +252,15 @@ class PrometheusServer(_Server):
                 f"--web.listen-address={self.host}:{self.port}",
                 "--storage.tsdb.retention.time=1d",
                 "--log.level=warn",
+                *external,
             ]
         )
         process.wait_ready(lambda: _ready(self.url), f"Prometheus on {self.url}")
+
+    def active_alertmanagers(self) -> list[str]:
+        """The Alertmanager URLs Prometheus has discovered and sends alerts to."""
+        answer = httpx.get(f"{self.url}/api/v1/alertmanagers", timeout=2).json()
+        return [a["url"] for a in answer["data"]["activeAlertmanagers"]]
 
     def wait_targets_up(self, timeout: float = 30.0) -> None:
         """Until every target has been scraped successfully (the first scrape follows start
@@ -242,8 +275,9 @@ class PrometheusServer(_Server):
 
 
 class AlertmanagerServer(_Server):
-    """Alertmanager on 127.0.0.1 sending every alert group to one webhook (payload v4), with
-    short group timers so tests see notifications within seconds."""
+    """Alertmanager on 127.0.0.1 sending every alert group (by `group_by`) to one webhook
+    (payload v4) as `receiver`, with short group timers so tests see notifications within
+    seconds; `external_url` is its --web.external-url (default: its own address)."""
 
     host = "127.0.0.1"
 
@@ -251,15 +285,21 @@ class AlertmanagerServer(_Server):
         self,
         webhook_url: str,
         *,
+        receiver: str = "webhook",
+        group_by: Sequence[str] = ("alertname",),
         group_wait: str = "1s",
         group_interval: str = "1s",
         repeat_interval: str = "1h",
+        external_url: str | None = None,
         binary: Path = ALERTMANAGER_BIN,
     ) -> None:
         self.webhook_url = webhook_url
+        self.receiver = receiver
+        self.group_by = list(group_by)
         self.group_wait = group_wait
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
+        self.external_url = external_url
         self.binary = binary
         self.port = 0
 
@@ -267,18 +307,23 @@ class AlertmanagerServer(_Server):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def target(self) -> str:
+        """``host:port``, as Prometheus' alerting config names it."""
+        return f"{self.host}:{self.port}"
+
     def config(self) -> dict:
         return {
             "route": {
-                "receiver": "webhook",
-                "group_by": ["alertname"],
+                "receiver": self.receiver,
+                "group_by": self.group_by,
                 "group_wait": self.group_wait,
                 "group_interval": self.group_interval,
                 "repeat_interval": self.repeat_interval,
             },
             "receivers": [
                 {
-                    "name": "webhook",
+                    "name": self.receiver,
                     "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
                 }
             ],
@@ -296,7 +341,7 @@ class AlertmanagerServer(_Server):
                 f"--config.file={config}",
                 f"--storage.path={process.workdir / 'data'}",
                 f"--web.listen-address={self.host}:{self.port}",
-                f"--web.external-url={self.url}",
+                f"--web.external-url={self.external_url or self.url}",
                 "--cluster.listen-address=",
                 "--log.level=warn",
             ]

@@ -32,11 +32,12 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Notifications are recorded instead of delivered."""
     log: list[str] = []
 
-    def notify(kube, namespace, channels, message):
-        log.append(f"{message.event}:{channels[0]}")
-        return [delivered(message, channels[0])]
+    def notify_channel(kube, namespace, channel, compose):
+        messages = compose(False)
+        log.extend(f"{message.event}:{channel}" for message in messages)
+        return [(message, delivered(message, channel)) for message in messages]
 
-    monkeypatch.setattr(alertrule, "notify", notify)
+    monkeypatch.setattr(alertrule, "notify_channel", notify_channel)
     return log
 
 
@@ -152,6 +153,51 @@ def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> N
     assert all(c["observedGeneration"] == 1 for c in kube.stored["status"]["conditions"])
 
 
+def test_a_webhook_hears_the_group_and_pagerduty_each_alert_and_all_is_recorded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One instance of two resolves: the webhook gets one message, still firing, with the
+    resolved alert and the other; the per-alert channel only the resolve. Every alert the
+    webhook message carried is recorded, so the group repeats as one."""
+    heard: list[tuple[str, Any]] = []
+
+    def notify_channel(kube, namespace, channel, compose):
+        messages = compose(channel == "oncall")
+        heard.extend((channel, m) for m in messages)
+        return [(m, NotificationRecord(time=T0, channel=channel, fingerprint=m.dedup_key,
+                                       event=m.event, severity=m.severity,
+                                       result="delivered")) for m in messages]
+
+    monkeypatch.setattr(alertrule, "notify_channel", notify_channel)
+    rule = body(channels=[{"name": "oncall"}, {"name": "pager"}])
+    kube = FakeKube(rule)
+
+    def evaluate(cached: dict[str, Any], values: dict[str, float],
+                 now: datetime) -> dict[str, Any]:
+        compiled = alertrule.prepare(cached)
+        assert isinstance(compiled, Rule)
+        samples = [Sample({"pod": pod}, value) for pod, value in values.items()]
+        newest = alertrule.evaluate(kube, alertrule.threshold_evaluation(  # type: ignore[arg-type]
+            KEY, compiled, Ok(samples)), cached, 0.01, now)
+        assert newest is not None
+        return dict(newest)
+
+    firing = evaluate(rule, {"a": 0.5, "b": 0.5}, T0)
+    assert [(channel, type(m).__name__) for channel, m in heard] == [
+        ("oncall", "AlertGroup"), ("pager", "Notification"), ("pager", "Notification")]
+    heard.clear()
+    partly = evaluate(firing, {"a": 0.01, "b": 0.5}, T0 + timedelta(seconds=15))
+    (webhook, group), (pager, resolve) = heard
+    assert (webhook, group.event) == ("oncall", "firing")
+    assert sorted((a.labels["pod"], a.status) for a in group.alerts) == [
+        ("a", "resolved"), ("b", "firing")]
+    assert (pager, resolve.event, resolve.labels["pod"]) == ("pager", "resolved", "a")
+    records = {(r["channel"], r["event"], r["time"]) for r in partly["status"]["notifications"]}
+    later = (T0 + timedelta(seconds=15)).isoformat().replace("+00:00", "Z")
+    assert records == {("oncall", "resolved", later), ("oncall", "firing", later),
+                       ("pager", "resolved", later),
+                       ("pager", "firing", T0.isoformat().replace("+00:00", "Z"))}
+
+
 class Rules:
     """Several AlertRules, each held by its own FakeKube, behind one Kube-shaped object."""
 
@@ -214,13 +260,14 @@ def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPa
     entered, release = threading.Event(), threading.Event()
     calls: list[str] = []
 
-    def notify(kube, namespace, channels, message):
+    def notify_channel(kube, namespace, channel, compose):
+        (message,) = compose(False)
         calls.append(message.source.name)
         entered.set()
         release.wait(30)
-        return [delivered(message, channels[0])]
+        return [(message, delivered(message, channel))]
 
-    monkeypatch.setattr(alertrule, "notify", notify)
+    monkeypatch.setattr(alertrule, "notify_channel", notify_channel)
     slow, quick = named("slow", "errors_slow"), named("quick", "errors_quick")
     kube = Rules(slow, quick)
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer, next_due
 
 SHOP = "shop"
 
@@ -125,6 +125,33 @@ def test_a_tick_dispatches_what_is_due_and_reschedules_it_by_its_period(
         assert kind.dispatched[-1] == [(SHOP, "now")]
         kind.release[(SHOP, "now")].set()
         await asyncio.wait_for(scheduler.settle(), 10)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("due, now, expected", [
+    (100.0, 100.0, 110.0),
+    (100.0, 100.9, 110.0),  # a tick late by 0.9 s: the next is still due at 110, not 110.9
+    (100.0, 125.0, 130.0),  # a stalled loop: what it missed is skipped, not caught up
+    (100.0, 130.0, 140.0),
+])
+def test_the_next_due_time_stays_on_the_schedule(due: float, now: float,
+                                                 expected: float) -> None:
+    assert next_due(due, 10.0, now) == expected
+    assert next_due(due, math.inf, now) == math.inf
+
+
+def test_ticks_that_run_late_do_not_shift_the_schedule(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+
+    async def scenario() -> None:
+        scheduler.upsert(body("a"))
+        for late in (0.9, 0.1, 0.6):
+            kind.clock.now = scheduler.items[(SHOP, "a")].due + late
+            await scheduler.tick()
+            kind.release[(SHOP, "a")].set()
+            await asyncio.wait_for(scheduler.settle(), 10)
+        assert scheduler.items[(SHOP, "a")].due == 130.0  # 100 + 3 periods exactly
 
     asyncio.run(scenario())
 

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.notify_plan import (
     ChannelRule,
+    Due,
     Problem,
     Subject,
+    batches,
     plan,
     record,
     sent_record,
@@ -179,3 +181,35 @@ def test_each_episode_is_told_once_per_channel_and_step_and_resolved_only_after_
                 told.add(key)
             last_event[d.channel] = d.event
         assert plan([subject], CHANNELS, log, now) == []  # once sent, nothing is due again
+
+
+def test_batches_hold_each_channels_due_items_and_its_other_current_problems() -> None:
+    subjects = [problem(fp="fp1"), problem(fp="fp2", channels=("slack",), severity="critical",
+                                           step=1), quiet("fp3")]
+    due = [Due("fp1", "pager", "firing", "high", 0, "new"),
+           Due("fp3", "slack", "resolved", "high", 0, "resolved")]
+    (pager, slack) = batches(due, subjects)
+    assert (pager.channel, pager.due, pager.along) == ("pager", (due[0],), ())
+    assert (slack.channel, slack.due) == ("slack", (due[1],))
+    assert slack.along == (Due("fp1", "slack", "firing", "high", 0, "grouped"),
+                           Due("fp2", "slack", "firing", "critical", 1, "grouped"))
+    assert batches([], subjects) == []
+
+
+def test_a_group_sent_whole_repeats_as_one_after_repeat_interval() -> None:
+    """Recording every alert a group message carried puts them on one repeat clock, as
+    Alertmanager's repeat_interval is per group: a second alert firing later does not make
+    the group repeat twice per interval."""
+    hourly = {"slack": ChannelRule("slack", repeat_interval=timedelta(hours=1))}
+    first = [problem(fp="fp1", channels=("slack",))]
+    log: list = []
+    sent_at = []
+    for minute in range(0, 150, 5):
+        now = T0 + minute * MIN
+        subjects = first + ([problem(since=T0 + 10 * MIN, fp="fp2", channels=("slack",))]
+                            if minute >= 10 else [])
+        for batch in batches(plan(subjects, hourly, log, now), subjects):
+            log = record(log, [sent_record(d, "delivered", now)
+                               for d in (*batch.due, *batch.along)], {"fp1", "fp2"}, LIMIT)
+            sent_at.append(minute)
+    assert sent_at == [0, 10, 70, 130]

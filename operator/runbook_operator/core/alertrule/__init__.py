@@ -4,7 +4,7 @@
 - `state`: the instance state machine (Prometheus' `for` / `keepFiringFor`, Grafana's
   no-data and error handling);
 - `decide`: one evaluation's next instances, due notifications (with escalation) and actions;
-- `messages` and `templates`: the notification text;
+- `messages` and `templates`: an alert's labels and texts, per alert and as a group;
 - `status`: what to write, and when it is worth a write;
 - `actions`: cooldown, scaling bounds and the action log.
 """

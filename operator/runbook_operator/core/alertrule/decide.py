@@ -4,7 +4,7 @@ notifications due (escalation included), and whether an automated action is due.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from runbook_operator.api.alertrule import AlertRule, AlertRuleStatus, AnomalyStatus
@@ -12,7 +12,7 @@ from runbook_operator.core.alertrule.actions import action_due, last_action_at
 from runbook_operator.core.alertrule.rule import Rule
 from runbook_operator.core.alertrule.state import Instance, QueryError, Sample, evaluate_rule
 from runbook_operator.core.escalation import escalation
-from runbook_operator.core.notify_plan import Due, Problem, Subject, plan
+from runbook_operator.core.notify_plan import Batch, Due, Problem, Subject, batches, plan
 
 KIND = AlertRule.info.kind
 Key = tuple[str, str]
@@ -35,11 +35,13 @@ class Evaluation:
 @dataclass(frozen=True)
 class Decision:
     """What one evaluation decided before anything is sent: the instances' next states, the
-    notifications due, and the firing instance an automated action is due for."""
+    notifications due (and by channel, with each channel's other current problems), and the
+    firing instance an automated action is due for."""
 
     instances: list[Instance]
     due: list[Due]
     act_for: Instance | None
+    batches: list[Batch] = field(default_factory=list)
 
     @property
     def has_effects(self) -> bool:
@@ -69,10 +71,10 @@ def decide(old: AlertRuleStatus, evaluation: Evaluation, now: datetime) -> Decis
         old.instances, evaluation.samples, rule.timing, now, holds=evaluation.holds,
         identity=(KIND, namespace, name),
     )
-    due = plan([subject_of(i, rule, now) for i in instances], rule.channel_rules,
-               old.notifications, now)
+    subjects = [subject_of(i, rule, now) for i in instances]
+    due = plan(subjects, rule.channel_rules, old.notifications, now)
     firing = next((i for i in instances if i.state == "Firing"), None)
     cooldown = rule.action_cooldown
     act_for = firing if (cooldown is not None and firing is not None and action_due(
         last_action_at(old.actions), cooldown, now)) else None
-    return Decision(instances, due, act_for)
+    return Decision(instances, due, act_for, batches(due, subjects))

@@ -6,9 +6,10 @@ compiled `Rule` it caches with the object."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import quote_plus
 
 from runbook_operator.api.alertrule import AlertRuleSpec, ChannelRef, Operator
 from runbook_operator.api.common import parse_duration
@@ -19,8 +20,35 @@ from runbook_operator.core.notify_plan import ChannelRule
 
 
 @dataclass(frozen=True)
+class Links:
+    """Where people can follow an alert back to, from the operator's flags."""
+
+    external_url: str = ""
+    """The operator's --external-url: each message's externalURL."""
+    prometheus_external_url: str = ""
+    """The operator's --prometheus-external-url: the default Prometheus as people reach it."""
+
+
+def external(url: str | None) -> str:
+    """A URL as Prometheus and Alertmanager use their --web.external-url: trailing slashes
+    dropped."""
+    return (url or "").rstrip("/")
+
+
+def generator_url(prometheus: str, queries: Sequence[str]) -> str:
+    """Prometheus' link to the queries' table view, as its alerts' generatorURL is made
+    (`<external URL>/graph?g0.expr=<query>&g0.tab=1`, one `g<i>` per query); empty without
+    an external URL."""
+    if not prometheus:
+        return ""
+    params = "&".join(f"g{i}.expr={quote_plus(query, safe='')}&g{i}.tab=1"
+                      for i, query in enumerate(queries))
+    return f"{prometheus}/graph?{params}"
+
+
+@dataclass(frozen=True)
 class Threshold:
-    """`value OP threshold` (NaN never satisfies it)."""
+    """`value OP threshold` as PromQL compares (NaN satisfies only `ne`)."""
 
     operator: Operator
     threshold: float
@@ -62,6 +90,10 @@ class Rule:
     escalation: Policy
     action_cooldown: timedelta | None
     """None when the rule has no actions."""
+    generator_url: str = ""
+    """Where the rule's query is shown in Prometheus (empty: no external URL known)."""
+    external_url: str = ""
+    """The operator's external URL, for its messages."""
 
 
 def _channel_rule(ref: ChannelRef) -> ChannelRule:
@@ -84,7 +116,22 @@ def _anomaly(spec: AlertRuleSpec) -> Anomaly | None:
     )
 
 
-def compile_rule(spec: AlertRuleSpec) -> Rule:
+def _generator_url(spec: AlertRuleSpec, links: Links) -> str:
+    """The query's link: at spec.prometheus.externalURL, or at the operator's default
+    Prometheus' when the rule queries that one."""
+    source = spec.prometheus
+    if source is not None and source.external_url:
+        base = source.external_url
+    elif source is None or source.url is None:
+        base = links.prometheus_external_url
+    else:
+        base = ""
+    queries = ([spec.query] if spec.query is not None
+               else [q.query for q in spec.anomaly.queries] if spec.anomaly is not None else [])
+    return generator_url(external(base), queries)
+
+
+def compile_rule(spec: AlertRuleSpec, links: Links = Links()) -> Rule:
     """The rule for a validated spec. A channel named twice (in spec.channels and a level, or
     in two levels) keeps its first timing."""
     rules: dict[str, ChannelRule] = {}
@@ -97,14 +144,16 @@ def compile_rule(spec: AlertRuleSpec) -> Rule:
     )
     pending = spec.anomaly.for_ if spec.anomaly is not None else spec.for_
     condition = spec.condition
+    interval = parse_duration(spec.interval)
     return Rule(
         spec=spec,
-        interval=parse_duration(spec.interval),
+        interval=interval,
         timing=RuleTiming(
             for_=parse_duration(pending),
             keep_firing_for=parse_duration(spec.keep_firing_for),
             no_data_state=spec.no_data_state,
             error_state=spec.error_state,
+            interval=interval,
         ),
         severity=spec.severity,
         threshold=None if condition is None else Threshold(condition.operator,
@@ -114,4 +163,6 @@ def compile_rule(spec: AlertRuleSpec) -> Rule:
         channel_rules=rules,
         escalation=Policy(levels=levels),
         action_cooldown=None if spec.actions is None else parse_duration(spec.actions.cooldown),
+        generator_url=_generator_url(spec, links),
+        external_url=external(links.external_url),
     )

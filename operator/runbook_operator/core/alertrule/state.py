@@ -7,10 +7,17 @@ Semantics follow Prometheus alerting rules and Grafana alerting:
 - `keepFiringFor`: when the condition clears, a Firing instance is Recovering (still firing for
   notifications) until it has stayed clear for `keepFiringFor`; a flap back returns it to
   Firing with its original `firingSince`, so nothing is re-sent.
+- Both durations are counted in whole evaluation intervals (`RuleTiming.interval`), as
+  Prometheus counts them between the fixed timestamps of its evaluation grid: an evaluation a
+  little late or early (event-loop lag) is neither an interval late nor early in firing.
+- Comparisons follow PromQL: NaN satisfies `ne` and nothing else (`NaN != 10` is true).
 - `noDataState` (the query returns no series) and `errorState` (the query fails): Normal,
   Alerting (as if the condition held), KeepLast (state frozen) or Error (a problem state,
   notified at once). With Normal handling, no data settles in the informative state NoData.
 - A series that disappears while others remain resolves, as in both anchors.
+- A problem's start (`startedAt`) and the value it last fired with (`activeValue`) are kept
+  after it resolves: the resolved notification says when it started and repeats the last
+  firing text, as Prometheus does.
 
 Every time the decisions need is in the instance (which lives in status), so feeding a
 serialized instance back in after a restart gives the same answers: `for` is not reset.
@@ -57,10 +64,8 @@ _COMPARE: dict[Operator, Callable[[float, float], bool]] = {
 
 
 def compare(operator: Operator, value: float, threshold: float) -> bool:
-    """`value OP threshold`; NaN on either side never satisfies it (not even `ne`), so a
-    broken series cannot fire a threshold alert."""
-    if math.isnan(value) or math.isnan(threshold):
-        return False
+    """`value OP threshold` as PromQL compares (IEEE 754): NaN on either side satisfies `ne`
+    and nothing else, so `NaN != 10` fires as the same Prometheus rule would."""
     return _COMPARE[operator](value, threshold)
 
 
@@ -87,8 +92,8 @@ class Observation:
     active: bool = False
 
     def __post_init__(self) -> None:
-        if self.active and (self.value is None or math.isnan(self.value) or self.error):
-            raise ValueError("only a real value can satisfy the condition")
+        if self.active and (self.value is None or self.error):
+            raise ValueError("only a value can satisfy the condition")
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,19 @@ class RuleTiming:
     keep_firing_for: timedelta = timedelta(0)
     no_data_state: Handling = "Normal"
     error_state: Handling = "Error"
+    interval: timedelta = timedelta(0)
+    """The evaluation interval `for` and `keepFiringFor` are counted in (0: exact time)."""
+
+
+def lasted(since: datetime, now: datetime, duration: timedelta, interval: timedelta) -> bool:
+    """Whether `duration` has passed between the evaluations at `since` and `now`, the time
+    between them rounded to whole evaluation intervals. Prometheus stamps evaluations on a
+    fixed grid, so a `for` equal to the interval fires at the next evaluation; evaluations
+    that run a little late (lag) or early must not make it wait one interval more."""
+    elapsed = now - since
+    if interval > timedelta(0):
+        elapsed = interval * math.floor(elapsed / interval + 0.5)
+    return elapsed >= duration
 
 
 Drive = Literal["hold", "clear", "clear_no_data", "error", "keep"]
@@ -149,7 +167,8 @@ def _step(
         return base.model_copy(update={"last_evaluation": now, "last_error": obs.error})
     error = obs.error if obs.error is not None else (
         NO_DATA_MESSAGE if obs.value is None and drive == "error" else None)
-    seen = {"last_value": format_value(obs.value), "last_error": error, "last_evaluation": now}
+    seen: dict[str, object] = {"last_value": format_value(obs.value), "last_error": error,
+                               "last_evaluation": now}
     state = base.state
     quiet = {"active_since": None, "pending_since": None, "firing_since": None,
              "recovering_since": None}
@@ -164,21 +183,26 @@ def _step(
     if drive == "error":
         if state == "Error":
             return base.model_copy(update=seen)
-        return base.model_copy(update={**seen, **quiet, "state": "Error", "active_since": now})
+        return base.model_copy(update={**seen, **quiet, "state": "Error", "active_since": now,
+                                       "started_at": now, "active_value": None})
     if drive == "hold":
+        firing_value = {"active_value": seen["last_value"]}
         if state in ("Normal", "NoData", "Error"):
-            firing = rule.for_ <= timedelta(0)
+            if rule.for_ > timedelta(0):
+                return base.model_copy(update={**seen, **quiet, "state": "Pending",
+                                               "active_since": now, "pending_since": now})
             return base.model_copy(update={
-                **seen, **quiet, "state": "Firing" if firing else "Pending",
-                "active_since": now, "pending_since": now,
-                "firing_since": now if firing else None,
+                **seen, **quiet, **firing_value, "state": "Firing", "active_since": now,
+                "pending_since": now, "firing_since": now, "started_at": now,
             })
         if state == "Pending":
             assert base.pending_since is not None
-            if now - base.pending_since >= rule.for_:
-                return base.model_copy(update={**seen, "state": "Firing", "firing_since": now})
+            if lasted(base.pending_since, now, rule.for_, rule.interval):
+                return base.model_copy(update={**seen, **firing_value, "state": "Firing",
+                                               "firing_since": now, "started_at": now})
             return base.model_copy(update=seen)
-        return base.model_copy(update={**seen, "state": "Firing", "recovering_since": None})
+        return base.model_copy(update={**seen, **firing_value, "state": "Firing",
+                                       "recovering_since": None})
     target: InstanceState = "NoData" if drive == "clear_no_data" else "Normal"
     if state == "Firing":
         if rule.keep_firing_for > timedelta(0):
@@ -187,7 +211,7 @@ def _step(
         return resolved(target)
     if state == "Recovering":
         assert base.recovering_since is not None
-        if now - base.recovering_since >= rule.keep_firing_for:
+        if lasted(base.recovering_since, now, rule.keep_firing_for, rule.interval):
             return resolved(target)
         return base.model_copy(update=seen)
     return resolved(target)
@@ -236,7 +260,7 @@ def evaluate_rule(
     result = []
     for labels, value in series:
         fp = fingerprint(*identity, labels=labels)
-        obs = Observation(value=value, active=not math.isnan(value) and holds(value))
+        obs = Observation(value=value, active=holds(value))
         result.append(next_instance(previous.pop(fp, None), obs, rule, now,
                                     fingerprint_=fp, labels=labels))
     for gone in previous.values():

@@ -4,7 +4,8 @@ Status is written only when something lasting changes (state, times, instances, 
 notifications, errors), plus a heartbeat: the per-evaluation values (last value, evaluation
 time and duration, anomaly score) are published as metrics on every evaluation instead, because
 writing them each time cost more than everything else the operator does per rule
-(bench/README.md).
+(bench/README.md). The exception is the value a firing instance fires with (`activeValue`):
+its texts repeat it once it resolves, so a change of it is written while it fires.
 """
 
 from __future__ import annotations

@@ -1,29 +1,77 @@
 """Notification texts: the Prometheus template forms an AlertRule's annotations may use,
-expanded by substitution (nothing is evaluated), and Prometheus' `humanize`."""
+expanded by substitution (nothing is evaluated), with values printed as Prometheus' templates
+print them (Go's `%v`) and Prometheus' `humanize`."""
 
 from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
-from runbook_operator.core.alertrule.state import Labels, format_value
+from runbook_operator.core.alertrule.state import Labels
 
 _TEMPLATE = re.compile(
     r"\{\{-?\s*\$(value|labels\.([a-zA-Z_][a-zA-Z0-9_]*)|labels)\s*(\|\s*humanize\s*)?-?\}\}"
 )
 
 
+_LARGE = ("k", "M", "G", "T", "P", "E", "Z", "Y")
+_SMALL = ("m", "u", "n", "p", "f", "a", "z", "y")
+
+
+def _special(value: float) -> str | None:
+    """Go's spelling of NaN and the infinities."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return None
+
+
+def go_value(value: float) -> str:
+    """`value` as Go's `%v` prints a float64, which is how `{{ $value }}` reads in Prometheus:
+    the shortest digits that read back as the value, in exponent form when the exponent is
+    below -4 or at least 6 (`1e+06`, `1.5e-05`, `123456`, `0.25`)."""
+    special = _special(value)
+    if special is not None:
+        return special
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign = "-" if value < 0 else ""
+    exact = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, exact.digits))
+    point = len(digits) + int(exact.exponent)
+    exponent = point - 1
+    if exponent < -4 or exponent >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
 def humanize(value: float) -> str:
-    """Prometheus' `humanize`: SI prefixes, four significant digits (1234567 → 1.235M)."""
-    if math.isnan(value) or math.isinf(value) or value == 0:
-        return format_value(value) or ""
-    prefixes = [(1e24, "Y"), (1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"),
-                (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"),
-                (1e-12, "p"), (1e-15, "f"), (1e-18, "a"), (1e-21, "z"), (1e-24, "y")]
-    for size, prefix in prefixes:
-        if abs(value) >= size:
-            return f"{value / size:.4g}{prefix}"
-    return f"{value:.4g}"
+    """Prometheus' `humanize`: SI prefixes, four significant digits (1234567 → 1.235M),
+    scaling by 1000 a step at a time as Prometheus does."""
+    special = _special(value)
+    if special is not None:
+        return special
+    if value == 0:
+        return go_value(value)
+    prefix = ""
+    if abs(value) >= 1:
+        for step in _LARGE:
+            if abs(value) < 1000:
+                break
+            prefix, value = step, value / 1000
+    else:
+        for step in _SMALL:
+            if abs(value) >= 1:
+                break
+            prefix, value = step, value * 1000
+    return f"{value:.4g}{prefix}"
 
 
 def render_template(text: str, labels: Labels, value: float | None) -> str:
@@ -37,7 +85,7 @@ def render_template(text: str, labels: Labels, value: float | None) -> str:
         if what == "value":
             if value is None:
                 return ""
-            return humanize(value) if humanized else format_value(value) or ""
+            return humanize(value) if humanized else go_value(value)
         if label is not None:
             return labels.get(label, "")
         return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))

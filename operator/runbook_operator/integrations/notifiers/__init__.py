@@ -1,10 +1,13 @@
-"""Deliver a Notification through a NotificationChannel, with retries, and say what happened.
+"""Deliver a message through a NotificationChannel, with retries, and say what happened.
 
-Rendering is pure (`render_*` in the per-channel modules); this module wires a channel to its
-transport, runs the attempts that `core.delivery.decide` asks for (through the one outbound
-caller, `integrations.webhooks`), and returns one `NotificationRecord` per attempt so callers
-can record every delivery. Secret values (webhook URLs, routing keys, passwords) never reach a
-record, a message or a log line.
+A message is one `Notification`, or an `AlertGroup` for a channel that `sends_groups` (the
+Alertmanager webhook sends a group of alerts as one request, as Alertmanager does; Slack,
+PagerDuty and email speak per alert: PagerDuty's dedup_key is one alert's, and a Slack message
+or an email thread is about one alert). Rendering is pure (`render_*` in the per-channel
+modules); this module wires a channel to its transport, runs the attempts that
+`core.delivery.decide` asks for (through the one outbound caller, `integrations.webhooks`), and
+returns one `NotificationRecord` per attempt so callers can record every delivery. Secret values
+(webhook URLs, routing keys, passwords) never reach a record, a message or a log line.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from runbook_operator.api.common import (
     parse_duration,
 )
 from runbook_operator.api.notificationchannel import NotificationChannelSpec, RateLimit
+from runbook_operator.core.alert_group import AlertGroup
 from runbook_operator.core.delivery import (
     Answer,
     Deliver,
@@ -46,6 +50,7 @@ from runbook_operator.integrations.webhooks import Endpoint, Sleep
 #: (Secret name, key) → value, for the Secrets a channel references.
 SecretValues = Mapping[tuple[str, str], str]
 MESSAGE_LIMIT = 1024
+Message = Notification | AlertGroup
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,11 @@ class Channel:
             namespace=body["metadata"]["namespace"],
             spec=NotificationChannelSpec.model_validate(dict(body.get("spec") or {})),
         )
+
+
+def sends_groups(spec: NotificationChannelSpec) -> bool:
+    """Whether the channel takes an `AlertGroup` as one message (see the module docstring)."""
+    return spec.webhook is not None
 
 
 def resolve_secrets(spec: NotificationChannelSpec, read: ReadSecret) -> dict[tuple[str, str], str]:
@@ -130,22 +140,13 @@ def _http(
 
 def _transport(
     channel: Channel,
-    notification: Notification,
+    message: Message,
     secrets: SecretValues,
     client: httpx.AsyncClient,
     timeout: float,
 ) -> _Transport:
     """Render once and bind the transport: every attempt re-sends the identical payload."""
     spec = channel.spec
-    if spec.slack is not None:
-        url = _secret(secrets, spec.slack.webhook_url_secret_ref)
-        body = slack.render_slack(spec.slack, notification)
-        return _http("slack", Endpoint.secret(url), body, client, timeout)
-    if spec.pagerduty is not None:
-        key = _secret(secrets, spec.pagerduty.routing_key_secret_ref)
-        body = pagerduty.render_pagerduty(spec.pagerduty, notification, key)
-        endpoint = Endpoint.public(spec.pagerduty.endpoint, also=(key,))
-        return _http("pagerduty", endpoint, body, client, timeout)
     if spec.webhook is not None:
         hook = spec.webhook
         headers = {h.name: _secret(secrets, h.secret_key_ref) for h in hook.headers}
@@ -154,8 +155,20 @@ def _transport(
         else:
             assert hook.url is not None
             endpoint = Endpoint.public(hook.url, headers)
-        payload = webhook.render_webhook(notification, receiver=channel.name)
+        group = message if isinstance(message, AlertGroup) else webhook.single_group(message)
+        payload = webhook.render_group(group, receiver=channel.name)
         return _http("webhook", endpoint, payload, client, timeout)
+    if isinstance(message, AlertGroup):
+        raise TypeError(f"NotificationChannel {channel.name} takes one alert at a time")
+    if spec.slack is not None:
+        url = _secret(secrets, spec.slack.webhook_url_secret_ref)
+        body = slack.render_slack(spec.slack, message)
+        return _http("slack", Endpoint.secret(url), body, client, timeout)
+    if spec.pagerduty is not None:
+        key = _secret(secrets, spec.pagerduty.routing_key_secret_ref)
+        body = pagerduty.render_pagerduty(spec.pagerduty, message, key)
+        endpoint = Endpoint.public(spec.pagerduty.endpoint, also=(key,))
+        return _http("pagerduty", endpoint, body, client, timeout)
     mail = spec.email
     assert mail is not None
     credentials = (
@@ -163,18 +176,18 @@ def _transport(
         if mail.username_secret_ref and mail.password_secret_ref
         else None
     )
-    message = email.render_email(mail, notification)
+    rendered = email.render_email(mail, message)
     return _Transport(
         "smtp",
         f"smtp://{mail.smtp_host}:{mail.smtp_port}",
-        lambda: asyncio.to_thread(email.send_email, mail, message, credentials, timeout),
+        lambda: asyncio.to_thread(email.send_email, mail, rendered, credentials, timeout),
         (credentials[1],) if credentials else (),
     )
 
 
 async def deliver(
     channel: Channel,
-    notification: Notification,
+    message: Message,
     secrets: SecretValues,
     *,
     sleep: Sleep = asyncio.sleep,
@@ -183,7 +196,7 @@ async def deliver(
     client: httpx.AsyncClient | None = None,
     limiter: RateLimiter = RATE_LIMITER,
 ) -> list[NotificationRecord]:
-    """Send `notification` through `channel`, retrying as the channel's retry policy allows.
+    """Send `message` through `channel`, retrying as the channel's retry policy allows.
 
     Returns one record per attempt; the last one says how it ended (delivered or failed).
     Pass a shared `client` to reuse connections across deliveries; `sleep`, `rng` and `now`
@@ -192,7 +205,7 @@ async def deliver(
     if client is None:
         async with httpx.AsyncClient() as own:
             return await deliver(
-                channel, notification, secrets,
+                channel, message, secrets,
                 sleep=sleep, rng=rng, now=now, client=own, limiter=limiter,
             )
     spec = channel.spec
@@ -204,9 +217,9 @@ async def deliver(
         entry = NotificationRecord(
             time=now(),
             channel=channel.name,
-            fingerprint=notification.dedup_key,
-            event=notification.event,
-            severity=notification.severity,
+            fingerprint=message.dedup_key,
+            event=message.event,
+            severity=message.severity,
             attempt=attempt,
             result=result,
             status_code=code,
@@ -215,12 +228,12 @@ async def deliver(
         log.log(
             logging.INFO if result == "delivered" else logging.WARNING,
             "notification %s via %s/%s, attempt %d: %s",
-            notification.dedup_key[:16], channel.namespace, channel.name, attempt, entry.message,
+            message.dedup_key[:16], channel.namespace, channel.name, attempt, entry.message,
         )
         records.append(entry)
 
     try:
-        transport = _transport(channel, notification, secrets, client, timeout)
+        transport = _transport(channel, message, secrets, client, timeout)
     except SecretError as error:
         add(1, "failed", None, str(error))
         return records

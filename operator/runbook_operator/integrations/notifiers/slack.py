@@ -56,7 +56,8 @@ def render_slack(spec: SlackChannel, notification: Notification) -> dict[str, An
     n = notification
     icon = _ICONS[n.phase]
     source = f"{n.source.kind} {n.source.namespace}/{n.source.name}"
-    fallback = f"{icon} [{n.severity.upper()}] {n.title}" + (f": {n.summary}" if n.summary else "")
+    label = {"clear": "RESOLVED", "acknowledged": "ACKNOWLEDGED"}.get(n.phase, n.severity.upper())
+    fallback = f"{icon} [{label}] {n.title}" + (f": {n.summary}" if n.summary else "")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f"{icon} {n.title}", HEADER_LIMIT)}
     ]

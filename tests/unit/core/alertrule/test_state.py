@@ -17,6 +17,7 @@ from runbook_operator.core.alertrule.state import (
     compare,
     evaluate_rule,
     format_value,
+    lasted,
     next_instance,
     summarize,
 )
@@ -63,17 +64,29 @@ def test_compare(op, value, threshold, expected) -> None:
     assert compare(op, value, threshold) is expected
 
 
-@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le", "eq", "ne"])
+@pytest.mark.parametrize("op", ["gt", "ge", "lt", "le", "eq"])
 @given(threshold=st.floats(allow_nan=True))
-def test_nan_never_satisfies_a_threshold(op, threshold) -> None:
+def test_nan_satisfies_no_comparison_but_ne_as_in_promql(op, threshold) -> None:
+    """PromQL compares as IEEE 754 does: `NaN != 10` keeps the series (a Prometheus rule
+    fires), every other comparison with NaN drops it."""
     assert not compare(op, math.nan, threshold)
     assert not compare(op, 1.0, math.nan)
+    assert compare("ne", math.nan, threshold) and compare("ne", 1.0, math.nan)
 
 
-def test_an_observation_without_a_real_value_cannot_be_active() -> None:
-    for bad in ({"value": math.nan}, {}, {"value": 1.0, "error": "x"}):
+def test_an_observation_without_a_value_cannot_be_active() -> None:
+    for bad in ({}, {"value": 1.0, "error": "x"}):
         with pytest.raises(ValueError):
             Observation(active=True, **bad)
+
+
+def test_a_nan_series_fires_a_ne_rule_as_prometheus_does() -> None:
+    seq = [evaluate_rule([], [({"pod": "a"}, math.nan)], RuleTiming(), T0,
+                         holds=lambda v: compare("ne", v, 10.0))]
+    seq.append(evaluate_rule(seq[0], [({"pod": "a"}, 10.0)], RuleTiming(), T0 + MIN,
+                             holds=lambda v: compare("ne", v, 10.0)))
+    assert [i[0].state for i in seq] == ["Firing", "Normal"]
+    assert seq[0][0].last_value == seq[0][0].active_value == "NaN"
 
 
 @pytest.mark.parametrize("value, text", [
@@ -131,7 +144,7 @@ def test_flap_during_keep_firing_for_returns_to_firing_with_the_same_start() -> 
     assert seq[2].recovering_since is None and seq[3].recovering_since == T0 + 3 * MIN
 
 
-def test_nan_value_is_not_the_condition() -> None:
+def test_a_nan_value_that_does_not_satisfy_the_condition_clears_it() -> None:
     seq = run([HOLD, Observation(value=math.nan)], RuleTiming())
     assert states(seq) == ["Firing", "Normal"] and seq[1].last_value == "NaN"
 
@@ -202,6 +215,67 @@ def test_restart_keeps_pending_clock_and_firing_start() -> None:
     resumed = run([HOLD, HOLD, CLEAR], rule, start=T0 + 2 * MIN, prev=restart(first[-1]))
     assert states(resumed) == ["Pending", "Firing", "Recovering"]
     assert resumed[1].pending_since == T0 and resumed[1].firing_since == T0 + 3 * MIN
+
+
+def test_a_problem_keeps_its_start_and_last_firing_value_after_it_resolves() -> None:
+    rule = RuleTiming(for_=MIN, keep_firing_for=MIN)
+    seq = run([HOLD, Observation(value=12.0, active=True), CLEAR, CLEAR, HOLD], rule)
+    assert states(seq) == ["Pending", "Firing", "Recovering", "Normal", "Pending"]
+    assert seq[0].active_value is None  # pending: nothing was sent with a value
+    assert [i.started_at for i in seq[1:4]] == [T0 + MIN] * 3
+    assert [i.active_value for i in seq[1:]] == ["12", "12", "12", "12"]
+    assert seq[2].last_value == "1"  # what it recovered with is the last value, not the text's
+    errors = run([ERROR, CLEAR], rule, start=T0 + 10 * MIN, prev=seq[-1])
+    assert errors[0].started_at == T0 + 10 * MIN and errors[0].active_value is None
+    assert errors[1].started_at == T0 + 10 * MIN  # kept after the error resolved
+
+
+@pytest.mark.parametrize("elapsed, interval, duration, expected", [
+    (timedelta(seconds=4.2), timedelta(seconds=5), timedelta(seconds=5), True),
+    (timedelta(seconds=7.4), timedelta(seconds=5), timedelta(seconds=10), False),
+    (timedelta(seconds=7.6), timedelta(seconds=5), timedelta(seconds=10), True),
+    (timedelta(seconds=5), timedelta(seconds=5), timedelta(seconds=7), False),
+    (timedelta(seconds=9.6), timedelta(seconds=5), timedelta(seconds=7), True),
+    (timedelta(seconds=4.2), timedelta(0), timedelta(seconds=5), False),
+    (timedelta(0), timedelta(seconds=5), timedelta(0), True),
+])
+def test_lasted_counts_whole_evaluation_intervals(elapsed, interval, duration,
+                                                   expected) -> None:
+    assert lasted(T0, T0 + elapsed, duration, interval) is expected
+
+
+def test_a_for_equal_to_the_interval_fires_at_the_next_evaluation_despite_lag() -> None:
+    """The first evaluation ran 0.9 s late, the next one 0.1 s late: 4.2 s apart on the
+    wall clock, one interval on the schedule. Measured on the wall clock, `for: 5s` would
+    have fired one interval late."""
+    rule = RuleTiming(for_=timedelta(seconds=5), interval=timedelta(seconds=5))
+    pending = next_instance(None, HOLD, rule, T0 + timedelta(seconds=0.9))
+    firing = next_instance(pending, HOLD, rule, T0 + timedelta(seconds=5.1))
+    assert (pending.state, firing.state) == ("Pending", "Firing")
+
+
+@settings(max_examples=200, deadline=None)
+@given(intervals=st.integers(0, 5), seconds=st.integers(5, 120),
+       lags=st.lists(st.floats(0, 0.49), min_size=14, max_size=14))
+def test_for_and_keep_firing_for_take_exactly_their_evaluations_under_lag(
+        intervals: int, seconds: int, lags: list[float]) -> None:
+    """Evaluations on a drift-free schedule, each late by less than half an interval: an
+    instance fires at the evaluation `for` after the one it became pending at, and resolves
+    at the evaluation `keepFiringFor` after the condition cleared, as on Prometheus' fixed
+    evaluation grid."""
+    interval = timedelta(seconds=seconds)
+    rule = RuleTiming(for_=intervals * interval, keep_firing_for=intervals * interval,
+                      interval=interval)
+    held = intervals + 1
+    observations = [HOLD] * held + [CLEAR] * (len(lags) - held)
+    prev, seen = None, []
+    for k, (obs, lag) in enumerate(zip(observations, lags, strict=True)):
+        prev = next_instance(prev, obs, rule, T0 + k * interval + lag * interval)
+        seen.append(prev.state)
+    firing = seen.index("Firing") if "Firing" in seen else None
+    assert firing == intervals
+    resolved = seen.index("Normal")
+    assert resolved == held + intervals
 
 
 # --- the state machine: properties over random sequences -------------------------------------

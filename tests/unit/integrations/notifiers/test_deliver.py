@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from runbook_operator.api.notificationchannel import NotificationChannelSpec
+from runbook_operator.core.alert_group import AlertGroup, GroupedAlert
 from runbook_operator.core.delivery import Notification
 from runbook_operator.integrations.notifiers import (
     Channel,
@@ -317,3 +318,19 @@ def test_channel_from_body() -> None:
     }
     parsed = Channel.from_body(body)
     assert (parsed.name, parsed.namespace, parsed.spec.channel_type()) == ("ops", "prod", "webhook")
+
+
+def test_a_group_is_one_request_to_a_webhook_and_refused_by_per_alert_channels(
+        receiver: HTTPReceiver) -> None:
+    alerts = tuple(
+        GroupedAlert(subject=f"fp-{pod}", status="firing", labels={"pod": pod}, annotations={},
+                     starts_at=NOW, ends_at=None, generator_url="", fingerprint=pod)
+        for pod in ("b", "a"))
+    group = AlertGroup({"alertname": "web-5xx", "namespace": "prod"}, alerts, "critical")
+    (record,) = run(*webhook(receiver), message=group)  # type: ignore[arg-type]
+    (request,) = receiver.requests
+    assert [a["labels"]["pod"] for a in request.json()["alerts"]] == ["a", "b"]
+    assert (record.result, record.event, record.severity, record.fingerprint) == (
+        "delivered", "firing", "critical", group.dedup_key)
+    with pytest.raises(TypeError):
+        run(*slack(receiver), message=group)  # type: ignore[arg-type]

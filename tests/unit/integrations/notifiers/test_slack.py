@@ -87,7 +87,7 @@ def test_the_colour_bar_shows_the_severity_until_the_problem_is_over(
 def test_resolved_and_overrides() -> None:
     spec = SPEC.model_copy(update={"channel": "#ops", "username": "runbook"})
     body = render_slack(spec, notification(event="succeeded", summary="", details={}, links=[]))
-    assert body["text"] == ":white_check_mark: [HIGH] Backup db-nightly failed"
+    assert body["text"] == ":white_check_mark: [RESOLVED] Backup db-nightly failed"
     assert (body["channel"], body["username"]) == ("#ops", "runbook")
     assert [b["type"] for b in body["blocks"]] == ["header"]
     assert [b["type"] for b in body["attachments"][0]["blocks"]] == ["section", "context"]
