@@ -4,8 +4,10 @@ Status is written only when something lasting changes (state, times, instances, 
 notifications, errors), plus a heartbeat: the per-evaluation values (last value, evaluation
 time and duration, anomaly score) are published as metrics on every evaluation instead, because
 writing them each time cost more than everything else the operator does per rule
-(bench/README.md). The exception is the value a firing instance fires with (`activeValue`):
-its texts repeat it once it resolves, so a change of it is written while it fires.
+(bench/README.md). The value a firing instance fires with (`activeValue`) is written with
+those lasting changes (the firing notification, its repeats, escalations) and the heartbeat,
+not on every move: a resolve repeats the text of the last firing value status holds, as
+Alertmanager resolves with the annotations of the last update Prometheus sent it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ FIRING_CONDITION = "Firing"
 STATUS_HEARTBEAT = timedelta(minutes=5)
 
 _VOLATILE_STATUS = {"last_evaluation", "last_value", "evaluation_duration_seconds"}
-_VOLATILE_INSTANCE = {"last_evaluation", "last_value"}
+_VOLATILE_INSTANCE = {"last_evaluation", "last_value", "active_value"}
 _VOLATILE_ANOMALY = {"last_score"}
 
 

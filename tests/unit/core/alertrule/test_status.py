@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
+from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.alertrule.decide import Evaluation, decide
 from runbook_operator.core.alertrule.rule import compile_rule
 from runbook_operator.core.alertrule.state import QueryError
@@ -74,7 +75,7 @@ def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
     assert heartbeat_of(("shop", "rule-1")) == heartbeat_of(("shop", "rule-1"))
 
 
-INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5",
+INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5", "activeValue": "0.5",
             "lastEvaluation": "2026-11-22T08:00:00Z", "firingSince": "2026-11-22T07:00:00Z"}
 
 
@@ -85,14 +86,28 @@ def test_status_write_due_ignores_per_tick_values_until_the_heartbeat() -> None:
     later = T0 + timedelta(seconds=15)
     new = old.model_copy(update={
         "last_value": "0.7", "last_evaluation": later, "evaluation_duration_seconds": 0.2,
-        "instances": [old.instances[0].model_copy(update={"last_value": "0.7",
-                                                          "last_evaluation": later})],
+        "instances": [old.instances[0].model_copy(update={
+            "last_value": "0.7", "last_evaluation": later, "active_value": "0.7"})],
         "anomaly": old.anomaly.model_copy(update={"last_score": 0.6}),  # type: ignore[union-attr]
     })
     heartbeat = timedelta(minutes=5)
     assert not status_write_due(old, new, later, heartbeat)
     assert status_write_due(old, new, T0 + heartbeat, heartbeat)
     assert status_write_due(status(), new, later, heartbeat)  # never evaluated
+
+
+def test_a_write_for_a_lasting_change_carries_the_value_it_fires_with_now() -> None:
+    """The firing value moves without a write; the next lasting change (here a repeat
+    notification) writes the value of that moment, which a later resolve repeats."""
+    old = status(state="Firing", lastEvaluation="2026-11-22T08:00:00Z", instances=[INSTANCE])
+    moved = old.instances[0].model_copy(update={"last_value": "0.9", "active_value": "0.9"})
+    new = old.model_copy(update={"instances": [moved]})
+    assert not status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
+    record = NotificationRecord(time=T0, channel="oncall", fingerprint="f1", event="firing",
+                                severity="high", result="delivered")
+    repeated = new.model_copy(update={"notifications": [record]})
+    assert status_write_due(old, repeated, T0 + timedelta(seconds=15), timedelta(minutes=5))
+    assert repeated.instances[0].active_value == "0.9"
 
 
 @pytest.mark.parametrize("change", [
