@@ -8,7 +8,7 @@ import json
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
-from runbook_operator.runner.pipeline import RestoreResult
+from runbook_operator.runner.results import RestoreResult
 from tests.support.builders import RUNNER_SECRETS, runner_policy, runner_result
 from tests.support.kube import (
     BACKUP_POLICIES,

@@ -7,7 +7,7 @@ from typing import Any
 
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.core.delivery import Link, Notification, Source
-from runbook_operator.runner.pipeline import BackupResult
+from runbook_operator.runner.results import BackupResult
 
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 STARTED = datetime(2026, 3, 1, 11, 55, 0, tzinfo=UTC)

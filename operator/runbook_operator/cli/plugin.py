@@ -46,7 +46,7 @@ from runbook_operator.core.restore_job import (
     RestoreRequestError,
     restore_job,
 )
-from runbook_operator.runner.pipeline import RestoreResult
+from runbook_operator.runner.results import RestoreResult
 
 EXIT_OK = 0
 EXIT_UNREADY = 1

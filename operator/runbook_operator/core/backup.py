@@ -36,7 +36,7 @@ from runbook_operator.api.notificationchannel import DeliveryRecord
 from runbook_operator.core.conditions import set_condition
 from runbook_operator.core.delivery import Notification, Source, fingerprint
 from runbook_operator.core.rpo import RPOEvaluation
-from runbook_operator.runner.pipeline import BackupResult, RestoreResult, RunResult
+from runbook_operator.runner.results import BackupResult, RestoreResult, RunResult
 
 POLICY_LABEL = "runbook.dev/backuppolicy"
 BACKUP_NOW_ANNOTATION = "runbook.dev/backup-now"

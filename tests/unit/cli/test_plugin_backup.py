@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from runbook_operator.api.backuppolicy import BackupPolicySpec
 from runbook_operator.cli import plugin
 from runbook_operator.core import backup
-from runbook_operator.runner.pipeline import RestoreResult
+from runbook_operator.runner.results import RestoreResult
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import pytest
 
 from runbook_operator.api.backuppolicy import BackupPolicySpec, BackupPolicyStatus
 from runbook_operator.core import backup
-from runbook_operator.runner.pipeline import BackupResult, RestoreResult
+from runbook_operator.runner.results import BackupResult, RestoreResult
 
 OWNER = backup.Owner(name="orders", namespace="shop", uid="u-1")
 IMAGE = "registry.example/runbook-operator:1.2.3"
