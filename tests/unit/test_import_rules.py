@@ -15,12 +15,6 @@ TOP = "runbook_operator"
 CORE = f"{TOP}.core"
 RUNNER = f"{TOP}.runner"
 CONTRACT = (f"{RUNNER}.config", f"{RUNNER}.results")
-#: Imports that wait for the result models to move from runner/pipeline.py into
-#: runner/results.py (being done on another branch); each names the only models it may take.
-RESULTS_STILL_IN_PIPELINE = {
-    (f"{CORE}.backuppolicy.job_outcome", f"{RUNNER}.pipeline"):
-        {"BackupResult", "RestoreResult", "RunResult"},
-}
 
 
 def module_file(package_dir: Path, name: str) -> Path | None:
@@ -61,8 +55,6 @@ def runner_imports_of_core(package_dir: Path) -> dict[str, list[str]]:
         importer = module_name(package_dir, path)
         for module, names in imported(package_dir, path):
             if not module.startswith(f"{RUNNER}.") or module in CONTRACT:
-                continue
-            if names and names <= RESULTS_STILL_IN_PIPELINE.get((importer, module), set()):
                 continue
             offenders.setdefault(importer, []).append(module)
     return offenders

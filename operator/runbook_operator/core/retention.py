@@ -3,8 +3,10 @@
 Rules (as in restic and K8up): `keepLast` keeps the newest N; `keepDaily`/`Weekly`/`Monthly`/
 `Yearly` keep the newest backup of each of the newest N days/ISO weeks/months/years that have
 one, counted in the policy's time zone. `maxAge` removes anything older, even what a rule
-selected. Two safety nets always hold: the newest verified backup is never deleted (Velero
-#9061), and a non-empty set never becomes empty. With no rule at all, everything is kept.
+selected. Three safety nets always hold: the newest verified backup and the newest
+restore-tested backup are never deleted (Velero #9061: the last backup known to restore must
+outlive the rules), and a non-empty set never becomes empty. With no rule at all, everything is
+kept.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from zoneinfo import ZoneInfo
 
 @dataclass(frozen=True)
 class Backup:
+    """`verified`: passed its post-backup verification; `restore_tested`: a restore of it
+    succeeded."""
+
     key: str
     time: datetime
     verified: bool = False
+    restore_tested: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,8 @@ def plan(backups: Sequence[Backup], rules: Rules, now: datetime, zone: str = "UT
             mark([b for b in newest_first if b.time >= cutoff], "maxAge")
         times = {b.key: b.time for b in newest_first}
         reasons = {k: v for k, v in reasons.items() if times[k] >= cutoff}
-    newest_verified = next((b for b in newest_first if b.verified), None)
-    if newest_verified is not None:
-        reasons.setdefault(newest_verified.key, []).append("newest verified backup")
+    mark([b for b in newest_first if b.verified][:1], "newest verified backup")
+    mark([b for b in newest_first if b.restore_tested][:1], "newest restore-tested backup")
     if newest_first and not reasons:
         reasons[newest_first[0].key] = ["never delete every backup"]
     keep = [b for b in newest_first if b.key in reasons]

@@ -98,7 +98,8 @@ class RunnerConfig(ApiModel):
     )
     backup_key: str | None = Field(
         default=None,
-        description="The backup to verify or restore, `<policy>/<timestamp>`; default: newest.",
+        description="The backup to verify or restore, `<policy>/<timestamp>` in the policy's "
+        "namespace; default: the newest.",
     )
     verify_before_restore: bool = True
     retention: RetentionConfig | None = Field(
@@ -165,11 +166,13 @@ def load_key(config: EncryptionConfig, env: Mapping[str, str], *, for_backup: bo
     return None
 
 
-def build_storage(config: StorageConfig) -> Storage:
+def build_storage(config: StorageConfig, namespace: str) -> Storage:
+    """The namespace's part of the configured storage: `<path or prefix>/<namespace>/`, so
+    same-named policies of two namespaces sharing a volume or bucket never meet."""
     if config.local is not None:
         from runbook_operator.runner.storage.local import LocalStorage
 
-        return LocalStorage(config.local.path)
+        return LocalStorage(config.local.path, namespace)
     try:
         from runbook_operator.runner.storage.s3 import S3Storage
     except ImportError as exc:
@@ -177,7 +180,7 @@ def build_storage(config: StorageConfig) -> Storage:
             f"S3 storage is not available in this runner: {exc}", reason="StorageUnavailable"
         ) from None
     try:
-        return S3Storage.from_settings(config.s3 or {})
+        return S3Storage.from_settings(config.s3 or {}, namespace)
     except ValidationError as exc:
         raise RunnerError(f"invalid s3 storage: {_problems(exc)}", reason="InvalidConfig") from None
 

@@ -30,6 +30,10 @@ class StorageError(RunnerError):
     reason = "StorageFailed"
 
 
+#: The reason of a StorageError from `Storage.writer(key, exclusive=True)` when `key` exists.
+ALREADY_EXISTS = "AlreadyExists"
+
+
 class VerificationError(RunnerError):
     reason = "VerificationFailed"
 
@@ -57,14 +61,17 @@ class Source(Protocol):
 class Storage(Protocol):
     """Objects under `/`-separated keys, relative to the policy's own prefix."""
 
-    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+    def writer(self, key: str, *, exclusive: bool = False) -> AbstractContextManager[BinaryIO]:
         """A file-like to stream an object into; the object exists only after a clean exit
-        of the context (an exception leaves nothing behind)."""
+        of the context (an exception leaves nothing behind). With `exclusive`, the clean exit
+        fails with ALREADY_EXISTS instead of replacing an existing object, atomically where
+        the store can (a local hard link, an S3 conditional write)."""
 
     def reader(self, key: str) -> AbstractContextManager[BinaryIO]: ...
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under `prefix` (never outside the storage's own root/prefix)."""
+        """Keys under `prefix` (never outside the storage's own root/prefix, which includes
+        the policy's namespace)."""
 
     def delete(self, keys: list[str]) -> None: ...
 

@@ -18,24 +18,26 @@ from pathlib import Path
 from runbook_operator.cli.logs import configure
 from runbook_operator.core.retention import Rules
 from runbook_operator.runner import config as cfg
+from runbook_operator.runner.catalog import list_backups
 from runbook_operator.runner.interfaces import RunnerError, Storage
-from runbook_operator.runner.prune import prune
 from runbook_operator.runner.pipeline import (
-    PRUNED_KEYS_REPORTED,
-    SUCCEEDED,
-    BackupResult,
     BackupSettings,
     Clock,
-    ListResult,
-    RunResult,
-    describe_failure,
     elapsed_seconds,
-    list_backups,
     run_backup,
     run_restore,
     utc_now,
     verify_backup,
 )
+from runbook_operator.runner.prune import prune
+from runbook_operator.runner.results import (
+    PRUNED_KEYS_REPORTED,
+    SUCCEEDED,
+    BackupResult,
+    ListResult,
+    RunResult,
+)
+from runbook_operator.runner.verification import describe_failure
 
 log = logging.getLogger("runbook_operator.runner")
 
@@ -103,7 +105,7 @@ def run(config: cfg.RunnerConfig, env: Mapping[str, str], now: Clock = utc_now) 
     """Run one operation. Failures to set up (bad key, missing source) become results too."""
     started = now()
     try:
-        storage = cfg.build_storage(config.storage)
+        storage = cfg.build_storage(config.storage, config.namespace)
         if config.operation == "backup":
             assert config.source is not None  # guaranteed by RunnerConfig's validator
             settings = BackupSettings(

@@ -1,43 +1,27 @@
-"""`manifest.json`: what a backup is, written next to its data once it has been verified.
+"""What is stored beside a backup's data: `manifest.json`, written once the backup has been
+verified, and `restore-test.json`, written by every restore of it that succeeded.
 
 A backup directory without a manifest is an incomplete run and is ignored by every reader, so
-the manifest's presence is the commit point of a backup."""
+the manifest's presence is the commit point of a backup. It is created once and never
+rewritten; what is learned about a backup later (a restore test) goes into its own object."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from runbook_operator.api.common import ApiModel
 from runbook_operator.runner.compression import Compression
 from runbook_operator.runner.crypto import Encryption
 from runbook_operator.runner.interfaces import VerificationError
+from runbook_operator.runner.results import RUNNER_VERSION, UtcDatetime
 
 MANIFEST_NAME = "manifest.json"
+RESTORE_TEST_NAME = "restore-test.json"
 MANIFEST_FORMAT_VERSION: Final = 1
 MAX_MANIFEST_BYTES = 64 * 1024
 
-
-def _runner_version() -> str:
-    try:
-        return version("runbook-operator")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-RUNNER_VERSION = _runner_version()
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("times must carry a time zone (RFC 3339)")
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -47,6 +31,20 @@ class EncryptionInfo(ApiModel):
     algorithm: Encryption
     key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
     chunk_size: int | None = Field(default=None, gt=0)
+
+
+class Verification(ApiModel):
+    """The post-backup verification the backup passed before its manifest was written: the
+    stream decrypted (authenticated) and decompressed to exactly `rawSizeBytes`, the stored
+    object read back with the recorded size and sha256, and the source kind's content check."""
+
+    verified_at: UtcDatetime
+    content_check: str | None = Field(
+        default=None,
+        description="The source kind whose content check passed (postgres: pg_restore --list, "
+        "mysql: the dump's completion trailer, files: a full tar listing); absent when the "
+        "kind has none (command).",
+    )
 
 
 class Manifest(ApiModel):
@@ -63,23 +61,49 @@ class Manifest(ApiModel):
     size_bytes: int = Field(ge=0, description="Size of the stored object.")
     raw_size_bytes: int = Field(ge=0, description="Size of the dump before compression.")
     runner_version: str = RUNNER_VERSION
-    verified: bool = False
+    verification: Verification | None = Field(
+        default=None,
+        description="Absent in manifests written before verification was recorded (they "
+        "carried a constant `verified: true`).",
+    )
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode() + b"\n"
+        return _to_json(self)
 
 
-def parse_manifest(data: bytes) -> Manifest:
-    """Parse a stored manifest; a malformed one is reported, never half-trusted."""
+class RestoreTest(ApiModel):
+    """The newest successful restore of a backup (a scheduled restore test or a restore asked
+    for by a person): proof that the backup restores, which retention protects."""
+
+    format_version: Literal[1] = MANIFEST_FORMAT_VERSION
+    restored_at: UtcDatetime
+    target_kind: str
+    duration_seconds: float = Field(ge=0)
+    sha256: Sha256Hex = Field(description="sha256 of the data object that was restored.")
+    runner_version: str = RUNNER_VERSION
+
+    def to_json(self) -> bytes:
+        return _to_json(self)
+
+
+def _to_json(model: ApiModel) -> bytes:
+    return model.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode() + b"\n"
+
+
+StoredRecord = TypeVar("StoredRecord", Manifest, RestoreTest)
+
+
+def parse_stored(model: type[StoredRecord], data: bytes, what: str) -> StoredRecord:
+    """Parse a stored record; a malformed one is reported, never half-trusted."""
     if len(data) > MAX_MANIFEST_BYTES:
         raise VerificationError(
-            f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes", reason="InvalidManifest"
+            f"the {what} is larger than {MAX_MANIFEST_BYTES} bytes", reason="InvalidManifest"
         )
     try:
-        return Manifest.model_validate_json(data)
+        return model.model_validate_json(data)
     except ValidationError as exc:
         raise VerificationError(
-            f"the manifest is not valid: {exc.error_count()} error(s), first: "
+            f"the {what} is not valid: {exc.error_count()} error(s), first: "
             f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}",
             reason="InvalidManifest",
         ) from None

@@ -1,10 +1,12 @@
-"""The runner's operations: back up (stream, verify, commit), verify, restore, list.
+"""The runner's operations: back up (stream and verify, read back, commit), verify, restore.
 
-A backup is `<policy>/<timestamp>/` holding one data object and `manifest.json`. The data is
-streamed dump → compress → encrypt → sha256 → storage through fixed-size blocks, so memory does
-not grow with the dump. It is then read back from storage and checked end to end; only a backup
-that passed is committed by writing its manifest, last. Readers ignore directories without a
-manifest, so an interrupted or failed run can never be mistaken for a backup.
+A backup is `<policy>/<timestamp>/` in its namespace's part of the storage, holding one data
+object and `manifest.json`. The data is streamed dump → compress → encrypt → sha256 → storage
+through fixed-size blocks, so memory does not grow with the dump, and decoded on a second
+thread as it is written (`verification.StreamVerifier`). The stored object is then read back and
+must match what was written; only a backup that passed both is committed by writing its
+manifest, last. Readers ignore directories without a manifest, so an interrupted or failed run
+can never be mistaken for a backup.
 """
 
 from __future__ import annotations
@@ -16,27 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar
 
-from pydantic import Field
-
-from runbook_operator.api.common import ApiModel
-from runbook_operator.runner.compression import (
-    SUFFIXES,
-    Compression,
-    Transform,
-    compressor,
-    decompressing_reader,
-)
-from runbook_operator.runner.crypto import (
-    DEFAULT_CHUNK_SIZE,
-    DecryptingReader,
-    Encryption,
-    Encryptor,
-    Key,
-)
+from runbook_operator.runner.catalog import read_manifest, record_restore_test
+from runbook_operator.runner.compression import SUFFIXES, Compression, Transform, compressor
+from runbook_operator.runner.crypto import DEFAULT_CHUNK_SIZE, Encryption, Encryptor, Key
 from runbook_operator.runner.interfaces import (
+    ALREADY_EXISTS,
     Dump,
     RestoreError,
-    RestoreSink,
     RestoreTarget,
     RunnerError,
     Source,
@@ -47,105 +35,40 @@ from runbook_operator.runner.interfaces import (
 )
 from runbook_operator.runner.manifest import (
     MANIFEST_NAME,
-    MAX_MANIFEST_BYTES,
-    RUNNER_VERSION,
     EncryptionInfo,
     Manifest,
-    UtcDatetime,
-    parse_manifest,
+    RestoreTest,
+    Verification,
+)
+from runbook_operator.runner.results import (
+    SUCCEEDED,
+    BackupResult,
+    RestoreResult,
+    RunResult,
+)
+from runbook_operator.runner.verification import (
+    CountingReader,
+    Feed,
+    StoredObject,
+    StreamVerifier,
+    check_complete,
+    check_stored_copy,
+    check_whole_object,
+    describe_failure,
+    plain_reader,
+    verify_object,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_READ_SIZE = 1024 * 1024
-TERMINATION_MESSAGE_LIMIT = 4096
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-SUCCEEDED = "Succeeded"
 
 Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class RunResult(ApiModel):
-    """What a run reports through the Job's termination message."""
-
-    ok: bool
-    reason: str
-    message: str = ""
-    started_at: UtcDatetime
-    finished_at: UtcDatetime
-    duration_seconds: float = Field(ge=0)
-    location: str | None = None
-    key: str | None = None
-    runner_version: str = RUNNER_VERSION
-
-    def to_json(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON of at most `limit` bytes: the message is shortened (keeping its head
-        and its tail, where tools print the actual error) until the whole fits."""
-        text = self.model_dump_json(by_alias=True, exclude_none=True)
-        message = self.message
-        while len(text.encode()) > limit and message:
-            excess = len(text.encode()) - limit
-            message = _shorten(message, max(0, len(message) - excess - 16))
-            text = self.model_copy(update={"message": message}).model_dump_json(
-                by_alias=True, exclude_none=True
-            )
-        return text
-
-
-PRUNED_KEYS_REPORTED = 10
-
-
-class BackupResult(RunResult):
-    size_bytes: int | None = None
-    raw_size_bytes: int | None = None
-    sha256: str | None = None
-    key_id: str | None = Field(
-        default=None, description="Id of the encryption key (as in the manifest); none when "
-        "the backup is not encrypted.")
-    verified: bool = False
-    pruned_count: int = 0
-    pruned: list[str] = Field(
-        default_factory=list,
-        description=f"Up to {PRUNED_KEYS_REPORTED} of the backups pruned (or, in a dry run, "
-        "that would be pruned).",
-    )
-    prune_dry_run: bool = False
-
-
-class RestoreResult(RunResult):
-    """`durationSeconds` is the measured recovery time (RTO) of this backup."""
-
-    size_bytes: int | None = None
-    raw_size_bytes: int | None = None
-    sha256: str | None = None
-    verified: bool = False
-    target_kind: str | None = None
-
-
-class ListResult(RunResult):
-    count: int = 0
-    newest: str | None = None
-
-
-class BackupInfo(ApiModel):
-    """One committed backup, as read from its manifest."""
-
-    key: str
-    location: str
-    started_at: UtcDatetime
-    finished_at: UtcDatetime
-    source_kind: str
-    size_bytes: int
-    raw_size_bytes: int
-    sha256: str
-    compression: Compression
-    encryption: Encryption
-    key_id: str | None = None
-    verified: bool
 
 
 @dataclass(frozen=True)
@@ -161,24 +84,6 @@ class BackupSettings:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     verifier: RestoreTarget | None = None
     read_size: int = DEFAULT_READ_SIZE
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """The facts a reader must reproduce for a stored object to be trusted."""
-
-    sha256: str
-    size: int
-    raw_size: int
-
-
-def _shorten(text: str, length: int) -> str:
-    if len(text) <= length:
-        return text
-    if length < 8:
-        return text[:length]
-    head = length // 3
-    return text[:head] + " … " + text[len(text) - (length - head - 3) :]
 
 
 def backup_prefix(policy: str, started: datetime) -> str:
@@ -216,13 +121,6 @@ def verified_copy(size: int, raw_size: int, sha256: str) -> dict[str, Any]:
     return {"size_bytes": size, "raw_size_bytes": raw_size, "sha256": sha256, "verified": True}
 
 
-def describe_failure(exc: BaseException) -> tuple[str, str]:
-    """Reason and message of a failure; unexpected exceptions also name their type."""
-    if isinstance(exc, RunnerError):
-        return exc.reason, str(exc)
-    return RunnerError.reason, f"unexpected {type(exc).__name__}: {exc}"
-
-
 def _check_key(encryption: Encryption, expected_key_id: str | None, key: Key | None) -> Key | None:
     """The key to decrypt with, or None for plain data; fails before any data is touched."""
     if encryption == "none":
@@ -240,150 +138,11 @@ def _check_key(encryption: Encryption, expected_key_id: str | None, key: Key | N
     return key
 
 
-class _CountingReader:
-    """Hashes and counts the stored bytes as the decoders pull them."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._raw.read(size)
-        except RunnerError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"reading the stored object failed: {exc}") from None
-        self.digest.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self, read_size: int) -> None:
-        while self.read(read_size):
-            pass
-
-
-def _check_stored(counted: _CountingReader, expected: StoredObject) -> None:
-    if counted.size < expected.size:
-        raise VerificationError(
-            f"the stored object has {counted.size} bytes, {expected.size} expected",
-            reason="Truncated",
-        )
-    if counted.size > expected.size:
-        raise VerificationError(
-            f"the stored object has {counted.size} bytes, {expected.size} expected "
-            f"(data was appended)",
-            reason="Corrupted",
-        )
-    if counted.digest.hexdigest() != expected.sha256:
-        raise VerificationError(
-            f"sha256 of the stored object is {counted.digest.hexdigest()}, "
-            f"{expected.sha256} expected",
-            reason="Corrupted",
-        )
-
-
-def _plain_reader(raw: BinaryIO, compression: Compression, key: Key | None) -> BinaryIO:
-    decrypted: BinaryIO = DecryptingReader(raw, key) if key is not None else raw  # type: ignore[assignment]
-    return decompressing_reader(decrypted, compression)
-
-
-class _Feed:
-    """Writes to a sink's stream, noting when the consumer stopped reading (a closed pipe)."""
-
-    def __init__(self, sink: RestoreSink) -> None:
-        self.sink = sink
-        self.stopped_reading = False
-
-    def write(self, data: bytes) -> None:
-        if self.stopped_reading:
-            return
-        try:
-            self.sink.stream.write(data)
-        except BrokenPipeError:
-            self.stopped_reading = True
-
-    def close(self) -> None:
-        try:
-            self.sink.stream.close()
-        except BrokenPipeError:
-            self.stopped_reading = True
-
-    def abandon(self) -> None:
-        """After a failure: end the consumer's input and reap it, keeping the first error."""
-        try:
-            self.close()
-            self.sink.finish()
-        except Exception as exc:  # the original failure is what gets reported
-            log.warning("the consumer failed after an earlier error: %s", describe_failure(exc)[1])
-
-
-def _check_whole_object(counted: _CountingReader, expected: StoredObject, read_size: int) -> None:
-    """Read the stored object to its end and compare it with the record. After a decoding
-    error this is also the clearer explanation: a cut-off object reads as `Truncated` rather
-    than as a failed chunk."""
-    counted.drain(read_size)
-    _check_stored(counted, expected)
-
-
-def _check_complete(
-    counted: _CountingReader, expected: StoredObject, raw_size: int, read_size: int
-) -> None:
-    """After decoding: the stored bytes and the decoded size must be exactly as recorded."""
-    _check_whole_object(counted, expected, read_size)
-    if raw_size != expected.raw_size:
-        raise VerificationError(
-            f"the backup decompresses to {raw_size} bytes, {expected.raw_size} expected",
-            reason="Corrupted",
-        )
-
-
-def _verify_object(
-    storage: Storage,
-    data_key: str,
-    expected: StoredObject,
-    compression: Compression,
-    key: Key | None,
-    checker: RestoreTarget | None,
-    read_size: int,
-) -> None:
-    """Read a stored object back end to end: size, sha256, authenticated decryption,
-    decompression, the decompressed size, and the optional checker (e.g. pg_restore --list)."""
-    with storage.reader(data_key) as raw:
-        counted = _CountingReader(raw)
-        feed = _Feed(checker.start()) if checker is not None else None
-        try:
-            plain = _plain_reader(counted, compression, key)  # type: ignore[arg-type]
-            raw_size = 0
-            while block := plain.read(read_size):
-                raw_size += len(block)
-                if feed is not None:
-                    feed.write(block)
-            _check_complete(counted, expected, raw_size, read_size)
-        except VerificationError:
-            if feed is not None:
-                feed.abandon()
-            _check_whole_object(counted, expected, read_size)
-            raise
-        except BaseException:
-            if feed is not None:
-                feed.abandon()
-            raise
-    if checker is not None and feed is not None:
-        feed.close()
-        try:
-            feed.sink.finish()
-        except VerificationError:
-            raise
-        except RunnerError as exc:
-            raise VerificationError(
-                f"the {checker.kind} check failed: {exc}", reason="CheckFailed"
-            ) from None
-
-
-def _store(dump: Dump, out: BinaryIO, stages: list[Transform], read_size: int) -> StoredObject:
-    """The streaming core: fixed-size blocks through every stage, hashed as they are written."""
+def _store(
+    dump: Dump, out: BinaryIO, stages: list[Transform], read_size: int, verifier: StreamVerifier
+) -> StoredObject:
+    """The streaming core: fixed-size blocks through every stage, hashed as they are written
+    and handed to the verifier."""
     digest = hashlib.sha256()
     size = 0
     raw_size = 0
@@ -400,6 +159,7 @@ def _store(dump: Dump, out: BinaryIO, stages: list[Transform], read_size: int) -
             raise
         except Exception as exc:
             raise StorageError(f"writing the backup failed: {exc}") from None
+        verifier.write(data)
 
     while True:
         try:
@@ -431,17 +191,22 @@ def _abandon_dump(dump: Dump) -> None:
 def _stream_to_storage(
     source: Source, storage: Storage, data_key: str, settings: BackupSettings, key: Key | None
 ) -> StoredObject:
+    """Stream the dump into a new object while a second thread decodes and checks it; the
+    object is created only if the dump succeeded and the check passed."""
     stages: list[Transform] = [compressor(settings.compression, settings.compression_level)]
     if key is not None:
         stages.append(Encryptor(key, settings.chunk_size))
     dump = source.start()
+    verifier = StreamVerifier(settings.compression, key, settings.verifier, settings.read_size)
     finished = False
     try:
-        with storage.writer(data_key) as out:
-            stored = _store(dump, out, stages, settings.read_size)
+        with storage.writer(data_key, exclusive=True) as out:
+            stored = _store(dump, out, stages, settings.read_size, verifier)
             finished = True
             dump.finish()
+            verifier.finish(stored.raw_size)
     except BaseException:
+        verifier.abandon()
         if not finished:
             _abandon_dump(dump)
         raise
@@ -453,6 +218,10 @@ def _discard(storage: Storage, keys: list[str]) -> None:
         storage.delete(keys)
     except Exception as exc:  # without a manifest the leftover is ignored anyway
         log.warning("could not remove the incomplete backup %s: %s", keys, describe_failure(exc)[1])
+
+
+def _exists(location: str) -> StorageError:
+    return StorageError(f"{location} already holds a backup", reason="BackupExists")
 
 
 def run_backup(
@@ -471,24 +240,19 @@ def run_backup(
     try:
         key = _check_key(settings.encryption, None, settings.key)
         if any(True for _ in storage.list(prefix + "/")):
-            raise StorageError(f"{location} already holds a backup", reason="BackupExists")
-        stored = _stream_to_storage(source, storage, data_key, settings, key)
+            raise _exists(location)
+        try:
+            stored = _stream_to_storage(source, storage, data_key, settings, key)
+        except StorageError as exc:
+            if exc.reason == ALREADY_EXISTS:  # another run made the same backup meanwhile
+                raise _exists(location) from None
+            raise
         written = True
         log.info(
-            "stored %d bytes (%d raw), sha256 %s; verifying",
-            stored.size,
-            stored.raw_size,
-            stored.sha256,
+            "stored %d bytes (%d raw), sha256 %s, decoded and checked while streaming; "
+            "reading it back", stored.size, stored.raw_size, stored.sha256,
         )
-        _verify_object(
-            storage,
-            data_key,
-            stored,
-            settings.compression,
-            key,
-            settings.verifier,
-            settings.read_size,
-        )
+        check_stored_copy(storage, data_key, stored, settings.read_size)
         finished = now()
         manifest = Manifest(
             policy=settings.policy,
@@ -506,9 +270,12 @@ def run_backup(
             sha256=stored.sha256,
             size_bytes=stored.size,
             raw_size_bytes=stored.raw_size,
-            verified=True,
+            verification=Verification(
+                verified_at=finished,
+                content_check=settings.verifier.kind if settings.verifier else None,
+            ),
         )
-        with storage.writer(f"{prefix}/{MANIFEST_NAME}") as out:
+        with storage.writer(f"{prefix}/{MANIFEST_NAME}", exclusive=True) as out:
             out.write(manifest.to_json())
     except Exception as exc:  # every failure becomes a reported result
         if written:
@@ -527,20 +294,6 @@ def _normalise_backup_key(backup_key: str) -> str:
     return backup_key.strip("/")
 
 
-def read_manifest(storage: Storage, backup_key: str) -> Manifest:
-    """The manifest of a committed backup; a missing one means there is no such backup."""
-    try:
-        with storage.reader(f"{backup_key}/{MANIFEST_NAME}") as handle:
-            data = handle.read(MAX_MANIFEST_BYTES + 1)
-    except StorageError as exc:
-        if exc.reason == "NotFound":
-            raise RunnerError(
-                f"no committed backup at {storage.location(backup_key)}", reason="BackupNotFound"
-            ) from None
-        raise
-    return parse_manifest(data)
-
-
 def _expected(manifest: Manifest) -> StoredObject:
     return StoredObject(
         sha256=manifest.sha256, size=manifest.size_bytes, raw_size=manifest.raw_size_bytes
@@ -555,14 +308,14 @@ def verify_backup(
     now: Clock = utc_now,
     read_size: int = DEFAULT_READ_SIZE,
 ) -> BackupResult:
-    """Re-check a committed backup as `run_backup` did right after writing it."""
+    """Re-check a committed backup: decode the stored object itself, end to end."""
     started = now()
     backup_key = _normalise_backup_key(backup_key)
     location = storage.location(backup_key)
     try:
         manifest = read_manifest(storage, backup_key)
         decrypt_key = _check_key(manifest.encryption.algorithm, manifest.encryption.key_id, key)
-        _verify_object(
+        verify_object(
             storage,
             f"{backup_key}/{manifest.data_object}",
             _expected(manifest),
@@ -576,7 +329,7 @@ def verify_backup(
                       location=location, key=backup_key)
     return ended(
         BackupResult, started, now(), ok=True, reason=SUCCEEDED, message="backup verified",
-        location=location, key=backup_key,
+        location=location, key=backup_key, key_id=manifest.encryption.key_id,
         **verified_copy(manifest.size_bytes, manifest.raw_size_bytes, manifest.sha256),
     )
 
@@ -593,10 +346,10 @@ def _restore_stream(
     authenticated and decoded, so a wrong key or a broken header overwrites nothing."""
     expected = _expected(manifest)
     with storage.reader(data_key) as raw:
-        counted = _CountingReader(raw)
-        plain = _plain_reader(counted, manifest.compression, key)  # type: ignore[arg-type]
+        counted = CountingReader(raw)
+        plain = plain_reader(counted, manifest.compression, key)  # type: ignore[arg-type]
         block = plain.read(read_size)
-        feed = _Feed(target.start())
+        feed = Feed(target.start())
         try:
             raw_size = 0
             while block:
@@ -606,10 +359,10 @@ def _restore_stream(
                     break
                 block = plain.read(read_size)
             if not feed.stopped_reading:
-                _check_complete(counted, expected, raw_size, read_size)
+                check_complete(counted, expected, raw_size, read_size)
         except VerificationError:
             feed.abandon()
-            _check_whole_object(counted, expected, read_size)
+            check_whole_object(counted, expected, read_size)
             raise
         except BaseException:
             feed.abandon()
@@ -618,6 +371,21 @@ def _restore_stream(
     feed.sink.finish()
     if feed.stopped_reading:
         raise RestoreError(f"the {target.kind} target stopped reading before the end")
+
+
+def _record(storage: Storage, backup_key: str, restored: RestoreResult,
+            manifest: Manifest) -> RestoreResult:
+    """Note the successful restore beside the backup, where retention sees it. Failing to
+    does not undo the restore: it is reported in the message."""
+    test = RestoreTest(restored_at=restored.finished_at, target_kind=restored.target_kind or "",
+                       duration_seconds=restored.duration_seconds, sha256=manifest.sha256)
+    try:
+        record_restore_test(storage, backup_key, test)
+    except RunnerError as exc:
+        log.warning("could not record the restore test of %s: %s", backup_key, exc)
+        return restored.model_copy(
+            update={"message": f"{restored.message}; recording the restore test failed: {exc}"})
+    return restored
 
 
 def run_restore(
@@ -630,7 +398,8 @@ def run_restore(
     now: Clock = utc_now,
     read_size: int = DEFAULT_READ_SIZE,
 ) -> RestoreResult:
-    """Restore a committed backup into a target and measure how long it took (the RTO).
+    """Restore a committed backup into a target and measure how long it took (the RTO); a
+    success is recorded beside the backup as its newest restore test.
 
     With `verify_first` the whole backup is checked before the target sees a byte, so a
     corrupted or truncated backup never half-overwrites a target."""
@@ -643,7 +412,7 @@ def run_restore(
         decrypt_key = _check_key(manifest.encryption.algorithm, manifest.encryption.key_id, key)
         data_key = f"{backup_key}/{manifest.data_object}"
         if verify_first:
-            _verify_object(
+            verify_object(
                 storage,
                 data_key,
                 _expected(manifest),
@@ -663,40 +432,4 @@ def run_restore(
         **verified_copy(manifest.size_bytes, manifest.raw_size_bytes, manifest.sha256),
     )
     log.info("restored %s in %.1f s", backup_key, restored.duration_seconds)
-    return restored
-
-
-def list_backups(storage: Storage, policy: str, namespace: str | None = None) -> list[BackupInfo]:
-    """Committed backups of one policy, oldest first. Directories without a readable manifest
-    are incomplete runs and are skipped; with `namespace`, so are other namespaces' backups
-    that share the prefix."""
-    backups: list[BackupInfo] = []
-    for object_key in storage.list(f"{policy}/"):
-        parts = object_key.split("/")
-        if len(parts) != 3 or parts[2] != MANIFEST_NAME:
-            continue
-        backup_key = f"{parts[0]}/{parts[1]}"
-        try:
-            manifest = read_manifest(storage, backup_key)
-        except RunnerError as exc:
-            log.warning("ignoring %s: %s", backup_key, exc)
-            continue
-        if manifest.policy != policy or (namespace and manifest.namespace != namespace):
-            continue
-        backups.append(
-            BackupInfo(
-                key=backup_key,
-                location=storage.location(backup_key),
-                started_at=manifest.started_at,
-                finished_at=manifest.finished_at,
-                source_kind=manifest.source_kind,
-                size_bytes=manifest.size_bytes,
-                raw_size_bytes=manifest.raw_size_bytes,
-                sha256=manifest.sha256,
-                compression=manifest.compression,
-                encryption=manifest.encryption.algorithm,
-                key_id=manifest.encryption.key_id,
-                verified=manifest.verified,
-            )
-        )
-    return sorted(backups, key=lambda info: (info.started_at, info.key))
+    return _record(storage, backup_key, restored, manifest)

@@ -1,6 +1,7 @@
 """Apply the retention rules after a successful backup, strictly inside the policy's own
-backups (listed from their manifests, so another policy's or namespace's objects that share a
-prefix are never candidates)."""
+backups (listed from their manifests in the namespace's part of the storage, so another
+policy's or namespace's objects are never candidates), never deleting the newest verified nor
+the newest restore-tested backup."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from runbook_operator.core.retention import Backup, Rules, plan
+from runbook_operator.runner.catalog import list_backups
 from runbook_operator.runner.interfaces import Storage
 from runbook_operator.runner.manifest import MANIFEST_NAME
-from runbook_operator.runner.pipeline import list_backups
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def prune(
 ) -> PruneOutcome:
     backups = list_backups(storage, policy, namespace)
     decided = plan(
-        [Backup(key=b.key, time=b.finished_at, verified=b.verified) for b in backups],
+        [Backup(key=b.key, time=b.finished_at, verified=b.verified,
+                restore_tested=b.restore_tested_at is not None) for b in backups],
         rules, now, zone,
     )
     doomed = [b.key for b in decided.delete]

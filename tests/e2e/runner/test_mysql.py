@@ -41,7 +41,8 @@ def test_dump_and_restore_round_trip(
     target = build_restore_target(
         "mysql",
         connection(
-            mariadb, database=scratch, checkQuery="SELECT COUNT(*) FROM items", expect=str(MYSQL_ITEMS)
+            mariadb, database=scratch, checkQuery="SELECT COUNT(*) FROM items",
+            expect=str(MYSQL_ITEMS),
         ),
     )
     sink = target.start()

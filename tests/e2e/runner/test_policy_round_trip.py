@@ -1,6 +1,7 @@
 """A BackupPolicy's own runner configs, as the operator renders them, run against real
-services: PostgreSQL, MariaDB and files → PVC-style directory or MinIO → pruned by the policy's
-retention → restored by its restore test into a scratch target with identical content."""
+services: PostgreSQL, MariaDB and files → PVC-style directory or MinIO → restored by the
+policy's restore test into a scratch target with identical content → pruned by its retention,
+which keeps the newest restore-tested backup."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from runbook_operator.core.backuppolicy.runner_config import (
 )
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.runner.config import RunnerConfig, parse_config
+from runbook_operator.runner.crypto import parse_key
 from runbook_operator.runner.main import run
-from runbook_operator.runner.pipeline import BackupResult, RestoreResult
+from runbook_operator.runner.results import BackupResult, RestoreResult
 
 from tests.support.databases import (
     MYSQL_SCHEMA,
@@ -106,17 +108,27 @@ def test_policy_backups_prune_and_restore_on_real_services(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
-    results = [run(_config(spec, "backup", tmp_path), env, Days(day)) for day in range(3)]
-    assert all(isinstance(r, BackupResult) and r.ok and r.verified for r in results), results
-    assert [r.pruned_count for r in results] == [0, 0, 1]
-    assert results[2].pruned == [results[0].key]
+    def backup_on(day: int) -> BackupResult:
+        made = run(_config(spec, "backup", tmp_path), env, Days(day))
+        assert isinstance(made, BackupResult) and made.ok and made.verified, made.message
+        assert made.key_id == parse_key(KEY).id
+        return made
 
-    restore_config = _config(spec, "restore", tmp_path)
-    restored = run(restore_config, env, Days(4))
-    assert isinstance(restored, RestoreResult) and restored.ok, restored.message
-    assert restored.key == results[2].key
-    scratch = scratch_database(database)
-    assert fingerprint(server, scratch) == fingerprint(server, database)  # type: ignore[arg-type]
+    def restore_test_on(day: int) -> RestoreResult:
+        restored = run(_config(spec, "restore", tmp_path), env, Days(day))
+        assert isinstance(restored, RestoreResult) and restored.ok, restored.message
+        scratch = scratch_database(database)
+        assert fingerprint(server, scratch) == fingerprint(server, database)  # type: ignore[arg-type]
+        return restored
+
+    first = backup_on(0)
+    assert restore_test_on(0).key == first.key
+    later = [backup_on(day) for day in (1, 2, 3)]
+    # keepLast 2 alone would have pruned the first backup on day 2: it is the restore-tested one.
+    assert [r.pruned for r in later] == [[], [], [later[0].key]]
+    assert restore_test_on(4).key == later[2].key
+    newest = backup_on(5)
+    assert sorted(newest.pruned) == sorted([first.key, later[1].key])
 
 
 def test_failing_dump_reports_why_without_the_password(

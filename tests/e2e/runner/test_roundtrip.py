@@ -47,7 +47,8 @@ def test_postgres_to_minio_and_back(
             "secretAccessKeyEnv": "TEST_S3_SECRET_KEY",
             "forcePathStyle": True,
             "partSizeMib": 5,
-        }
+        },
+        namespace="shop",
     )
     key = Key(os.urandom(32))
     source_settings = connection(postgres, database=origin)
@@ -66,11 +67,8 @@ def test_postgres_to_minio_and_back(
         now=lambda: datetime.now(UTC),
     )
     assert backup.ok, backup.message
-    assert (
-        backup.verified
-        and backup.location
-        and backup.location.startswith(f"s3://{bucket}/team-a/prod/shop-db/")
-    )
+    assert backup.verified and backup.key_id == key.id
+    assert backup.location and backup.location.startswith(f"s3://{bucket}/team-a/prod/shop/shop-db/")
     assert backup.raw_size_bytes and backup.size_bytes
     assert backup.size_bytes < backup.raw_size_bytes / 2, "zstd compressed the -Z0 dump"
     assert backup.key is not None

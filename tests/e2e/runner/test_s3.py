@@ -1,15 +1,21 @@
-"""S3 storage against a real MinIO."""
+"""S3 storage against a real MinIO: multipart streaming, prefix and namespace isolation, and
+conditional writes that never replace an object."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from runbook_operator.devcluster.services import MinioServer
+from runbook_operator.runner import config as runner_config
 from runbook_operator.runner.interfaces import StorageError
+from runbook_operator.runner.main import run
+from runbook_operator.runner.results import RunResult
 from runbook_operator.runner.storage.s3 import MiB, S3Storage
 
 from tests.support.streams import sha256
@@ -190,3 +196,68 @@ def test_concurrent_writers_do_not_mix(storage_at, unique) -> None:
     for key, value in payloads.items():
         with storage.reader(key) as stream:
             assert sha256(stream.read()) == sha256(value)
+
+
+def test_exclusive_writes_never_replace(storage_at, minio: MinioServer, bucket: str,
+                                        unique) -> None:
+    """`If-None-Match: *` on the single PUT and on CompleteMultipartUpload."""
+    storage = storage_at(unique("exclusive"))
+    for key, size in (("small", 1000), ("multipart", 12 * MiB)):
+        first = os.urandom(size)
+        write_in_chunks(storage, key, first)
+        with pytest.raises(StorageError) as refused, storage.writer(key, exclusive=True) as out:
+            out.write(os.urandom(size))
+        assert refused.value.reason == "AlreadyExists"
+        with storage.reader(key) as stream:
+            assert sha256(stream.read()) == sha256(first)
+        with storage.writer(f"new-{key}", exclusive=True) as out:
+            out.write(first)
+    assert sorted(storage.list()) == ["multipart", "new-multipart", "new-small", "small"]
+    assert not any(k.startswith(storage.root) for k in pending_uploads(minio, bucket))
+
+
+def test_of_two_open_exclusive_uploads_the_first_to_complete_wins(storage_at, unique) -> None:
+    storage = storage_at(unique("race"))
+    early, late = os.urandom(11 * MiB), os.urandom(11 * MiB)
+    with pytest.raises(StorageError) as refused, storage.writer(
+        "data", exclusive=True
+    ) as late_out:
+        late_out.write(late)  # two parts already uploaded
+        with storage.writer("data", exclusive=True) as early_out:
+            early_out.write(early)
+    assert refused.value.reason == "AlreadyExists"
+    with storage.reader("data") as stream:
+        assert sha256(stream.read()) == sha256(early)
+
+
+def test_same_policy_in_two_namespaces_shares_a_bucket(
+    minio: MinioServer, bucket: str, credentials: None, unique, tmp_path
+) -> None:
+    """The runner's own configs: same policy name, same start times, one bucket and prefix;
+    each namespace keeps its own backups and its retention touches only them."""
+    prefix = unique("shared")
+    made: dict[str, list[RunResult]] = {}
+    for namespace in ("team-a", "team-b"):
+        config = runner_config.parse_config(json.dumps({
+            "operation": "backup", "policy": "db", "namespace": namespace,
+            "encryption": {"mode": "none"}, "retention": {"keepLast": 2},
+            "source": {"kind": "command", "settings": {"command": ["echo", namespace]}},
+            "storage": {"s3": {
+                "bucket": bucket, "prefix": prefix, "endpointUrl": minio.endpoint_url,
+                "accessKeyIdEnv": "TEST_S3_ACCESS_KEY", "secretAccessKeyEnv": "TEST_S3_SECRET_KEY",
+                "forcePathStyle": True}},
+        }))
+        made[namespace] = [run(config, {}, fixed_clock(day)) for day in range(3)]
+    for namespace, results in made.items():
+        assert all(r.ok for r in results), [r.message for r in results]
+        assert [r.pruned_count for r in results] == [0, 0, 1]
+        assert results[0].location == f"s3://{bucket}/{prefix}/{namespace}/{results[0].key}"
+        kept = sorted({k.rsplit("/", 1)[0] for k in raw_keys(minio, bucket)
+                       if k.startswith(f"{prefix}/{namespace}/")})
+        assert kept == [f"{prefix}/{namespace}/{r.key}" for r in results[1:]]
+    assert [r.key for r in made["team-a"]] == [r.key for r in made["team-b"]]
+
+
+def fixed_clock(day: int) -> Callable[[], datetime]:
+    """Every reading on day `day` at 02:00 UTC: two runs given the same day collide."""
+    return lambda: datetime(2026, 3, 1 + day, 2, 0, tzinfo=UTC)

@@ -8,9 +8,11 @@ from runbook_operator.core.retention import Backup, Rules, plan
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
 
-def series(hours: list[int], verified: set[int] = frozenset()) -> list[Backup]:
+def series(hours: list[int], verified: set[int] = frozenset(),
+           restore_tested: set[int] = frozenset()) -> list[Backup]:
     return [
-        Backup(key=f"b{h:05d}", time=NOW - timedelta(hours=h), verified=h in verified)
+        Backup(key=f"b{h:05d}", time=NOW - timedelta(hours=h), verified=h in verified,
+               restore_tested=h in restore_tested)
         for h in hours
     ]
 
@@ -50,6 +52,19 @@ def test_max_age_overrides_rules_but_not_the_newest_verified() -> None:
     assert result.reasons["b01200"] == ["newest verified backup"]
 
 
+def test_the_newest_restore_tested_backup_outlives_the_rules() -> None:
+    """Nightly backups, all verified; the restore test last passed on the one from 5 days ago
+    (later restore tests failed or did not run): keepLast 2 keeps it as well."""
+    days = [24 * d for d in range(8)]
+    backups = series(days, verified=set(days), restore_tested={24 * 5, 24 * 7})
+    result = plan(backups, Rules(keep_last=2), NOW)
+    assert [b.key for b in result.keep] == ["b00000", "b00024", "b00120"]
+    assert result.reasons["b00000"] == ["keepLast", "newest verified backup"]
+    assert result.reasons["b00120"] == ["newest restore-tested backup"]
+    aged = plan(backups, Rules(max_age=timedelta(days=1)), NOW)
+    assert [b.key for b in aged.keep] == ["b00000", "b00024", "b00120"]
+
+
 def test_never_empties_a_non_empty_set() -> None:
     result = plan(series([24 * 90]), Rules(max_age=timedelta(days=1)), NOW)
     assert [b.key for b in result.keep] == ["b02160"] and result.delete == []
@@ -66,14 +81,10 @@ def test_weekly_and_monthly_in_the_policy_time_zone() -> None:
 
 
 backup_sets = st.lists(
-    st.builds(
-        lambda minutes, verified: (minutes, verified),
-        st.integers(0, 60 * 24 * 800),
-        st.booleans(),
-    ),
+    st.tuples(st.integers(0, 60 * 24 * 800), st.booleans(), st.booleans()),
     max_size=40,
     unique_by=lambda item: item[0],
-).map(lambda items: [Backup(f"k{m}", NOW - timedelta(minutes=m), v) for m, v in items])
+).map(lambda items: [Backup(f"k{m}", NOW - timedelta(minutes=m), v, r) for m, v, r in items])
 
 rule_sets = st.builds(
     Rules,
@@ -102,10 +113,12 @@ def test_properties(backups: list[Backup], rules: Rules, zone: str) -> None:
     for b in newest_first[: rules.keep_last]:
         if cutoff is None or b.time >= cutoff:
             assert b.key in kept
-    # The newest verified backup survives; a non-empty set stays non-empty.
-    verified = [b for b in newest_first if b.verified]
-    if verified:
-        assert verified[0].key in kept
+    # The newest verified and the newest restore-tested backups survive; a non-empty set
+    # stays non-empty.
+    for proven in ([b for b in newest_first if b.verified],
+                   [b for b in newest_first if b.restore_tested]):
+        if proven:
+            assert proven[0].key in kept
     if backups:
         assert kept
     # Idempotent: planning again over what was kept deletes nothing more.

@@ -16,23 +16,25 @@ from typing import BinaryIO
 
 import pytest
 
-from runbook_operator.runner.compression import Compression
+from runbook_operator.runner import pipeline
+from runbook_operator.runner.catalog import list_backups
+from runbook_operator.runner.compression import Compression, Passthrough
 from runbook_operator.runner.crypto import Key
 from runbook_operator.runner.interfaces import RestoreError
 from runbook_operator.runner.main import main
 from runbook_operator.runner.pipeline import (
-    TERMINATION_MESSAGE_LIMIT,
     BackupSettings,
-    RunResult,
-    list_backups,
     run_backup,
     run_restore,
     verify_backup,
 )
+from runbook_operator.runner.results import TERMINATION_MESSAGE_LIMIT, RunResult
 from runbook_operator.runner.storage import LocalStorage
 from tests.support.streams import KEY, START, Clock, ShellSource, settings
 
 OTHER_KEY = Key(bytes(range(5, 37)))
+
+
 class MemorySink:
     def __init__(self) -> None:
         self.data = bytearray()
@@ -86,9 +88,10 @@ class ProcessTarget:
 
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
+    """The namespace's part of a volume, as the runner opens it for team-a's policies."""
     root = tmp_path / "backups"
     root.mkdir()
-    return LocalStorage(root)
+    return LocalStorage(root, "team-a")
 
 
 @pytest.fixture
@@ -130,8 +133,8 @@ def test_round_trip_is_byte_for_byte(
 
     suffix = {"zstd": ".zst", "gzip": ".gz", "none": ""}[compression] + (".enc" if key else "")
     data_name = f"db/20260102T030405Z/backup.dump{suffix}"
-    assert files_under(storage.root) == sorted([data_name, "db/20260102T030405Z/manifest.json"])
-    stored = (storage.root / data_name).read_bytes()
+    assert files_under(storage.base) == sorted([data_name, "db/20260102T030405Z/manifest.json"])
+    stored = (storage.base / data_name).read_bytes()
     assert result.sha256 == hashlib.sha256(stored).hexdigest()
     assert result.size_bytes == len(stored)
 
@@ -147,7 +150,7 @@ def test_manifest_describes_the_backup(
     storage: LocalStorage, data_file: Path, tmp_path: Path
 ) -> None:
     result = backup(storage, ShellSource(f"cat {data_file}", tmp_path))
-    manifest = json.loads((storage.root / "db/20260102T030405Z/manifest.json").read_text())
+    manifest = json.loads((storage.base / "db/20260102T030405Z/manifest.json").read_text())
     assert manifest == {
         "formatVersion": 1,
         "policy": "db",
@@ -162,7 +165,7 @@ def test_manifest_describes_the_backup(
         "sizeBytes": result.size_bytes,
         "rawSizeBytes": data_file.stat().st_size,
         "runnerVersion": result.runner_version,
-        "verified": True,
+        "verification": {"verifiedAt": manifest["finishedAt"]},
     }
     assert manifest["finishedAt"].endswith("Z") and manifest["finishedAt"] > manifest["startedAt"]
     assert KEY.material.hex() not in json.dumps(manifest)
@@ -170,25 +173,24 @@ def test_manifest_describes_the_backup(
 
 
 class RecordingStorage(LocalStorage):
-    """Records the order in which objects are committed."""
+    """Records the order in which objects are committed, and whether exclusively."""
 
-    committed: list[str]
+    committed: list[tuple[str, bool]]
 
     @contextmanager
-    def writer(self, key: str) -> Iterator[BinaryIO]:
-        with super().writer(key) as out:
+    def writer(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        with super().writer(key, exclusive=exclusive) as out:
             yield out
-        self.committed.append(key)
+        self.committed.append((key.rsplit("/", 1)[1], exclusive))
 
 
-def test_manifest_is_written_last(storage: LocalStorage, tmp_path: Path) -> None:
-    recording = RecordingStorage(storage.root)
+def test_manifest_is_written_last_and_nothing_is_replaced(
+    storage: LocalStorage, tmp_path: Path
+) -> None:
+    recording = RecordingStorage(storage.root, "team-a")
     recording.committed = []
     assert backup(recording, ShellSource("echo data", tmp_path)).ok  # type: ignore[arg-type]
-    assert [k.rsplit("/", 1)[1] for k in recording.committed] == [
-        "backup.dump.zst.enc",
-        "manifest.json",
-    ]
+    assert recording.committed == [("backup.dump.zst.enc", True), ("manifest.json", True)]
 
 
 def test_list_ignores_incomplete_backups_and_other_namespaces(
@@ -204,14 +206,15 @@ def test_list_ignores_incomplete_backups_and_other_namespaces(
         Clock(START + timedelta(hours=2)),
     )
     assert first.ok and second.ok and other.ok
-    (storage.root / "db/20260103T000000Z").mkdir()
-    (storage.root / "db/20260103T000000Z/backup.dump.zst.enc").write_bytes(b"no manifest")
-    (storage.root / "db/20260104T000000Z").mkdir()
-    (storage.root / "db/20260104T000000Z/manifest.json").write_text("{not json")
+    (storage.base / "db/20260103T000000Z").mkdir()
+    (storage.base / "db/20260103T000000Z/backup.dump.zst.enc").write_bytes(b"no manifest")
+    (storage.base / "db/20260104T000000Z").mkdir()
+    (storage.base / "db/20260104T000000Z/manifest.json").write_text("{not json")
 
     listed = list_backups(storage, "db", "team-a")
     assert [b.key for b in listed] == [first.key, second.key]
     assert all(b.verified and b.key_id == KEY.id for b in listed)
+    assert first.key_id == KEY.id and other.key_id is None
     assert [b.key for b in list_backups(storage, "db")] == [first.key, second.key, other.key]
     assert list_backups(storage, "other") == []
 
@@ -226,7 +229,7 @@ def corrupt(path: Path, position: int) -> None:
 def committed(storage: LocalStorage, data_file: Path, tmp_path: Path) -> tuple[str, Path]:
     result = backup(storage, ShellSource(f"cat {data_file}", tmp_path))
     assert result.ok
-    return result.key, storage.root / result.key / "backup.dump.zst.enc"  # type: ignore[return-value]
+    return result.key, storage.base / result.key / "backup.dump.zst.enc"  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("where", [0.0, 0.5, 1.0])
@@ -323,26 +326,12 @@ def test_result_fits_the_termination_message_even_with_huge_stderr(
     assert json.loads(text)["message"].rstrip().endswith("the real error")
 
 
-def test_to_json_caps_any_message() -> None:
-    result = RunResult(
-        ok=False,
-        reason="DumpFailed",
-        message="\x01☃" * 100_000,
-        started_at=START,
-        finished_at=START,
-        duration_seconds=0,
-    )
-    text = result.to_json()
-    assert len(text.encode()) <= TERMINATION_MESSAGE_LIMIT
-    assert json.loads(text)["reason"] == "DumpFailed"
-
-
 class FailingStorage(LocalStorage):
     """Fails after some bytes have been written, like a full disk."""
 
     @contextmanager
-    def writer(self, key: str) -> Iterator[BinaryIO]:
-        with super().writer(key) as out:
+    def writer(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        with super().writer(key, exclusive=exclusive) as out:
             yield _FailAfter(out, 1_000_000)  # type: ignore[misc]
 
 
@@ -361,7 +350,7 @@ def test_failing_upload_stops_the_dump_and_leaves_nothing(
     storage: LocalStorage, tmp_path: Path
 ) -> None:
     source = ShellSource("cat /dev/urandom", tmp_path)  # endless: only a closed pipe stops it
-    result = backup(FailingStorage(storage.root), source)  # type: ignore[arg-type]
+    result = backup(FailingStorage(storage.root, "team-a"), source)  # type: ignore[arg-type]
     assert (result.ok, result.reason) == (False, "StorageFailed")
     assert "No space left" in result.message
     assert source.dumps[0].returncode is not None  # reaped, not left running
@@ -392,6 +381,30 @@ def test_checker_sees_the_decompressed_dump(storage: LocalStorage, tmp_path: Pat
     )
     assert result.ok
     assert seen.read_bytes() == b"PGDMP header"
+    [listed] = list_backups(storage, "db")
+    assert (listed.verified, listed.content_check) == (True, "process")
+
+
+def test_a_successful_restore_is_recorded_beside_its_backup(
+    storage: LocalStorage, committed: tuple[str, Path]
+) -> None:
+    key, _ = committed
+    assert verify_backup(storage, key, KEY).ok
+    assert run_restore(storage, key, ProcessTarget("cat >/dev/null; exit 4"), KEY).ok is False
+    [untested] = list_backups(storage, "db")
+    assert untested.restore_tested_at is None
+    assert not (storage.base / key / "restore-test.json").exists()
+
+    restored = run_restore(storage, key, MemoryTarget(), KEY, now=Clock(step=4))
+    assert restored.ok, restored.message
+    record = json.loads((storage.base / key / "restore-test.json").read_text())
+    assert record == {
+        "formatVersion": 1, "restoredAt": "2026-01-02T03:04:09Z", "targetKind": "memory",
+        "durationSeconds": 4.0, "sha256": untested.sha256,
+        "runnerVersion": restored.runner_version,
+    }
+    [tested] = list_backups(storage, "db")
+    assert tested.restore_tested_at == restored.finished_at
 
 
 def test_encryption_without_a_key_is_refused(storage: LocalStorage, tmp_path: Path) -> None:
@@ -407,6 +420,65 @@ def test_a_backup_is_never_overwritten(storage: LocalStorage, tmp_path: Path) ->
     again = backup(storage, ShellSource("echo second", tmp_path))
     assert (again.ok, again.reason) == (False, "BackupExists")
     assert {p: p.read_bytes() for p in storage.root.rglob("*") if p.is_file()} == before
+
+
+class BlindStorage(LocalStorage):
+    """Lists nothing, like a second run whose look for an existing backup came a moment
+    before the first run's objects appeared."""
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter(())
+
+
+def test_a_backup_made_meanwhile_is_not_overwritten(
+    storage: LocalStorage, tmp_path: Path
+) -> None:
+    assert backup(storage, ShellSource("echo first", tmp_path)).ok
+    before = {p: p.read_bytes() for p in storage.root.rglob("*") if p.is_file()}
+    blind = BlindStorage(storage.root, "team-a")
+    again = backup(blind, ShellSource("echo second", tmp_path))  # type: ignore[arg-type]
+    assert (again.ok, again.reason) == (False, "BackupExists")
+    assert {p: p.read_bytes() for p in storage.root.rglob("*") if p.is_file()} == before
+
+
+class Scrambler(Passthrough):
+    """A broken encoder stage: what it emits is no zstd stream."""
+
+    def update(self, data: bytes) -> bytes:
+        return bytes(reversed(data))
+
+
+def test_a_stream_that_does_not_decode_stops_the_dump_and_stores_nothing(
+    storage: LocalStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "compressor", lambda kind, level=None: Scrambler())
+    source = ShellSource("cat /dev/urandom", tmp_path)  # endless: only a failure stops it
+    result = backup(storage, source, key=None)
+    assert (result.ok, result.reason) == (False, "Corrupted")
+    assert "zstd" in result.message
+    assert source.dumps[0].returncode is not None
+    assert files_under(storage.root) == []
+
+
+class LyingStorage(LocalStorage):
+    """Acknowledges every write but loses the tail of the data object."""
+
+    @contextmanager
+    def writer(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        with super().writer(key, exclusive=exclusive) as out:
+            yield out
+            if not key.endswith(".json"):
+                out.truncate(1000)
+
+
+def test_the_stored_copy_is_read_back_not_just_the_stream(
+    storage: LocalStorage, data_file: Path, tmp_path: Path
+) -> None:
+    lying = LyingStorage(storage.root, "team-a")
+    result = backup(lying, ShellSource(f"cat {data_file}", tmp_path))  # type: ignore[arg-type]
+    assert (result.ok, result.reason) == (False, "Truncated")
+    assert "the stored object has 1000 bytes" in result.message
+    assert files_under(storage.root) == []
 
 
 def test_failing_restore_target_is_reported(

@@ -50,7 +50,7 @@ from runbook_operator.core.backuppolicy.restore_job import (
     RestoreRequestError,
     restore_job,
 )
-from runbook_operator.runner.pipeline import RestoreResult
+from runbook_operator.runner.results import RestoreResult
 
 POLL_SECONDS = 1.0
 DEFAULT_NOW_TIMEOUT = "10m"

@@ -22,7 +22,7 @@ from runbook_operator.api.backuppolicy import (
 )
 from runbook_operator.core.backuppolicy.names import OPERATION_LABEL, RUNNER_CONTAINER, RUNNER_LABEL
 from runbook_operator.core.conditions import set_condition
-from runbook_operator.runner.pipeline import BackupResult, RestoreResult, RunResult
+from runbook_operator.runner.results import BackupResult, RestoreResult, RunResult
 
 VERIFIED_CONDITION = "Verified"
 PRUNED_KEYS_KEPT = 10

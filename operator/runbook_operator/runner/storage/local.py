@@ -2,12 +2,15 @@
 
 Writes go to a hidden temporary name in the target directory and are renamed into place only
 after a clean, fsync'd close, so a crash or a failed dump never leaves a half-written object
-under a real key. Keys are confined to the root: `..`, absolute paths and symlinks that lead
-outside are rejected, which keeps retention from ever touching another policy's files."""
+under a real key; an exclusive write is hard-linked into place instead, which fails if the
+name exists. Keys are confined to the storage's base (the root, or the namespace's directory
+in it): `..`, absolute paths and symlinks that lead outside are rejected, which keeps retention
+from ever touching another namespace's or policy's files."""
 
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,9 +19,12 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from runbook_operator.runner.interfaces import StorageError
+from runbook_operator.runner.interfaces import ALREADY_EXISTS, StorageError
 
 PARTIAL_PREFIX = ".partial-"
+#: link() errors of file systems without hard links (e.g. SMB shares), where an exclusive write
+#: claims its name with O_EXCL and then renames over the claim.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK}
 
 
 def _split_key(key: str) -> list[str]:
@@ -45,9 +51,10 @@ def _fsync_dir(path: Path) -> None:
 
 class LocalStorage:
     """The `Storage` contract on a directory that must already exist (a mount, not a guess:
-    creating a missing mount point would put backups on the container's throwaway disk)."""
+    creating a missing mount point would put backups on the container's throwaway disk).
+    With `namespace`, every key lives under `<root>/<namespace>/`, created when needed."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], namespace: str = "") -> None:
         path = Path(root)
         if not path.is_dir():
             raise StorageError(
@@ -55,18 +62,19 @@ class LocalStorage:
                 reason="StorageUnavailable",
             )
         self.root = path.resolve()
+        self.base = self.root.joinpath(*_split_key(namespace)) if namespace else self.root
 
     def _path(self, key: str) -> Path:
-        path = self.root.joinpath(*_split_key(key))
+        path = self.base.joinpath(*_split_key(key))
         resolved = path.resolve()
-        if resolved != self.root and not resolved.is_relative_to(self.root):
+        if resolved != self.base and not resolved.is_relative_to(self.base):
             raise StorageError(
                 f"object key {key!r} leads outside the storage root", reason="InvalidKey"
             )
         return path
 
     @contextmanager
-    def writer(self, key: str) -> Iterator[BinaryIO]:
+    def writer(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +87,10 @@ class LocalStorage:
             handle.flush()
             os.fsync(handle.fileno())
             handle.close()
-            os.replace(temp, path)
+            if exclusive:
+                self._place_new(temp, path, key)
+            else:
+                os.replace(temp, path)
             self._fsync_parents(path)
         except BaseException as exc:
             handle.close()
@@ -90,6 +101,26 @@ class LocalStorage:
                     f"writing {self.location(key)} failed: {exc.strerror or exc}"
                 ) from None
             raise
+
+    def _place_new(self, temp: Path, path: Path, key: str) -> None:
+        """Move `temp` to `path` unless `path` exists, atomically: link() never replaces."""
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            raise self._exists(key) from None
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                raise self._exists(key) from None
+            os.replace(temp, path)
+            return
+        temp.unlink()
+
+    def _exists(self, key: str) -> StorageError:
+        return StorageError(f"{self.location(key)} already exists", reason=ALREADY_EXISTS)
 
     def _fsync_parents(self, path: Path) -> None:
         """Make the rename and any directories created for it durable."""
@@ -115,7 +146,7 @@ class LocalStorage:
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under `prefix` in sorted order; temporary and symlinked entries are skipped."""
         directory_part, _, _ = prefix.rpartition("/")
-        start = self._path(directory_part) if directory_part else self.root
+        start = self._path(directory_part) if directory_part else self.base
         if not start.is_dir() or start.is_symlink():
             return
         yield from (key for key in self._walk(start) if key.startswith(prefix))
@@ -131,7 +162,7 @@ class LocalStorage:
             if entry.is_dir():
                 yield from self._walk(Path(entry.path))
             elif entry.is_file():
-                yield Path(entry.path).relative_to(self.root).as_posix()
+                yield Path(entry.path).relative_to(self.base).as_posix()
 
     def delete(self, keys: builtins.list[str]) -> None:
         """Remove objects (missing ones are fine) and the directories they leave empty."""
@@ -144,8 +175,8 @@ class LocalStorage:
             self._remove_empty_dirs(path.parent)
 
     def _remove_empty_dirs(self, directory: Path) -> None:
-        """Tidy up directories left empty, up to (not including) the root."""
-        while directory != self.root and directory.is_relative_to(self.root):
+        """Tidy up directories left empty, up to (not including) the base."""
+        while directory != self.base and directory.is_relative_to(self.base):
             try:
                 directory.rmdir()
             except OSError:
@@ -153,4 +184,4 @@ class LocalStorage:
             directory = directory.parent
 
     def location(self, key: str = "") -> str:
-        return self.root.as_uri() + ("/" + quote(key) if key else "")
+        return self.base.as_uri() + ("/" + quote(key) if key else "")

@@ -3,9 +3,12 @@
 Writes are an explicit multipart upload with a bounded buffer: one part fills while at most one
 uploads, so memory stays at about two parts whatever the dump's size. The multipart upload is
 completed only on a clean close and aborted otherwise, so a failed run leaves no object (a
-dump smaller than one part is a single PUT, also only on a clean close). Every key is confined
-to the policy's prefix: keys with empty, `.` or `..` parts are rejected, and listing asks the
-server only for keys under `<prefix>/`, never a sibling such as `<prefix>-old/`.
+dump smaller than one part is a single PUT, also only on a clean close). An exclusive write
+sends `If-None-Match: *` with that PUT or CompleteMultipartUpload, so the server refuses to
+replace an existing object atomically (AWS S3 and MinIO support it; a server that answers
+NotImplemented gets the write without the condition). Every key is confined to
+`<prefix>/<namespace>/`: keys with empty, `.` or `..` parts are rejected, and listing asks the
+server only for keys under it, never a sibling such as `<prefix>-old/`.
 
 Credentials come from environment variables whose names the settings hold (the Job fills them
 from a Secret); without them boto3's default chain applies (IRSA, instance profiles).
@@ -29,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from runbook_operator.runner.interfaces import StorageError
+from runbook_operator.runner.interfaces import ALREADY_EXISTS, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,12 @@ def _describe(error: Exception) -> str:
     return type(error).__name__ + (f": {error}" if str(error) else "")
 
 
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def _reason(error: Exception) -> str:
-    code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+    code = _code(error) if isinstance(error, ClientError) else ""
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
         return "StorageAccessDenied"
     if code in ("NoSuchBucket",):
@@ -101,12 +108,14 @@ def _reason(error: Exception) -> str:
 
 
 class S3Storage:
-    """The `Storage` contract on `s3://bucket/prefix/`."""
+    """The `Storage` contract on `s3://bucket/prefix/namespace/`."""
 
-    def __init__(self, settings: S3Settings, client: Any | None = None) -> None:
+    def __init__(
+        self, settings: S3Settings, client: Any | None = None, namespace: str = ""
+    ) -> None:
         self.settings = settings
         self.bucket = settings.bucket
-        prefix = settings.prefix.strip("/")
+        prefix = "/".join(part for part in (settings.prefix.strip("/"), namespace) if part)
         if prefix:
             _check_key(prefix)
         self.root = f"{prefix}/" if prefix else ""
@@ -114,8 +123,8 @@ class S3Storage:
         self.client = client or self._client()
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> S3Storage:
-        return cls(S3Settings.model_validate(settings))
+    def from_settings(cls, settings: dict[str, Any], namespace: str = "") -> S3Storage:
+        return cls(S3Settings.model_validate(settings), namespace=namespace)
 
     def _client(self) -> Any:
         s = self.settings
@@ -156,8 +165,8 @@ class S3Storage:
         return f"s3://{self.bucket}/{path}"
 
     @contextmanager
-    def writer(self, key: str) -> Iterator[BinaryIO]:
-        upload = _MultipartWriter(self, self._full(key), self.location(key))
+    def writer(self, key: str, *, exclusive: bool = False) -> Iterator[BinaryIO]:
+        upload = _MultipartWriter(self, self._full(key), self.location(key), exclusive)
         try:
             yield upload  # type: ignore[misc]
         except BaseException:
@@ -212,12 +221,13 @@ class S3Storage:
 class _MultipartWriter(io.RawIOBase):
     """Buffers one part while the previous one uploads in a single background thread."""
 
-    def __init__(self, storage: S3Storage, key: str, location: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, location: str, exclusive: bool) -> None:
         super().__init__()
         self._storage = storage
         self._client = storage.client
         self._key = key
         self._location = location
+        self._exclusive = exclusive
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -296,29 +306,47 @@ class _MultipartWriter(io.RawIOBase):
             return
         try:
             if self._upload_id is None:
-                try:
-                    self._client.put_object(
-                        Bucket=self._storage.bucket, Key=self._key, Body=self._buffer
-                    )
-                except (BotoCoreError, ClientError) as error:
-                    raise self._fail("writing", error) from None
+                self._commit("writing", self._client.put_object, Body=self._buffer)
             else:
                 if self._buffer:
                     self._send_part()
                 self._collect()
-                try:
-                    self._client.complete_multipart_upload(
-                        Bucket=self._storage.bucket,
-                        Key=self._key,
-                        UploadId=self._upload_id,
-                        MultipartUpload={"Parts": self._parts},
-                    )
-                except (BotoCoreError, ClientError) as error:
-                    raise self._fail("completing the upload of", error) from None
+                self._commit(
+                    "completing the upload of",
+                    self._client.complete_multipart_upload,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
         except BaseException:
             self.abort()
             raise
         self._release()
+
+    def _commit(self, action: str, call: Any, **request: Any) -> None:
+        """The request that makes the object appear; exclusive writes are conditional."""
+        request.update(Bucket=self._storage.bucket, Key=self._key)
+        try:
+            if not self._exclusive:
+                call(**request)
+                return
+            try:
+                call(**request, IfNoneMatch="*")
+            except ClientError as error:
+                if _code(error) != "NotImplemented":
+                    raise
+                log.warning(
+                    "%s does not support conditional writes; writing %s without checking "
+                    "that it is new", self._storage.location(), self._location,
+                )
+                call(**request)
+        except ClientError as error:
+            if _code(error) in ("PreconditionFailed", "412"):
+                raise StorageError(
+                    f"{self._location} already exists", reason=ALREADY_EXISTS
+                ) from None
+            raise self._fail(action, error) from None
+        except BotoCoreError as error:
+            raise self._fail(action, error) from None
 
     def abort(self) -> None:
         """Drop everything uploaded so far; the object never appears."""
@@ -381,7 +409,7 @@ class _ObjectReader(io.RawIOBase):
         try:
             response = self._storage.client.get_object(**request)
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = _code(error)
             if code in ("NoSuchKey", "404"):
                 raise StorageError(f"no object at {self._location}", reason="NotFound") from None
             if code in ("PreconditionFailed", "412"):

@@ -16,7 +16,7 @@ from runbook_operator.cli.plugin.errors import EXIT_ERROR, EXIT_FAILED, RunFaile
 from runbook_operator.cli.plugin.main import main, parse_args
 from runbook_operator.core.backuppolicy.cronjob import on_demand_job, render_cronjob
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION, OPERATION_LABEL, Owner
-from runbook_operator.runner.pipeline import RestoreResult
+from runbook_operator.runner.results import RestoreResult
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 

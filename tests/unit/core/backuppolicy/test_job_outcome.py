@@ -14,7 +14,7 @@ from runbook_operator.core.backuppolicy.job_outcome import (
     runner_message,
 )
 from runbook_operator.core.backuppolicy.names import OPERATION_LABEL, RUNNER_LABEL
-from runbook_operator.runner.pipeline import BackupResult, RestoreResult
+from runbook_operator.runner.results import BackupResult, RestoreResult
 
 
 def job(outcome: str, operation: str = "backup", name: str = "orders-backup-1") -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -155,3 +156,75 @@ def test_missing_root_is_an_error_not_a_new_directory(tmp_path: Path) -> None:
 def test_location_is_a_file_url(storage: LocalStorage) -> None:
     assert storage.location() == storage.root.as_uri()
     assert storage.location("db/1") == storage.root.as_uri() + "/db/1"
+
+
+def test_exclusive_write_never_replaces(storage: LocalStorage) -> None:
+    put(storage, "db/1/manifest.json", b"first")
+    with pytest.raises(StorageError) as caught, storage.writer(
+        "db/1/manifest.json", exclusive=True
+    ) as out:
+        out.write(b"second")
+    assert caught.value.reason == "AlreadyExists"
+    assert get(storage, "db/1/manifest.json") == b"first"
+    assert files_under(storage.root) == ["db", "db/1", "db/1/manifest.json"]
+    with storage.writer("db/2/manifest.json", exclusive=True) as out:
+        out.write(b"new")
+    assert get(storage, "db/2/manifest.json") == b"new"
+
+
+def test_exclusive_write_without_hard_links(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File systems without link() (SMB shares) claim the name with O_EXCL instead."""
+
+    def no_links(source: object, target: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with storage.writer("db/1/data", exclusive=True) as out:
+        out.write(b"first")
+    with pytest.raises(StorageError) as caught, storage.writer("db/1/data", exclusive=True) as out:
+        out.write(b"second")
+    assert caught.value.reason == "AlreadyExists"
+    assert get(storage, "db/1/data") == b"first"
+    assert files_under(storage.root) == ["db", "db/1", "db/1/data"]
+
+
+def test_of_two_open_exclusive_writers_the_first_to_commit_wins(storage: LocalStorage) -> None:
+    with pytest.raises(StorageError) as caught, storage.writer(
+        "db/1/data", exclusive=True
+    ) as late:
+        late.write(b"late")
+        with storage.writer("db/1/data", exclusive=True) as early:
+            early.write(b"early")
+    assert caught.value.reason == "AlreadyExists"
+    assert get(storage, "db/1/data") == b"early"
+    assert files_under(storage.root) == ["db", "db/1", "db/1/data"]
+
+
+def test_a_namespace_has_its_own_directory(tmp_path: Path) -> None:
+    root = tmp_path / "backups"
+    root.mkdir()
+    team_a, team_b = LocalStorage(root, "team-a"), LocalStorage(root, "team-b")
+    put(team_a, "db/1/manifest.json", b"a")
+    put(team_b, "db/1/manifest.json", b"b")
+    assert (get(team_a, "db/1/manifest.json"), get(team_b, "db/1/manifest.json")) == (b"a", b"b")
+    assert list(team_a.list()) == ["db/1/manifest.json"]
+    assert team_a.location("db/1") == root.resolve().as_uri() + "/team-a/db/1"
+    team_a.delete(["db/1/manifest.json"])
+    assert files_under(root) == ["team-a", "team-b", "team-b/db", "team-b/db/1",
+                                 "team-b/db/1/manifest.json"]
+    with pytest.raises(StorageError) as caught:
+        get(team_a, "../team-b/db/1/manifest.json")
+    assert caught.value.reason == "InvalidKey"
+
+
+def test_a_namespace_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "backups"
+    (root / "team-b").mkdir(parents=True)
+    (root / "team-a").symlink_to(root / "team-b")
+    team_a = LocalStorage(root, "team-a")
+    with pytest.raises(StorageError):
+        put(team_a, "db/1/data", b"x")
+    assert list(team_a.list()) == []
+    assert files_under(root / "team-b") == []
