@@ -164,7 +164,8 @@ class PVCDestination(ApiModel):
                             pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
     path: str = Field(default="backups", max_length=512,
                       pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-                      description="Directory inside the volume (relative).")
+                      description="Directory inside the volume (relative); backups go under "
+                      "<path>/<namespace>/<policy>/.")
 
 
 class S3Credentials(ApiModel):
@@ -188,7 +189,7 @@ class S3Destination(ApiModel):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
                         description="Bucket name.")
     prefix: str = Field(default="", max_length=512, pattern=r"^([A-Za-z0-9_.-]+/?)*$",
-                        description="Key prefix; backups go under <prefix>/<policy>/.")
+                        description="Key prefix; backups go under <prefix>/<namespace>/<policy>/.")
     force_path_style: bool = Field(default=True,
                                    description="Path-style addressing (needed by MinIO).")
     credentials_secret_ref: S3Credentials = Field(description="Where the credentials are.")
@@ -236,7 +237,8 @@ class Encryption(ApiModel):
 
 class Retention(ApiModel):
     """Which backups to keep, applied after each successful backup inside the policy's own
-    prefix. The newest verified backup is never deleted; no rule keeps everything."""
+    prefix. The newest verified backup and the newest restore-tested one are never deleted; no
+    rule keeps everything."""
 
     keep_last: int = Field(default=0, ge=0, le=1000, description="Keep the newest N backups.")
     keep_daily: int = Field(default=0, ge=0, le=1000,
