@@ -42,6 +42,9 @@ class EncryptionConfig(ApiModel):
 
 class LocalStorageConfig(ApiModel):
     path: str = Field(min_length=1, description="Mount path of the backup volume.")
+    directory: str = Field(
+        default="", description="Directory inside the volume, created when missing (a fresh "
+        "claim is empty).")
 
 
 class StorageConfig(ApiModel):
@@ -172,7 +175,7 @@ def build_storage(config: StorageConfig, namespace: str) -> Storage:
     if config.local is not None:
         from runbook_operator.runner.storage.local import LocalStorage
 
-        return LocalStorage(config.local.path, namespace)
+        return LocalStorage(config.local.path, namespace, config.local.directory)
     try:
         from runbook_operator.runner.storage.s3 import S3Storage
     except ImportError as exc:

@@ -77,7 +77,7 @@ def _storage(spec: BackupPolicySpec) -> tuple[StorageConfig, RunnerParts]:
         volume = {"name": "backups",
                   "persistentVolumeClaim": {"claimName": destination.pvc.claim_name}}
         mount = {"name": "backups", "mountPath": BACKUPS_MOUNT}
-        local = LocalStorageConfig(path=f"{BACKUPS_MOUNT}/{destination.pvc.path}")
+        local = LocalStorageConfig(path=BACKUPS_MOUNT, directory=destination.pvc.path)
         return StorageConfig(local=local), RunnerParts([], [volume], [mount])
     s3 = destination.s3
     assert s3 is not None

@@ -52,9 +52,11 @@ def _fsync_dir(path: Path) -> None:
 class LocalStorage:
     """The `Storage` contract on a directory that must already exist (a mount, not a guess:
     creating a missing mount point would put backups on the container's throwaway disk).
-    With `namespace`, every key lives under `<root>/<namespace>/`, created when needed."""
+    Every key lives under `<root>/<directory>/<namespace>/`, created when needed: the directory
+    a policy names inside its volume does not exist on a fresh claim."""
 
-    def __init__(self, root: str | os.PathLike[str], namespace: str = "") -> None:
+    def __init__(self, root: str | os.PathLike[str], namespace: str = "",
+                 directory: str = "") -> None:
         path = Path(root)
         if not path.is_dir():
             raise StorageError(
@@ -62,7 +64,9 @@ class LocalStorage:
                 reason="StorageUnavailable",
             )
         self.root = path.resolve()
-        self.base = self.root.joinpath(*_split_key(namespace)) if namespace else self.root
+        parts = [*(_split_key(directory) if directory else []),
+                 *(_split_key(namespace) if namespace else [])]
+        self.base = self.root.joinpath(*parts)
 
     def _path(self, key: str) -> Path:
         path = self.base.joinpath(*_split_key(key))

@@ -104,7 +104,7 @@ def test_pvc_destination_and_files_source_mount_volumes() -> None:
     assert claims["backups"] == {"claimName": "backup-vol"}
     assert claims["source"] == {"claimName": "uploads", "readOnly": True}
     cfg = config(cronjob)
-    assert cfg["storage"] == {"local": {"path": f"{BACKUPS_MOUNT}/shop"}}
+    assert cfg["storage"] == {"local": {"path": BACKUPS_MOUNT, "directory": "shop"}}
     assert cfg["source"]["settings"] == {"path": f"{SOURCE_MOUNT}/media",
                                          "exclude": ["*.tmp"]}
 

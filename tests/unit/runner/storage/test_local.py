@@ -153,6 +153,17 @@ def test_missing_root_is_an_error_not_a_new_directory(tmp_path: Path) -> None:
     assert not (tmp_path / "not-mounted").exists()
 
 
+def test_the_directory_inside_a_mounted_volume_is_created_when_missing(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path, "team-a", directory="backups/db")
+    assert not (tmp_path / "backups").exists()
+    assert list(storage.list("db/")) == []
+    put(storage, "db/1", b"dump")
+    assert (tmp_path / "backups" / "db" / "team-a" / "db" / "1").read_bytes() == b"dump"
+    with pytest.raises(StorageError) as caught:
+        LocalStorage(tmp_path, directory="../escape")
+    assert caught.value.reason == "InvalidKey"
+
+
 def test_location_is_a_file_url(storage: LocalStorage) -> None:
     assert storage.location() == storage.root.as_uri()
     assert storage.location("db/1") == storage.root.as_uri() + "/db/1"
