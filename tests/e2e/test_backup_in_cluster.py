@@ -102,10 +102,12 @@ def test_backups_and_restore_tests_run_for_real_in_the_cluster(
     assert last["prunedCount"] == 1
     s3 = minio.client()
     objects = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
-    kept = sorted({key.split("/")[2] for key in objects})
+    assert all(key.startswith(f"{PREFIX}/{namespace}/shop/") for key in objects)
+    kept = sorted({key.split("/")[3] for key in objects})
     assert len(kept) == 2 and last["key"].endswith(kept[-1])
     [data] = [k for k in objects
-              if k.startswith(f"{PREFIX}/{last['key']}/") and not k.endswith("manifest.json")]
+              if k.startswith(f"{PREFIX}/{namespace}/{last['key']}/")
+              and not k.endswith("manifest.json")]
     stored = s3.get_object(Bucket=bucket, Key=data)["Body"].read()
     assert len(stored) == last["sizeBytes"] == objects[data]["Size"]
     assert hashlib.sha256(stored).hexdigest() == last["sha256"]
@@ -129,7 +131,7 @@ def test_the_cronjob_schedule_backs_up_into_the_claims_directory(
 ) -> None:
     database = _database(postgres)
     _secrets(api, namespace, postgres, minio)
-    claim = cluster.create_claim(namespace, "backups", ["shop"])
+    claim = cluster.create_claim(namespace, "backups")  # empty: the runner makes shop/
     BACKUP_POLICIES.create(api, namespace, _policy(
         "every-minute", _postgres_source(postgres, database),
         {"pvc": {"claimName": "backups", "path": "shop"}}, schedule="* * * * *"))
@@ -144,7 +146,7 @@ def test_the_cronjob_schedule_backs_up_into_the_claims_directory(
     assert run["outcome"] == "Succeeded", run
     assert run["jobName"].startswith("every-minute-backup-")
     last = BACKUP_POLICIES.status(api, namespace, "every-minute")["lastBackup"]
-    directory = claim / "shop" / last["key"]
+    directory = claim / "shop" / namespace / last["key"]
     [data] = [p for p in directory.iterdir() if p.name != "manifest.json"]
     assert data.stat().st_size == last["sizeBytes"]
     assert hashlib.sha256(data.read_bytes()).hexdigest() == last["sha256"]
@@ -157,7 +159,7 @@ def test_failures_inside_the_cluster_are_recorded_with_their_reason(
     database = _database(postgres)
     wrong = "not-the-password"
     _secrets(api, namespace, postgres, minio, password=wrong)
-    cluster.create_claim(namespace, "backups", ["backups"])
+    cluster.create_claim(namespace, "backups")
     pvc = {"pvc": {"claimName": "backups"}}
     nothing_listens = f"http://127.0.0.1:{free_port()}"
     policies = {

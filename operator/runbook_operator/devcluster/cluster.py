@@ -547,16 +547,14 @@ class LocalCluster:
         """Where the runtime keeps a PersistentVolumeClaim's files."""
         return self.runtime_dir / "claims" / namespace / claim
 
-    def create_claim(self, namespace: str, claim: str, subdirectories: Sequence[str] = (),
-                     size: str = "1Gi") -> Path:
+    def create_claim(self, namespace: str, claim: str, size: str = "1Gi") -> Path:
         """A PersistentVolumeClaim bound to a PersistentVolume of its own, so pods that mount
         it can be scheduled (the scheduler waits for bound claims); the runtime keeps its
-        files in the directory returned, which the PV names as its hostPath. The directory
-        and `subdirectories` are writable by every pod, as a hostPath provisioner makes them."""
+        files in the directory returned, which the PV names as its hostPath. The directory is
+        empty and writable by every pod, as a hostPath provisioner makes it."""
         directory = self.claim_dir(namespace, claim)
-        for path in (directory, *(directory / sub for sub in subdirectories)):
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)
         volume = f"{namespace}-{claim}"
         pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
               "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteMany"],

@@ -199,7 +199,7 @@ class Demo:
         wait_for(lambda: self.cluster.kubectl("get", "serviceaccount", "default", "-n",
                                               DEMO_NAMESPACE, check=False).returncode == 0,
                  "the demo namespace's default ServiceAccount")
-        self.cluster.create_claim(DEMO_NAMESPACE, BACKUP_CLAIM, ["postgres/hourly"])
+        self.cluster.create_claim(DEMO_NAMESPACE, BACKUP_CLAIM)
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
         print(self.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", input=body))
         self.say("waiting for every runbook resource to be Ready")

@@ -395,8 +395,8 @@ class PodWorker(threading.Thread):
                 hidden = sandbox.shadowed_roots(image.root_paths, [m.path for m in mounts])
                 if hidden:
                     raise spec.ConfigError(
-                        f"volumeMounts at {', '.join(hidden)} would hide this runtime's image "
-                        f"files ({', '.join(image.root_paths)}); mount them elsewhere")
+                        f"volumeMounts at {', '.join(hidden)} are paths of this runtime's "
+                        f"image ({', '.join(image.root_paths)}); mount them elsewhere")
                 plans[container["name"]] = (argv, env)
         except spec.ConfigError as error:
             self._config_error(str(error))

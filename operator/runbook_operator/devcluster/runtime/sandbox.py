@@ -77,9 +77,16 @@ def root_binds(root: str, targets: Sequence[str], entries: Lister) -> list[str]:
 
 
 def shadowed_roots(root_paths: Sequence[str], targets: Sequence[str]) -> list[str]:
-    """Mount paths that would hide the image's own files: the image's paths are host paths
-    (the checkout's venv), so a volume at ``/work`` would hide a venv under ``/work/...``."""
-    return sorted({t for t in targets for r in root_paths if t == r or _under(r, t)})
+    """Mount paths that are one of the image's own paths (a volume at ``/usr``): the volume or
+    the image would have to hide the other."""
+    return sorted({t for t in targets if t in root_paths})
+
+
+def roots_under_mounts(root_paths: Sequence[str], targets: Sequence[str]) -> list[str]:
+    """Image paths inside a mount (the checkout's venv under a checkout in ``/tmp``, where
+    every pod mounts its writable layer): bound again over the mount, so the image stays
+    whole whatever directory the checkout lives in."""
+    return sorted({r for r in root_paths for t in targets if _under(r, t)})
 
 
 def bwrap_argv(
@@ -98,8 +105,10 @@ def bwrap_argv(
     for parent in parents:
         if parent not in SYSTEM_LINKS and not in_root(parent):
             cmd += ["--perms", "0755", "--dir", parent]
+    under_mounts = roots_under_mounts(root_paths, targets)
     for path in root_paths:
-        cmd += root_binds(path, targets, entries)
+        if path not in under_mounts:
+            cmd += root_binds(path, targets, entries)
     for link, target in SYSTEM_LINKS.items():
         cmd += ["--symlink", target, link]
     for parent in parents:  # inside a rebuilt root: missing mount points' parents
@@ -108,6 +117,11 @@ def bwrap_argv(
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     for bind in binds:
         cmd += ["--ro-bind" if bind.read_only else "--bind", bind.source, bind.target]
+    for path in under_mounts:  # over the mount, in traversable directories of their own
+        for parent in _parents([path]):
+            if any(_under(parent, t) for t in targets):
+                cmd += ["--perms", "0755", "--dir", parent]
+        cmd += root_binds(path, targets, entries)
     inside_root = any(_under(working_dir, r) or working_dir == r for r in root_paths)
     if working_dir != "/" and working_dir not in targets and not inside_root:
         cmd += ["--perms", "0755", "--dir", working_dir]

@@ -4,6 +4,7 @@ from runbook_operator.devcluster.runtime.sandbox import (
     Bind,
     bwrap_argv,
     root_binds,
+    roots_under_mounts,
     shadowed_roots,
 )
 from runbook_operator.devcluster.runtime.spec import Identity
@@ -35,10 +36,24 @@ def test_a_root_holding_a_target_is_rebuilt_entry_by_entry() -> None:
     assert _pairs(args, "--symlink") == [("/usr/share/z", "/etc/localtime")]
 
 
-def test_mounts_that_would_hide_the_image_are_found() -> None:
+def test_mounts_at_the_images_own_paths_are_found() -> None:
     roots = ["/usr", "/work/checkout/.venv"]
-    assert shadowed_roots(roots, ["/work", "/tmp", "/usr", "/work/checkout/.venv/lib"]) == [
-        "/usr", "/work"]
+    targets = ["/work", "/tmp", "/usr", "/work/checkout/.venv/lib"]
+    assert shadowed_roots(roots, targets) == ["/usr"]
+    assert roots_under_mounts(roots, targets) == ["/work/checkout/.venv"]
+
+
+def test_a_checkout_under_the_pods_tmp_is_bound_again_over_it() -> None:
+    """CI may clone into /tmp, where every pod mounts its writable layer: the venv must
+    still be there inside the sandbox, so it is bound after the mount."""
+    argv = _argv(as_root=True, root_paths=["/usr", "/tmp/ci/.venv"])
+    binds = [(flag, *argv[i + 1:i + 3]) for i, flag in enumerate(argv)
+             if flag in ("--bind", "--ro-bind")]
+    assert binds.index(("--bind", "/pods/p/tmp", "/tmp")) < binds.index(
+        ("--ro-bind", "/tmp/ci/.venv", "/tmp/ci/.venv"))
+    assert binds.count(("--ro-bind", "/tmp/ci/.venv", "/tmp/ci/.venv")) == 1
+    made = argv.index("/tmp/ci", argv.index("/tmp") + 1)  # made inside the bound /tmp
+    assert argv[made - 3:made] == ["--perms", "0755", "--dir"]
 
 
 def _argv(as_root: bool, **changes) -> list[str]:
