@@ -35,6 +35,12 @@ _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64)]
+#: Go-style durations without days, so CEL's duration() can read them (for rules that compare).
+GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+GoDuration = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32)]
+DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+#: The name of another object in the resource's namespace.
+ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
 
 
 def parse_duration(text: str) -> timedelta:
