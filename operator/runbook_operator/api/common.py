@@ -127,6 +127,22 @@ NamedList = Annotated[
 ]
 
 
+def unique_items(items: list[Any]) -> list[Any]:
+    """The operator's twin of a set list's check: no value twice."""
+    duplicates = sorted({str(item) for item in items if items.count(item) > 1})
+    if duplicates:
+        raise ValueError(f"values must be unique: {', '.join(duplicates)}")
+    return items
+
+
+#: A list of distinct values: server-side apply merges it as a set, and both the API server
+#: and the operator reject a value given twice.
+SetList = Annotated[
+    list[_Item], AfterValidator(unique_items),
+    Field(json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
+
+
 #: How the API server classifies a failed rule (apiextensions ValidationRule.reason).
 ValidationReason = Literal[
     "FieldValueInvalid", "FieldValueRequired", "FieldValueForbidden", "FieldValueDuplicate"

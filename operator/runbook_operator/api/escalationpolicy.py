@@ -11,10 +11,10 @@ from a start, handing over at a time of day in a time zone).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from runbook_operator.api.common import (
     ApiModel,
@@ -25,6 +25,7 @@ from runbook_operator.api.common import (
     Resource,
     ResourceName,
     ResourceStatus,
+    SetList,
     age_column,
     cel,
     parse_duration,
@@ -32,6 +33,7 @@ from runbook_operator.api.common import (
     reason_column,
     validations,
 )
+from runbook_operator.api.schedule import TimeZone
 
 IncidentSeverity = Literal["P0", "P1", "P2", "P3"]
 MAX_LEVELS = 8
@@ -40,8 +42,8 @@ MAX_ROTATIONS = 8
 MAX_MEMBERS = 50
 MAX_REPEATS = 9
 HANDOFF_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-#: IANA zone names: letters, digits, `_+-` and `/` between parts (e.g. Europe/Berlin, UTC).
-TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+DAY_SECONDS = 86400
+MIN_TURN = timedelta(minutes=1)
 
 ChannelName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
 
@@ -62,6 +64,13 @@ class Member(ApiModel):
 class Rotation(ApiModel):
     """Members taking turns of a fixed length from a start (a PagerDuty schedule layer)."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(cel(
+            "!has(self.handoffTime) || duration(self.turn).getSeconds() % 86400 == 0",
+            "handoffTime needs a turn of whole days (24h, 168h, ...)",
+            field_path=".handoffTime", reason="FieldValueForbidden"))
+    }
+
     name: ResourceName = Field(description="Name levels use to page this rotation.")
     members: NamedList[Member] = Field(
         min_length=1, max_length=MAX_MEMBERS,
@@ -69,15 +78,32 @@ class Rotation(ApiModel):
     turn: GoDuration = Field(
         json_schema_extra=validations(cel("duration(self) >= duration('1m')",
                                           "turn must be at least 1m")),
-        description="Length of one member's turn, e.g. 168h for a weekly rotation.")
+        description="Length of one member's turn, e.g. 168h for a weekly rotation. Turns of "
+        "whole days follow the wall clock of timeZone (a handover at 09:00 stays at 09:00 "
+        "across DST changes); shorter turns are fixed lengths of real time.")
     start: datetime = Field(description="When the first member's first turn begins (RFC 3339).")
     handoff_time: str | None = Field(
         default=None, pattern=HANDOFF_PATTERN,
         description="Local time of day (HH:MM, in timeZone) at which turns change; by default "
         "the time of day of `start`. Keeps a weekly handover at 09:00 across DST changes.")
-    time_zone: str = Field(
-        default="UTC", pattern=TIME_ZONE_PATTERN, max_length=64,
-        description="IANA time zone of handoffTime, e.g. Europe/Berlin.")
+    time_zone: TimeZone = Field(
+        default="UTC",
+        description="IANA time zone whose wall clock turns of whole days follow, e.g. "
+        "Europe/Berlin.")
+
+    @field_validator("turn")
+    @classmethod
+    def _turn_at_least_a_minute(cls, turn: str) -> str:
+        if parse_duration(turn) < MIN_TURN:
+            raise ValueError("turn must be at least 1m")
+        return turn
+
+    @model_validator(mode="after")
+    def _handoff_with_whole_days(self) -> Rotation:
+        whole_days = parse_duration(self.turn).total_seconds() % DAY_SECONDS == 0
+        if self.handoff_time is not None and not whole_days:
+            raise ValueError("handoffTime needs a turn of whole days (24h, 168h, ...)")
+        return self
 
 
 class Level(ApiModel):
@@ -85,7 +111,7 @@ class Level(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(cel(
-            "has(self.channels) || has(self.rotation)",
+            "(has(self.channels) && size(self.channels) > 0) || has(self.rotation)",
             "a level pages channels or a rotation", field_path=".channels",
             reason="FieldValueRequired"))
     }
@@ -93,9 +119,8 @@ class Level(ApiModel):
     after: GoDuration = Field(
         description="Delay from the start (opening, or a re-trigger) at which this level is "
         "reached; cumulative, strictly increasing across levels (0s: at once).")
-    channels: list[ChannelName] | None = Field(
+    channels: SetList[ChannelName] | None = Field(
         default=None, max_length=MAX_LEVEL_CHANNELS,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="NotificationChannels (in this namespace) paged at this level.")
     rotation: ResourceName | None = Field(
         default=None,
@@ -110,27 +135,45 @@ class Level(ApiModel):
 
 
 class Repeat(ApiModel):
-    """Run the ladder again while nobody acknowledges (PagerDuty's num_loops)."""
+    """Run the ladder again while nobody acknowledges (PagerDuty's num_loops), from its first
+    level or from a later one (e.g. keep paging the manager without paging on-call again)."""
 
     count: int = Field(ge=1, le=MAX_REPEATS, description="How many more times to run it.")
     every: GoDuration = Field(
         description="Period of the ladder: pass k starts k × every after the start; must be "
         "longer than the last level's delay.")
+    from_level: int = Field(
+        default=1, ge=1, le=MAX_LEVELS,
+        description="The level (1-based) each repeated pass starts from; a pass reaches it "
+        "at its own start and the later levels at their delays relative to it.")
 
 
 class SeverityRoute(ApiModel):
     """How incidents of some severities are routed (e.g. P2/P3 only to the team channel)."""
 
-    severities: list[IncidentSeverity] = Field(
-        min_length=1, max_length=4, json_schema_extra={"x-kubernetes-list-type": "set"},
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(cel(
+            "self.escalate || size(self.channels) > 0",
+            "a route that does not escalate needs channels (or nobody would be told)",
+            field_path=".channels", reason="FieldValueRequired"))
+    }
+
+    severities: SetList[IncidentSeverity] = Field(
+        min_length=1, max_length=4,
         description="The severities this route applies to.")
-    channels: list[ChannelName] = Field(
+    channels: SetList[ChannelName] = Field(
         default_factory=list, max_length=MAX_LEVEL_CHANNELS,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Channels told when such an incident opens and resolves.")
     escalate: bool = Field(
         default=True,
         description="Whether such incidents climb the levels too (false: only these channels).")
+
+    @model_validator(mode="after")
+    def _tells_someone(self) -> SeverityRoute:
+        if not self.escalate and not self.channels:
+            raise ValueError("a route that does not escalate needs channels (or nobody would "
+                             "be told)")
+        return self
 
 
 class EscalationPolicySpec(ApiModel):
@@ -141,13 +184,21 @@ class EscalationPolicySpec(ApiModel):
             cel("self.levels.all(l, !has(l.rotation) || "
                 "(has(self.rotations) && self.rotations.exists(r, r.name == l.rotation)))",
                 "a level's rotation must name one of spec.rotations", field_path=".levels"),
-            cel("self.levels.all(i, self.levels.all(j, self.levels.indexOf(i) >= "
-                "self.levels.indexOf(j) || duration(i.after) < duration(j.after)))",
+            # Strictly increasing: exactly i levels are at or before the i-th (1-based).
+            cel("self.levels.all(l, self.levels.filter(m, duration(m.after) <= "
+                "duration(l.after)).size() == self.levels.indexOf(l) + 1)",
                 "levels must have strictly increasing after", field_path=".levels"),
-            cel("!has(self.repeat) || duration(self.repeat.every) > "
+            # Guarded against no levels, which minItems reports (CEL rules run regardless).
+            cel("!has(self.repeat) || size(self.levels) == 0 || duration(self.repeat.every) > "
                 "duration(self.levels[size(self.levels) - 1].after)",
                 "repeat.every must be longer than the last level's after",
                 field_path=".repeat.every"),
+            cel("!has(self.repeat) || size(self.levels) == 0 || "
+                "self.repeat.fromLevel <= size(self.levels)",
+                "repeat.fromLevel must name one of the levels", field_path=".repeat.fromLevel"),
+            cel("!has(self.routes) || self.routes.all(r, r.severities.all(s, "
+                "self.routes.filter(q, s in q.severities).size() == 1))",
+                "a severity may be routed by one route only", field_path=".routes"),
         )
     }
 
@@ -174,6 +225,11 @@ class EscalationPolicySpec(ApiModel):
             raise ValueError("levels must have strictly increasing after")
         if self.repeat is not None and parse_duration(self.repeat.every) <= afters[-1]:
             raise ValueError("repeat.every must be longer than the last level's after")
+        if self.repeat is not None and self.repeat.from_level > len(self.levels):
+            raise ValueError("repeat.fromLevel must name one of the levels")
+        routed = [s for route in self.routes for s in route.severities]
+        if len(routed) != len(set(routed)):
+            raise ValueError("a severity may be routed by one route only")
         rotations = {rotation.name for rotation in self.rotations}
         if any(level.rotation not in rotations for level in self.levels if level.rotation):
             raise ValueError("a level's rotation must name one of spec.rotations")

@@ -25,6 +25,7 @@ from runbook_operator.api.common import (
     Resource,
     ResourceName,
     ResourceStatus,
+    SetList,
     age_column,
     cel,
     ready_column,
@@ -37,6 +38,7 @@ Lifecycle = Literal["Open", "Investigating", "Identified", "Monitoring", "Resolv
 TimelineEvent = Literal[
     "Opened", "StatusChanged", "Acknowledged", "Escalated", "Notified", "NoteAdded",
     "Assigned", "AlertsChanged", "Retriggered", "Resolved", "Reopened", "SourceRecovered",
+    "SeverityChanged", "PolicyChanged", "Routed", "PostmortemWritten",
 ]
 MAX_NOTES = 100
 MAX_SERVICES = 32
@@ -72,9 +74,8 @@ class IncidentSource(ApiModel):
 class Impact(ApiModel):
     """Who and what is affected."""
 
-    services: list[str] = Field(
+    services: SetList[str] = Field(
         default_factory=list, max_length=MAX_SERVICES,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Affected services.")
     users_affected: int | None = Field(
         default=None, ge=0, description="Estimated number of users affected.")
@@ -143,15 +144,25 @@ class EscalationState(ApiModel):
     """Where the incident stands on its policy's ladder; every deadline derives from these
     times, so a restarted operator neither skips nor repeats a page."""
 
-    started_at: datetime = Field(description="When this climb began (opening or re-trigger).")
+    started_at: datetime = Field(
+        description="When this climb began (opening, re-trigger, reopening, or a severity "
+        "that starts escalating).")
     step: int = Field(default=0, ge=0, description="Steps notified, counting every pass.")
     level: int = Field(default=0, ge=0, description="The level of the newest step (1-based).")
     next_deadline: datetime | None = Field(
-        default=None, description="When the next level is due; none once acknowledged or done.")
+        default=None,
+        description="When escalation acts next: the next level, or the re-trigger of an "
+        "acknowledgement not resolved within ackTimeout; none when nothing is due.")
     policy_generation: int | None = Field(
         default=None, description="metadata.generation of the EscalationPolicy followed.")
     on_call: str | None = Field(
         default=None, description="Who was on call when the newest level paged a rotation.")
+    retriggers: int = Field(
+        default=0, ge=0, description="Climbs started again after the first (re-triggers).")
+    expired_acknowledgement: Acknowledgement | None = Field(
+        default=None,
+        description="The acknowledgement whose ackTimeout re-triggered this climb (or that "
+        "was withdrawn): it no longer stops escalation; a new acknowledgement does.")
 
 
 class TimelineEntry(ApiModel):
@@ -179,6 +190,17 @@ class IncidentStatus(ResourceStatus):
     phase: Lifecycle | None = Field(
         default=None, description="The lifecycle status acted on (Resolved also when the "
         "source recovered and spec.resolveWhenSourceRecovers).")
+    severity: IncidentSeverity | None = Field(
+        default=None, description="The severity acted on (routing and escalation).")
+    commander: str | None = Field(
+        default=None, max_length=USERNAME_MAX, description="The commander last recorded.")
+    notes_recorded: int = Field(
+        default=0, ge=0, description="Notes of spec.notes already in the timeline.")
+    source_recovered_at: datetime | None = Field(
+        default=None,
+        description="When the source reported recovery (written by whatever opened the "
+        "incident; cleared when it fires again). With spec.resolveWhenSourceRecovers the "
+        "incident is resolved then.")
     opened_at: datetime | None = Field(default=None, description="When it opened.")
     acknowledged_at: datetime | None = Field(default=None, description="When acknowledged.")
     acknowledged_by: str | None = Field(default=None, description="Who acknowledged.")
