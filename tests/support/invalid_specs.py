@@ -740,6 +740,8 @@ def _incidents() -> Cases:
         "acknowledgement": {"by": "alice", "at": "2026-03-01T12:01:00Z"},
     })
 
+    c.rule(incident, "", {"metadata.name": "a" * 243}, "metadata.name", rule_failed(
+        "object", "name must be at most 242 characters (its ConfigMaps add '-postmortem')"))
     for name in ("spec", "spec.title", "spec.severity"):
         c.missing(incident, name)
     c.shorter(incident, "spec.title", 1)

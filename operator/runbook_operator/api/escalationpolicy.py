@@ -144,8 +144,8 @@ class Repeat(ApiModel):
         "longer than the last level's delay.")
     from_level: int = Field(
         default=1, ge=1, le=MAX_LEVELS,
-        description="The level (1-based) each repeated pass starts from; a pass reaches it "
-        "at its own start and the later levels at their delays relative to it.")
+        description="The level (1-based) each repeated pass starts from: the levels before "
+        "it are skipped, the others keep their delays within the pass.")
 
 
 class SeverityRoute(ApiModel):

@@ -13,9 +13,9 @@ owned by it: deleting the source keeps the incident and its history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from runbook_operator.api.common import (
     ApiModel,
@@ -47,6 +47,12 @@ NOTIFICATION_LOG_LIMIT = 100
 MAX_ALERTS = 50
 MAX_RELATED = 32
 USERNAME_MAX = 253
+TIMELINE_SUFFIX = "-timeline"
+POSTMORTEM_SUFFIX = "-postmortem"
+#: The incident's ConfigMaps add a suffix to its name, and ConfigMap names hold 253 characters.
+MAX_NAME_LENGTH = 253 - max(len(TIMELINE_SUFFIX), len(POSTMORTEM_SUFFIX))
+NAME_TOO_LONG = (f"name must be at most {MAX_NAME_LENGTH} characters (its ConfigMaps add "
+                 f"'{POSTMORTEM_SUFFIX}')")
 
 
 class PolicyRef(ApiModel):
@@ -147,6 +153,10 @@ class EscalationState(ApiModel):
     started_at: datetime = Field(
         description="When this climb began (opening, re-trigger, reopening, or a severity "
         "that starts escalating).")
+    climbing: bool = Field(
+        default=True,
+        description="Whether the incident climbs the ladder (false: its severity's route "
+        "only tells the route's channels).")
     step: int = Field(default=0, ge=0, description="Steps notified, counting every pass.")
     level: int = Field(default=0, ge=0, description="The level of the newest step (1-based).")
     next_deadline: datetime | None = Field(
@@ -255,11 +265,24 @@ class Incident(Resource):
             reason_column(),
             age_column(),
         ],
+        root_validations=[
+            cel(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", NAME_TOO_LONG,
+                ".metadata.name", "FieldValueInvalid"),
+        ],
     )
 
     spec: IncidentSpec = Field(description="What people know and decide.")
     status: IncidentStatus = Field(
         default_factory=IncidentStatus, description="Observed state, written by the operator.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_fits(cls, data: Any) -> Any:
+        """The twin of the root rule on metadata.name, for whole objects."""
+        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
+        if len(name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return data
 
 
 class IncidentTrigger(ApiModel):

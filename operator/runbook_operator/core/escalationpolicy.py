@@ -1,0 +1,82 @@
+"""An EscalationPolicy's status as a pure function of its spec, the NotificationChannels that
+exist in its namespace and `now`: Ready when every channel it names exists and every level
+reaches someone, Stalled with the missing names otherwise; who is on call in each rotation and
+when that next changes (the controller wakes up then)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from runbook_operator.api.escalationpolicy import EscalationPolicyStatus, OnCall
+from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
+from runbook_operator.core.incident.policy import CompiledPolicy
+from runbook_operator.core.rotation import next_change
+
+
+@dataclass(frozen=True)
+class Judged:
+    status: EscalationPolicyStatus
+    outcome: Outcome
+    next_handover: datetime | None
+
+
+def unreachable_levels(policy: CompiledPolicy) -> list[str]:
+    """Levels that page only a rotation some of whose members have no channel: on their
+    turns, nobody would be paged."""
+    problems = []
+    for index, level in enumerate(policy.ladder.levels):
+        rotation = policy.rotations_by_level[index]
+        if level.channels or rotation is None:
+            continue
+        silent = [m.name for m in policy.rosters[rotation].members if m.channel is None]
+        if silent:
+            problems.append(f"L{index + 1} pages only rotation {rotation}, and "
+                            f"{', '.join(silent)} ha{'s' if len(silent) == 1 else 've'} no "
+                            "channel")
+    return problems
+
+
+def on_call_now(policy: CompiledPolicy, now: datetime) -> list[OnCall]:
+    found = []
+    for name in policy.rosters:
+        on_call = policy.on_call(name, now)
+        if on_call is not None:
+            found.append(OnCall(rotation=name, member=on_call.member.name, until=on_call.until))
+    return found
+
+
+def judge(policy: CompiledPolicy, old: EscalationPolicyStatus, channels: Collection[str],
+          now: datetime) -> Judged:
+    """The status after checking the policy against the channels that exist."""
+    missing = sorted(policy.channels() - set(channels))
+    unreachable = unreachable_levels(policy)
+    if missing:
+        outcome = Outcome(Phase.STALLED, "ChannelsNotFound",
+                          f"NotificationChannels not found: {', '.join(missing)}; pages to "
+                          "them fail until they exist")
+    elif unreachable:
+        outcome = Outcome(Phase.STALLED, "NobodyPaged", "; ".join(unreachable))
+    else:
+        levels = len(policy.ladder.levels)
+        outcome = Outcome(Phase.READY, "ChannelsFound",
+                          f"{levels} level(s), {len(policy.channels())} channel(s) found")
+    changes = [next_change(roster.rotation, now) for roster in policy.rosters.values()]
+    status = old.model_copy(update={
+        "observed_generation": policy.generation,
+        "conditions": apply_outcome(old.conditions, outcome, now, policy.generation),
+        "on_call": on_call_now(policy, now),
+    })
+    return Judged(status, outcome, min(changes) if changes else None)
+
+
+def invalid(old: EscalationPolicyStatus, message: str, generation: int | None,
+            now: datetime) -> EscalationPolicyStatus:
+    """The status of a policy the operator cannot read."""
+    outcome = Outcome(Phase.STALLED, "InvalidSpec", message)
+    return old.model_copy(update={
+        "observed_generation": generation,
+        "conditions": apply_outcome(old.conditions, outcome, now, generation),
+        "on_call": [],
+    })
