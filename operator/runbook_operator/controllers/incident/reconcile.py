@@ -189,11 +189,21 @@ def sync_timeline(kube: Kube, ref: IncidentRef, status: IncidentStatus,
         kube.apply(configmaps.timeline_configmap(ref, entries))
 
 
+def incident_status_patch(old: IncidentStatus, new: IncidentStatus) -> dict[str, Any] | None:
+    """The merge patch from `old` to `new`; a changed `escalation` is sent whole, with nulls,
+    since a merge patch merges nested objects and would keep a cleared nextDeadline."""
+    patch = status_patch(old, new)
+    if patch is not None and patch.get("escalation") is not None:
+        assert new.escalation is not None
+        patch["escalation"] = new.escalation.model_dump(mode="json", by_alias=True)
+    return patch
+
+
 def write_status(kube: Kube, body: Mapping[str, Any], base: IncidentStatus,
                  final: IncidentStatus) -> Mapping[str, Any] | None:
     """One guarded patch; if someone wrote meanwhile, the decision is replayed onto what they
     wrote (`merged_onto`), so neither write is lost."""
-    patch = status_patch(base, final)
+    patch = incident_status_patch(base, final)
     if patch is None:
         return body
     meta = body["metadata"]
@@ -204,7 +214,7 @@ def write_status(kube: Kube, body: Mapping[str, Any], base: IncidentStatus,
 
         def change(current: dict[str, Any]) -> dict[str, Any] | None:
             fresh = IncidentStatus.model_validate(current.get("status") or {})
-            return status_patch(fresh, merged_onto(fresh, base, final))
+            return incident_status_patch(fresh, merged_onto(fresh, base, final))
 
         return kube.update_status(API_VERSION, KIND, meta["name"], meta["namespace"], change)
 
