@@ -51,9 +51,12 @@ def _entry_key(entry: TimelineEntry) -> str:
 
 def merged_timeline(*sources: Iterable[TimelineEntry]) -> list[TimelineEntry]:
     """All entries of `sources`, each once, in time order (the ConfigMap's and status', which
-    overlap)."""
-    unique = {_entry_key(entry): entry for source in sources for entry in source}
-    return sorted(unique.values(), key=lambda entry: (entry.time, _entry_key(entry)))
+    overlap); entries of the same time keep the order they were recorded in."""
+    unique: dict[str, TimelineEntry] = {}
+    for source in sources:
+        for entry in source:
+            unique.setdefault(_entry_key(entry), entry)
+    return sorted(unique.values(), key=lambda entry: entry.time)
 
 
 def parse_timeline(configmap: Mapping[str, Any] | None) -> list[TimelineEntry]:
