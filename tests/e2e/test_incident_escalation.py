@@ -10,8 +10,6 @@ silent for the first one has passed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
@@ -24,33 +22,20 @@ from tests.support.incidents import (
     at,
     dedup_key,
     details,
-    endpoints,
     events,
     pages,
+    receiving,
     timeline_events,
 )
 from tests.support.kube import (
     ESCALATION_POLICIES,
     INCIDENTS,
     condition,
-    create_pagerduty_channels,
 )
-from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver
 
 #: How late a page may arrive after its deadline on a busy shared machine (the scheduler
 #: ticks every second; deliveries run in worker threads).
 LATE = timedelta(seconds=5)
-
-
-@contextmanager
-def receiving(api: client.ApiClient, namespace: str, *channels: str) -> Iterator[HTTPReceiver]:
-    """A PagerDuty receiver for `channels`; the incidents go before it closes."""
-    with HTTPReceiver(PAGERDUTY_ACCEPTED) as receiver:
-        create_pagerduty_channels(api, namespace, endpoints(receiver, *channels))
-        try:
-            yield receiver
-        finally:
-            INCIDENTS.delete_all(api, namespace)
 
 
 def policy_ready(api: client.ApiClient, namespace: str, name: str, levels: list[dict],

@@ -6,8 +6,6 @@ anyone says so."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
@@ -18,9 +16,9 @@ from tests.support.builders import escalation_policy, incident
 from tests.support.incidents import (
     acknowledge,
     at,
-    endpoints,
     events,
     pages,
+    receiving,
     timeline_events,
 )
 from tests.support.kube import (
@@ -28,22 +26,10 @@ from tests.support.kube import (
     INCIDENTS,
     condition,
     configmap_data,
-    create_pagerduty_channels,
 )
 from tests.support.operator_metrics import counter, histogram
-from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver
 
 ONE_LEVEL = [{"after": "0s", "channels": ["l1"]}]
-
-
-@contextmanager
-def receiving(api: client.ApiClient, namespace: str, *channels: str) -> Iterator[HTTPReceiver]:
-    with HTTPReceiver(PAGERDUTY_ACCEPTED) as receiver:
-        create_pagerduty_channels(api, namespace, endpoints(receiver, *channels))
-        try:
-            yield receiver
-        finally:
-            INCIDENTS.delete_all(api, namespace)
 
 
 def events_of(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:

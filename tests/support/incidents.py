@@ -5,19 +5,32 @@ which the triggers tell."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from kubernetes import client
 
-from tests.support.kube import INCIDENTS
-from tests.support.receivers import HTTPReceiver, Received
+from tests.support.kube import INCIDENTS, create_pagerduty_channels
+from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver, Received
 
 
 def endpoints(receiver: HTTPReceiver, *channels: str) -> dict[str, str]:
     """The endpoint of each channel on `receiver`."""
     return {channel: receiver.url(f"/{channel}/v2/enqueue") for channel in channels}
+
+
+@contextmanager
+def receiving(api: client.ApiClient, namespace: str, *channels: str) -> Iterator[HTTPReceiver]:
+    """A PagerDuty receiver serving `channels` (created in `namespace`); the namespace's
+    incidents are deleted before it closes, so none pages a closed port."""
+    with HTTPReceiver(PAGERDUTY_ACCEPTED) as receiver:
+        create_pagerduty_channels(api, namespace, endpoints(receiver, *channels))
+        try:
+            yield receiver
+        finally:
+            INCIDENTS.delete_all(api, namespace)
 
 
 def dedup_key(receiver: HTTPReceiver, incident: str) -> str | None:

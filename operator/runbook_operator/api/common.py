@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -272,6 +273,19 @@ def _record_unless_unreadable(value: Any, handler: ValidatorFunctionWrapHandler)
 
 NotificationLog = Annotated[list[NotificationRecord], WrapValidator(_log_without_unreadable)]
 LastNotification = Annotated[NotificationRecord | None, WrapValidator(_record_unless_unreadable)]
+
+
+def names_at_most(limit: int, message: str) -> Any:
+    """A kind's `before` model validator: the twin of a root rule limiting metadata.name (for
+    objects whose generated children add a suffix to it)."""
+
+    def check(cls: type, data: Any) -> Any:
+        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
+        if len(name) > limit:
+            raise ValueError(message)
+        return data
+
+    return model_validator(mode="before")(classmethod(check))
 
 
 class PrinterColumn(BaseModel):

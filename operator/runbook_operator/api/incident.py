@@ -13,9 +13,9 @@ owned by it: deleting the source keeps the incident and its history.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from runbook_operator.api.common import (
     ApiModel,
@@ -28,6 +28,7 @@ from runbook_operator.api.common import (
     SetList,
     age_column,
     cel,
+    names_at_most,
     ready_column,
     reason_column,
     validations,
@@ -275,14 +276,7 @@ class Incident(Resource):
     status: IncidentStatus = Field(
         default_factory=IncidentStatus, description="Observed state, written by the operator.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _name_fits(cls, data: Any) -> Any:
-        """The twin of the root rule on metadata.name, for whole objects."""
-        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
-        if len(name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return data
+    _name_fits = names_at_most(MAX_NAME_LENGTH, NAME_TOO_LONG)
 
 
 class IncidentTrigger(ApiModel):
