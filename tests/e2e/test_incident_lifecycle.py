@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from kubernetes import client
 
+from runbook_operator.devcluster.demo import LocalEndpoints, example_documents, localize
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support.builders import escalation_policy, incident
@@ -26,10 +28,14 @@ from tests.support.kube import (
     INCIDENTS,
     condition,
     configmap_data,
+    kind,
 )
 from tests.support.operator_metrics import counter, histogram
+from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver, Reply
 
 ONE_LEVEL = [{"after": "0s", "channels": ["l1"]}]
+REPO = Path(__file__).resolve().parents[2]
+INCIDENT_EXAMPLES = {"Secret", "NotificationChannel", "EscalationPolicy", "Incident"}
 
 
 def events_of(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str]]:
@@ -185,3 +191,40 @@ def test_an_incident_or_policy_that_cannot_page_anyone_says_so(
         obj = INCIDENTS.wait_condition(api, namespace, "orphan", "Stalled", "False")
         assert condition(obj, "Ready")["reason"] == "Escalating"
         assert counter(running_operator, "runbook_incident_escalations", {"level": "1"}) >= 1
+
+
+def test_the_runbook_examples_escalate_as_written(
+        api: client.ApiClient, namespace: str, running_operator: LocalOperator) -> None:
+    with HTTPReceiver(PAGERDUTY_ACCEPTED, paths={"/slack": Reply()}) as receiver:
+        local = LocalEndpoints("127.0.0.1", 5432, "postgres", "-", "http://127.0.0.1:9", "-",
+                               "-", receiver.url(""))
+        docs = [d for d in localize(example_documents(REPO), local)
+                if d["kind"] in INCIDENT_EXAMPLES]
+        for doc in docs:
+            if doc["kind"] == "Secret":
+                client.CoreV1Api(api).create_namespaced_secret(namespace, doc)
+            else:
+                kind(doc["kind"]).create(api, namespace, doc)
+        try:
+            policy = ESCALATION_POLICIES.wait_ready(api, namespace, "default", timeout=60)
+            (on_call,) = policy["status"]["onCall"]
+            assert on_call["member"] in ("alice@example.com", "bob@example.com",
+                                         "carol@example.com")
+            assert at(on_call["until"]).weekday() == 0  # handed over on Mondays (07/08:00 UTC)
+            (page,) = wait_for(lambda: [  # every PagerDuty channel posts to /pagerduty here
+                r for r in receiver.requests
+                if r.path == "/pagerduty" and r.json()["event_action"] == "trigger"],
+                "the on-call engineer paged", timeout=60)
+            assert page.json()["payload"]["component"] == "checkout-errors"
+            custom_details = page.json()["payload"]["custom_details"]
+            assert custom_details["on call"].startswith(on_call["member"])
+            assert custom_details["level"] == "L1 of 4 (step 1)"
+            wait_for(lambda: [r for r in receiver.requests if r.path == "/slack"],
+                     "the team told in Slack")
+            obj = INCIDENTS.wait_ready(api, namespace, "checkout-errors")
+            assert condition(obj, "Ready")["reason"] == "Escalating"
+            assert obj["status"]["escalation"]["nextDeadline"] == (
+                at(obj["status"]["openedAt"]) + timedelta(minutes=30)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")
+        finally:
+            INCIDENTS.delete_all(api, namespace)
