@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,11 @@ from runbook_operator.api.incident import Incident as IncidentKind
 from runbook_operator.api.incident import IncidentSpec, IncidentStatus, TimelineEntry
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.common import status_patch
-from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.errors import (
+    TRANSIENT_API_ERRORS,
+    transient_error_message,
+    validation_message,
+)
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.controllers.notify import notify
 from runbook_operator.controllers.scheduler import Key
@@ -51,6 +55,8 @@ from runbook_operator.core.incident.postmortem import render_postmortem
 from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 
 KIND = IncidentKind.info.kind
+#: How soon a postmortem that could not be written is tried again.
+POSTMORTEM_RETRY_SECONDS = 10
 log = logging.getLogger(__name__)
 Lookup = Callable[[str, str | None], CompiledPolicy | PolicyProblem]
 
@@ -58,13 +64,14 @@ Lookup = Callable[[str, str | None], CompiledPolicy | PolicyProblem]
 @dataclass
 class Memory:
     """What the controller remembers between reconciles to save requests; a restart loses
-    it and checks once more."""
+    it and reads once more."""
 
-    timelines_synced: set[Key] = field(default_factory=set)
+    timelines: dict[Key, list[TimelineEntry]] = field(default_factory=dict)
+    """What each timeline ConfigMap holds, as last read or written."""
     postmortem_kept: dict[Key, bool] = field(default_factory=dict)
 
     def forget(self, key: Key) -> None:
-        self.timelines_synced.discard(key)
+        self.timelines.pop(key, None)
         self.postmortem_kept.pop(key, None)
 
 
@@ -128,9 +135,12 @@ def send(kube: Kube, decision: Decision) -> Sent:
     return sent
 
 
-def _stored_timeline(kube: Kube, ref: IncidentRef) -> list[TimelineEntry]:
-    return configmaps.parse_timeline(
-        kube.get("v1", "ConfigMap", configmaps.timeline_name(ref.name), ref.namespace))
+def _stored_timeline(kube: Kube, ref: IncidentRef, memory: Memory) -> list[TimelineEntry]:
+    key = (ref.namespace, ref.name)
+    if key not in memory.timelines:
+        memory.timelines[key] = configmaps.parse_timeline(
+            kube.get("v1", "ConfigMap", configmaps.timeline_name(ref.name), ref.namespace))
+    return memory.timelines[key]
 
 
 def _ours(configmap: Mapping[str, Any]) -> bool:
@@ -180,13 +190,13 @@ def write_postmortem(kube: Kube, body: Mapping[str, Any], decision: Decision,
 
 
 def sync_timeline(kube: Kube, ref: IncidentRef, status: IncidentStatus,
-                  stored: Sequence[TimelineEntry] | None) -> None:
+                  memory: Memory) -> None:
     """The whole timeline in its ConfigMap: what it held plus status' newest entries."""
-    if stored is None:
-        stored = _stored_timeline(kube, ref)
+    stored = _stored_timeline(kube, ref, memory)
     entries = configmaps.merged_timeline(stored, status.timeline)
-    if entries != list(stored) or not stored:
+    if entries != stored or not stored:
         kube.apply(configmaps.timeline_configmap(ref, entries))
+        memory.timelines[(ref.namespace, ref.name)] = entries
 
 
 def incident_status_patch(old: IncidentStatus, new: IncidentStatus) -> dict[str, Any] | None:
@@ -268,22 +278,29 @@ def reconcile(kube: Kube, body: Mapping[str, Any], lookup: Lookup,
                 continue
             break
         sent = send(kube, decision)
-        stored = None
         note = None
         key = (ref.namespace, ref.name)
-        if decision.postmortem_due:
-            stored = _stored_timeline(kube, ref)
-            note = write_postmortem(kube, body, decision, stored, memory)
-        elif decision.status.phase == RESOLVED:
-            keep = configmaps.keeps_postmortem(body["metadata"].get("annotations"))
-            keep_postmortem_as_asked(kube, ref, keep, memory)
+        retry = None
+        try:  # what was sent must reach status whatever happens to the postmortem
+            if decision.postmortem_due:
+                stored = _stored_timeline(kube, ref, memory)
+                note = write_postmortem(kube, body, decision, stored, memory)
+            elif decision.status.phase == RESOLVED:
+                keep = configmaps.keeps_postmortem(body["metadata"].get("annotations"))
+                keep_postmortem_as_asked(kube, ref, keep, memory)
+        except TRANSIENT_API_ERRORS as error:
+            log.warning("postmortem of incident %s/%s not written, retried in %ss: %s",
+                        ref.namespace, ref.name, POSTMORTEM_RETRY_SECONDS,
+                        transient_error_message(error))
+            retry = decision.now + timedelta(seconds=POSTMORTEM_RETRY_SECONDS)
         final, events = finish(decision, sent.deliveries, note)
+        if retry is not None and note is None:
+            final = final.model_copy(update={"postmortem_ref": incident.status.postmortem_ref})
         written = write_status(kube, body, incident.status, final)
         if written is None:
             return Reconciled(None, None)
-        if final.timeline != incident.status.timeline or key not in memory.timelines_synced:
-            sync_timeline(kube, ref, final, stored)
-            memory.timelines_synced.add(key)
+        if final.timeline != incident.status.timeline or key not in memory.timelines:
+            sync_timeline(kube, ref, final, memory)
         for event in (*decision.events, *events):
             kube.event(dict(body), event.type, event.reason, event.message)
         for page in completed(decision, [delivery for delivery, _ in sent.deliveries]):
@@ -294,4 +311,5 @@ def reconcile(kube: Kube, body: Mapping[str, Any], lookup: Lookup,
         _publish(decision, final)
         stalled = any(c.type == "Stalled" and c.status == "True" for c in final.conditions)
         result.value = "stalled" if stalled else "ready"
-        return Reconciled(written, next_due(final))
+        due = next_due(final)
+        return Reconciled(written, min(due, retry) if due and retry else due or retry)

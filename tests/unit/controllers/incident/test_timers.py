@@ -156,7 +156,7 @@ def test_a_policy_change_makes_the_incidents_following_it_due(reconciles: Reconc
 def test_a_deleted_incident_is_forgotten(reconciles: Reconciles) -> None:
     found, _ = escalations()
     found.changed(body())
-    found.memory.timelines_synced.add(("prod", "checkout"))
+    found.memory.timelines[("prod", "checkout")] = []
     found.scheduler.forget(("prod", "checkout"))
     assert ("prod", "checkout") not in found.scheduler.items
-    assert found.memory.timelines_synced == set()
+    assert found.memory.timelines == {}
