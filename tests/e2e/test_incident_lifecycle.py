@@ -228,3 +228,21 @@ def test_the_runbook_examples_escalate_as_written(
                     "%Y-%m-%dT%H:%M:%SZ")
         finally:
             INCIDENTS.delete_all(api, namespace)
+
+
+def test_a_source_that_recovers_resolves_the_incident_when_asked(
+        api: client.ApiClient, namespace: str, running_operator: LocalOperator) -> None:
+    with receiving(api, namespace, "l1") as receiver:
+        ESCALATION_POLICIES.create(api, namespace, escalation_policy("one", ONE_LEVEL))
+        INCIDENTS.create(api, namespace, incident("disk", "one", resolveWhenSourceRecovers=True))
+        wait_for(lambda: pages(receiver, "l1", "disk"), "L1 paged", timeout=30)
+        recovered = datetime.now(UTC).replace(microsecond=0)
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            "runbook.dev", "v1alpha1", namespace, "incidents", "disk",
+            {"status": {"sourceRecoveredAt": recovered.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+        obj = INCIDENTS.wait_condition(api, namespace, "disk", "Resolved", timeout=30)
+        assert at(obj["status"]["resolvedAt"]) == recovered
+        assert obj["spec"]["status"] == "Open"  # the operator never writes spec
+        assert [e["message"] for e in obj["status"]["timeline"] if e["event"] == "Resolved"] == [
+            "resolved: the source recovered"]
+        wait_for(lambda: events(receiver, "l1", "disk", "resolve"), "PagerDuty resolved")

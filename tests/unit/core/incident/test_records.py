@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runbook_operator.api.incident import IncidentAlert, IncidentStatus, TimelineEntry
-from runbook_operator.core.incident.records import merged_alerts, source_label, with_timeline
+from runbook_operator.core.incident.records import (
+    merged_alerts,
+    source_firing_again,
+    source_label,
+    source_recovered,
+    with_timeline,
+)
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -50,3 +56,14 @@ def test_the_source_label_is_stable_and_fits_a_label_value() -> None:
     value = source_label("AlertRule", "web-5xx", "f" * 64)
     assert value == source_label("AlertRule", "web-5xx", "f" * 64)
     assert len(value) <= 63 and value != source_label("AlertRule", "web-4xx", "f" * 64)
+
+
+def test_a_recovery_is_recorded_once_and_a_new_firing_clears_it() -> None:
+    recovered = source_recovered(IncidentStatus(), T0)
+    assert recovered.source_recovered_at == T0
+    assert [e.event for e in recovered.timeline] == ["SourceRecovered"]
+    assert source_recovered(recovered, T0 + timedelta(minutes=1)) == recovered
+    firing = source_firing_again(recovered, T0 + timedelta(minutes=2))
+    assert firing.source_recovered_at is None
+    assert [e.event for e in firing.timeline] == ["SourceRecovered", "AlertsChanged"]
+    assert source_firing_again(firing, T0) == firing
