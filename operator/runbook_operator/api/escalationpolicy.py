@@ -250,6 +250,11 @@ class EscalationPolicyStatus(ResourceStatus):
     on_call: list[OnCall] = Field(
         default_factory=list, max_length=MAX_ROTATIONS,
         description="The current on-call member of each rotation (refreshed at handovers).")
+    on_call_summary: str | None = Field(
+        default=None, description="Who is on call, per rotation, in one line (for kubectl).")
+    ladder: str | None = Field(
+        default=None,
+        description="The levels' delays and the repeats in one line, e.g. 0s → 30m → 1h → 2h.")
 
 
 class EscalationPolicy(Resource):
@@ -260,9 +265,9 @@ class EscalationPolicy(Resource):
         plural="escalationpolicies",
         short_names=["ep"],
         printer_columns=[
-            PrinterColumn(name="Levels", type="string", json_path=".spec.levels[*].after",
-                          description="Delays of the levels from the start."),
-            PrinterColumn(name="On Call", type="string", json_path=".status.onCall[*].member",
+            PrinterColumn(name="Ladder", type="string", json_path=".status.ladder",
+                          description="Delays of the levels from the start, and repeats."),
+            PrinterColumn(name="On Call", type="string", json_path=".status.onCallSummary",
                           description="Who is on call now, per rotation."),
             ready_column(),
             reason_column(),

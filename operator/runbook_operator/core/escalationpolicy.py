@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from runbook_operator.api.escalationpolicy import EscalationPolicyStatus, OnCall
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
@@ -38,6 +38,24 @@ def unreachable_levels(policy: CompiledPolicy) -> list[str]:
     return problems
 
 
+def go_duration(delay: timedelta) -> str:
+    """`1h30m`, `45s`, `0s`: how delays are written in the spec."""
+    seconds = int(delay.total_seconds())
+    parts = [f"{value}{unit}" for value, unit in (
+        (seconds // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")) if value]
+    return "".join(parts) or "0s"
+
+
+def ladder_of(policy: CompiledPolicy) -> str:
+    """The ladder in one line: `0s → 30m → 1h → 2h, 2 more from L2 every 3h`."""
+    ladder = policy.ladder
+    text = " → ".join(go_duration(level.after) for level in ladder.levels)
+    if ladder.repeats:
+        text += (f", {ladder.repeats} more from L{ladder.repeat_from + 1} every "
+                 f"{go_duration(ladder.period)}")
+    return text
+
+
 def on_call_now(policy: CompiledPolicy, now: datetime) -> list[OnCall]:
     found = []
     for name in policy.rosters:
@@ -63,10 +81,13 @@ def judge(policy: CompiledPolicy, old: EscalationPolicyStatus, channels: Collect
         outcome = Outcome(Phase.READY, "ChannelsFound",
                           f"{levels} level(s), {len(policy.channels())} channel(s) found")
     changes = [next_change(roster.rotation, now) for roster in policy.rosters.values()]
+    on_call = on_call_now(policy, now)
     status = old.model_copy(update={
         "observed_generation": policy.generation,
         "conditions": apply_outcome(old.conditions, outcome, now, policy.generation),
-        "on_call": on_call_now(policy, now),
+        "on_call": on_call,
+        "on_call_summary": ", ".join(f"{o.member} ({o.rotation})" for o in on_call) or None,
+        "ladder": ladder_of(policy),
     })
     return Judged(status, outcome, min(changes) if changes else None)
 
@@ -79,4 +100,6 @@ def invalid(old: EscalationPolicyStatus, message: str, generation: int | None,
         "observed_generation": generation,
         "conditions": apply_outcome(old.conditions, outcome, now, generation),
         "on_call": [],
+        "on_call_summary": None,
+        "ladder": None,
     })

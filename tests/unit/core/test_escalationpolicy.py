@@ -19,6 +19,11 @@ def test_a_policy_whose_channels_exist_is_ready_and_shows_who_is_on_call() -> No
                                             until=T0.replace(day=2, hour=9))]
     assert judged.next_handover == T0.replace(day=2, hour=9)
     assert judged.status.observed_generation == 1
+    assert judged.status.on_call_summary == "alice (primary)"
+    assert judged.status.ladder == "0s → 30m → 1h → 2h"
+    repeated = policy(repeat={"count": 2, "every": "3h30m", "fromLevel": 2})
+    assert judge(repeated, EscalationPolicyStatus(), CHANNELS, T0).status.ladder == (
+        "0s → 30m → 1h → 2h, 2 more from L2 every 3h30m")
 
 
 def test_missing_channels_are_named() -> None:
