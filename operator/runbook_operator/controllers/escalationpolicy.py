@@ -28,7 +28,7 @@ from runbook_operator.api.escalationpolicy import (
     EscalationPolicyStatus,
 )
 from runbook_operator.api.notificationchannel import NotificationChannel
-from runbook_operator.controllers.common import status_patch
+from runbook_operator.controllers.common import status_patch, warn_if_newly_stalled
 from runbook_operator.controllers.errors import (
     TRANSIENT_API_ERRORS,
     transient_error_message,
@@ -37,7 +37,6 @@ from runbook_operator.controllers.errors import (
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.controllers.scheduler import Item, Key, Scheduler
-from runbook_operator.core.conditions import Phase
 from runbook_operator.core.escalationpolicy import invalid, judge
 from runbook_operator.core.incident.decide import PolicyProblem
 from runbook_operator.core.incident.policy import CompiledPolicy, compile_policy
@@ -106,29 +105,21 @@ def reconcile(kube: Kube, body: Mapping[str, Any], prepared: Prepared) -> dateti
     """Check one policy and write its status (blocking); when its on-call changes next."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    now = _now()
     old = EscalationPolicyStatus.model_validate(body.get("status") or {})
     with measured(KIND) as result:
         if isinstance(prepared, InvalidPolicy):
-            new, reason, message = invalid(old, prepared.message, meta.get("generation"), now), \
-                "InvalidSpec", prepared.message
-            handover, phase = None, Phase.STALLED
+            judged = invalid(old, prepared.message, meta.get("generation"), _now())
         else:
             channels = {c["metadata"]["name"] for c in kube.list(
                 API_VERSION, NotificationChannel.info.kind, [namespace])}
-            judged = judge(prepared, old, channels, now)
-            new, handover = judged.status, judged.next_handover
-            reason, message, phase = (judged.outcome.reason, judged.outcome.message,
-                                      judged.outcome.phase)
-        patch = status_patch(old, new)
+            judged = judge(prepared, old, channels, _now())
+        patch = status_patch(old, judged.status)
         if patch is not None:
             kube.update_status(API_VERSION, KIND, name, namespace, lambda _: patch)
-        result.value = phase.name.lower()
-    stalled = next((c for c in old.conditions if c.type == "Stalled"), None)
-    if phase is Phase.STALLED and (stalled is None or stalled.status != "True"
-                                   or stalled.message != message):
-        kube.event(dict(body), "Warning", reason, message)
-    return handover
+        result.value = judged.outcome.phase.name.lower()
+    before = (body.get("status") or {}).get("conditions") or []
+    warn_if_newly_stalled(kube, body, judged.outcome, before, log)
+    return judged.next_handover
 
 
 class PolicyChecks:

@@ -93,13 +93,14 @@ def judge(policy: CompiledPolicy, old: EscalationPolicyStatus, channels: Collect
 
 
 def invalid(old: EscalationPolicyStatus, message: str, generation: int | None,
-            now: datetime) -> EscalationPolicyStatus:
+            now: datetime) -> Judged:
     """The status of a policy the operator cannot read."""
     outcome = Outcome(Phase.STALLED, "InvalidSpec", message)
-    return old.model_copy(update={
+    status = old.model_copy(update={
         "observed_generation": generation,
         "conditions": apply_outcome(old.conditions, outcome, now, generation),
         "on_call": [],
         "on_call_summary": None,
         "ladder": None,
     })
+    return Judged(status, outcome, None)

@@ -49,7 +49,9 @@ def test_a_level_paging_only_a_rotation_with_members_without_channels_reaches_no
 def test_a_policy_without_rotations_has_no_handover_and_an_invalid_one_is_stalled() -> None:
     plain = policy([{"after": "0s", "channels": ["oncall"]}])
     assert judge(plain, EscalationPolicyStatus(), {"oncall"}, T0).next_handover is None
-    status = invalid(EscalationPolicyStatus(), "spec.levels: Field required", 3, T0)
+    judged = invalid(EscalationPolicyStatus(), "spec.levels: Field required", 3, T0)
+    status = judged.status
+    assert judged.next_handover is None
     stalled = next(c for c in status.conditions if c.type == "Stalled")
     assert (stalled.reason, stalled.message, status.observed_generation) == (
         "InvalidSpec", "spec.levels: Field required", 3)

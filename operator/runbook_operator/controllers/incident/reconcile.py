@@ -24,7 +24,7 @@ from runbook_operator.api.common import API_VERSION, MANAGED_BY_LABEL, Notificat
 from runbook_operator.api.incident import Incident as IncidentKind
 from runbook_operator.api.incident import IncidentSpec, IncidentStatus, TimelineEntry
 from runbook_operator.controllers import metrics
-from runbook_operator.controllers.common import status_patch
+from runbook_operator.controllers.common import status_patch, warn_if_newly_stalled
 from runbook_operator.controllers.errors import (
     TRANSIENT_API_ERRORS,
     transient_error_message,
@@ -136,7 +136,7 @@ def send(kube: Kube, decision: Decision) -> Sent:
 
 
 def _stored_timeline(kube: Kube, ref: IncidentRef, memory: Memory) -> list[TimelineEntry]:
-    key = (ref.namespace, ref.name)
+    key = ref.key
     if key not in memory.timelines:
         memory.timelines[key] = configmaps.parse_timeline(
             kube.get("v1", "ConfigMap", configmaps.timeline_name(ref.name), ref.namespace))
@@ -150,7 +150,7 @@ def _ours(configmap: Mapping[str, Any]) -> bool:
 def keep_postmortem_as_asked(kube: Kube, ref: IncidentRef, keep: bool, memory: Memory,
                              existing: Mapping[str, Any] | None = None) -> None:
     """Own the postmortem (it goes with the Incident) unless asked to keep it."""
-    key = (ref.namespace, ref.name)
+    key = ref.key
     if memory.postmortem_kept.get(key) == keep:
         return
     name = configmaps.postmortem_name(ref.name)
@@ -177,7 +177,7 @@ def write_postmortem(kube: Kube, body: Mapping[str, Any], decision: Decision,
     existing = kube.get("v1", "ConfigMap", name, ref.namespace)
     if existing is None:
         kube.create_if_absent(configmaps.postmortem_configmap(ref, text, keep))
-        memory.postmortem_kept[(ref.namespace, ref.name)] = keep
+        memory.postmortem_kept[ref.key] = keep
         return f"postmortem written to ConfigMap {name}{kept}"
     keep_postmortem_as_asked(kube, ref, keep, memory, existing)
     if configmaps.edited(existing):
@@ -196,7 +196,7 @@ def sync_timeline(kube: Kube, ref: IncidentRef, status: IncidentStatus,
     entries = configmaps.merged_timeline(stored, status.timeline)
     if entries != stored or not stored:
         kube.apply(configmaps.timeline_configmap(ref, entries))
-        memory.timelines[(ref.namespace, ref.name)] = entries
+        memory.timelines[ref.key] = entries
 
 
 def incident_status_patch(old: IncidentStatus, new: IncidentStatus) -> dict[str, Any] | None:
@@ -233,17 +233,56 @@ def stall(kube: Kube, body: Mapping[str, Any], message: str) -> None:
     """An incident whose spec the operator cannot read: Stalled, one Event per message."""
     meta = body["metadata"]
     old = IncidentStatus.model_validate(body.get("status") or {})
-    before = next((c for c in old.conditions if c.type == "Stalled"), None)
     outcome = Outcome(Phase.STALLED, "InvalidSpec", message)
     new = old.model_copy(update={
         "observed_generation": meta["generation"],
         "conditions": apply_outcome(old.conditions, outcome, _now(), meta["generation"])})
     write_status(kube, body, old, new)
-    if before is None or before.status != "True" or before.message != message:
-        kube.event(dict(body), "Warning", "InvalidSpec", message)
+    before = (body.get("status") or {}).get("conditions") or []
+    warn_if_newly_stalled(kube, body, outcome, before, log)
 
 
-def _publish(decision: Decision, final: IncidentStatus) -> None:
+def _decide(kube: Kube, body: Mapping[str, Any],
+            lookup: Lookup) -> tuple[Mapping[str, Any], Decision] | str | None:
+    """The decision and the copy it was made from: the operator's copy when nothing is to be
+    sent, a fresh read otherwise. Why the spec is unreadable, or None when it is gone."""
+    fresh = False
+    while True:
+        parsed = parse(body)
+        if isinstance(parsed, str):
+            return parsed
+        ref, policy = parsed.ref, parsed.spec.escalation_policy_ref
+        decision = decide(parsed, lookup(ref.namespace, policy.name if policy else None), _now())
+        if not decision.deliveries or fresh:
+            return body, decision
+        found = _get(kube, ref)
+        if found is None:
+            return None
+        body, fresh = found, True
+
+
+def _postmortem(kube: Kube, body: Mapping[str, Any], decision: Decision,
+                memory: Memory) -> tuple[str | None, datetime | None]:
+    """Write the postmortem when due, and its ownership as asked: what to say in the timeline,
+    and when to try again if the API failed (what was sent reaches status regardless)."""
+    ref = decision.incident.ref
+    try:
+        if decision.postmortem_due:
+            stored = _stored_timeline(kube, ref, memory)
+            return write_postmortem(kube, body, decision, stored, memory), None
+        if decision.status.phase == RESOLVED:
+            keep = configmaps.keeps_postmortem(body["metadata"].get("annotations"))
+            keep_postmortem_as_asked(kube, ref, keep, memory)
+    except TRANSIENT_API_ERRORS as error:
+        log.warning("postmortem of incident %s/%s not written, retried in %ss: %s",
+                    ref.namespace, ref.name, POSTMORTEM_RETRY_SECONDS,
+                    transient_error_message(error))
+        return None, decision.now + timedelta(seconds=POSTMORTEM_RETRY_SECONDS)
+    return None, None
+
+
+def _published(decision: Decision, final: IncidentStatus, sent: Sent) -> None:
+    """Metrics of a reconcile whose status was written."""
     incident = decision.incident
     severity = incident.spec.severity
     metrics.track_incident(incident.ref.namespace, incident.ref.name,
@@ -252,63 +291,39 @@ def _publish(decision: Decision, final: IncidentStatus) -> None:
         metrics.INCIDENT_MTTA.labels(severity).observe(decision.mtta_recorded)
     if decision.mttr_recorded is not None:
         metrics.INCIDENT_MTTR.labels(severity).observe(decision.mttr_recorded)
+    for page in completed(decision, [delivery for delivery, _ in sent.deliveries]):
+        metrics.INCIDENT_ESCALATIONS.labels(str(page.level)).inc()
+        if page in sent.page_ends:
+            late = (sent.page_ends[page] - page.due_at).total_seconds()
+            metrics.INCIDENT_ESCALATION_LATENESS.observe(max(0.0, late))
 
 
 def reconcile(kube: Kube, body: Mapping[str, Any], lookup: Lookup,
               memory: Memory) -> Reconciled:
     """Decide and carry out one reconcile of the incident `body` (the operator's copy)."""
-    fresh = False
     with measured(KIND) as result:
-        while True:
-            parsed = parse(body)
-            if isinstance(parsed, str):
-                stall(kube, body, parsed)
-                result.value = "stalled"
-                return Reconciled(body, None)
-            incident = parsed
-            ref = incident.ref
-            policy_ref = incident.spec.escalation_policy_ref
-            decision = decide(incident, lookup(ref.namespace, policy_ref.name if policy_ref
-                                               else None), _now())
-            if decision.deliveries and not fresh:
-                found = _get(kube, ref)
-                if found is None:
-                    return Reconciled(None, None)
-                body, fresh = found, True
-                continue
-            break
+        decided = _decide(kube, body, lookup)
+        if decided is None:
+            return Reconciled(None, None)
+        if isinstance(decided, str):
+            stall(kube, body, decided)
+            result.value = "stalled"
+            return Reconciled(body, None)
+        body, decision = decided
+        incident = decision.incident
         sent = send(kube, decision)
-        note = None
-        key = (ref.namespace, ref.name)
-        retry = None
-        try:  # what was sent must reach status whatever happens to the postmortem
-            if decision.postmortem_due:
-                stored = _stored_timeline(kube, ref, memory)
-                note = write_postmortem(kube, body, decision, stored, memory)
-            elif decision.status.phase == RESOLVED:
-                keep = configmaps.keeps_postmortem(body["metadata"].get("annotations"))
-                keep_postmortem_as_asked(kube, ref, keep, memory)
-        except TRANSIENT_API_ERRORS as error:
-            log.warning("postmortem of incident %s/%s not written, retried in %ss: %s",
-                        ref.namespace, ref.name, POSTMORTEM_RETRY_SECONDS,
-                        transient_error_message(error))
-            retry = decision.now + timedelta(seconds=POSTMORTEM_RETRY_SECONDS)
+        note, retry = _postmortem(kube, body, decision, memory)
         final, events = finish(decision, sent.deliveries, note)
-        if retry is not None and note is None:
+        if retry is not None:
             final = final.model_copy(update={"postmortem_ref": incident.status.postmortem_ref})
         written = write_status(kube, body, incident.status, final)
         if written is None:
             return Reconciled(None, None)
-        if final.timeline != incident.status.timeline or key not in memory.timelines:
-            sync_timeline(kube, ref, final, memory)
+        if final.timeline != incident.status.timeline or incident.ref.key not in memory.timelines:
+            sync_timeline(kube, incident.ref, final, memory)
         for event in (*decision.events, *events):
             kube.event(dict(body), event.type, event.reason, event.message)
-        for page in completed(decision, [delivery for delivery, _ in sent.deliveries]):
-            metrics.INCIDENT_ESCALATIONS.labels(str(page.level)).inc()
-            if page in sent.page_ends:
-                late = (sent.page_ends[page] - page.due_at).total_seconds()
-                metrics.INCIDENT_ESCALATION_LATENESS.observe(max(0.0, late))
-        _publish(decision, final)
+        _published(decision, final, sent)
         stalled = any(c.type == "Stalled" and c.status == "True" for c in final.conditions)
         result.value = "stalled" if stalled else "ready"
         due = next_due(final)

@@ -28,6 +28,11 @@ class IncidentRef:
     uid: str
 
     @property
+    def key(self) -> tuple[str, str]:
+        """The scheduler's key: namespace and name."""
+        return self.namespace, self.name
+
+    @property
     def dedup_key(self) -> str:
         return fingerprint(KIND, self.namespace, self.name, self.uid)
 
