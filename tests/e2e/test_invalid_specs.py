@@ -48,12 +48,32 @@ def test_the_base_objects_are_accepted(
     dry_run_create(api, dry_run_namespace, body)
 
 
+def dry_run_update(api: client.ApiClient, namespace: str, before: dict[str, Any],
+                   body: dict[str, Any]) -> None:
+    """Store `before` (under a name of its own), then try `body` as its update."""
+    custom = client.CustomObjectsApi(api)
+    plural = PLURALS[body["kind"]]
+    name = f"before-{uuid.uuid4().hex[:8]}"
+    stored = custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, {**before, "metadata": {"name": name}})
+    try:
+        update = {**body, "metadata": {"name": name,
+                                       "resourceVersion": stored["metadata"]["resourceVersion"]}}
+        custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, update,
+                                                dry_run="All")
+    finally:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+
+
 @pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
 def test_the_api_server_rejects_each_invalid_spec_at_its_field(
     api: client.ApiClient, dry_run_namespace: str, case: InvalidSpec
 ) -> None:
     with pytest.raises(ApiException) as raised:
-        dry_run_create(api, dry_run_namespace, case.body)
+        if case.before is None:
+            dry_run_create(api, dry_run_namespace, case.body)
+        else:
+            dry_run_update(api, dry_run_namespace, case.before, case.body)
     status = json.loads(raised.value.body)
     assert (raised.value.status, status["reason"]) == (422, "Invalid")
     reported = {(c.get("field"), c.get("message")) for c in status["details"]["causes"]}

@@ -87,3 +87,18 @@ def alert_rule(name: str, prometheus_url: str, **spec: Any) -> dict[str, Any]:
 def errors_of(series: dict[str, str]) -> str:
     """The query of one service's 5xx ratio, as the exporter publishes it."""
     return f'http_errors_ratio{{service="{series["service"]}"}}'
+
+
+def escalation_policy(name: str, levels: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "EscalationPolicy", "metadata": {"name": name},
+            "spec": {"levels": levels, **spec}}
+
+
+def incident(name: str, policy: str | None = None, severity: str = "P1",
+             **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": API_VERSION, "kind": "Incident", "metadata": {"name": name},
+        "spec": {"title": f"{name} is down", "severity": severity, **spec}}
+    if policy is not None:
+        body["spec"]["escalationPolicyRef"] = {"name": policy}
+    return body

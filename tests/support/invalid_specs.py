@@ -50,6 +50,8 @@ class InvalidSpec:
     field: str
     message: str
     also: tuple[tuple[str, str], ...] = ()
+    #: For a transition rule (one that reads `oldSelf`): the stored object `body` updates.
+    before: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -108,6 +110,15 @@ def unsupported(value: str, allowed: list[str]) -> str:
 
 def duplicate(key: str) -> str:
     return f'Duplicate value: map[string]interface {{}}{{"name":"{key}"}}'
+
+
+def duplicate_value(value: str) -> str:
+    """A value given twice in a set list."""
+    return f'Duplicate value: "{value}"'
+
+
+def not_of_format(field: str, value: str, format_: str) -> str:
+    return f'Invalid value: "{value}": {field} in body must be of type {format_}: "{value}"'
 
 
 @cache
@@ -176,11 +187,11 @@ class Cases:
 
     def add(self, base: dict[str, Any], check: str, changes: dict[str, Any], field: str,
             message: str, schema: str | None = None,
-            also: tuple[tuple[str, str], ...] = ()) -> None:
+            also: tuple[tuple[str, str], ...] = (), update: bool = False) -> None:
         self.bases.setdefault(json.dumps(base, sort_keys=True), base)
         self.cases.append(InvalidSpec(
             self.kind, schema_of(field) if schema is None else schema, check,
-            changed(base, changes), field, message, also))
+            changed(base, changes), field, message, also, base if update else None))
 
     def missing(self, base: dict[str, Any], field: str) -> None:
         self.add(base, "required", {field: REMOVE}, field, required())
@@ -228,6 +239,16 @@ class Cases:
     def no_items(self, base: dict[str, Any], field: str) -> None:
         self.add(base, "minItems", {field: []}, field, too_few(field, 0, 1))
 
+    def repeated(self, base: dict[str, Any], field: str, value: str) -> None:
+        """One value twice in a set list."""
+        self.add(base, "x-kubernetes-list-type", {field: [value, value]}, f"{field}[1]",
+                 duplicate_value(value), schema=schema_of(field))
+
+    def malformed(self, base: dict[str, Any], field: str, value: str) -> None:
+        """A string that is not of the field's format (date-time)."""
+        format_ = schema_node(self.kind, schema_of(field))["format"]
+        self.add(base, "format", {field: value}, field, not_of_format(field, value, format_))
+
     def twice(self, base: dict[str, Any], field: str, item: dict[str, Any]) -> None:
         """Two items of one name in a list-map."""
         self.add(base, "x-kubernetes-list-type", {field: [item, item]}, f"{field}[1]",
@@ -238,9 +259,31 @@ class Cases:
         """A CEL rule on the node `at`, reported at `field`."""
         self.add(base, "rule", changes, field, message, schema=schema_of(at), also=also)
 
+    def transition(self, base: dict[str, Any], at: str, changes: dict[str, Any], field: str,
+                   message: str) -> None:
+        """A transition rule on the node `at`: `base` is stored, then updated by `changes`."""
+        self.add(base, "rule", changes, field, message, schema=schema_of(at), update=True)
+
     def duration(self, base: dict[str, Any], field: str) -> None:
         self.pattern(base, field, "5 minutes")
         self.longer(base, field, 64, unit="1s")
+
+    def go_duration(self, base: dict[str, Any], field: str,
+                    also: tuple[tuple[str, str], ...] = ()) -> None:
+        """A duration CEL can read (api.common.GoDuration); `also`: what the rules that read
+        it report when it cannot be read."""
+        self.pattern(base, field, "1d", also=also)
+        self.longer(base, field, 32, unit="1s")
+
+    def time_zone(self, base: dict[str, Any], field: str) -> None:
+        """An api.schedule.TimeZone at `field`."""
+        unknown = ("unknown time zone {} evaluating rule: must be an IANA time zone name "
+                   "such as Europe/Berlin or UTC")
+        self.pattern(base, field, "Europe Berlin", also=(
+            (field, rule_failed("string", unknown.format("Europe Berlin"))),))
+        self.longer(base, field, 64, unit="A")
+        self.rule(base, field, {field: "Mars/Olympus_Mons"}, field,
+                  rule_failed("string", unknown.format("Mars/Olympus_Mons")))
 
     def secret_ref(self, base: dict[str, Any], at: str) -> None:
         """A SecretKeyRef at `at` (present in `base`)."""
@@ -297,14 +340,7 @@ def _backup_policies() -> Cases:
 
     c.pattern(command, "spec.schedule", "every day at two")
     c.longer(command, "spec.schedule", 256, unit=",0", prefix="0", suffix=" * * * *")
-    c.pattern(command, "spec.timeZone", "Europe Berlin", also=((
-        "spec.timeZone", rule_failed("string", "unknown time zone Europe Berlin evaluating "
-                                     "rule: must be an IANA time zone name such as "
-                                     "Europe/Berlin or UTC")),))
-    c.longer(command, "spec.timeZone", 64, unit="A")
-    c.rule(command, "spec.timeZone", {"spec.timeZone": "Mars/Olympus_Mons"}, "spec.timeZone",
-           rule_failed("string", "unknown time zone Mars/Olympus_Mons evaluating rule: must be "
-                       "an IANA time zone name such as Europe/Berlin or UTC"))
+    c.time_zone(command, "spec.timeZone")
 
     c.rule(command, "spec.source", {"spec.source.files": {"claimName": "data"}}, "spec.source",
            rule_failed("object", "set exactly one source: postgres, mysql, files or command"))
@@ -587,7 +623,173 @@ def _notification_channels() -> Cases:
     return c
 
 
-_BUILT = [_backup_policies(), _alert_rules(), _notification_channels()]
+def _escalation_policies() -> Cases:
+    c = Cases("EscalationPolicy")
+    unreadable = ("type conversion error from 'string' to 'google.protobuf.Duration' "
+                  "evaluating rule: {}")
+    increasing = "levels must have strictly increasing after"
+    unknown_rotation = "a level's rotation must name one of spec.rotations"
+    from_level = "repeat.fromLevel must name one of the levels"
+    rotation = {"name": "primary", "turn": "168h", "start": "2026-01-05T09:00:00Z",
+                "handoffTime": "09:00", "timeZone": "Europe/Berlin",
+                "members": [{"name": "alice", "channel": "alice-pager"}, {"name": "bob"}]}
+    policy = resource(c.kind, {
+        "levels": [{"after": "0s", "rotation": "primary", "channels": ["team"]},
+                   {"after": "30m", "channels": ["sre"]}],
+        "repeat": {"count": 2, "every": "1h", "fromLevel": 2},
+        "ackTimeout": "30m",
+        "routes": [{"severities": ["P2", "P3"], "channels": ["team"], "escalate": False}],
+        "rotations": [rotation],
+    })
+
+    c.missing(policy, "spec")
+    c.missing(policy, "spec.levels")
+    c.no_items(policy, "spec.levels")
+    c.items(policy, "spec.levels", 8, lambda i: {"after": f"{i}m", "channels": ["team"]})
+    c.rule(policy, "spec", {"spec.levels[0].rotation": "secondary"}, "spec.levels",
+           rule_failed("object", unknown_rotation))
+    c.rule(policy, "spec", {"spec.levels[1].after": "0s"}, "spec.levels",
+           rule_failed("object", increasing))
+    c.rule(policy, "spec", {"spec.repeat.every": "30m"}, "spec.repeat.every",
+           rule_failed("object", "repeat.every must be longer than the last level's after"))
+    c.rule(policy, "spec", {"spec.repeat.fromLevel": 3}, "spec.repeat.fromLevel",
+           rule_failed("object", from_level))
+    c.rule(policy, "spec", {"spec.routes": [
+        {"severities": ["P2"], "channels": ["team"], "escalate": False},
+        {"severities": ["P2", "P3"], "channels": ["team"]}]}, "spec.routes",
+        rule_failed("object", "a severity may be routed by one route only"))
+
+    at = "spec.levels[0]"
+    c.rule(policy, at, {at: {"after": "0s"}}, f"{at}.channels",
+           required("a level pages channels or a rotation"))
+    c.missing(policy, f"{at}.after")
+    c.go_duration(policy, f"{at}.after", also=(
+        ("spec", rule_failed("object", unreadable.format(increasing))),))
+    c.items(policy, f"{at}.channels", 8, lambda i: f"channel-{i}")
+    c.repeated(policy, f"{at}.channels", "team")
+    c.pattern(policy, f"{at}.channels[0]", "Team_Chat")
+    c.longer(policy, f"{at}.channels[0]", 253)
+    c.pattern(policy, f"{at}.rotation", "Primary", also=(
+        ("spec.levels", rule_failed("object", unknown_rotation)),))
+    c.longer(policy, f"{at}.rotation", 253)
+
+    c.missing(policy, "spec.repeat.count")
+    c.range(policy, "spec.repeat.count", 1, 9)
+    c.missing(policy, "spec.repeat.every")
+    c.go_duration(policy, "spec.repeat.every", also=(("spec", rule_failed(
+        "object", unreadable.format("repeat.every must be longer than the last level's after"))),))
+    c.under(policy, "spec.repeat.fromLevel", 1, 0)
+    c.over(policy, "spec.repeat.fromLevel", 8, 9, also=(
+        ("spec.repeat.fromLevel", rule_failed("object", from_level)),))
+    c.go_duration(policy, "spec.ackTimeout")
+
+    c.items(policy, "spec.routes", 4,
+            lambda i: {"severities": [f"P{i % 4}"], "channels": ["team"]})
+    at = "spec.routes[0]"
+    c.rule(policy, at, {f"{at}.channels": []}, f"{at}.channels",
+           required("a route that does not escalate needs channels (or nobody would be told)"))
+    c.missing(policy, f"{at}.severities")
+    c.no_items(policy, f"{at}.severities")
+    c.add(policy, "maxItems", {f"{at}.severities": ["P0", "P1", "P2", "P3", "P0"]},
+          f"{at}.severities", too_many(5, 4),
+          also=((f"{at}.severities[4]", duplicate_value("P0")),))
+    c.repeated(policy, f"{at}.severities", "P2")
+    c.choice(policy, f"{at}.severities[0]", "P4")
+    c.items(policy, f"{at}.channels", 8, lambda i: f"channel-{i}")
+    c.repeated(policy, f"{at}.channels", "team")
+    c.pattern(policy, f"{at}.channels[0]", "Team_Chat")
+    c.longer(policy, f"{at}.channels[0]", 253)
+
+    c.items(policy, "spec.rotations", 8, lambda i: {**rotation, "name": f"rotation-{i}"}
+            if i else rotation)
+    c.twice(policy, "spec.rotations", rotation)
+    at = "spec.rotations[0]"
+    c.rule(policy, at, {f"{at}.turn": "12h"}, f"{at}.handoffTime",
+           forbidden("handoffTime needs a turn of whole days (24h, 168h, ...)"))
+    for name in ("name", "members", "turn", "start"):
+        c.missing(policy, f"{at}.{name}")
+    c.pattern(policy, f"{at}.name", "Primary", also=(
+        ("spec.levels", rule_failed("object", unknown_rotation)),))
+    c.longer(policy, f"{at}.name", 253)
+    c.no_items(policy, f"{at}.members")
+    c.items(policy, f"{at}.members", 50, lambda i: {"name": f"person-{i}"})
+    c.twice(policy, f"{at}.members", {"name": "alice"})
+    c.missing(policy, f"{at}.members[0].name")
+    c.shorter(policy, f"{at}.members[0].name", 1)
+    c.longer(policy, f"{at}.members[0].name", 253)
+    c.pattern(policy, f"{at}.members[0].channel", "Alice_Pager")
+    c.longer(policy, f"{at}.members[0].channel", 253)
+    c.go_duration(policy, f"{at}.turn", also=(
+        (at, rule_failed("object", unreadable.format(
+            "handoffTime needs a turn of whole days (24h, 168h, ...)"))),
+        (f"{at}.turn", rule_failed("string", unreadable.format("turn must be at least 1m")))))
+    c.rule(policy, f"{at}.turn", {f"{at}.turn": "30s", f"{at}.handoffTime": REMOVE},
+           f"{at}.turn", rule_failed("string", "turn must be at least 1m"))
+    c.malformed(policy, f"{at}.start", "next monday")
+    c.pattern(policy, f"{at}.handoffTime", "9am")
+    c.time_zone(policy, f"{at}.timeZone")
+    return c
+
+
+def _incidents() -> Cases:
+    c = Cases("Incident")
+    note = {"at": "2026-03-01T12:05:00Z", "by": "alice", "text": "Rolled back to v41."}
+    incident = resource(c.kind, {
+        "title": "Checkout returns 500", "description": "Since the 12:00 deploy.",
+        "severity": "P1", "status": "Investigating", "commander": "alice",
+        "escalationPolicyRef": {"name": "default"},
+        "impact": {"services": ["checkout"], "usersAffected": 1200,
+                   "summary": "No orders can be placed."},
+        "notes": [note],
+        "source": {"kind": "AlertRule", "name": "checkout-errors", "fingerprint": "3f2a"},
+        "acknowledgement": {"by": "alice", "at": "2026-03-01T12:01:00Z"},
+    })
+
+    c.rule(incident, "", {"metadata.name": "a" * 243}, "metadata.name", rule_failed(
+        "object", "name must be at most 242 characters (its ConfigMaps add '-postmortem')"))
+    for name in ("spec", "spec.title", "spec.severity"):
+        c.missing(incident, name)
+    c.shorter(incident, "spec.title", 1)
+    c.longer(incident, "spec.title", 256)
+    c.longer(incident, "spec.description", 8192)
+    c.choice(incident, "spec.severity", "P4")
+    c.choice(incident, "spec.status", "Closed")
+    c.longer(incident, "spec.commander", 253)
+    c.missing(incident, "spec.escalationPolicyRef.name")
+    c.pattern(incident, "spec.escalationPolicyRef.name", "Default_Policy")
+    c.longer(incident, "spec.escalationPolicyRef.name", 253)
+    c.items(incident, "spec.impact.services", 32, lambda i: f"service-{i}")
+    c.repeated(incident, "spec.impact.services", "checkout")
+    c.under(incident, "spec.impact.usersAffected", 0, -1)
+    c.longer(incident, "spec.impact.summary", 1024)
+    c.items(incident, "spec.notes", 100, lambda i: {**note, "text": f"note {i}"})
+    for name in ("at", "by", "text"):
+        c.missing(incident, f"spec.notes[0].{name}")
+    c.malformed(incident, "spec.notes[0].at", "yesterday")
+    c.shorter(incident, "spec.notes[0].by", 1)
+    c.longer(incident, "spec.notes[0].by", 253)
+    c.shorter(incident, "spec.notes[0].text", 1)
+    c.longer(incident, "spec.notes[0].text", 4096)
+    c.transition(incident, "spec.source", {"spec.source.fingerprint": "9c41"}, "spec.source",
+                 rule_failed("object", "source is immutable"))
+    at = "spec.source"
+    c.missing(incident, f"{at}.kind")
+    c.shorter(incident, f"{at}.kind", 1)
+    c.pattern(incident, f"{at}.kind", "alertRule")
+    c.longer(incident, f"{at}.kind", 63, unit="A")
+    c.longer(incident, f"{at}.name", 253)
+    c.longer(incident, f"{at}.fingerprint", 255)
+    at = "spec.acknowledgement"
+    c.missing(incident, f"{at}.by")
+    c.missing(incident, f"{at}.at")
+    c.shorter(incident, f"{at}.by", 1)
+    c.longer(incident, f"{at}.by", 253)
+    c.malformed(incident, f"{at}.at", "just now")
+    return c
+
+
+_BUILT = [_backup_policies(), _alert_rules(), _notification_channels(), _escalation_policies(),
+          _incidents()]
 INVALID_SPECS: list[InvalidSpec] = [case for built in _BUILT for case in built.cases]
 #: The valid objects the cases are changes of.
 VALID_OBJECTS: list[dict[str, Any]] = [base for built in _BUILT for base in built.bases.values()]

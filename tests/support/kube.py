@@ -90,6 +90,8 @@ def kind(name: str) -> Kind:
 BACKUP_POLICIES = kind("BackupPolicy")
 ALERT_RULES = kind("AlertRule")
 CHANNELS = kind("NotificationChannel")
+ESCALATION_POLICIES = kind("EscalationPolicy")
+INCIDENTS = kind("Incident")
 
 
 def create_secret(api: client.ApiClient, namespace: str, name: str,
@@ -129,6 +131,31 @@ def create_slack_and_pagerduty(api: client.ApiClient, namespace: str, slack_url:
         CHANNELS.create(api, namespace, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
             "metadata": {"name": name}, "spec": spec})
+
+
+def create_pagerduty_channels(api: client.ApiClient, namespace: str,
+                              endpoints: Mapping[str, str]) -> None:
+    """PagerDuty channels by name, each posting to its own endpoint (an in-test receiver's
+    path), with short retries."""
+    create_secret(api, namespace, "pagerduty", {"routing-key": "R0UT1NGKEY0123456789abcdefAB"})
+    for name, endpoint in endpoints.items():
+        CHANNELS.create(api, namespace, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
+            "metadata": {"name": name},
+            "spec": {"pagerduty": {"routingKeySecretRef": {"name": "pagerduty",
+                                                           "key": "routing-key"},
+                                   "endpoint": endpoint},
+                     "retry": {"initialBackoff": "1s", "maxBackoff": "2s"}}})
+
+
+def configmap_data(api: client.ApiClient, namespace: str, name: str) -> dict[str, str] | None:
+    """A ConfigMap's data, None while it does not exist."""
+    try:
+        return client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data or {}
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: str,

@@ -23,6 +23,20 @@ def counter(operator: LocalOperator, family: str, labels: Mapping[str, str]) -> 
     return total
 
 
+def histogram(operator: LocalOperator, family: str,
+              labels: Mapping[str, str]) -> tuple[float, float]:
+    """The `_count` and `_sum` of histogram `family` whose labels include `labels` (summed)."""
+    found = {"_count": 0.0, "_sum": 0.0}
+    for metric in text_string_to_metric_families(operator.metrics()):
+        if metric.name != family:
+            continue
+        for sample in metric.samples:
+            suffix = sample.name.removeprefix(family)
+            if suffix in found and labels.items() <= sample.labels.items():
+                found[suffix] += sample.value
+    return found["_count"], found["_sum"]
+
+
 def evaluations(operator: LocalOperator, namespace: str, name: str) -> int:
     """How often the operator has evaluated an AlertRule."""
     return int(counter(operator, "runbook_alert_evaluations",

@@ -17,11 +17,13 @@ from pydantic import Field, field_validator, model_validator
 from runbook_operator.api.common import (
     ApiModel,
     Duration,
+    GoDuration,
     KindInfo,
     NamedList,
     NotificationLog,
     PrinterColumn,
     Resource,
+    ResourceName,
     ResourceStatus,
     SecretKeyRef,
     age_column,
@@ -47,11 +49,7 @@ ACTION_LOG_LIMIT = 20
 MIN_INTERVAL_SECONDS = 5
 
 LABEL_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-#: Go-style durations without days, so CEL's duration() can read them.
-GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
-Interval = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32)]
-ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
+Interval = GoDuration
 
 _LABEL_KEYS_RULE = cel(f"self.all(k, k.matches('{LABEL_NAME_PATTERN}'))",
                        "label names must match [a-zA-Z_][a-zA-Z0-9_]*")

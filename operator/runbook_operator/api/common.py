@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -35,6 +36,12 @@ _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64)]
+#: Go-style durations without days, so CEL's duration() can read them (for rules that compare).
+GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+GoDuration = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32)]
+DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+#: The name of another object in the resource's namespace.
+ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
 
 
 def parse_duration(text: str) -> timedelta:
@@ -118,6 +125,22 @@ _Item = TypeVar("_Item")
 #: both the API server and the operator reject two items of one name.
 NamedList = Annotated[
     list[_Item], AfterValidator(unique_names), Field(json_schema_extra=LIST_MAP_BY_NAME)
+]
+
+
+def unique_items(items: list[Any]) -> list[Any]:
+    """The operator's twin of a set list's check: no value twice."""
+    duplicates = sorted({str(item) for item in items if items.count(item) > 1})
+    if duplicates:
+        raise ValueError(f"values must be unique: {', '.join(duplicates)}")
+    return items
+
+
+#: A list of distinct values: server-side apply merges it as a set, and both the API server
+#: and the operator reject a value given twice.
+SetList = Annotated[
+    list[_Item], AfterValidator(unique_items),
+    Field(json_schema_extra={"x-kubernetes-list-type": "set"}),
 ]
 
 
@@ -250,6 +273,19 @@ def _record_unless_unreadable(value: Any, handler: ValidatorFunctionWrapHandler)
 
 NotificationLog = Annotated[list[NotificationRecord], WrapValidator(_log_without_unreadable)]
 LastNotification = Annotated[NotificationRecord | None, WrapValidator(_record_unless_unreadable)]
+
+
+def names_at_most(limit: int, message: str) -> Any:
+    """A kind's `before` model validator: the twin of a root rule limiting metadata.name (for
+    objects whose generated children add a suffix to it)."""
+
+    def check(cls: type, data: Any) -> Any:
+        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
+        if len(name) > limit:
+            raise ValueError(message)
+        return data
+
+    return model_validator(mode="before")(classmethod(check))
 
 
 class PrinterColumn(BaseModel):

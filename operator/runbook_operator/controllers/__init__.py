@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import kopf
 
-from runbook_operator.controllers import alertrule, backuppolicy, notificationchannel
+from runbook_operator.controllers import alertrule, backuppolicy, incident, notificationchannel
 from runbook_operator.controllers.registration import Operator, OperatorConfig, run_loops
 from runbook_operator.integrations.kubernetes import Kube
 
-KINDS = (backuppolicy, notificationchannel, alertrule)
+#: `incident` registers EscalationPolicy too: both share the compiled policies.
+KINDS = (backuppolicy, notificationchannel, alertrule, incident)
 
 
 def register_all(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, kube: Kube,

@@ -167,3 +167,45 @@ def forget_alert(namespace: str, rule: str) -> None:
     for metric, labels in metrics:
         with suppress(KeyError):
             metric.remove(*labels)
+
+
+INCIDENTS_OPEN = Gauge(
+    "runbook_incidents_open",
+    "Incidents not resolved, by namespace and severity (P0-P3).",
+    ["namespace", "severity"],
+)
+INCIDENT_MTTA = Histogram(
+    "runbook_incident_mtta_seconds",
+    "Time from opening to the first acknowledgement, per incident, by severity.",
+    ["severity"],
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+INCIDENT_MTTR = Histogram(
+    "runbook_incident_mttr_seconds",
+    "Time from opening to resolution, per incident, by severity.",
+    ["severity"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
+INCIDENT_ESCALATIONS = Counter(
+    "runbook_incident_escalations",
+    "Escalation steps paged, by the level of the EscalationPolicy they reached.",
+    ["level"],
+)
+INCIDENT_ESCALATION_LATENESS = Histogram(
+    "runbook_incident_escalation_lateness_seconds",
+    "From a step's deadline until its last notification was sent.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+#: What each incident counts in INCIDENTS_OPEN: its (namespace, severity) while open.
+_open_incidents: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def track_incident(namespace: str, name: str, severity: str | None) -> None:
+    """Count an incident as open under `severity`, or not at all (None: resolved or gone)."""
+    key = (namespace, name)
+    before = _open_incidents.pop(key, None)
+    if before is not None:
+        INCIDENTS_OPEN.labels(*before).dec()
+    if severity is not None:
+        _open_incidents[key] = (namespace, severity)
+        INCIDENTS_OPEN.labels(namespace, severity).inc()

@@ -3,8 +3,9 @@ started, the policy and `now`.
 
 A level applies from a delay after the start; delays are cumulative from the start (the
 runbooks' L1 0 m → L2 30 m → L3 1 h → L4 2 h from opening). Each level reached may raise the
-severity (never lower it) and add channels. With `repeats`, the ladder runs again from its
-first level every `period` after the start, as PagerDuty's `num_loops` do. A stop (an
+severity (never lower it) and add channels. With `repeats`, the ladder runs again every
+`period` after the start, as PagerDuty's `num_loops` do: from its first level, or skipping
+the levels before `repeat_from` (the others keep their delays within the pass). A stop (an
 acknowledgement) ends escalation where it stands. Steps count every level reached across
 passes, so "a step not notified yet" is one comparison for notification planning, and the next
 deadline is where a scheduler wakes up. Everything derives from times kept in status, so a
@@ -44,11 +45,13 @@ class Level:
 @dataclass(frozen=True)
 class Policy:
     """A ladder of levels in strictly increasing `after`, run `1 + repeats` times; pass `k`
-    starts `k * period` after the start."""
+    starts `k * period` after the start and reaches each level at its delay from there. The
+    first pass climbs every level; the repeated ones skip those before index `repeat_from`."""
 
     levels: tuple[Level, ...] = ()
     repeats: int = 0
     period: timedelta = timedelta(0)
+    repeat_from: int = 0
 
     def __post_init__(self) -> None:
         afters = [level.after for level in self.levels]
@@ -58,17 +61,33 @@ class Policy:
             raise ValueError("repeats must not be negative")
         if self.repeats and (not afters or self.period <= afters[-1]):
             raise ValueError("a repeated ladder needs a period longer than its last delay")
+        if self.repeat_from < 0 or (self.repeats and self.repeat_from >= len(afters)):
+            raise ValueError("repeats start from one of the levels")
+
+    @property
+    def repeated(self) -> tuple[Level, ...]:
+        """The levels of every pass after the first."""
+        return self.levels[self.repeat_from:]
 
     @property
     def steps(self) -> int:
         """Steps in all passes together."""
-        return len(self.levels) * (1 + self.repeats)
+        return len(self.levels) + self.repeats * len(self.repeated)
+
+    def position(self, step: int) -> tuple[int, int]:
+        """The pass (0: the first) and the level index of step `step` (1-based, counting
+        across passes; within 1..steps)."""
+        first = len(self.levels)
+        if step <= first:
+            return 0, step - 1
+        loop, offset = divmod(step - first - 1, len(self.repeated))
+        return loop + 1, self.repeat_from + offset
 
     def deadline(self, start: datetime, step: int) -> datetime | None:
         """When step `step` (1-based, counting across passes) is reached; None past the end."""
         if not 1 <= step <= self.steps:
             return None
-        loop, index = divmod(step - 1, len(self.levels))
+        loop, index = self.position(step)
         return start + loop * self.period + self.levels[index].after
 
 
@@ -77,10 +96,13 @@ def steps_reached(policy: Policy, start: datetime, now: datetime) -> int:
     if not policy.levels or now < start:
         return 0
     elapsed = now - start
-    loop = min(elapsed // policy.period, policy.repeats) if policy.repeats else 0
-    within = elapsed - loop * policy.period
     afters = [level.after for level in policy.levels]
-    return loop * len(policy.levels) + bisect_right(afters, within)
+    loop = min(elapsed // policy.period, policy.repeats) if policy.repeats else 0
+    within = bisect_right(afters, elapsed - loop * policy.period)
+    if loop == 0:
+        return within
+    return (len(afters) + (loop - 1) * len(policy.repeated)
+            + max(0, within - policy.repeat_from))
 
 
 @dataclass(frozen=True)
@@ -112,14 +134,13 @@ def escalation(
     `now` (an acknowledgement) freezes it at the steps reached by then."""
     stopped = stopped_at is not None and stopped_at <= now
     step = steps_reached(policy, start, now if stopped_at is None else min(now, stopped_at))
-    count = len(policy.levels)
-    reached = policy.levels[: min(step, count)]
+    reached = policy.levels[: min(step, len(policy.levels))]
     for level in reached:
         severity = raised(severity, level.severity)
     channels: list[str] = []
     for level in reached:
         channels += [c for c in level.channels if c not in channels]
-    loop, index = divmod(step - 1, count) if step else (0, -1)
+    loop, index = policy.position(step) if step else (0, -1)
     return Escalation(
         step=step,
         level=index + 1,

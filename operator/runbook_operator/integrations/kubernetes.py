@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import config
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from urllib3.exceptions import HTTPError
@@ -22,6 +22,10 @@ from runbook_operator.api.common import FIELD_MANAGER
 from runbook_operator.integrations.secrets import key_names
 
 STATUS_CONFLICT_RETRIES = 5
+#: Connections to the API server kept open: below the number of threads that use them at once
+#: (incident reconciles, notification deliveries, kopf's handlers), a connection is dropped
+#: after each request and the next one pays a TLS handshake (urllib3 "Connection pool is full").
+CONNECTIONS = 32
 #: What a request raises when the API server cannot be reached (down, restarting, network).
 APIUnreachable = HTTPError
 
@@ -31,11 +35,18 @@ class StatusConflict(RuntimeError):
 
 
 def load_client_config() -> None:
-    """In-cluster credentials when deployed, the kubeconfig (KUBECONFIG) otherwise."""
+    """In-cluster credentials when deployed, the kubeconfig (KUBECONFIG) otherwise; with a
+    connection pool as large as the worker threads that share it, and the proxy (if any) read
+    from the environment once."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+    settings = Configuration.get_default_copy()
+    settings.connection_pool_maxsize = CONNECTIONS
+    # Fixed once: left to follow the environment, every request rescans it for a proxy.
+    settings.proxy = settings.proxy
+    Configuration.set_default(settings)
 
 
 class Kube:

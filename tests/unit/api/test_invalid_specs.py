@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from runbook_operator.api import crdgen
 from runbook_operator.api.registry import KINDS
 
-from tests.support.invalid_specs import INVALID_SPECS, VALID_OBJECTS, InvalidSpec
+from tests.support.invalid_specs import INVALID_SPECS, VALID_OBJECTS, InvalidSpec, schema_node
 
 MODELS = {model.info.kind: model for model in KINDS}
 #: Keywords that constrain a value; the walk below fails on any keyword it does not know.
 CONSTRAINTS = {
     "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
-    "minProperties", "maxProperties", "x-kubernetes-list-type",
+    "minProperties", "maxProperties", "x-kubernetes-list-type", "format",
 }
 DESCRIPTIVE = {
     "type", "description", "default", "properties", "items", "additionalProperties",
@@ -106,7 +106,11 @@ def field_steps(field: str) -> tuple[str | int, ...]:
                  for s in re.findall(r"\[\d+\]|[^.\[\]]+", field))
 
 
-@pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
+CREATED = [case for case in INVALID_SPECS if case.before is None]
+UPDATED = [case for case in INVALID_SPECS if case.before is not None]
+
+
+@pytest.mark.parametrize("case", CREATED, ids=lambda case: case.id)
 def test_the_models_reject_what_the_api_server_rejects(case: InvalidSpec) -> None:
     with pytest.raises(ValidationError) as raised:
         MODELS[case.kind].model_validate(case.body)
@@ -119,3 +123,15 @@ def test_the_models_reject_what_the_api_server_rejects(case: InvalidSpec) -> Non
     if case.check == "rule":
         _, detail = rule_detail(case.message)
         assert any(detail in error["msg"] for error in errors), (detail, errors)
+
+
+@pytest.mark.parametrize("case", UPDATED, ids=lambda case: case.id)
+def test_only_the_api_server_checks_transitions(case: InvalidSpec) -> None:
+    """A transition rule compares an update with the stored object, which the operator never
+    sees: both objects are valid on their own, and the rule reads oldSelf."""
+    model = MODELS[case.kind]
+    model.model_validate(case.before)
+    model.model_validate(case.body)
+    _, detail = rule_detail(case.message)
+    rules = schema_node(case.kind, case.schema)["x-kubernetes-validations"]
+    assert any(rule["message"] == detail and "oldSelf" in rule["rule"] for rule in rules)

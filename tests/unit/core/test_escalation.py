@@ -77,6 +77,17 @@ def test_repeats_run_the_ladder_again_from_its_first_level() -> None:
     assert escalation(policy, T0, T0 + 100 * 180 * MIN, "medium").step == 12
 
 
+def test_repeats_may_skip_the_first_levels() -> None:
+    policy = Policy(levels=RUNBOOK.levels, repeats=2, period=180 * MIN, repeat_from=1)
+    assert policy.steps == 4 + 2 * 3
+    at_l2 = escalation(policy, T0, T0 + 210 * MIN, "medium")
+    assert (at_l2.step, at_l2.level, at_l2.loop) == (5, 2, 1)
+    assert escalation(policy, T0, T0 + 209 * MIN, "medium").step == 4  # L1 is not repeated
+    assert escalation(policy, T0, T0 + 200 * MIN, "medium").next_deadline == T0 + 210 * MIN
+    last = escalation(policy, T0, T0 + 480 * MIN, "medium")
+    assert (last.step, last.level, last.loop, last.next_deadline) == (10, 4, 2, None)
+
+
 def test_a_stop_freezes_escalation_where_it_stands() -> None:
     acked = escalation(RUNBOOK, T0, T0 + 300 * MIN, "medium", stopped_at=T0 + 45 * MIN)
     assert (acked.step, acked.severity, acked.next_deadline) == (2, "high", None)
@@ -93,6 +104,8 @@ def test_a_stop_freezes_escalation_where_it_stands() -> None:
     {"levels": (Level(MIN),), "repeats": 1},
     {"levels": (Level(MIN),), "repeats": 1, "period": MIN},
     {"repeats": 1, "period": MIN},
+    {"levels": (Level(MIN),), "repeats": 1, "period": 2 * MIN, "repeat_from": 1},
+    {"levels": (Level(MIN),), "repeat_from": -1},
 ])
 def test_invalid_policies_are_refused(policy) -> None:
     with pytest.raises(ValueError):
@@ -115,7 +128,8 @@ def policies(draw) -> Policy:
     ladder = draw(levels)
     repeats = draw(st.integers(0, 3)) if ladder else 0
     period = ladder[-1].after + draw(st.integers(1, 300)) * MIN if repeats else timedelta(0)
-    return Policy(levels=ladder, repeats=repeats, period=period)
+    repeat_from = draw(st.integers(0, len(ladder) - 1)) if repeats else 0
+    return Policy(levels=ladder, repeats=repeats, period=period, repeat_from=repeat_from)
 
 
 moments = st.integers(-60, 4000).map(lambda n: T0 + n * MIN + n * TICK)
@@ -153,13 +167,16 @@ def test_deadlines_strictly_increase_and_passes_repeat_the_ladder(policy: Policy
     assume(policy.levels)
     deadlines = [policy.deadline(T0, step) for step in range(1, policy.steps + 1)]
     assert all(a < b for a, b in zip(deadlines, deadlines[1:]))
-    count = len(policy.levels)
+    passes: dict[int, list[int]] = {}
     for step, moment in enumerate(deadlines, start=1):
         assert moment is not None
         reached = escalation(policy, T0, moment, "info")
-        assert (reached.step, reached.level, reached.loop) == (
-            step, (step - 1) % count + 1, (step - 1) // count)
+        assert reached.step == step
+        passes.setdefault(reached.loop, []).append(reached.level)
         assert moment - T0 - reached.loop * policy.period == policy.levels[reached.level - 1].after
+    every = list(range(1, len(policy.levels) + 1))
+    assert passes == {0: every, **{
+        loop: every[policy.repeat_from:] for loop in range(1, policy.repeats + 1)}}
     assert policy.deadline(T0, policy.steps + 1) is None and policy.deadline(T0, 0) is None
 
 
