@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import kopf
 
-from runbook_operator.controllers import alertrule, backuppolicy, notificationchannel
+from runbook_operator.controllers import (
+    alertrule,
+    backuppolicy,
+    incident_sources,
+    notificationchannel,
+)
 from runbook_operator.controllers.registration import Operator, OperatorConfig, run_loops
 from runbook_operator.integrations.kubernetes import Kube
 
-KINDS = (backuppolicy, notificationchannel, alertrule)
+KINDS = (backuppolicy, notificationchannel, alertrule, incident_sources)
 
 
 def register_all(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, kube: Kube,
