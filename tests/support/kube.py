@@ -155,13 +155,13 @@ def create_secrets(api: client.ApiClient, namespace: str,
 
 
 def create_webhook_channel(api: client.ApiClient, namespace: str, url: str,
-                           name: str = "oncall") -> None:
+                           name: str = "oncall", secret: str = "hook") -> None:
     """A webhook NotificationChannel (URL in a Secret) with short retries."""
-    create_secret(api, namespace, "hook", {"url": url})
+    create_secret(api, namespace, secret, {"url": url})
     CHANNELS.create(api, namespace, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
         "metadata": {"name": name},
-        "spec": {"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}},
+        "spec": {"webhook": {"urlSecretRef": {"name": secret, "key": "url"}},
                  "retry": {"initialBackoff": "1s", "maxBackoff": "2s"}}})
 
 
