@@ -243,7 +243,9 @@ class PrometheusServer(_Server):
 
 class AlertmanagerServer(_Server):
     """Alertmanager on 127.0.0.1 sending every alert group to one webhook (payload v4), with
-    short group timers so tests see notifications within seconds."""
+    short group timers so tests see notifications within seconds. Optionally with a bearer
+    token, at most `max_alerts` alerts per notification (the rest counted in
+    `truncatedAlerts`), and a copy of every notification to `copy_to`."""
 
     host = "127.0.0.1"
 
@@ -255,12 +257,18 @@ class AlertmanagerServer(_Server):
         group_interval: str = "1s",
         repeat_interval: str = "1h",
         binary: Path = ALERTMANAGER_BIN,
+        bearer_token: str | None = None,
+        max_alerts: int = 0,
+        copy_to: str | None = None,
     ) -> None:
         self.webhook_url = webhook_url
         self.group_wait = group_wait
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
         self.binary = binary
+        self.bearer_token = bearer_token
+        self.max_alerts = max_alerts
+        self.copy_to = copy_to
         self.port = 0
 
     @property
@@ -276,13 +284,22 @@ class AlertmanagerServer(_Server):
                 "group_interval": self.group_interval,
                 "repeat_interval": self.repeat_interval,
             },
-            "receivers": [
-                {
-                    "name": "webhook",
-                    "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
-                }
-            ],
+            "receivers": [{"name": "webhook", "webhook_configs": self._webhooks()}],
         }
+
+    def _webhooks(self) -> list[dict]:
+        limit = {"max_alerts": self.max_alerts} if self.max_alerts else {}
+        hook: dict = {"url": self.webhook_url, "send_resolved": True, **limit}
+        if self.bearer_token:
+            hook["http_config"] = {"authorization": {"type": "Bearer",
+                                                     "credentials": self.bearer_token}}
+        copies = [{"url": self.copy_to, "send_resolved": True, **limit}] if self.copy_to else []
+        return [hook, *copies]
+
+    def post_alerts(self, alerts: Sequence[Mapping[str, object]]) -> None:
+        """Fire (or, with `endsAt` in the past, resolve) alerts through the v2 API, as
+        Prometheus does."""
+        httpx.post(f"{self.url}/api/v2/alerts", json=list(alerts), timeout=10).raise_for_status()
 
     def _start(self) -> None:
         binary = _require(self.binary)
