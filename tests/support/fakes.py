@@ -129,6 +129,9 @@ class FakeObjects:
             raise StatusConflict("moved on")
         return self._write_status(stored, patch)
 
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.requests.append(f"event {involved['kind']} {reason}: {message}")
+
     def update_status(self, api_version, kind, name, namespace, change):
         self.requests.append(f"update {kind}")
         stored = self.objects.get(self._key(kind, name, namespace))

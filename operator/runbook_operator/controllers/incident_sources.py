@@ -143,8 +143,15 @@ def reports_of(kind: str, body: Mapping[str, Any]) -> list[Report]:
 
 
 def reconcile_source(kube: Kube, kind: str, body: Mapping[str, Any]) -> list[Applied]:
+    """Open or update the incidents of one source; an Event on the source names each incident
+    it opened."""
     meta = body["metadata"]
-    return apply_reports(kube, meta["namespace"], reports_of(kind, body), _now())
+    applied = apply_reports(kube, meta["namespace"], reports_of(kind, body), _now())
+    for opened in applied:
+        if opened.created:
+            kube.event({"apiVersion": API_VERSION, "kind": kind, **body}, "Normal",
+                       "IncidentOpened", f"opened Incident {opened.name}")
+    return applied
 
 
 def asks_for_incidents(body: Mapping[str, Any], event: Mapping[str, Any] | None = None,

@@ -63,6 +63,8 @@ def test_a_firing_rule_opens_one_incident_and_repeating_writes_nothing() -> None
     store = FakeObjects()
     (opened,) = reconcile_source(store, "AlertRule", rule("Firing"))
     assert opened.created and opened.changed
+    assert store.requests[-1] == (
+        f"event AlertRule IncidentOpened: opened Incident {opened.name}")
     (incident,) = incidents(store)
     assert incident["metadata"]["name"] == opened.name
     assert incident["spec"]["source"]["kind"] == "AlertRule"
@@ -167,6 +169,14 @@ def test_a_concurrent_status_write_is_not_lost() -> None:
     (incident,) = incidents(store)
     assert incident["status"]["openedAt"] == T0.isoformat()
     assert incident["status"]["phase"] == "Resolved"
+
+
+def test_an_instance_in_error_changes_nothing() -> None:
+    store = FakeObjects()
+    (first,) = reconcile_source(store, "AlertRule", rule("Firing"))
+    store.requests.clear()
+    assert reconcile_source(store, "AlertRule", rule("Error", firing_since=None)) == []
+    assert store.requests == []
 
 
 def test_sources_without_a_trigger_or_going_away_are_left_alone() -> None:

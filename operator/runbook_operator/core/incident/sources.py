@@ -316,7 +316,8 @@ def _instance_texts(rule: str, spec: AlertRuleSpec, instance: AlertInstance) -> 
 
 def alert_rule_reports(body: Mapping[str, Any]) -> list[Report]:
     """One report per instance of an AlertRule with spec.incident that fires or has resolved
-    (instances that never fired say nothing). The episode is the instance's firing start."""
+    (instances that never fired say nothing; an instance in Error says nothing until its
+    query answers again). The episode is the instance's firing start."""
     spec = AlertRuleSpec.model_validate(body.get("spec") or {})
     trigger = spec.incident
     if trigger is None:
@@ -327,7 +328,7 @@ def alert_rule_reports(body: Mapping[str, Any]) -> list[Report]:
     reports = []
     for instance in status.instances:
         firing = instance.state in FIRING_STATES and instance.firing_since is not None
-        if not firing and instance.resolved_at is None:
+        if instance.state == "Error" or (not firing and instance.resolved_at is None):
             continue
         title, description = _instance_texts(rule, spec, instance)
         episode = f"{meta['uid']}/{rfc3339(instance.firing_since)}" if firing else ""
