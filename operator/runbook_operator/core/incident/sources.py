@@ -209,8 +209,8 @@ def _incoming(status: IncidentStatus, report: Report) -> list[IncidentAlert]:
                 if alert.status == "firing" or alert.fingerprint in known]
     if not report.firing:
         reported = {alert.fingerprint for alert in incoming}
-        incoming += [_reported(alert.model_copy(update={"status": "resolved", "ends_at": None}),
-                               alert, report.recovered_at)
+        incoming += [alert.model_copy(update={"status": "resolved",
+                                              "ends_at": report.recovered_at})
                      for alert in status.alerts
                      if alert.status == "firing" and alert.fingerprint not in reported]
     return incoming
