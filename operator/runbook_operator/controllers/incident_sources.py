@@ -71,21 +71,23 @@ class Applied:
     changed: bool = False
 
 
-def _status_change(report: Report, now: datetime,
-                   changed: list[bool]) -> Callable[[Mapping[str, Any]], dict[str, Any] | None]:
-    """The status patch `report` makes to an incident as read, for Kube.update_status; none
-    once it is resolved (a resolved incident is history)."""
+class StatusChange:
+    """The status patch a report makes to an incident as read (a change for
+    Kube.update_status): none once it is resolved, a resolved incident being history.
+    Remembers whether the last incident it saw needed one."""
 
-    def change(current: Mapping[str, Any]) -> dict[str, Any] | None:
-        if not is_open(current):
-            return None
-        old = IncidentStatus.model_validate(current.get("status") or {})
-        spec = IncidentSpec.model_validate(current["spec"])
-        patch = status_patch(old, after_report(old, spec, report, now))
-        changed[0] = patch is not None
+    def __init__(self, report: Report, now: datetime) -> None:
+        self.report, self.now = report, now
+        self.changed = False
+
+    def __call__(self, current: Mapping[str, Any]) -> dict[str, Any] | None:
+        patch = None
+        if is_open(current):
+            old = IncidentStatus.model_validate(current.get("status") or {})
+            spec = IncidentSpec.model_validate(current["spec"])
+            patch = status_patch(old, after_report(old, spec, self.report, self.now))
+        self.changed = patch is not None
         return patch
-
-    return change
 
 
 def apply_report(kube: Kube, namespace: str, report: Report,
@@ -93,8 +95,7 @@ def apply_report(kube: Kube, namespace: str, report: Report,
     """Open or update the one incident of `report`'s source; `incidents` are those the LIST
     found for it. A firing report with no open incident creates one under the episode's name,
     unless an incident recorded this problem already (people resolved it while it goes on)."""
-    changed = [False]
-    change = _status_change(report, now, changed)
+    change = StatusChange(report, now)
     current = open_incident(incidents)
     if current is not None:
         name = current["metadata"]["name"]
@@ -106,7 +107,7 @@ def apply_report(kube: Kube, namespace: str, report: Report,
                               current["metadata"]["resourceVersion"])
         except StatusConflict:
             kube.update_status(API_VERSION, KIND, name, namespace, change)
-        return Applied(name, changed=changed[0])
+        return Applied(name, changed=change.changed)
     if not report.firing or recorded(report, incidents):
         return Applied(None)
     body = new_incident(report)
@@ -116,7 +117,7 @@ def apply_report(kube: Kube, namespace: str, report: Report,
     kube.update_status(API_VERSION, KIND, name, namespace, change)
     if created:
         log.info("opened Incident %s/%s for %s", namespace, name, report.what)
-    return Applied(name, created=created, changed=changed[0])
+    return Applied(name, created=created, changed=change.changed)
 
 
 def apply_reports(kube: Kube, namespace: str, reports: Sequence[Report],
