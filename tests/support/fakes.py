@@ -78,6 +78,8 @@ class FakeCluster:
         meta = body["metadata"]
         key = self._key(body["kind"], meta.get("namespace"), meta["name"])
         stored = copy.deepcopy(body)
+        stored["metadata"].setdefault("creationTimestamp",
+                                      f"2026-12-01T09:{self.version % 60:02d}:00Z")
         old = self.objects.get(key)
         generation = (old or {}).get("metadata", {}).get("generation", 0)
         if old is None or old.get("spec") != stored.get("spec"):
@@ -92,10 +94,22 @@ class FakeCluster:
         found = self.objects.get(self._key(kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def list(self, api_version: str, kind: str, namespaces, label_selector=None):
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """Every stored object of `kind`, by namespace and name (no request recorded)."""
+        return [copy.deepcopy(body) for (k, _, _), body in sorted(self.objects.items())
+                if k == kind]
+
+    def list(self, api_version: str, kind: str, namespaces: list[str | None],
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        """With equality (`k=v`) and set (`k in (a,b)`) selectors, as the operator sends."""
         self.requests.append(f"list {kind}")
-        return [copy.deepcopy(body) for (k, ns, _), body in self.objects.items()
-                if k == kind and (None in namespaces or ns in namespaces)]
+        key, values = label_selector.split(" in ", 1) if " in " in (label_selector or "") else (
+            (label_selector or "=").split("=", 1))
+        wanted = set(values.strip("()").split(","))
+        return [body for body in self.of_kind(kind)
+                if None in namespaces or body["metadata"].get("namespace") in namespaces
+                if not label_selector
+                or (body["metadata"].get("labels") or {}).get(key.strip()) in wanted]
 
     def _status_write(self, kind: str, name: str, namespace: str,
                       patch: dict[str, Any]) -> dict[str, Any] | None:

@@ -264,6 +264,18 @@ class Cases:
         """A transition rule on the node `at`: `base` is stored, then updated by `changes`."""
         self.add(base, "rule", changes, field, message, schema=schema_of(at), update=True)
 
+    def policy_ref(self, base: dict[str, Any], at: str) -> None:
+        """A PolicyRef at `at` (present in `base`)."""
+        self.missing(base, f"{at}.name")
+        self.pattern(base, f"{at}.name", "Team_Ladder")
+        self.longer(base, f"{at}.name", 253)
+
+    def incident_trigger(self, base: dict[str, Any], at: str) -> None:
+        """An IncidentTrigger at `at` (present in `base`, with an escalationPolicyRef)."""
+        self.missing(base, f"{at}.severity")
+        self.choice(base, f"{at}.severity", "critical")
+        self.policy_ref(base, f"{at}.escalationPolicyRef")
+
     def duration(self, base: dict[str, Any], field: str) -> None:
         self.pattern(base, field, "5 minutes")
         self.longer(base, field, 64, unit="1s")
@@ -293,6 +305,10 @@ class Cases:
         self.longer(base, f"{at}.name", 253)
         self.pattern(base, f"{at}.key", "bad key")
         self.longer(base, f"{at}.key", 253, unit="k")
+
+
+INCIDENT_TRIGGER = {"severity": "P2", "escalationPolicyRef": {"name": "team-ladder"},
+                    "resolveWhenRecovered": True}
 
 
 def _backup_policies() -> Cases:
@@ -428,6 +444,7 @@ def _backup_policies() -> Cases:
     c.duration(stored, "spec.restoreTest.timeout")
     c.duration(stored, "spec.rpo")
     c.items(stored, "spec.notifications.channels", 16, lambda i: f"channel-{i}")
+    c.incident_trigger(changed(command, {"spec.incident": INCIDENT_TRIGGER}), "spec.incident")
     return c
 
 
@@ -544,6 +561,15 @@ def _alert_rules() -> Cases:
            rule_failed("number", "contamination must be greater than 0"))
     c.under(anomaly, f"{at}.scoreThreshold", 0, -0.5)
     c.over(anomaly, f"{at}.scoreThreshold", 1, 1.5)
+
+    laddered = changed(threshold, {"spec.escalateAfter": REMOVE,
+                                   "spec.escalationPolicyRef": {"name": "team-ladder"},
+                                   "spec.incident": INCIDENT_TRIGGER})
+    c.rule(laddered, "spec", {"spec.escalateAfter": threshold["spec"]["escalateAfter"]},
+           "spec.escalationPolicyRef",
+           forbidden("set escalateAfter or escalationPolicyRef, not both"))
+    c.policy_ref(laddered, "spec.escalationPolicyRef")
+    c.incident_trigger(laddered, "spec.incident")
     return c
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.api.common import GROUP, VERSION, Resource
@@ -90,8 +91,55 @@ def kind(name: str) -> Kind:
 BACKUP_POLICIES = kind("BackupPolicy")
 ALERT_RULES = kind("AlertRule")
 CHANNELS = kind("NotificationChannel")
-ESCALATION_POLICIES = kind("EscalationPolicy")
 INCIDENTS = kind("Incident")
+ESCALATION_POLICIES = kind("EscalationPolicy")
+
+
+def incidents(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """Every Incident in `namespace`, oldest first."""
+    found = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, INCIDENTS.plural)["items"]
+    return sorted(found, key=lambda i: (i["metadata"]["creationTimestamp"],
+                                        i["metadata"]["name"]))
+
+
+def incidents_from(api: client.ApiClient, namespace: str, kind_: str,
+                   name: str | None = None) -> list[dict[str, Any]]:
+    """The Incidents a source of `kind_` (named `name`, if given) opened, oldest first."""
+    return [i for i in incidents(api, namespace)
+            if (i["spec"].get("source") or {}).get("kind") == kind_
+            and name in (None, i["spec"]["source"].get("name"))]
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone acting through the API under their own identity (a ServiceAccount here)."""
+
+    username: str
+    api: client.ApiClient
+    kubeconfig: Path
+
+
+def service_account(cluster: LocalCluster, api: client.ApiClient, namespace: str, name: str,
+                    workdir: Path) -> Person:
+    """A new ServiceAccount of `namespace`, with a client and a kubeconfig acting as it."""
+    client.CoreV1Api(api).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+    kubeconfig = cluster.service_account_kubeconfig(namespace, name, workdir / name)
+    return Person(f"system:serviceaccount:{namespace}:{name}",
+                  config.new_client_from_config(config_file=str(kubeconfig)), kubeconfig)
+
+
+def bind_cluster_role(api: client.ApiClient, namespace: str, role: str,
+                      accounts: list[str]) -> None:
+    """A RoleBinding of ClusterRole `role` to ServiceAccounts of `namespace`."""
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(namespace, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": namespace}
+                     for a in accounts]})
 
 
 def create_secret(api: client.ApiClient, namespace: str, name: str,
@@ -107,13 +155,13 @@ def create_secrets(api: client.ApiClient, namespace: str,
 
 
 def create_webhook_channel(api: client.ApiClient, namespace: str, url: str,
-                           name: str = "oncall") -> None:
+                           name: str = "oncall", secret: str = "hook") -> None:
     """A webhook NotificationChannel (URL in a Secret) with short retries."""
-    create_secret(api, namespace, "hook", {"url": url})
+    create_secret(api, namespace, secret, {"url": url})
     CHANNELS.create(api, namespace, {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "NotificationChannel",
         "metadata": {"name": name},
-        "spec": {"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}},
+        "spec": {"webhook": {"urlSecretRef": {"name": secret, "key": "url"}},
                  "retry": {"initialBackoff": "1s", "maxBackoff": "2s"}}})
 
 

@@ -33,6 +33,7 @@ from runbook_operator.api.common import (
     reason_column,
     validations,
 )
+from runbook_operator.api.incident import IncidentTrigger, PolicyRef
 from runbook_operator.api.notificationchannel import HTTP_URL_PATTERN, Severity
 
 Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
@@ -248,12 +249,17 @@ MODE_RULES = [
     *(cel(f"!has(self.anomaly) || !has(self.{field})", MODE_MESSAGE, f".{field}",
           "FieldValueForbidden") for field in ("query", "condition")),
 ]
+LADDER_MESSAGE = "set escalateAfter or escalationPolicyRef, not both"
+LADDER_RULE = cel("!has(self.escalationPolicyRef) || !has(self.escalateAfter) || "
+                  "size(self.escalateAfter) == 0", LADDER_MESSAGE, ".escalationPolicyRef",
+                  "FieldValueForbidden")
 
 
 class AlertRuleSpec(ApiModel):
     """What to evaluate, when it is a problem, and who hears about it."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(*MODE_RULES)}
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(*MODE_RULES, LADDER_RULE)}
 
     query: str | None = Field(
         default=None, min_length=1, max_length=16384,
@@ -299,6 +305,15 @@ class AlertRuleSpec(ApiModel):
     escalate_after: list[EscalationLevel] = Field(
         default_factory=list, max_length=MAX_ESCALATION_LEVELS,
         description="Levels reached while an instance keeps firing, in increasing `after`.")
+    escalation_policy_ref: PolicyRef | None = Field(
+        default=None,
+        description="An EscalationPolicy whose levels (and repeats) escalate firing instances "
+        "instead of escalateAfter, so a team defines its ladder once. Its channels are added "
+        "to spec.channels as levels are reached (a rotation level pages the member on call).")
+    incident: IncidentTrigger | None = Field(
+        default=None,
+        description="Open an Incident when an instance fires: one per instance fingerprint, "
+        "updated while open, a new one for a new firing after it was resolved.")
     actions: Actions | None = Field(
         default=None, description="Automated remediation (opt-in; RBAC-scoped).")
     prometheus: PrometheusSource | None = Field(
@@ -333,6 +348,8 @@ class AlertRuleSpec(ApiModel):
         afters = [parse_duration(level.after) for level in self.escalate_after]
         if afters != sorted(set(afters)):
             raise ValueError("escalateAfter levels must have strictly increasing after")
+        if self.escalation_policy_ref is not None and self.escalate_after:
+            raise ValueError(LADDER_MESSAGE)
         return self
 
 

@@ -26,6 +26,7 @@ from runbook_operator.api.common import (
     reason_column,
     validations,
 )
+from runbook_operator.api.incident import IncidentTrigger
 from runbook_operator.api.schedule import CronSchedule, TimeZone
 
 CRONJOB_SUFFIX = "-backup"
@@ -353,6 +354,11 @@ class BackupPolicySpec(ApiModel):
         description="Recovery point objective: the newest good backup must be younger than this.")
     notifications: Notifications | None = Field(
         default=None, description="Who is told about failures, RPO breaches and successes.")
+    incident: IncidentTrigger | None = Field(
+        default=None,
+        description="Open an Incident when a backup run fails or the RPO is breached: one per "
+        "policy, updated while open (each further failure), a new one for a failure after it "
+        "was resolved and a backup succeeded.")
 
     @model_validator(mode="after")
     def _runner_rules(self) -> BackupPolicySpec:

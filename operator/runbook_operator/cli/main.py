@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         default=300,
         help="server-side timeout of each watch request, in seconds",
     )
+    _receiver_flags(run)
     run.add_argument("--log-level", default=os.environ.get("RUNBOOK_LOG_LEVEL", "INFO"))
     run.add_argument(
         "--json-logs",
@@ -104,13 +105,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _receiver_flags(run: argparse.ArgumentParser) -> None:
+    receiver = run.add_argument_group(
+        "Alertmanager receiver",
+        "POST /alertmanager/webhook (Alertmanager's webhook, payload version 4) opens and "
+        "updates Incidents; served only when --alertmanager-port is set")
+    receiver.add_argument(
+        "--alertmanager-port", type=int, metavar="PORT",
+        default=int(os.environ.get("RUNBOOK_ALERTMANAGER_PORT", "0")),
+        help="port of the receiver (default 0: not served)")
+    receiver.add_argument(
+        "--alertmanager-token-secret", metavar="[NAMESPACE/]NAME",
+        default=os.environ.get("RUNBOOK_ALERTMANAGER_TOKEN_SECRET"),
+        help="Secret holding the bearer token senders must present (required with the port; "
+        "namespace default: --alertmanager-namespace); read by name, again every 30 s")
+    receiver.add_argument("--alertmanager-token-key", default="token", metavar="KEY",
+                          help="key of the token in that Secret (default: %(default)s)")
+    receiver.add_argument(
+        "--alertmanager-namespace", metavar="NAMESPACE",
+        default=os.environ.get("RUNBOOK_ALERTMANAGER_NAMESPACE"),
+        help="namespace the receiver's Incidents open in (required with the port)")
+    receiver.add_argument("--alertmanager-escalation-policy", metavar="NAME",
+                          help="EscalationPolicy (in that namespace) its Incidents follow")
+    receiver.add_argument(
+        "--alertmanager-severity", choices=("P0", "P1", "P2", "P3"), default="P2",
+        help="severity of a group whose severity label is none of P0-P3, critical (P1), "
+        "error or high (P2), warning, medium, low or info (P3) (default: %(default)s)")
+    receiver.add_argument(
+        "--alertmanager-resolve", action="store_true",
+        help="resolve an Incident when its group resolves (default: the timeline records it "
+        "and people resolve)")
+    receiver.add_argument("--alertmanager-max-body-bytes", type=int, metavar="BYTES",
+                          help="larger requests are refused with 413 (default: 1 MiB)")
+
+
+def _check_receiver(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if getattr(args, "alertmanager_port", 0) and not (
+            args.alertmanager_token_secret and args.alertmanager_namespace):
+        parser.error("--alertmanager-port needs --alertmanager-token-secret and "
+                     "--alertmanager-namespace")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["runner"]:
         from runbook_operator.runner.main import main as runner_main
 
         sys.exit(runner_main(argv[1:]))
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_receiver(parser, args)
     if args.command == "crds":
         from runbook_operator.api.crdgen import render_all
 

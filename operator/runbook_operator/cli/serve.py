@@ -13,6 +13,8 @@ from runbook_operator.api.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from runbook_operator.cli.logs import configure
 from runbook_operator.controllers import register_all
 from runbook_operator.controllers.registration import OperatorConfig
+from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
+from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 from runbook_operator.integrations.kubernetes import Kube, load_client_config
 
 
@@ -51,6 +53,27 @@ def peering_object(name: str) -> dict[str, object]:
     }
 
 
+def receiver_config(args: argparse.Namespace) -> ReceiverConfig | None:
+    """The Alertmanager receiver the flags ask for (None: no --alertmanager-port)."""
+    if not args.alertmanager_port:
+        return None
+    namespace, _, secret = args.alertmanager_token_secret.rpartition("/")
+    limit = args.alertmanager_max_body_bytes
+    return ReceiverConfig(
+        port=args.alertmanager_port,
+        token_namespace=namespace or args.alertmanager_namespace,
+        token_secret=secret,
+        token_key=args.alertmanager_token_key,
+        settings=ReceiverSettings(
+            namespace=args.alertmanager_namespace,
+            severity=args.alertmanager_severity,
+            policy=args.alertmanager_escalation_policy,
+            resolve_when_resolved=args.alertmanager_resolve,
+        ),
+        max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     configure(args.log_level, args.json_logs)
     load_client_config()
@@ -71,6 +94,7 @@ def run(args: argparse.Namespace) -> None:
         external_url=args.external_url,
         resync_seconds=args.resync_interval,
         namespaces=tuple(args.namespace),
+        alertmanager=receiver_config(args),
     )
     register_all(registry, settings, kube, config)
     if args.metrics_port:

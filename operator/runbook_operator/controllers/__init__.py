@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import kopf
 
-from runbook_operator.controllers import alertrule, backuppolicy, incident, notificationchannel
+from runbook_operator.controllers import (
+    alertrule,
+    backuppolicy,
+    incident,
+    incident_sources,
+    notificationchannel,
+)
 from runbook_operator.controllers.registration import Operator, OperatorConfig, run_loops
 from runbook_operator.integrations.kubernetes import Kube
 
 #: `incident` registers EscalationPolicy too: both share the compiled policies.
-KINDS = (backuppolicy, notificationchannel, alertrule, incident)
+KINDS = (backuppolicy, notificationchannel, alertrule, incident, incident_sources)
 
 
 def register_all(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, kube: Kube,

@@ -32,6 +32,7 @@ from runbook_operator.api.alertrule import AlertRule, AlertRuleSpec, AlertRuleSt
 from runbook_operator.api.common import API_VERSION, NotificationRecord
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.alert_actions import run_actions
+from runbook_operator.controllers.alertrule_policy import FollowedPolicies, Unfollowable
 from runbook_operator.controllers.common import status_patch
 from runbook_operator.controllers.errors import (
     TRANSIENT_API_ERRORS,
@@ -334,6 +335,7 @@ class Evaluator:
         self.scheduler: Scheduler[Prepared] = Scheduler(self, "AlertRule evaluation")
         self.clients: dict[Server, PrometheusClient] = {}
         self.detectors = Detectors()
+        self.policies = FollowedPolicies(kube)
         self.deliveries = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
@@ -408,6 +410,12 @@ class Evaluator:
         if isinstance(rule, InvalidSpec):
             await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", rule.message)
             return None
+        if rule.spec.escalation_policy_ref is not None:
+            followed = await asyncio.to_thread(self.policies.follow, item.key[0], rule)
+            if isinstance(followed, Unfollowable):
+                await asyncio.to_thread(stall, self.kube, body, followed.reason, followed.message)
+                return None
+            rule = followed
         source = rule.spec.prometheus
         url = source.url if source and source.url else self.default_prometheus
         if url is None:

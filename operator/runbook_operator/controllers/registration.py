@@ -14,6 +14,7 @@ import kopf
 
 from runbook_operator.api.common import GROUP, VERSION, Resource
 from runbook_operator.controllers.common import resync_forever
+from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 from runbook_operator.integrations.kubernetes import Kube
 
 Logger = logging.Logger | kopf.Logger
@@ -37,6 +38,8 @@ class OperatorConfig:
     """How often every object of a kind is reconciled again."""
     namespaces: tuple[str, ...] = ()
     """Namespaces watched (empty: all)."""
+    alertmanager: ReceiverConfig | None = None
+    """The Alertmanager receiver (None: not served)."""
 
 
 @dataclass

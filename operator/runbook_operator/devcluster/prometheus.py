@@ -277,7 +277,9 @@ class PrometheusServer(_Server):
 class AlertmanagerServer(_Server):
     """Alertmanager on 127.0.0.1 sending every alert group (by `group_by`) to one webhook
     (payload v4) as `receiver`, with short group timers so tests see notifications within
-    seconds; `external_url` is its --web.external-url (default: its own address)."""
+    seconds; `external_url` is its --web.external-url (default: its own address). Optionally
+    with a bearer token, at most `max_alerts` alerts per notification (the rest counted in
+    `truncatedAlerts`), and a copy of every notification to `copy_to`."""
 
     host = "127.0.0.1"
 
@@ -292,6 +294,9 @@ class AlertmanagerServer(_Server):
         repeat_interval: str = "1h",
         external_url: str | None = None,
         binary: Path = ALERTMANAGER_BIN,
+        bearer_token: str | None = None,
+        max_alerts: int = 0,
+        copy_to: str | None = None,
     ) -> None:
         self.webhook_url = webhook_url
         self.receiver = receiver
@@ -301,6 +306,9 @@ class AlertmanagerServer(_Server):
         self.repeat_interval = repeat_interval
         self.external_url = external_url
         self.binary = binary
+        self.bearer_token = bearer_token
+        self.max_alerts = max_alerts
+        self.copy_to = copy_to
         self.port = 0
 
     @property
@@ -321,13 +329,22 @@ class AlertmanagerServer(_Server):
                 "group_interval": self.group_interval,
                 "repeat_interval": self.repeat_interval,
             },
-            "receivers": [
-                {
-                    "name": self.receiver,
-                    "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
-                }
-            ],
+            "receivers": [{"name": self.receiver, "webhook_configs": self._webhooks()}],
         }
+
+    def _webhooks(self) -> list[dict]:
+        limit = {"max_alerts": self.max_alerts} if self.max_alerts else {}
+        hook: dict = {"url": self.webhook_url, "send_resolved": True, **limit}
+        if self.bearer_token:
+            hook["http_config"] = {"authorization": {"type": "Bearer",
+                                                     "credentials": self.bearer_token}}
+        copies = [{"url": self.copy_to, "send_resolved": True, **limit}] if self.copy_to else []
+        return [hook, *copies]
+
+    def post_alerts(self, alerts: Sequence[Mapping[str, object]]) -> None:
+        """Fire (or, with `endsAt` in the past, resolve) alerts through the v2 API, as
+        Prometheus does."""
+        httpx.post(f"{self.url}/api/v2/alerts", json=list(alerts), timeout=10).raise_for_status()
 
     def _start(self) -> None:
         binary = _require(self.binary)

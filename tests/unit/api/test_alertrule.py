@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 from runbook_operator.api import crdgen
 from runbook_operator.api.alertrule import (
+    LADDER_RULE,
     MODE_RULES,
     AlertInstance,
     AlertRule,
@@ -85,6 +86,10 @@ def test_anomaly_rule_defaults() -> None:
     ({**THRESHOLD, "escalateAfter": [{"after": "15m"}]}, "adds channels or sets a severity"),
     ({**THRESHOLD, "escalateAfter": [{"after": "1h", "severity": "high"},
                                      {"after": "15m", "severity": "critical"}]}, "increasing"),
+    ({**THRESHOLD, "escalateAfter": [{"after": "1h", "severity": "high"}],
+      "escalationPolicyRef": {"name": "team"}}, "not both"),
+    ({**THRESHOLD, "escalationPolicyRef": {"name": "Team_Ladder"}}, "escalationPolicyRef"),
+    ({**THRESHOLD, "incident": {"severity": "critical"}}, "incident.severity"),
     ({**THRESHOLD, "actions": {"cooldown": "5m"}}, "at least one of"),
     ({**THRESHOLD, "actions": {"scaleDeployment": {"name": "w", "by": 1, "min": 5, "max": 2}}},
      "min must not exceed max"),
@@ -150,7 +155,7 @@ def test_crd_names_columns_and_rules() -> None:
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     assert columns == ["State", "Value", "Since", "Ready", "Age"]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert spec["x-kubernetes-validations"] == MODE_RULES
+    assert spec["x-kubernetes-validations"] == [*MODE_RULES, LADDER_RULE]
     assert {(r["fieldPath"], r["reason"]) for r in MODE_RULES} == {
         (f".{field}", reason) for field in ("query", "condition")
         for reason in ("FieldValueRequired", "FieldValueForbidden")}

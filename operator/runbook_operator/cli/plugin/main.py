@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from urllib3.exceptions import HTTPError
 
-from runbook_operator.cli.plugin import alerts, backup, status
+from runbook_operator.cli.plugin import alerts, backup, incident, status
 from runbook_operator.cli.plugin.errors import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -17,13 +17,13 @@ from runbook_operator.cli.plugin.errors import (
     unreachable,
 )
 
-COMMANDS = (status, alerts, backup)
+COMMANDS = (status, alerts, backup, incident)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl runbook",
-        description="Inspect runbook-operator resources.",
+        description="Inspect runbook-operator resources and work incidents.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

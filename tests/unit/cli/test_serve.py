@@ -1,0 +1,55 @@
+"""cli.serve: the Alertmanager receiver the `run` flags configure (off without a port)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook_operator.cli.main import _check_receiver, _parser
+from runbook_operator.cli.serve import receiver_config
+from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
+from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
+
+
+def parsed(*flags: str):
+    parser = _parser()
+    args = parser.parse_args(["run", *flags])
+    _check_receiver(parser, args)
+    return args
+
+
+def test_the_receiver_is_off_without_a_port() -> None:
+    assert receiver_config(parsed()) is None
+
+
+def test_the_flags_say_where_incidents_open_and_whose_token_counts() -> None:
+    config = receiver_config(parsed(
+        "--alertmanager-port=9095", "--alertmanager-token-secret=runbook-system/am-token",
+        "--alertmanager-namespace=ops", "--alertmanager-escalation-policy=sre",
+        "--alertmanager-severity=P1", "--alertmanager-resolve"))
+    assert config == ReceiverConfig(
+        port=9095, token_namespace="runbook-system", token_secret="am-token",
+        token_key="token",
+        settings=ReceiverSettings(namespace="ops", severity="P1", policy="sre",
+                                  resolve_when_resolved=True),
+        max_body_bytes=DEFAULT_MAX_BODY_BYTES)
+
+
+def test_the_token_secret_defaults_to_the_incidents_namespace() -> None:
+    config = receiver_config(parsed(
+        "--alertmanager-port=9095", "--alertmanager-token-secret=am-token",
+        "--alertmanager-token-key=bearer", "--alertmanager-namespace=ops",
+        "--alertmanager-max-body-bytes=65536"))
+    assert config is not None
+    assert (config.token_namespace, config.token_secret, config.token_key) == (
+        "ops", "am-token", "bearer")
+    assert config.settings == ReceiverSettings(namespace="ops")
+    assert config.max_body_bytes == 65536
+
+
+@pytest.mark.parametrize("flags", [
+    ("--alertmanager-port=9095", "--alertmanager-namespace=ops"),
+    ("--alertmanager-port=9095", "--alertmanager-token-secret=am-token"),
+])
+def test_a_port_without_token_or_namespace_is_refused(flags: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit):
+        parsed(*flags)
