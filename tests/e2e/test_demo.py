@@ -31,8 +31,9 @@ def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -
         assert re.search(rf"backup {name}-now-\w+ succeeded \(", out), out
     stored = _section(out, "the backups as stored").strip().splitlines()[1:]
     assert [line.split()[0] for line in stored[1:]] == ["app-db-nightly", "app-db-hourly"]
-    assert stored[1].split()[1].startswith("s3://backups/postgres/app-db-nightly/")
-    assert stored[2].split()[1].startswith("pvc/backup-volume:/postgres/hourly/app-db-hourly/")
+    assert stored[1].split()[1].startswith("s3://backups/postgres/runbook-demo/app-db-nightly/")
+    assert stored[2].split()[1].startswith(
+        "pvc/backup-volume:/postgres/hourly/runbook-demo/app-db-hourly/")
     assert all(line.split()[-1] == "yes" and int(line.split()[2]) > 0 for line in stored[1:])
 
     restore = _section(out, "restore test now")
