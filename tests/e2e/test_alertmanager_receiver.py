@@ -25,6 +25,7 @@ from runbook_operator.core.delivery import fingerprint
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.prometheus import AlertmanagerServer
 from runbook_operator.devcluster.waiting import free_port, wait_for
+from tests.support.incidents import source_events
 from tests.support.kube import INCIDENTS, create_secret, incidents
 from tests.support.receivers import HTTPReceiver
 
@@ -131,14 +132,14 @@ def test_a_group_of_50_alerts_opens_one_incident_that_follows_the_group(
         assert {a["labels"]["service"] for a in status["alerts"]} == {"caisse-café ☕"}
         assert {a["status"] for a in status["alerts"]} == {"firing"}
         assert status.get("truncatedAlerts", 0) == 0
-        assert [e["event"] for e in status["timeline"]] == ["AlertsChanged"]
+        assert source_events(status) == ["AlertsChanged"]
 
         alertmanager.post_alerts(alerts_of(alertname, 3, first=50))
         grown = wait_for(lambda: status_of(api, namespace, name).get("truncatedAlerts") == 3
                          and status_of(api, namespace, name), "the group's 53 alerts",
                          timeout=DEADLINE)
         assert len(grown["alerts"]) == 50
-        assert [e["event"] for e in grown["timeline"]] == ["AlertsChanged"] * 2
+        assert source_events(grown) == ["AlertsChanged"] * 2
         assert len(of_group(namespace, api, alertname)) == 1
 
         latest = copies.requests[-1].body
@@ -153,7 +154,7 @@ def test_a_group_of_50_alerts_opens_one_incident_that_follows_the_group(
         resolved = wait_for(lambda: status_of(api, namespace, name).get("phase") == "Resolved"
                             and status_of(api, namespace, name), "the group resolved",
                             timeout=DEADLINE)
-        assert resolved["timeline"][-1]["event"] == "SourceRecovered"
+        assert source_events(resolved)[-1] == "SourceRecovered"
         assert {a["status"] for a in resolved["alerts"]} == {"resolved"}
 
         alertmanager.post_alerts(alerts_of(alertname, 2))

@@ -69,7 +69,7 @@ def test_the_ladder_climbs_on_time_and_an_acknowledgement_stops_it(
         (l2,) = wait_for(lambda: pages(receiver, "l2", "checkout"), "L2 paged", timeout=30)
         assert on_time(l1.at, opened) and on_time(l2.at, opened + timedelta(seconds=5))
         acknowledged = datetime.now(UTC).replace(microsecond=0)
-        acknowledge(api, namespace, "checkout", "alice", acknowledged)
+        signer = acknowledge(api, namespace, "checkout", acknowledged)
         INCIDENTS.wait_condition(api, namespace, "checkout", "Acknowledged")
 
         # The witness opens now: its L3 comes after the acknowledged incident's L3 deadline.
@@ -90,7 +90,7 @@ def test_the_ladder_climbs_on_time_and_an_acknowledgement_stops_it(
         assert page["acknowledge"] == f"kubectl runbook incident ack checkout -n {namespace}"
         assert l2.json()["payload"]["severity"] == "error"  # P1 is high, PagerDuty's error
         status = INCIDENTS.status(api, namespace, "checkout")
-        assert status["escalation"]["level"] == 2 and status["acknowledgedBy"] == "alice"
+        assert status["escalation"]["level"] == 2 and status["acknowledgedBy"] == signer
         assert status["mttaSeconds"] == (acknowledged - opened).total_seconds()
         assert timeline_events(status)[:6] == [
             "Opened", "Escalated", "Notified", "Escalated", "Notified", "Acknowledged"]
@@ -133,7 +133,7 @@ def test_an_acknowledgement_not_resolved_within_ack_timeout_retriggers_from_l1(
         INCIDENTS.create(api, namespace, incident("queue", "timeout"))
         wait_for(lambda: pages(receiver, "l1", "queue"), "L1 paged", timeout=30)
         acknowledged = datetime.now(UTC).replace(microsecond=0)
-        acknowledge(api, namespace, "queue", "alice", acknowledged)
+        signer = acknowledge(api, namespace, "queue", acknowledged)
         wait_for(lambda: events(receiver, "l1", "queue", "acknowledge"), "the acknowledgement")
 
         second = wait_for(lambda: pages(receiver, "l1", "queue")[1:], "the re-trigger's L1",
@@ -143,12 +143,12 @@ def test_an_acknowledgement_not_resolved_within_ack_timeout_retriggers_from_l1(
         assert condition(obj, "Acknowledged")["reason"] == "AcknowledgementExpired"
         status = obj["status"]
         assert "acknowledgedBy" not in status and status["escalation"]["retriggers"] == 1
-        assert status["escalation"]["expiredAcknowledgement"]["by"] == "alice"
+        assert status["escalation"]["expiredAcknowledgement"]["by"] == signer
         assert status["mttaSeconds"] <= 30  # the first acknowledgement's
         retriggered = [e for e in status["timeline"] if e["event"] == "Retriggered"]
         assert len(retriggered) == 1 and "starts again from L1" in retriggered[0]["message"]
 
-        acknowledge(api, namespace, "queue", "bob", datetime.now(UTC))
+        acknowledge(api, namespace, "queue", datetime.now(UTC))
         wait_for(lambda: len(events(receiver, "l1", "queue", "acknowledge")) == 2,
                  "the second acknowledgement")
         INCIDENTS.patch(api, namespace, "queue", {"spec": {"status": "Resolved"}})
@@ -205,6 +205,8 @@ def test_a_rotation_pages_whoever_is_on_call_across_a_handover(
         assert all(details(p)["on call"].startswith("alice (rotation primary") for p in before)
         assert all(details(p)["on call"].startswith("bob (rotation primary") for p in after)
         assert len(pages(receiver, "alice", "api")) == len(before)
-        assert len(pages(receiver, "bob", "api")) >= len(after)
+        # A pass pages the team's channel, then the member's: the last one may be in flight.
+        wait_for(lambda: len(pages(receiver, "bob", "api")) >= len(after),
+                 "bob paged on every pass after the handover")
         wait_for(lambda: [o["member"] for o in ESCALATION_POLICIES.status(
             api, namespace, "oncall")["onCall"]] == ["bob"], "bob on call in the policy's status")

@@ -58,9 +58,9 @@ def test_resolution_writes_the_postmortem_with_mtta_and_mttr(
         wait_for(lambda: pages(receiver, "l1", "payments"), "L1 paged", timeout=30)
         opened = at(INCIDENTS.status(api, namespace, "payments")["openedAt"])
         acknowledged = datetime.now(UTC).replace(microsecond=0)
-        acknowledge(api, namespace, "payments", "alice", acknowledged)
+        signer = acknowledge(api, namespace, "payments", acknowledged)
         INCIDENTS.wait_condition(api, namespace, "payments", "Acknowledged")
-        note = {"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": "alice",
+        note = {"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "by": signer,
                 "text": "Rolled back to v41 | payments recover"}
         INCIDENTS.patch(api, namespace, "payments", {"spec": {"notes": [note],
                                                               "status": "Resolved"}})
@@ -79,7 +79,7 @@ def test_resolution_writes_the_postmortem_with_mtta_and_mttr(
         for line in ("| Severity | P0 |", "| Commander | carol |",
                      "Card payments fail with 502 since the 14:00 deploy.",
                      "- Services: payments, checkout", "- Users affected: 5000",
-                     f"| Acknowledged | {acknowledged.strftime('%Y-%m-%dT%H:%M:%SZ')} by alice |",
+                     f"| Acknowledged | {acknowledged.strftime('%Y-%m-%dT%H:%M:%SZ')} by {signer} |",
                      "## Root cause", "## Action items", "| _To be written_ | | | |",
                      "Rolled back to v41 \\| payments recover",
                      "- Escalation: EscalationPolicy one: reached L1 (step 1)"):

@@ -19,11 +19,38 @@ from runbook_operator.api.registry import KINDS
 from tests.support.invalid_specs import (
     INVALID_SPECS,
     RULES_NOT_CHECKED,
+    SIGNER,
     VALID_OBJECTS,
     InvalidSpec,
 )
+from tests.support.kube import username
 
 PLURALS = {model.info.kind: model.info.plural for model in KINDS}
+
+
+@pytest.fixture(scope="module")
+def caller(api: client.ApiClient) -> str:
+    return username(api)
+
+
+def signed(body: dict[str, Any], by: str) -> dict[str, Any]:
+    """`body` with the table's signer of an Incident's acknowledgement and notes replaced by
+    `by`: the admission policy refuses any other signature, and these cases are about the
+    schema, not it (a case that breaks a signature keeps its broken value)."""
+    spec = body.get("spec")
+    if body["kind"] != "Incident" or not isinstance(spec, dict):
+        return body
+
+    def sign(entry: Any) -> Any:
+        if isinstance(entry, dict) and entry.get("by") == SIGNER:
+            return {**entry, "by": by}
+        return entry
+
+    spec = {**spec, "acknowledgement": sign(spec.get("acknowledgement"))} if (
+        "acknowledgement" in spec) else dict(spec)
+    if isinstance(spec.get("notes"), list):
+        spec["notes"] = [sign(note) for note in spec["notes"]]
+    return {**body, "spec": spec}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +70,9 @@ def dry_run_create(api: client.ApiClient, namespace: str, body: dict[str, Any]) 
 @pytest.mark.parametrize("body", [
     pytest.param(body, id=f"{body['kind']}-{number}") for number, body in enumerate(VALID_OBJECTS)])
 def test_the_base_objects_are_accepted(
-    api: client.ApiClient, dry_run_namespace: str, body: dict[str, Any]
+    api: client.ApiClient, dry_run_namespace: str, caller: str, body: dict[str, Any]
 ) -> None:
-    dry_run_create(api, dry_run_namespace, body)
+    dry_run_create(api, dry_run_namespace, signed(body, caller))
 
 
 def dry_run_update(api: client.ApiClient, namespace: str, before: dict[str, Any],
@@ -67,13 +94,14 @@ def dry_run_update(api: client.ApiClient, namespace: str, before: dict[str, Any]
 
 @pytest.mark.parametrize("case", INVALID_SPECS, ids=lambda case: case.id)
 def test_the_api_server_rejects_each_invalid_spec_at_its_field(
-    api: client.ApiClient, dry_run_namespace: str, case: InvalidSpec
+    api: client.ApiClient, dry_run_namespace: str, caller: str, case: InvalidSpec
 ) -> None:
     with pytest.raises(ApiException) as raised:
         if case.before is None:
-            dry_run_create(api, dry_run_namespace, case.body)
+            dry_run_create(api, dry_run_namespace, signed(case.body, caller))
         else:
-            dry_run_update(api, dry_run_namespace, case.before, case.body)
+            dry_run_update(api, dry_run_namespace, signed(case.before, caller),
+                           signed(case.body, caller))
     status = json.loads(raised.value.body)
     assert (raised.value.status, status["reason"]) == (422, "Invalid")
     reported = {(c.get("field"), c.get("message")) for c in status["details"]["causes"]}

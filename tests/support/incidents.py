@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.support.kube import INCIDENTS, create_pagerduty_channels
+from tests.support.kube import INCIDENTS, create_pagerduty_channels, username
 from tests.support.receivers import PAGERDUTY_ACCEPTED, HTTPReceiver, Received
 
 
@@ -61,12 +61,23 @@ def at(timestamp: str) -> datetime:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
-def acknowledge(api: client.ApiClient, namespace: str, name: str, by: str,
-                when: datetime) -> None:
-    """What `kubectl runbook incident ack` writes."""
+def acknowledge(api: client.ApiClient, namespace: str, name: str, when: datetime) -> str:
+    """What `kubectl runbook incident ack` writes, signed by whoever `api` acts as (the
+    admission policy refuses any other name); returns that name."""
+    by = username(api)
     INCIDENTS.patch(api, namespace, name, {"spec": {"acknowledgement": {
         "by": by, "at": when.strftime("%Y-%m-%dT%H:%M:%SZ")}}})
+    return by
 
 
 def timeline_events(status: Mapping[str, Any]) -> list[str]:
     return [entry["event"] for entry in status.get("timeline") or []]
+
+
+#: What a source writes into an incident's timeline (the Incident controller adds the rest).
+SOURCE_EVENTS = ("AlertsChanged", "SourceRecovered")
+
+
+def source_events(status: Mapping[str, Any]) -> list[str]:
+    """The timeline entries a source wrote, in order."""
+    return [event for event in timeline_events(status) if event in SOURCE_EVENTS]

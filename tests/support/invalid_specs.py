@@ -33,6 +33,9 @@ RULES_NOT_CHECKED = (
     "invalid; correct the existing errors to complete validation",
 )
 REMOVE = object()
+#: Who signs the base Incident's acknowledgement and note; the e2e test puts its own username
+#: in its place (the admission policy accepts no other).
+SIGNER = "alice"
 
 
 @dataclass(frozen=True)
@@ -759,7 +762,7 @@ def _escalation_policies() -> Cases:
 
 def _incidents() -> Cases:
     c = Cases("Incident")
-    note = {"at": "2026-03-01T12:05:00Z", "by": "alice", "text": "Rolled back to v41."}
+    note = {"at": "2026-03-01T12:05:00Z", "by": SIGNER, "text": "Rolled back to v41."}
     incident = resource(c.kind, {
         "title": "Checkout returns 500", "description": "Since the 12:00 deploy.",
         "severity": "P1", "status": "Investigating", "commander": "alice",
@@ -768,7 +771,7 @@ def _incidents() -> Cases:
                    "summary": "No orders can be placed."},
         "notes": [note],
         "source": {"kind": "AlertRule", "name": "checkout-errors", "fingerprint": "3f2a"},
-        "acknowledgement": {"by": "alice", "at": "2026-03-01T12:01:00Z"},
+        "acknowledgement": {"by": SIGNER, "at": "2026-03-01T12:01:00Z"},
     })
 
     c.rule(incident, "", {"metadata.name": "a" * 243}, "metadata.name", rule_failed(

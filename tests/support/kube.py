@@ -292,3 +292,11 @@ def wait_run(api: client.ApiClient, namespace: str, policy: str, job_name: str,
     return wait_for(lambda: history_entry(api, namespace, policy, job_name),
                     f"the run {job_name} of {namespace}/{policy} in its history",
                     timeout=timeout)
+
+
+def username(api: client.ApiClient) -> str:
+    """Who `api` acts as, as the API server knows them (what `kubectl auth whoami` prints): the
+    name an acknowledgement or a note must be signed with."""
+    review = client.AuthenticationV1Api(api).create_self_subject_review(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    return review.status.user_info.username
