@@ -170,7 +170,8 @@ def _ready(url: str) -> bool:
 
 class PrometheusServer(_Server):
     """Prometheus on 127.0.0.1 scraping `targets` every `scrape_interval`, evaluating
-    `rule_files` (absolute paths) every `evaluation_interval`."""
+    `rule_files` (absolute paths) every `evaluation_interval`; `scrape_configs` adds jobs
+    that find their targets themselves (:mod:`.discovery`: through the API server)."""
 
     host = "127.0.0.1"
 
@@ -179,12 +180,14 @@ class PrometheusServer(_Server):
         targets: Sequence[str],
         *,
         rule_files: Sequence[Path] = (),
+        scrape_configs: Sequence[Mapping[str, object]] = (),
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         binary: Path = PROMETHEUS_BIN,
     ) -> None:
         self.targets = list(targets)
         self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.scrape_configs = list(scrape_configs)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.binary = binary
@@ -207,7 +210,8 @@ class PrometheusServer(_Server):
                     "job_name": "exporter",
                     "honor_labels": True,
                     "static_configs": [{"targets": self.targets}],
-                }
+                },
+                *self.scrape_configs,
             ],
         }
 
@@ -235,7 +239,8 @@ class PrometheusServer(_Server):
 
         def all_up() -> bool:
             answer = httpx.get(f"{self.url}/api/v1/targets", timeout=2).json()
-            active = answer["data"]["activeTargets"]
+            active = [t for t in answer["data"]["activeTargets"]
+                      if t["scrapePool"] == "exporter"]
             return len(active) == len(self.targets) and all(t["health"] == "up" for t in active)
 
         self.process.wait_ready(all_up, f"targets {self.targets} up", timeout)
