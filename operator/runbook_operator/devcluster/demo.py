@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  kubectl patch httproute checkout -n {DEMO_NAMESPACE} --type=json -p "
                   "'[{\"op\":\"replace\",\"path\":\"/spec/rules/0/backendRefs/1/weight\","
                   "\"value\":50}]'")
-        print(f"  Prometheus: http://127.0.0.1:{prometheus_port}/targets")
+        print(f"  curl -s 'http://127.0.0.1:{prometheus_port}/api/v1/query?query=up'   "
+              "# Prometheus' API (built without its web UI)")
         print(f"  operator log: {operator.log_path}; notifications received: {received}")
         print(f"  pods' files and logs: {cluster.runtime_dir}")
         if not args.once:
