@@ -15,12 +15,9 @@
 set -euo pipefail
 
 module_version="${PROMETHEUS_MODULE_VERSION:-v0.316.0}"  # the module's tag of Prometheus 3.16.0
-cache_root="${RUNBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}"
-export GOCACHE="${GOCACHE:-$cache_root/go-build}"
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go-mod}"
-export GOFLAGS="-mod=readonly -buildvcs=false"
+build_name=build-prometheus
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 export GOTOOLCHAIN=local
-export CGO_ENABLED=0
 
 bin_dir="$cache_root/prometheus/$module_version"
 if [[ -x "$bin_dir/prometheus" ]]; then
@@ -28,9 +25,6 @@ if [[ -x "$bin_dir/prometheus" ]]; then
   exit 0
 fi
 
-log() { echo "[build-prometheus] $(date +%H:%M:%S) $*" >&2; }
-build_log="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
-start=$SECONDS
 log "building Prometheus $module_version with Kubernetes service discovery into $bin_dir"
 log "the go tool's output goes to $build_log"
 mkdir -p "$bin_dir"
@@ -42,13 +36,11 @@ stamp=github.com/prometheus/common/version
 if ! GOBIN="$staging" go install -trimpath -tags remove_all_sd,enable_kubernetes_sd \
     -ldflags "-s -w -X $stamp.Version=$release -X $stamp.Branch=HEAD" \
     "github.com/prometheus/prometheus/cmd/prometheus@$module_version" >>"$build_log" 2>&1; then
-  log "building Prometheus failed; the end of $build_log:"
-  tail -n 30 "$build_log" >&2
-  exit 1
+  fail "building Prometheus"
 fi
 mv "$staging/prometheus" "$bin_dir/prometheus"
 for stale in "$cache_root"/prometheus/*; do  # binaries of earlier versions
   [[ "$stale" == "$bin_dir" ]] || rm -rf "$stale"
 done
-log "Prometheus $release ready in $bin_dir ($((SECONDS - start))s)"
+log "Prometheus $release ready in $bin_dir ($(elapsed))"
 echo "$bin_dir/prometheus"

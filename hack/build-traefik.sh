@@ -19,12 +19,9 @@ set -euo pipefail
 
 version="${TRAEFIK_VERSION:-v3.6.12}"
 module=github.com/traefik/traefik/v3
-cache_root="${RUNBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}"
-export GOCACHE="${GOCACHE:-$cache_root/go-build}"
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go-mod}"
-export GOFLAGS="-mod=readonly -buildvcs=false"
+build_name=build-traefik
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 export GOTOOLCHAIN=local
-export CGO_ENABLED=0
 # Bump when the build flags below change, so cached binaries are rebuilt.
 build_revision=1
 crds=gateway-api-standard-crds.yaml
@@ -35,20 +32,12 @@ if [[ -x "$out/traefik" && -f "$out/$crds" ]]; then
   exit 0
 fi
 
-log() { echo "[build-traefik] $(date +%H:%M:%S) $*" >&2; }
-build_log="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
-start=$SECONDS
-fail() {
-  log "$1 failed; the end of $build_log:"
-  tail -n 30 "$build_log" >&2
-  exit 1
-}
 module_dir() {  # module@version → its directory in the module cache (downloaded if needed)
   go mod download -json "$1" 2>>"$build_log" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
 }
 
-log "building Traefik $version into $out (first time on a machine: ≈ 2.5 GB of downloads and"
-log "≈ 4 minutes on 2 cores); the go tool's output goes to $build_log"
+log "building Traefik $version into $out (first time on a machine: ≈ 2.3 GB of downloads,"
+log "4-10 minutes on 2 cores); the go tool's output goes to $build_log"
 mkdir -p "$out"
 staging="$(mktemp -d "$out/.build.XXXXXX")"
 trap 'chmod -R u+w "$staging" 2>/dev/null; rm -rf "$staging"' EXIT
@@ -67,9 +56,9 @@ for f in "$crd_dir"/*.yaml; do
 done >"$staging/$crds"
 log "Gateway API $gateway_api standard CRDs (the version Traefik $version requires)"
 
-log "downloading Traefik's dependencies ($((SECONDS - start))s elapsed)"
+log "downloading Traefik's dependencies ($(elapsed) elapsed)"
 (cd "$staging/src" && go mod download) >>"$build_log" 2>&1 || fail "downloading dependencies"
-log "compiling ($((SECONDS - start))s elapsed)"
+log "compiling ($(elapsed) elapsed)"
 stamp="github.com/traefik/traefik/v3/pkg/version"
 (cd "$staging/src" && go build -trimpath \
   -ldflags "-s -w -X $stamp.Version=$version -X $stamp.BuildDate=1970-01-01T00:00:00Z" \
@@ -79,5 +68,5 @@ mv "$staging/traefik" "$out/traefik"
 for stale in "$cache_root"/traefik/*; do  # builds of earlier versions
   [[ "$stale" == "$out" ]] || rm -rf "$stale"
 done
-log "Traefik $version ready in $out ($((SECONDS - start))s)"
+log "Traefik $version ready in $out ($(elapsed))"
 echo "$out"

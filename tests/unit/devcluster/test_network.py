@@ -4,8 +4,11 @@ test process."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import subprocess
+import sys
 from ipaddress import ip_network
 
 import pytest
@@ -88,3 +91,28 @@ def test_clusters_of_one_process_get_distinct_slices_until_none_is_left() -> Non
     finally:
         for each in taken:
             network.release_pod_network(each)
+
+
+def _enter_in_a_child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` after `from runbook_operator.devcluster import network`, in a child process:
+    entering a namespace here would move the test run."""
+    return subprocess.run(
+        [sys.executable, "-c", f"from runbook_operator.devcluster import network\n{code}"],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, **env})
+
+
+def test_without_a_namespace_the_harness_says_what_cannot_work() -> None:
+    child = _enter_in_a_child("n = network.enter(('kube-apiserver',))\n"
+                              "print(n.isolated, n.host_listeners)\nprint(n.note)",
+                              RUNBOOK_NETWORK_NAMESPACE="off")
+    isolated, note = child.stdout.splitlines()
+    assert isolated == "False {}"
+    assert "no network namespace" in note and "the gateway" in note and "fail" in note
+
+
+def test_entering_with_threads_running_is_refused() -> None:
+    child = _enter_in_a_child("import threading\n"
+                              "threading.Thread(target=threading.Event().wait, name='early',"
+                              " daemon=True).start()\nnetwork.enter()")
+    assert child.returncode != 0
+    assert "threads ['early'] already run" in child.stderr
