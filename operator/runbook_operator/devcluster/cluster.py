@@ -104,6 +104,8 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 RUNTIME_METRICS_PORT_ANNOTATION = "devcluster.runbook.dev/runtime-metrics-port"
 #: kwok's Logs CRD, copied beside the binaries by hack/build-control-plane.sh.
 KWOK_LOGS_CRD = "kwok-logs-crd.yaml"
+#: The Gateway API standard CRDs, beside Traefik's binary (hack/build-traefik.sh).
+GATEWAY_API_CRDS = "gateway-api-standard-crds.yaml"
 
 #: Pod annotations read by the harness's pod-complete stage (Job-owned pods only).
 EXIT_CODE_ANNOTATION = "devcluster.runbook.dev/exit-code"
@@ -150,32 +152,30 @@ def repo_root() -> Path:
     return root
 
 
-def build_control_plane() -> Path:
-    """Run the (cached) build script and return its binary directory.
-
-    The script's progress on stderr passes through, so a first, slow build is visibly alive.
-    """
-    script = repo_root() / "hack" / "build-control-plane.sh"
+def run_build(script_name: str, expected: Sequence[str] = ()) -> Path:
+    """Run a (cached) build script of ``hack/`` and return the path it prints last, which
+    must hold `expected`. The script's progress on stderr passes through, so a first, slow
+    build is visibly alive."""
+    script = repo_root() / "hack" / script_name
     proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise ClusterError(f"{script} failed with exit code {proc.returncode}")
-    bin_dir = Path(lines[-1])
-    missing = [c for c in (*_BINARIES, KWOK_LOGS_CRD) if not (bin_dir / c).is_file()]
+    built = Path(lines[-1])
+    missing = [c for c in expected if not (built / c).is_file()]
     if missing:
-        raise ClusterError(f"{script} printed {bin_dir}, which lacks {', '.join(missing)}")
-    return bin_dir
+        raise ClusterError(f"{script} printed {built}, which lacks {', '.join(missing)}")
+    return built
+
+
+def build_control_plane() -> Path:
+    """The control plane's binary directory."""
+    return run_build("build-control-plane.sh", (*_BINARIES, KWOK_LOGS_CRD))
 
 
 def build_gateway() -> Path:
-    """Run ``hack/build-traefik.sh`` (cached) and return the directory holding Traefik's
-    binary and the Gateway API CRDs."""
-    script = repo_root() / "hack" / "build-traefik.sh"
-    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines or not (Path(lines[-1]) / "traefik").is_file():
-        raise ClusterError(f"{script} failed with exit code {proc.returncode}")
-    return Path(lines[-1])
+    """The directory holding Traefik's binary and the Gateway API CRDs."""
+    return run_build("build-traefik.sh", ("traefik", GATEWAY_API_CRDS))
 
 
 def build_scripts() -> list[Path]:

@@ -21,15 +21,13 @@ Two jobs, the usual ones:
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from runbook_operator.devcluster.cluster import (
     RUNTIME_METRICS_PORT_ANNOTATION,
-    ClusterError,
     LocalCluster,
-    repo_root,
+    run_build,
 )
 from runbook_operator.devcluster.prometheus import PrometheusServer
 
@@ -102,20 +100,12 @@ def rbac_objects() -> list[dict[str, Any]]:
     ]
 
 
-def build_prometheus() -> Path:
-    """``hack/build-prometheus.sh`` (cached): Debian's Prometheus has no Kubernetes discovery."""
-    script = repo_root() / "hack" / "build-prometheus.sh"
-    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise ClusterError(f"{script} failed with exit code {proc.returncode}")
-    return Path(lines[-1])
-
-
 def discovering_prometheus(cluster: LocalCluster, directory: Path) -> PrometheusServer:
-    """A Prometheus (not started) that finds its targets in `cluster`."""
+    """A Prometheus (not started) that finds its targets in `cluster`: built by
+    ``hack/build-prometheus.sh``, as Debian's has no Kubernetes discovery."""
+    binary = run_build("build-prometheus.sh").resolve()
     return PrometheusServer([], scrape_configs=kubernetes_scrape_configs(cluster, directory),
-                            binary=build_prometheus())
+                            binary=binary)
 
 
 def kubernetes_scrape_configs(cluster: LocalCluster, directory: Path) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from runbook_operator.devcluster.cluster import ClusterError, LocalCluster
+from runbook_operator.devcluster.cluster import GATEWAY_API_CRDS, ClusterError, LocalCluster
 from runbook_operator.devcluster.runtime.images import GATEWAY_REPOSITORY
 
 NAMESPACE = "traefik"
@@ -43,7 +43,6 @@ INGRESS_CLASS = "nginx"
 INGRESS_CONTROLLER = "k8s.io/ingress-nginx"
 WEB_PORT = 8000
 ADMIN_PORT = 8080
-CRDS = "gateway-api-standard-crds.yaml"
 _NONROOT = 65532
 
 
@@ -145,7 +144,7 @@ def install(cluster: LocalCluster, timeout: float = 180) -> str:
         raise ClusterError("the gateway needs the cluster's network namespace, where pods "
                            "have addresses it can reach")
     wait = f"--timeout={int(timeout)}s"
-    crds = cluster.gateway_dir / CRDS
+    crds = cluster.gateway_dir / GATEWAY_API_CRDS
     cluster.kubectl("apply", "--server-side", "-f", str(crds))
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(crds.read_text()) if d]
     cluster.kubectl("wait", "--for=condition=Established", wait,

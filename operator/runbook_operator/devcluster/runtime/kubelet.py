@@ -181,7 +181,8 @@ class AddressPool:
 
 
 def bindable(ip: str) -> bool:
-    """Whether this machine can serve on `ip` (the pod CIDR is local in issue 12's netns)."""
+    """Whether this process can serve on `ip`: the pod network is local in the cluster's
+    network namespace (:mod:`..network`), and nowhere without one."""
     with socket.socket() as probe:
         try:
             probe.bind((ip, 0))
