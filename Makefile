@@ -8,11 +8,13 @@ STATE_DIR ?= .cluster
 .PHONY: help install prerequisites crds test unit e2e demo cluster-up cluster-down bench clean
 
 help:
-	@echo "make demo          local control plane + operator + examples, status shown (Ctrl-C stops)"
+	@echo "make demo          local cluster + gateway + demo app under traffic + operator + examples,"
+	@echo "                   status shown (Ctrl-C stops); in a network namespace of its own"
 	@echo "make test          unit and end-to-end tests against a real local control plane"
 	@echo "make unit | e2e    one half of the tests"
 	@echo "make crds          regenerate crds/ from the pydantic models"
-	@echo "make cluster-up    start the local control plane in the background (cluster-down stops it)"
+	@echo "make cluster-up    start the local control plane and gateway in the background (in its own"
+	@echo "                   network namespace, relayed to this shell; cluster-down stops it)"
 	@echo "make prerequisites install and build what the targets above use (cached; demo and test run it)"
 	@echo "make bench         backup runner and AlertRule evaluation benchmarks (ratio tables)"
 
@@ -25,7 +27,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Everything a target that starts the cluster or its services uses: Debian packages, the
-# control plane and MinIO (built from Go, cached). Every such target depends on it, so none can
+# control plane, Traefik, Prometheus and MinIO (built from Go, cached). The cluster runs in a
+# network namespace with no route out, so nothing can be fetched once it runs. Every such target depends on it, so none can
 # lack what another installs (a unit test checks `make -n` of each).
 prerequisites: install
 	hack/prepare.sh

@@ -10,11 +10,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 modules="$here/controlplane"
-cache_root="${RUNBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}"
-export GOCACHE="${GOCACHE:-$cache_root/go-build}"
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go-mod}"
-export GOFLAGS="-mod=readonly -buildvcs=false"
-export CGO_ENABLED=0
+build_name=build-control-plane
+source "$here/go-build.sh"
 
 k8s_version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$modules/kubernetes/go.mod")"
 # Bump when the build flags below change, so cached binaries are rebuilt.
@@ -33,8 +30,6 @@ if [[ $complete == 1 ]]; then
 fi
 
 mkdir -p "$bin"
-build_log="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
-log() { echo "[build-control-plane] $(date +%H:%M:%S) $*" >&2; }
 stamp_pkgs=(k8s.io/component-base/version k8s.io/client-go/pkg/version)
 minor="${k8s_version#v1.}"; minor="${minor%%.*}"
 ldflags="-s -w"
@@ -43,18 +38,15 @@ for p in "${stamp_pkgs[@]}"; do
   ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
 
-start=$SECONDS
 log "building the control plane $k8s_version into $bin (first time on a machine: ~7 minutes on 2 cores)"
 log "the go tool's output goes to $build_log"
 build() {  # module-dir output package [ldflags]
   local dir="$1" out="$2" pkg="$3" flags="${4:-"-s -w"}"
   if [[ -x "$bin/$out" ]]; then return; fi
-  log "building $out ($((SECONDS - start))s elapsed)"
+  log "building $out ($(elapsed) elapsed)"
   if ! (cd "$modules/$dir" && go build -trimpath -tags selinux,notest -ldflags "$flags" \
         -o "$bin/$out.tmp" "$pkg") >>"$build_log" 2>&1; then
-    log "building $out failed; the end of $build_log:"
-    tail -n 30 "$build_log" >&2
-    exit 1
+    fail "building $out"
   fi
   mv "$bin/$out.tmp" "$bin/$out"
 }
@@ -68,5 +60,5 @@ cp "$kwok_dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$bin/$logs_crd"
 for stale in "$cache_root"/bin/*; do  # binaries of earlier module versions
   [[ "$stale" == "$bin" ]] || rm -rf "$stale"
 done
-log "control plane $k8s_version ready in $bin ($((SECONDS - start))s)"
+log "control plane $k8s_version ready in $bin ($(elapsed))"
 echo "$bin"

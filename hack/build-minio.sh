@@ -11,12 +11,9 @@
 set -euo pipefail
 
 version="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
-cache_root="${RUNBOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runbook-operator}"
-export GOCACHE="${GOCACHE:-$cache_root/go-build}"
-export GOMODCACHE="${GOMODCACHE:-$cache_root/go-mod}"
-export GOFLAGS="-mod=readonly -buildvcs=false"
+build_name=build-minio
+source "$(dirname "${BASH_SOURCE[0]}")/go-build.sh"
 export GOTOOLCHAIN=local
-export CGO_ENABLED=0
 
 bin_dir="$cache_root/minio/$version"
 if [[ -x "$bin_dir/minio" ]]; then
@@ -24,9 +21,6 @@ if [[ -x "$bin_dir/minio" ]]; then
   exit 0
 fi
 
-log() { echo "[build-minio] $(date +%H:%M:%S) $*" >&2; }
-build_log="${RUNBOOK_BUILD_LOG:-$cache_root/build.log}"
-start=$SECONDS
 log "building MinIO $version into $bin_dir (first time on a machine: several minutes)"
 log "the go tool's output goes to $build_log"
 mkdir -p "$bin_dir"
@@ -34,13 +28,11 @@ staging="$(mktemp -d "$bin_dir/.build.XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 if ! GOBIN="$staging" go install -trimpath -ldflags "-s -w" "github.com/minio/minio@$version" \
     >>"$build_log" 2>&1; then
-  log "building MinIO failed; the end of $build_log:"
-  tail -n 30 "$build_log" >&2
-  exit 1
+  fail "building MinIO"
 fi
 mv "$staging/minio" "$bin_dir/minio"
 for stale in "$cache_root"/minio/*; do  # binaries of earlier versions
   [[ "$stale" == "$bin_dir" ]] || rm -rf "$stale"
 done
-log "MinIO $version ready in $bin_dir ($((SECONDS - start))s)"
+log "MinIO $version ready in $bin_dir ($(elapsed))"
 echo "$bin_dir/minio"

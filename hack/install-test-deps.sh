@@ -14,6 +14,7 @@ packages=(
   prometheus            # /usr/bin/prometheus
   prometheus-alertmanager  # /usr/bin/prometheus-alertmanager
   bubblewrap            # bwrap: the devcluster runtime's sandbox for pods of the project's images
+  iproute2              # ip: the tests and the demo read the cluster's network namespace with it
 )
 
 missing=()

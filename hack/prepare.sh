@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and builds everything `make demo`, `make test` and the benchmarks use, so every
 # target that starts the local cluster or its services has the same prerequisites (a fresh
-# machine once failed `make demo` because only `make test` installed Prometheus).
+# machine once failed `make demo` because only `make test` installed Prometheus). The cluster
+# runs in a network namespace with no route out, so nothing can be fetched once it runs.
 # Each step is cached or idempotent; a warm run takes about a second. One progress line per
 # step (and per binary built) with the elapsed time; the tools' own output (apt, go) goes to
 # the log file named on the first line.
@@ -17,8 +18,10 @@ say() { echo "[prepare] $(date +%H:%M:%S) +$((SECONDS - start))s $*" >&2; }
 
 say "installing and building what the cluster and its services use (details: $RUNBOOK_BUILD_LOG)"
 steps=(
-  "Debian packages: PostgreSQL, MariaDB, Prometheus, Alertmanager, bubblewrap|install-test-deps.sh"
+  "Debian packages: PostgreSQL, MariaDB, Prometheus, bubblewrap, iproute2…|install-test-deps.sh"
   "Kubernetes control plane and kwok (Go; first run ≈ 7 min on 2 cores)|build-control-plane.sh"
+  "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
+  "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
 )
 for i in "${!steps[@]}"; do

@@ -1,7 +1,14 @@
 """One real control plane per test session, the operator installed from manifests/ and run
 under its own ServiceAccount identity; a fresh namespace per test. Real servers for backups,
 one of each per session on free loopback ports: PostgreSQL and MariaDB from Debian's packages
-(hack/install-test-deps.sh), MinIO built from its Go module (hack/build-minio.sh, cached)."""
+(hack/install-test-deps.sh), MinIO built from its Go module (hack/build-minio.sh, cached).
+
+The whole session runs inside a network namespace of its own (``pytest_configure`` enters it
+before any test or thread starts; :mod:`runbook_operator.devcluster.network`): the clusters,
+the services, the operator, the in-test receivers and every request a test sends live there,
+where the pod network is local and nothing has a route out. Tests that need pods with
+reachable addresses (the gateway, the pod network) fail, saying why, where no namespace can be
+made."""
 
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
-from runbook_operator.devcluster.cluster import LocalCluster
+from runbook_operator.devcluster import gateway, network
+from runbook_operator.devcluster.cluster import LocalCluster, build_scripts
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
@@ -25,6 +33,18 @@ from tests.support.alerting import OPERATOR_EXTERNAL_URL
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"
 OPERATOR_ACCOUNT = "runbook-operator"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    net = network.enter(prepare=build_scripts())
+    config.stash[NETWORK] = net
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"devcluster network: {config.stash[NETWORK].note}"
+
+
+NETWORK = pytest.StashKey[network.Network]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,6 +63,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         )
         local.kubectl("api-resources")  # refreshes kubectl's discovery cache (categories)
         yield local
+
+
+@pytest.fixture(scope="session")
+def gateway_address(cluster: LocalCluster, request: pytest.FixtureRequest) -> str:
+    """Traefik installed in the session's cluster (once): its pod IP."""
+    net = request.config.stash[NETWORK]
+    assert net.isolated, f"the gateway needs the cluster's network namespace: {net.note}"
+    return gateway.install(cluster)
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +134,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 S = TypeVar("S", PostgresServer, MariaDBServer, MinioServer)
 START_TIMES = pytest.StashKey[dict[str, float]]()
+FIGURES = pytest.StashKey[dict[str, list[float]]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, list[float]]:
+    """Measurements a test reports (never asserts): printed at the end of the session."""
+    return request.config.stash.setdefault(FIGURES, {})
 
 
 def _started(server: S, request: pytest.FixtureRequest) -> S:
@@ -139,6 +174,9 @@ def minio(request: pytest.FixtureRequest) -> Iterator[MinioServer]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    for name, values in sorted(config.stash.get(FIGURES, {}).items()):
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        terminalreporter.write_line(f"{name}: {shown}")
     times = config.stash.get(START_TIMES, {})
     if times:
         terminalreporter.write_line(

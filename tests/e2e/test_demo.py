@@ -1,6 +1,7 @@
-"""`make demo` end to end, through the Makefile target a new user runs: its own control plane,
-the operator, the examples Ready, real backups listed from storage, a real restore test with
-its RTO, the status shown, and a clean stop."""
+"""`make demo` end to end, through the Makefile target a new user runs: its own control plane
+in a network namespace of its own (nested in this session's), the gateway and the demo app
+under live traffic, every example AlertRule on real series, the examples Ready, real backups
+listed from storage, a real restore test with its RTO, the status shown, and a clean stop."""
 
 import re
 import subprocess
@@ -11,6 +12,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _section(out: str, title: str) -> str:
     return out.split(title, 1)[1].split("\n==> ", 1)[0]
+
+
+def _rows(section: str) -> list[list[str]]:
+    return [line.split() for line in section.strip().splitlines()[1:] if line.strip()]
+
+
+def _table(text: str, header: str) -> list[list[str]]:
+    """The rows under the line starting with `header`, up to the next blank line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header)) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return [line.split() for line in lines[start:end]]
 
 
 def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -> None:
@@ -43,14 +56,48 @@ def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -
     assert rto, restore
 
     alerts = _section(out, "kubectl runbook alerts -A")
-    states = {line.split()[1]: line.split()[2] for line in alerts.strip().splitlines()[1:]}
-    assert states["service-down"] == "Normal"
-    assert states["queue-backlog"] == "Pending"
+    rules = {row[1]: (row[2], row[3]) for row in _rows(alerts)}
+    assert len(rules) == 9
+    for name, (state, value) in rules.items():  # every rule evaluates a real number
+        assert state in ("Normal", "Pending", "Firing") and value not in ("-", "NaN"), alerts
+    assert rules["service-down"] == ("Normal", "1")
+    backlog_state, backlog = rules["queue-backlog"]
+    assert (backlog_state == "Pending") == (float(backlog) > 50), alerts
     status = _section(out, "kubectl runbook status -A")
     rows = [line.split() for line in status.strip().splitlines()[1:]]
     assert all(row[3] == "True" for row in rows), status
     logs = _section(out, "kubectl logs job/app-db-nightly-now-")
     assert "verified and committed" in logs
-    assert "export KUBECONFIG=" in out
+    assert "export KUBECONFIG=" in out and "admin-host.kubeconfig" in out
     assert out.rstrip().endswith("stopped cleanly")
+    _check_the_live_part(out)
     assert "[prepare]" in result.stderr and "ready" in result.stderr
+
+
+def _check_the_live_part(out: str) -> None:
+    network = _section(out, "entered a network namespace of its own")
+    assert "local 10.244.0.0/16 dev lo table local scope host" in network
+    assert "default" not in network
+
+    found = _section(out, "answers every example AlertRule's query with real numbers")
+    jobs = [(row[0], row[-1]) for row in _table(found, "JOB ")]
+    assert sorted(jobs) == [("checkout", "up")] * 3 + [("kubelet", "up"), ("traefik", "up")]
+    queries = _table(found, "RULE ")
+    answered = {row[0].rstrip(":") for row in queries}
+    assert answered == {"service-down", "checkout-5xx-rate", "memory-high", "disk-almost-full",
+                        "latency-p95-warning", "latency-p95-critical", "job-running-too-long",
+                        "queue-backlog", "checkout-anomaly"}
+    assert all(row[-1] != "NaN" for row in queries), found
+
+    sample = _section(out, "1000 requests through the gateway")
+    shares = {row[0]: (int(row[2]), float(row[3].rstrip("%")))
+              for row in _table(sample, "VERSION ")}
+    assert abs(shares["v1"][1] - 80) <= 5 and abs(shares["v2"][1] - 20) <= 5, sample
+    assert shares["v1"][0] + shares["v2"][0] == 1000
+    assert "runbook-demo-checkout-v1-http-80@kubernetesgateway" in sample
+    assert re.search(r"weights v1/v2 → 0/100: every answer from v2 \(30 in a row\) "
+                     r"\d+\.\d+s after the patch", sample), sample
+
+    anomaly = _section(out, "checkout-anomaly: the IsolationForest rule warming up")
+    trained = re.search(r"trained at \S+ on (\d+) rows", anomaly)
+    assert trained and int(trained.group(1)) >= 30, anomaly

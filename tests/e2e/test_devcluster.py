@@ -168,24 +168,29 @@ def test_start_failure_reports_component_log(tmp_path: Path) -> None:
 
 
 def test_cli_up_status_down(cluster: LocalCluster, tmp_path: Path) -> None:
-    """``make cluster-up`` path: processes outlive the CLI and ``down`` stops them all."""
+    """``make cluster-up`` path: processes outlive the CLI, which starts them in a network
+    namespace of their own (inside this session's) with the gateway; this process, outside
+    it, reaches the API server and the gateway only through their relays; ``down`` stops
+    them all."""
     state_dir = tmp_path / "state"
     cli = [sys.executable, "-m", "runbook_operator.devcluster"]
     bin_args = ["--bin-dir", str(cluster.bin_dir)]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*cli, *args, "--state-dir", str(state_dir)], capture_output=True,
-                              text=True, timeout=240, check=False)
+                              text=True, timeout=300, check=False)
 
     up = run("up", *bin_args)
     try:
         assert up.returncode == 0, up.stderr
-        kubeconfig = state_dir / "kubeconfigs" / "admin.kubeconfig"
+        kubeconfig = state_dir / "kubeconfigs" / "admin-host.kubeconfig"
         assert f"export KUBECONFIG={kubeconfig}" in up.stdout.splitlines()
         state = json.loads((state_dir / "state.json").read_text())
         pids = [p["pid"] for p in state["processes"].values()]
         assert list(state["processes"]) == ["etcd", "kube-apiserver", "kube-controller-manager",
-                                            "kube-scheduler", "kwok", "runtime"]
+                                            "kube-scheduler", "kwok", "runtime",
+                                            "relay-kube-apiserver", "relay-gateway"]
+        assert state["network"]["isolated"]
 
         status = run("status")
         assert status.returncode == 0, status.stdout + status.stderr
@@ -193,6 +198,13 @@ def test_cli_up_status_down(cluster: LocalCluster, tmp_path: Path) -> None:
 
         nodes = cluster.kubectl("get", "nodes", "-o", "name", kubeconfig=kubeconfig)
         assert nodes.stdout.strip() == f"node/{NODE_NAME}"
+        direct = cluster.kubectl(  # its own port is not on this loopback
+            "get", "nodes", "--server", f"https://127.0.0.1:{state['ports']['kube-apiserver']}",
+            "--request-timeout=10s", kubeconfig=kubeconfig, check=False)
+        assert direct.returncode != 0, direct.stdout
+        gateway = httpx.get(f"http://127.0.0.1:{state['network']['relays']['gateway']}/",
+                            timeout=10)
+        assert gateway.status_code == 404  # Traefik, with no route yet
     finally:
         down = run("down")
     assert down.returncode == 0, down.stderr

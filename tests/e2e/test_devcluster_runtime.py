@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook_operator.devcluster.cluster import LocalCluster
-from runbook_operator.devcluster.waiting import free_port, wait_for
+from runbook_operator.devcluster.waiting import wait_for
 
 IMAGE = "runbook-operator:0.1.0"
 WAIT = "--timeout=120s"
@@ -122,12 +122,14 @@ def test_a_missing_secret_keeps_the_container_waiting_until_it_exists(
     assert cluster.kubectl("logs", "waits", "-n", namespace).stdout.strip() == "arrived"
 
 
+# A pod binds its own address: the pods share the cluster's network namespace.
 SERVE = """
 import http.server, os
-server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])),
+server = http.server.HTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])),
                                 http.server.SimpleHTTPRequestHandler)
 server.serve_forever()
 """
+POD_IP = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
 def _deployment(name: str, script: str, **container: Any) -> dict[str, Any]:
@@ -143,9 +145,9 @@ def _deployment(name: str, script: str, **container: Any) -> dict[str, Any]:
 def test_deployments_become_available_by_readiness_probe(
     cluster: LocalCluster, namespace: str
 ) -> None:
-    port = free_port()
+    port = 8080
     probe = {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1}
-    web = _deployment("web", SERVE, env=[{"name": "PORT", "value": str(port)}],
+    web = _deployment("web", SERVE, env=[{"name": "PORT", "value": str(port)}, POD_IP],
                       ports=[{"name": "http", "containerPort": port}], readinessProbe=probe)
     web["spec"]["template"]["spec"]["containers"].append(
         {"name": "worker", "image": IMAGE, "command": ["sleep", "3600"],

@@ -20,7 +20,7 @@ from runbook_operator.devcluster.cluster import (
     TERMINATION_MESSAGE_ANNOTATION,
     LocalCluster,
 )
-from runbook_operator.devcluster.runtime.images import is_project_image
+from runbook_operator.devcluster.runtime.images import is_runtime_image
 from runbook_operator.devcluster.waiting import wait_for
 
 
@@ -223,7 +223,7 @@ def run_job_from_cronjob(cluster: LocalCluster, namespace: str, cronjob_name: st
     job = _job_from_cronjob(cluster, namespace, cronjob_name, job_name)
     template = job["spec"]["template"]
     if (message is not None or exit_code) and any(
-            is_project_image(c["image"]) for c in template["spec"]["containers"]):
+            is_runtime_image(c["image"]) for c in template["spec"]["containers"]):
         raise ValueError(f"{cronjob_name} runs the project's image for real; its result "
                          "cannot be injected")
     annotations = template["metadata"].setdefault("annotations", {})

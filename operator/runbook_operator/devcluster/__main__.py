@@ -2,7 +2,9 @@
 
 ``up`` leaves the cluster running in the background (``make cluster-up``) and records it in
 ``<state-dir>/state.json``; ``down`` stops it and deletes the state dir; ``run`` keeps it in the
-foreground until Ctrl-C or SIGTERM.
+foreground until Ctrl-C or SIGTERM. ``up`` and ``run`` start it in a network namespace of its
+own with the gateway (Traefik) installed, and relay the API server and the gateway's
+entrypoint to this shell's loopback; ``status`` and ``down`` work from outside through them.
 """
 
 from __future__ import annotations
@@ -14,24 +16,42 @@ import sys
 import time
 from pathlib import Path
 
+from runbook_operator.devcluster import gateway, network
 from runbook_operator.devcluster.cluster import (
     DEFAULT_START_TIMEOUT,
     STATE_FILE,
     ClusterError,
     LocalCluster,
+    build_scripts,
 )
 
 DEFAULT_STATE_DIR = Path(".cluster")
 
 
+RELAYS = ("kube-apiserver", "gateway")
+
+
 def _print_access(cluster: LocalCluster, elapsed: float | None = None) -> None:
     """Shell-evaluable output: comments for people, export lines for ``eval "$(... up)"``."""
     took = f" in {elapsed:.1f}s" if elapsed is not None else ""
-    print(f"# runbook devcluster up{took}: {cluster.server} (work dir {cluster.workdir})")
-    print(f"# admin kubeconfig: {cluster.admin_kubeconfig}")
-    print(f"export KUBECONFIG={cluster.admin_kubeconfig}")
+    where = "its own network namespace" if cluster.isolated else "the host's loopback"
+    print(f"# runbook devcluster up{took} in {where} (work dir {cluster.workdir})")
+    relays = cluster.relays
+    if "gateway" in relays:
+        print(f"# the gateway's entrypoint: http://127.0.0.1:{relays['gateway']}/")
+    print(f"# admin kubeconfig: {cluster.host_kubeconfig}")
+    print(f"export KUBECONFIG={cluster.host_kubeconfig}")
     print(f"export PATH={cluster.bin_dir}:$PATH")
     sys.stdout.flush()
+
+
+def _start_gateway(cluster: LocalCluster) -> None:
+    """Traefik, with its web entrypoint relayed out of the namespace."""
+    if not cluster.isolated:
+        print("# no gateway: it needs the network namespace", file=sys.stderr)
+        return
+    address = gateway.install(cluster)
+    cluster.relay_to_host("gateway", address, gateway.WEB_PORT)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -42,9 +62,15 @@ def _up(args: argparse.Namespace) -> int:
             print(f"# already running from {state_dir}", file=sys.stderr)
             _print_access(existing)
             return 0
+    network.enter(RELAYS, prepare=build_scripts())
     started = time.monotonic()
     cluster = LocalCluster(state_dir, args.bin_dir, detached=True, start_timeout=args.timeout)
     cluster.start()
+    try:
+        _start_gateway(cluster)
+    except BaseException:
+        cluster.stop()
+        raise
     _print_access(cluster, time.monotonic() - started)
     return 0
 
@@ -68,7 +94,9 @@ def _status(args: argparse.Namespace) -> int:
               f"log {cluster.log_path(name)}")
     ready = not dead and cluster.is_ready()
     print(f"apiserver {cluster.server}: {'ready' if ready else 'NOT ready'}")
-    print(f"export KUBECONFIG={cluster.admin_kubeconfig}")
+    for name, port in cluster.relays.items():
+        print(f"{name} relayed to 127.0.0.1:{port}")
+    print(f"export KUBECONFIG={cluster.host_kubeconfig}")
     return 0 if ready else 1
 
 
@@ -84,12 +112,14 @@ def _request_stop(signum: int, _frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    network.enter(RELAYS, prepare=build_scripts())
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
     started = time.monotonic()
     workdir = args.state_dir.resolve() if args.state_dir else None
     try:
         with LocalCluster(workdir, args.bin_dir, start_timeout=args.timeout) as cluster:
+            _start_gateway(cluster)
             _print_access(cluster, time.monotonic() - started)
             print("# Ctrl-C or SIGTERM stops it", file=sys.stderr)
             names = {pid: name for name, pid in cluster.pids.items()}
@@ -107,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m runbook_operator.devcluster",
         description="Run the local Kubernetes control plane (etcd, apiserver, controller-manager, "
-        "scheduler, kwok) on loopback.",
+        "scheduler, kwok, the runtime and the gateway) in a network namespace of its own.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in (

@@ -3,8 +3,15 @@
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (fake nodes and pods) run
 on free loopback ports, from the binaries ``hack/build-control-plane.sh`` builds and caches. No
 containers, no kubelet: kwok plays the kubelet's part by patching Node and Pod status, except
-for pods of the project's own images, which the devcluster runtime (:mod:`.runtime`, a sixth
-component) runs as real processes on the same node.
+for pods of the project's own images and the gateway's (Traefik), which the devcluster runtime
+(:mod:`.runtime`, a sixth component) runs as real processes on the same node.
+
+Everything runs inside the network namespace the calling process entered
+(:func:`.network.enter`), where the pod network is local: each cluster of a process takes a
+slice of it (:class:`.network.PodNetwork`), pods bind their own addresses, and EndpointSlices
+list addresses that answer. Chosen services are relayed to the loopback outside
+(:meth:`LocalCluster.relay_to_host`): the API server always, when the process opened a
+listener for it, with a kubeconfig for the user's shell (:attr:`LocalCluster.host_kubeconfig`).
 
 Flags that mattered, and why:
 
@@ -47,12 +54,15 @@ kwok v0.8.0 (standalone)
   project image (a Stage selector on the containers' image repositories), so kwok never fakes
   what the runtime runs. ``--enable-crds=Logs``: kwok's server answers ``kubectl logs`` from
   the files its Logs objects name; the runtime writes one per pod (the CRD is installed first).
-  ``--cidr`` is the lower half of the pod network, the runtime takes the upper half.
+  ``--cidr`` is the lower half of the cluster's slice of the pod network, the runtime takes
+  the upper half.
 runtime
   Chosen over a node of its own: the scheduler would need every runner pod steered to that node
   (a nodeSelector or toleration the operator's pods do not carry, or a mutating webhook), while
   one node with kwok excluding the project's images by Stage selector needs nothing from the
-  pods, and keeps kwok's kubelet endpoint serving their logs.
+  pods, and keeps kwok's kubelet endpoint serving their logs. It serves its containers'
+  cAdvisor metrics on a port the Node's :data:`RUNTIME_METRICS_PORT_ANNOTATION` names, where
+  Prometheus' node discovery finds it.
 """
 
 from __future__ import annotations
@@ -80,7 +90,9 @@ from typing import Any
 import httpx
 import yaml
 
+from runbook_operator.devcluster import network
 from runbook_operator.devcluster.certs import PKI, generate_pki
+from runbook_operator.devcluster.network import PodNetwork
 from runbook_operator.devcluster.runtime.images import kwok_exclusion
 from runbook_operator.devcluster.waiting import free_ports
 
@@ -88,13 +100,12 @@ log = logging.getLogger(__name__)
 
 NODE_NAME = "kwok-node-0"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-#: The pod network. kwok's fake pods take IPs from its lower half, the runtime's pods from the
-#: upper half: neither ever hands out an address the other holds.
-POD_CIDR = "10.244.0.0/16"
-KWOK_POD_CIDR = "10.244.0.0/17"
-RUNTIME_POD_CIDR = "10.244.128.0/17"
+#: On the Node: the port of the runtime's cAdvisor metrics (on the node's InternalIP).
+RUNTIME_METRICS_PORT_ANNOTATION = "devcluster.runbook.dev/runtime-metrics-port"
 #: kwok's Logs CRD, copied beside the binaries by hack/build-control-plane.sh.
 KWOK_LOGS_CRD = "kwok-logs-crd.yaml"
+#: The Gateway API standard CRDs, beside Traefik's binary (hack/build-traefik.sh).
+GATEWAY_API_CRDS = "gateway-api-standard-crds.yaml"
 
 #: Pod annotations read by the harness's pod-complete stage (Job-owned pods only).
 EXIT_CODE_ANNOTATION = "devcluster.runbook.dev/exit-code"
@@ -106,9 +117,6 @@ DEFAULT_START_TIMEOUT = 180.0
 STOP_GRACE_SECONDS = 15.0
 STATE_FILE = "state.json"
 _POLL_INTERVAL = 0.25
-# Start order. stop() reverses it: the apiserver's clients first, etcd last, so all exit cleanly.
-_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-               "runtime")
 _BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
              "kubectl")
 _PR_SET_PDEATHSIG = 1
@@ -144,21 +152,38 @@ def repo_root() -> Path:
     return root
 
 
-def build_control_plane() -> Path:
-    """Run the (cached) build script and return its binary directory.
-
-    The script's progress on stderr passes through, so a first, slow build is visibly alive.
-    """
-    script = repo_root() / "hack" / "build-control-plane.sh"
+def run_build(script_name: str, expected: Sequence[str] = ()) -> Path:
+    """Run a (cached) build script of ``hack/`` and return the path it prints last, which
+    must hold `expected`. The script's progress on stderr passes through, so a first, slow
+    build is visibly alive."""
+    script = repo_root() / "hack" / script_name
     proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise ClusterError(f"{script} failed with exit code {proc.returncode}")
-    bin_dir = Path(lines[-1])
-    missing = [c for c in (*_BINARIES, KWOK_LOGS_CRD) if not (bin_dir / c).is_file()]
+    built = Path(lines[-1])
+    missing = [c for c in expected if not (built / c).is_file()]
     if missing:
-        raise ClusterError(f"{script} printed {bin_dir}, which lacks {', '.join(missing)}")
-    return bin_dir
+        raise ClusterError(f"{script} printed {built}, which lacks {', '.join(missing)}")
+    return built
+
+
+def build_control_plane() -> Path:
+    """The control plane's binary directory."""
+    return run_build("build-control-plane.sh", (*_BINARIES, KWOK_LOGS_CRD))
+
+
+def build_gateway() -> Path:
+    """The directory holding Traefik's binary and the Gateway API CRDs."""
+    return run_build("build-traefik.sh", ("traefik", GATEWAY_API_CRDS))
+
+
+def build_scripts() -> list[Path]:
+    """The cached builds a cluster and its services use: run before entering the network
+    namespace (:func:`.network.enter`), which has no way out to download anything."""
+    hack = repo_root() / "hack"
+    return [hack / "build-control-plane.sh", hack / "build-traefik.sh",
+            hack / "build-prometheus.sh", hack / "build-minio.sh"]
 
 
 def kwok_stages() -> list[dict[str, Any]]:
@@ -459,6 +484,11 @@ def _proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _netns_inode() -> int:
+    """Identifies the network namespace this process is in."""
+    return os.stat("/proc/self/ns/net").st_ino
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -504,6 +534,13 @@ class LocalCluster:
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
         self._http: httpx.Client | None = None
         self._pki: PKI | None = None
+        self._gateway_dir: Path | None = None
+        self._pod_network: PodNetwork | None = None
+        self._owns_pod_network = False
+        #: Host-loopback port of each relayed service.
+        self._relays: dict[str, int] = {}
+        self._netns = _netns_inode()
+        self._isolated = False
 
     # -- paths and properties ------------------------------------------------------------------
 
@@ -521,10 +558,40 @@ class LocalCluster:
         return self._bin_dir
 
     @property
+    def gateway_dir(self) -> Path:
+        """Traefik's binary and the Gateway API CRDs; built (or found cached) on first use."""
+        if self._gateway_dir is None:
+            self._gateway_dir = build_gateway()
+        return self._gateway_dir
+
+    @property
     def server(self) -> str:
+        """The API server's URL inside the cluster's network namespace."""
         if "kube-apiserver" not in self._ports:
             raise ClusterError("the cluster has not been started")
         return f"https://127.0.0.1:{self._ports['kube-apiserver']}"
+
+    @property
+    def pod_network(self) -> PodNetwork:
+        if self._pod_network is None:
+            raise ClusterError("the cluster has not been started")
+        return self._pod_network
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the cluster runs in a network namespace of its own (else on the host's
+        loopback: see :attr:`.network.Network.note`)."""
+        return self._isolated
+
+    @property
+    def relays(self) -> dict[str, int]:
+        """The host-loopback port of each service relayed out of the namespace."""
+        return dict(self._relays)
+
+    def inside(self) -> bool:
+        """Whether this process shares the cluster's network namespace (else it reaches the
+        cluster only through the relays)."""
+        return _netns_inode() == self._netns
 
     @property
     def ports(self) -> dict[str, int]:
@@ -532,6 +599,19 @@ class LocalCluster:
 
     @property
     def admin_kubeconfig(self) -> Path:
+        """The admin kubeconfig that works from this process: the in-namespace one inside,
+        the relayed one (:attr:`host_kubeconfig`) from outside."""
+        return self._inside_kubeconfig if self.inside() else self.host_kubeconfig
+
+    @property
+    def host_kubeconfig(self) -> Path:
+        """The admin kubeconfig for a shell outside the namespace: the API server through its
+        relay on the host's loopback (the in-namespace one when there is no relay)."""
+        relayed = self._kubeconfig_dir / "admin-host.kubeconfig"
+        return relayed if "kube-apiserver" in self._relays else self._inside_kubeconfig
+
+    @property
+    def _inside_kubeconfig(self) -> Path:
         return self._kubeconfig_dir / "admin.kubeconfig"
 
     @property
@@ -612,13 +692,22 @@ class LocalCluster:
         """
         # Resolve (maybe build) the binaries first: a build does not count against the deadline.
         self._bin_dir = self.bin_dir
+        self._gateway_dir = self.gateway_dir
         deadline = time.monotonic() + self._start_timeout
         self._prepare_workdir()
         started = time.monotonic()
+        net = network.current()
+        if net is None:
+            log.warning("devcluster.network.enter() was not called in this process: the "
+                        "cluster runs on the host's loopback; %s", network.FALLBACK_CONSEQUENCES)
+        self._isolated = net is not None and net.isolated
+        self._netns = _netns_inode()
         try:
+            self._pod_network = network.allocate_pod_network()
+            self._owns_pod_network = True
             pki = self._pki = generate_pki(self._pki_dir)
             names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
-                     "kube-scheduler", "kwok")
+                     "kube-scheduler", "kwok", "runtime-metrics")
             self._ports = dict(zip(names, free_ports(len(names)), strict=True))
             self._write_kubeconfigs(pki)
             self._start_etcd()
@@ -635,8 +724,11 @@ class LocalCluster:
             self._wait_for("kube-scheduler", self._probe_scheduler, deadline)
             self._wait_for("kube-controller-manager", self._probe_default_service_account, deadline)
             self._wait_for("kwok", self._probe_node_ready, deadline)
+            if net is not None and "kube-apiserver" in net.host_listeners:
+                self.relay_to_host("kube-apiserver", "127.0.0.1", self._ports["kube-apiserver"])
         except BaseException:
             self._terminate_processes()
+            self._release_pod_network()
             raise
         if not self._detached:
             atexit.register(self.stop)
@@ -648,10 +740,40 @@ class LocalCluster:
         """Terminate every component (SIGTERM, then SIGKILL after a grace); drop a temp work dir."""
         atexit.unregister(self.stop)
         self._terminate_processes()
+        self._release_pod_network()
         if self._remove_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         elif self._workdir is not None and self.state_file.exists():
             self.state_file.unlink()
+
+    def _release_pod_network(self) -> None:
+        if self._owns_pod_network and self._pod_network is not None:
+            network.release_pod_network(self._pod_network)
+            self._owns_pod_network = False
+
+    def relay_to_host(self, name: str, host: str, port: int) -> int:
+        """Relay `host`:`port` inside the namespace to the host-loopback listener `name` this
+        process opened before entering it (:func:`.network.enter`); return the host port. For
+        ``kube-apiserver`` also write :attr:`host_kubeconfig`. Without a namespace the service
+        is on the host's loopback already: its own port is returned."""
+        net = network.current()
+        if not self._isolated or net is None:
+            return port
+        listener = net.host_listeners[name]
+        fd = listener.fileno()
+        self._spawn(f"relay-{name}", [f"{fd}={host}:{port}"],
+                    program=[sys.executable, "-m", "runbook_operator.devcluster.relay"],
+                    pass_fds=(fd,))
+        self._relays[name] = net.host_port(name)
+        if name == "kube-apiserver":
+            assert self._pki is not None
+            admin = self._pki.clients["admin"]
+            creds = {"client-certificate-data": b64encode(admin.cert.read_bytes()).decode(),
+                     "client-key-data": b64encode(admin.key.read_bytes()).decode()}
+            self._write_kubeconfig(self._kubeconfig_dir / "admin-host.kubeconfig", "admin",
+                                   creds, server=f"https://127.0.0.1:{self._relays[name]}")
+        self._save_state()
+        return self._relays[name]
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver alone, as a crash or an upgrade would (etcd keeps the state),
@@ -705,6 +827,10 @@ class LocalCluster:
                       remove_workdir=remove_workdir)
         cluster._ports = state["ports"]
         cluster._processes = {n: _Process(**p) for n, p in state["processes"].items()}
+        net = state["network"]
+        cluster._isolated, cluster._netns = net["isolated"], net["netns"]
+        cluster._pod_network = PodNetwork(net["pod_network"])
+        cluster._relays = net["relays"]
         return cluster
 
     @property
@@ -793,10 +919,11 @@ class LocalCluster:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
 
     def _write_kubeconfig(
-        self, path: Path, user: str, credentials: Mapping[str, str], *, namespace: str = "default"
+        self, path: Path, user: str, credentials: Mapping[str, str], *, namespace: str = "default",
+        server: str | None = None,
     ) -> None:
         ca_data = b64encode((self._pki_dir / "ca.crt").read_bytes()).decode()
-        cluster = {"server": self.server, "certificate-authority-data": ca_data}
+        cluster = {"server": server or self.server, "certificate-authority-data": ca_data}
         context = {"cluster": "devcluster", "user": user, "namespace": namespace}
         config = {
             "apiVersion": "v1",
@@ -817,7 +944,7 @@ class LocalCluster:
             self._write_kubeconfig(self._kubeconfig_dir / f"{stem}.kubeconfig", stem, creds)
 
     def _spawn(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
-               program: Sequence[str] | None = None) -> None:
+               program: Sequence[str] | None = None, pass_fds: Sequence[int] = ()) -> None:
         """Start a component: the binary `name` (or `program`) with `args`."""
         log_path = self.log_path(name)
         pdeathsig = not self._detached and threading.current_thread() is threading.main_thread()
@@ -831,6 +958,7 @@ class LocalCluster:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
                 preexec_fn=_die_with_parent if pdeathsig else None,
+                pass_fds=pass_fds,
             )
         ticks = _proc_start_ticks(popen.pid)
         self._popens[name] = popen
@@ -843,8 +971,12 @@ class LocalCluster:
             "detached": self._detached,
             "bin_dir": str(self.bin_dir),
             "server": self.server,
-            "admin_kubeconfig": str(self.admin_kubeconfig),
+            "admin_kubeconfig": str(self._inside_kubeconfig),
+            "host_kubeconfig": str(self.host_kubeconfig),
             "ports": self._ports,
+            "network": {"isolated": self._isolated, "netns": self._netns,
+                        "pod_network": self._pod_network and self._pod_network.cidr,
+                        "relays": self._relays},
             "processes": {n: asdict(p) for n, p in self._processes.items()},
         }
         tmp = self.workdir / (STATE_FILE + ".tmp")
@@ -857,7 +989,7 @@ class LocalCluster:
             self._http.close()
             self._http = None
         servers = ("kube-apiserver", "etcd")
-        clients = [n for n in reversed(_COMPONENTS) if n in self._processes and n not in servers]
+        clients = [n for n in reversed(self._processes) if n not in servers]
         for group in (clients, *([n] for n in servers if n in self._processes)):
             for name in group:
                 self._signal(name, signal.SIGTERM)
@@ -987,7 +1119,7 @@ class LocalCluster:
         self._spawn(
             "kwok",
             [
-                f"--kubeconfig={self.admin_kubeconfig}",
+                f"--kubeconfig={self._inside_kubeconfig}",
                 f"--config={config}",
                 "--manage-all-nodes=true",
                 f"--server-address=127.0.0.1:{port}",
@@ -996,7 +1128,7 @@ class LocalCluster:
                 f"--tls-private-key-file={pki.apiserver.key}",
                 "--node-ip=127.0.0.1",
                 f"--node-port={port}",
-                f"--cidr={KWOK_POD_CIDR}",
+                f"--cidr={self.pod_network.kwok_cidr}",
                 "--node-lease-duration-seconds=40",
                 "--enable-crds=Logs",
             ],
@@ -1032,7 +1164,9 @@ class LocalCluster:
                 f"--key={admin.key}",
                 f"--node={NODE_NAME}",
                 f"--workdir={self.runtime_dir}",
-                f"--pod-cidr={RUNTIME_POD_CIDR}",
+                f"--pod-cidr={self.pod_network.runtime_cidr}",
+                f"--metrics-port={self._ports['runtime-metrics']}",
+                f"--gateway-binary={self.gateway_dir / 'traefik'}",
             ],
             program=[sys.executable, "-m", "runbook_operator.devcluster.runtime"],
         )
@@ -1044,7 +1178,11 @@ class LocalCluster:
             "kind": "Node",
             "metadata": {
                 "name": NODE_NAME,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {
+                    "kwok.x-k8s.io/node": "fake",
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    RUNTIME_METRICS_PORT_ANNOTATION: str(self._ports["runtime-metrics"]),
+                },
                 "labels": {
                     "type": "kwok",
                     "kubernetes.io/hostname": NODE_NAME,

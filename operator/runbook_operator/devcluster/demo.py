@@ -1,12 +1,16 @@
-"""`make demo`: a local control plane, the operator under its own ServiceAccount, the examples
-applied and their status shown, and real work: the backup runner dumps a real PostgreSQL into
-MinIO and a volume directory, the objects are listed from storage with their size and sha256,
-and a restore test restores the newest backup into a scratch database and reports its RTO.
+"""`make demo`: a local control plane in a network namespace of its own, the operator under its
+own ServiceAccount, the examples applied and their status shown, and real work: the demo app
+answers through the gateway under steady traffic (the share each version served, the time a
+weight change takes to show), every example AlertRule evaluates series those pods, the
+kubelet and the gateway really expose, the backup runner dumps a real PostgreSQL into MinIO
+and a volume directory, the objects are listed from storage with their size and sha256, and a
+restore test restores the newest backup into a scratch database and reports its RTO.
 
 The examples name in-cluster services (``app-db.default.svc``, a MinIO service, Slack and
 PagerDuty); the demo points them at the local PostgreSQL, MinIO and a local receiver that
-only records what it is sent (:func:`localize`), so nothing leaves the machine.
-Ctrl-C stops everything; `--once` stops after the status (CI)."""
+only records what it is sent (:func:`localize`); nothing could leave the namespace anyway.
+The API server, the gateway and Prometheus are relayed to the host's loopback for the
+"explore it yourself" lines. Ctrl-C stops everything; `--once` stops after the status (CI)."""
 
 from __future__ import annotations
 
@@ -29,13 +33,21 @@ from urllib.parse import unquote, urlparse
 import yaml
 
 from runbook_operator.core.backuppolicy.runner_config import BACKUPS_MOUNT
-from runbook_operator.devcluster.cluster import LocalCluster, repo_root
+from runbook_operator.devcluster import discovery, network
+from runbook_operator.devcluster.cluster import LocalCluster, build_scripts, repo_root
+from runbook_operator.devcluster.demo_live import (
+    ANOMALY_RULE,
+    LiveApp,
+    anomaly_for_the_demo,
+    print_table,
+)
 from runbook_operator.devcluster.local_operator import LocalOperator
-from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from runbook_operator.devcluster.services import MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import free_port, wait_for
 
 DEMO_NAMESPACE = "runbook-demo"
+#: What the "explore it yourself" lines reach from the user's shell.
+RELAYS = ("kube-apiserver", "gateway", "prometheus")
 OPERATOR_NAMESPACE = "runbook-system"
 OPERATOR_ACCOUNT = "runbook-operator"
 APP_DATABASE = "app"
@@ -81,7 +93,9 @@ class LocalEndpoints:
 
 def localize(docs: list[dict[str, Any]], local: LocalEndpoints) -> list[dict[str, Any]]:
     """The examples with their service addresses and Secret values replaced by the demo's
-    local ones; everything else (schedules, retention, restore tests) as written."""
+    local ones, and the anomaly rule's training sized to a demo's minutes
+    (:func:`.demo_live.anomaly_for_the_demo`); everything else (schedules, retention,
+    restore tests, every other rule) as written."""
     secrets = {
         "app-db-credentials": {"password": local.postgres_password},
         "backup-bucket-credentials": {"AWS_ACCESS_KEY_ID": local.s3_access_key,
@@ -105,6 +119,8 @@ def localize(docs: list[dict[str, Any]], local: LocalEndpoints) -> list[dict[str
             s3["endpoint"] = local.s3_endpoint
         if doc["kind"] == "NotificationChannel" and "pagerduty" in spec:
             spec["pagerduty"]["endpoint"] = f"{local.receiver_url}/pagerduty"
+        if doc["kind"] == "AlertRule" and name == ANOMALY_RULE:
+            doc["spec"] = anomaly_for_the_demo(spec)
         result.append(doc)
     return result
 
@@ -142,30 +158,6 @@ def notification_sink(log_path: Path) -> Iterator[str]:
         server.server_close()
 
 
-def demo_exporter() -> MetricsExporter:
-    """The series the example AlertRules query, as a small shop would expose them: the queue
-    backlog is high, so `queue-backlog` goes Pending; everything else is healthy."""
-    exporter = MetricsExporter()
-    exporter.start()
-    checkout = {"service": "checkout"}
-    exporter.set("up", {"job": "checkout", "instance": "checkout-0"}, 1)
-    exporter.set("http_requests_total", {**checkout, "code": "200"}, 120_000)
-    exporter.set("http_requests_total", {**checkout, "code": "500"}, 300)
-    for le, count in (("0.25", 90_000), ("1", 119_000), ("2", 120_200), ("+Inf", 120_300)):
-        exporter.set("http_request_duration_seconds_bucket", {**checkout, "le": le}, count)
-    exporter.set("http_request_duration_seconds_sum", checkout, 21_000)
-    exporter.set("http_request_duration_seconds_count", checkout, 120_300)
-    exporter.set("container_memory_working_set_bytes", {"container": "checkout"}, 310e6)
-    exporter.set("container_spec_memory_limit_bytes", {"container": "checkout"}, 512e6)
-    exporter.set("container_cpu_usage_seconds_total", {"container": "checkout"}, 5400)
-    exporter.set("node_filesystem_avail_bytes", {"mountpoint": "/"}, 41e9)
-    exporter.set("node_filesystem_size_bytes", {"mountpoint": "/"}, 100e9)
-    exporter.set("kube_job_status_start_time", {"job_name": "nightly-report"}, time.time() - 600)
-    exporter.set("kube_job_status_active", {"job_name": "nightly-report"}, 1)
-    exporter.set("queue_backlog_messages", {"queue": "orders"}, 75)
-    return exporter
-
-
 class Demo:
     def __init__(self, cluster: LocalCluster, progress: Progress, workdir: Path) -> None:
         self.cluster = cluster
@@ -192,13 +184,15 @@ class Demo:
                      "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
         self.kubectl("api-resources")
 
-    def apply_examples(self, docs: list[dict[str, Any]]) -> None:
-        self.say(f"applying examples/ into namespace {DEMO_NAMESPACE} (addresses and Secrets "
-                 "pointed at the local services), with a bound claim for the backup volume")
+    def create_namespace(self) -> None:
         self.kubectl("create", "namespace", DEMO_NAMESPACE)
         wait_for(lambda: self.cluster.kubectl("get", "serviceaccount", "default", "-n",
                                               DEMO_NAMESPACE, check=False).returncode == 0,
                  "the demo namespace's default ServiceAccount")
+
+    def apply_examples(self, docs: list[dict[str, Any]]) -> None:
+        self.say(f"applying examples/ into namespace {DEMO_NAMESPACE} (addresses and Secrets "
+                 "pointed at the local services), with a bound claim for the backup volume")
         self.cluster.create_claim(DEMO_NAMESPACE, BACKUP_CLAIM)
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
         print(self.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", input=body))
@@ -238,7 +232,7 @@ class Demo:
                 digest = hashlib.sha256(data).hexdigest()
                 same = len(data) == last["sizeBytes"] and digest == last["sha256"]
                 rows.append((name, key, str(len(data)), digest[:16] + "…", "yes" if same else "NO"))
-        _print_table(rows)
+        print_table(rows)
         if any(row[-1] == "NO" for row in rows[1:]):
             raise SystemExit("a stored backup differs from what its status says")
 
@@ -295,12 +289,6 @@ class Demo:
         print(self.kubectl("logs", f"job/{job}", "-n", DEMO_NAMESPACE))
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
 def _start(stack: ExitStack, server: Any) -> Any:
     server.start()
     stack.callback(server.stop)
@@ -315,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     repo = repo_root()
+    net = network.enter(RELAYS, prepare=build_scripts())
     workdir = args.workdir.resolve()
     if workdir.exists():
         subprocess.run(["rm", "-rf", str(workdir)], check=True)
@@ -323,25 +312,36 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     progress = Progress()
+    progress.say(f"entered {net.note}" if net.isolated else net.note)
+    if net.isolated:
+        print(subprocess.run(["ip", "-brief", "address"], capture_output=True, text=True,
+                             check=True).stdout.rstrip())
+        print(subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True,
+                             text=True, check=True).stdout.rstrip())
     progress.say("starting the local control plane: etcd, kube-apiserver, controller-manager, "
-                 "scheduler, kwok, and the runtime that runs the project's pods")
+                 "scheduler, kwok, and the runtime that runs the project's and the gateway's "
+                 "pods")
     with LocalCluster(workdir=workdir / "cluster", remove_workdir=False) as cluster, \
             ExitStack() as stack:
-        print(f"control plane up at {cluster.server}")
+        print(f"control plane up at {cluster.server}, pod network {cluster.pod_network.cidr}")
         demo = Demo(cluster, progress, workdir)
         demo.install(repo)
+        demo.create_namespace()
+        live = LiveApp(cluster, progress.say, repo, DEMO_NAMESPACE) if cluster.isolated else None
+        if live is not None:
+            live.install_gateway()
+            live.deploy()
+            live.start_traffic(stack)
         progress.say(f"starting PostgreSQL (database {APP_DATABASE!r}), MinIO (bucket "
-                     f"{BUCKET!r}), Prometheus scraping the demo's metrics, and a local "
-                     "receiver for notifications")
+                     f"{BUCKET!r}), Prometheus discovering pods and the kubelet through the "
+                     "API server, and a local receiver for notifications")
         postgres = _start(stack, PostgresServer())
         postgres.create_database(APP_DATABASE)
         postgres.psql(APP_SCHEMA, APP_DATABASE)
         minio = _start(stack, MinioServer())
         minio.create_bucket(BUCKET)
-        exporter = demo_exporter()
-        stack.callback(exporter.stop)
-        prometheus = _start(stack, PrometheusServer([exporter.target]))
-        prometheus.wait_targets_up()
+        prometheus = _start(stack, discovery.discovering_prometheus(cluster, workdir))
+        prometheus_port = cluster.relay_to_host("prometheus", prometheus.host, prometheus.port)
         received = workdir / "notifications.log"
         receiver = stack.enter_context(notification_sink(received))
         print(f"PostgreSQL {postgres.host}:{postgres.port}, MinIO {minio.endpoint_url}, "
@@ -357,17 +357,33 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalEndpoints(postgres.host, postgres.port, postgres.user, postgres.password,
                                minio.endpoint_url, minio.access_key, minio.secret_key,
                                receiver)
-        demo.apply_examples(localize(example_documents(repo), local))
+        docs = localize(example_documents(repo), local)
+        if live is not None:
+            live.wait_for_series(prometheus, docs)
+        demo.apply_examples(docs)
         demo.run_backups()
         demo.show_stored(minio)
         demo.run_restore_test(postgres)
+        if live is not None:
+            live.show_traffic(prometheus)
+            live.wait_for_anomaly_model()
         demo.show()
-        progress.say("explore it yourself")
-        print(f"  export KUBECONFIG={cluster.admin_kubeconfig}")
+        progress.say("explore it yourself (from any shell: the relays reach into the "
+                     "cluster's network namespace)" if cluster.isolated else
+                     "explore it yourself")
+        print(f"  export KUBECONFIG={cluster.host_kubeconfig}")
         print(f"  export PATH={cluster.bin_dir}:$PATH")
         print(f"  kubectl get runbook -A; kubectl describe bp -n {DEMO_NAMESPACE} "
               f"{RESTORE_TESTED}")
         print(f"  kubectl logs -n {DEMO_NAMESPACE} -l runbook.dev/backuppolicy={RESTORE_TESTED}")
+        if live is not None:
+            print(f"  curl -s http://127.0.0.1:{cluster.relays['gateway']}/   "
+                  "# the demo app through the gateway")
+            print(f"  kubectl patch httproute checkout -n {DEMO_NAMESPACE} --type=json -p "
+                  "'[{\"op\":\"replace\",\"path\":\"/spec/rules/0/backendRefs/1/weight\","
+                  "\"value\":50}]'")
+        print(f"  curl -s 'http://127.0.0.1:{prometheus_port}/api/v1/query?query=up'   "
+              "# Prometheus' API (built without its web UI)")
         print(f"  operator log: {operator.log_path}; notifications received: {received}")
         print(f"  pods' files and logs: {cluster.runtime_dir}")
         if not args.once:

@@ -180,7 +180,9 @@ class PrometheusServer(_Server):
     """Prometheus on 127.0.0.1 scraping `targets` every `scrape_interval`, evaluating
     `rule_files` (absolute paths) and `rule_groups` (rule groups as a rule file holds them,
     written to one) every `evaluation_interval` (or the group's own `interval`), sending
-    alerts to `alertmanagers` (host:port), and linking them to `external_url`."""
+    alerts to `alertmanagers` (host:port), and linking them to `external_url`;
+    `scrape_configs` adds jobs that find their targets themselves (:mod:`.discovery`: through
+    the API server)."""
 
     host = "127.0.0.1"
 
@@ -192,6 +194,7 @@ class PrometheusServer(_Server):
         rule_groups: Sequence[Mapping[str, object]] = (),
         alertmanagers: Sequence[str] = (),
         external_url: str | None = None,
+        scrape_configs: Sequence[Mapping[str, object]] = (),
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         binary: Path = PROMETHEUS_BIN,
@@ -201,6 +204,7 @@ class PrometheusServer(_Server):
         self.rule_groups = [dict(group) for group in rule_groups]
         self.alertmanagers = list(alertmanagers)
         self.external_url = external_url
+        self.scrape_configs = list(scrape_configs)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.binary = binary
@@ -223,7 +227,8 @@ class PrometheusServer(_Server):
                     "job_name": "exporter",
                     "honor_labels": True,
                     "static_configs": [{"targets": self.targets}],
-                }
+                },
+                *self.scrape_configs,
             ],
         }
         if self.alertmanagers:
@@ -268,7 +273,8 @@ class PrometheusServer(_Server):
 
         def all_up() -> bool:
             answer = httpx.get(f"{self.url}/api/v1/targets", timeout=2).json()
-            active = answer["data"]["activeTargets"]
+            active = [t for t in answer["data"]["activeTargets"]
+                      if t["scrapePool"] == "exporter"]
             return len(active) == len(self.targets) and all(t["health"] == "up" for t in active)
 
         self.process.wait_ready(all_up, f"targets {self.targets} up", timeout)

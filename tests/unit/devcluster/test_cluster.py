@@ -1,13 +1,6 @@
 from __future__ import annotations
 
-from ipaddress import ip_network
-
-from runbook_operator.devcluster.cluster import (
-    KWOK_POD_CIDR,
-    POD_CIDR,
-    RUNTIME_POD_CIDR,
-    kwok_stages,
-)
+from runbook_operator.devcluster.cluster import build_scripts, kwok_stages
 from runbook_operator.devcluster.runtime.images import kwok_exclusion
 
 
@@ -21,7 +14,7 @@ def test_kwok_leaves_every_pod_of_a_project_image_to_the_runtime() -> None:
     assert all(kwok_exclusion() not in s["spec"]["selector"]["matchExpressions"] for s in nodes)
 
 
-def test_kwok_and_the_runtime_hand_out_disjoint_parts_of_the_pod_network() -> None:
-    kwok, runtime, pods = (ip_network(c) for c in (KWOK_POD_CIDR, RUNTIME_POD_CIDR, POD_CIDR))
-    assert kwok.subnet_of(pods) and runtime.subnet_of(pods)
-    assert not kwok.overlaps(runtime)
+def test_every_build_a_cluster_uses_runs_before_entering_the_namespace() -> None:
+    assert [p.name for p in build_scripts()] == ["build-control-plane.sh", "build-traefik.sh",
+                                                 "build-prometheus.sh", "build-minio.sh"]
+    assert all(p.is_file() for p in build_scripts())

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runbook_operator.api.alertrule import AlertRuleSpec
 from runbook_operator.devcluster.demo import LocalEndpoints, example_documents, localize
+from runbook_operator.devcluster.demo_live import ANOMALY_RULE, rule_queries
 
 REPO = Path(__file__).resolve().parents[3]
 LOCAL = LocalEndpoints(postgres_host="127.0.0.1", postgres_port=5999, postgres_user="postgres",
@@ -43,3 +45,24 @@ def test_localize_changes_nothing_else_and_leaves_the_examples_alone() -> None:
         assert docs[name]["spec"]["schedule"] == before[name]["spec"]["schedule"]
     assert docs["config-export"] == before["config-export"]
     assert set(docs) == set(before)
+    rules = [n for n, d in before.items() if d["kind"] == "AlertRule" and n != ANOMALY_RULE]
+    assert rules and all(docs[n] == before[n] for n in rules)
+
+
+def test_the_anomaly_rule_trains_on_the_demos_minutes_with_the_same_queries() -> None:
+    example = _by_name(example_documents(REPO))[ANOMALY_RULE]["spec"]
+    demo = _by_name(localize(example_documents(REPO), LOCAL))[ANOMALY_RULE]["spec"]
+    assert demo["anomaly"]["queries"] == example["anomaly"]["queries"]
+    assert (demo["anomaly"]["trainingWindow"], demo["anomaly"]["step"],
+            demo["anomaly"]["minSamples"]) == ("2m", "1s", 30)
+    assert example["anomaly"]["minSamples"] == 288
+    AlertRuleSpec.model_validate(demo)  # the API would accept it
+
+
+def test_every_example_rules_query_is_checked_for_real_numbers_before_the_rules_apply() -> None:
+    docs = example_documents(REPO)
+    labels = [label for label, _ in rule_queries(docs)]
+    rules = [d["metadata"]["name"] for d in docs if d["kind"] == "AlertRule"]
+    assert all(any(label.split(":")[0] == rule for label in labels) for rule in rules)
+    anomaly = [label for label in labels if label.startswith(f"{ANOMALY_RULE}:")]
+    assert len(anomaly) == 5

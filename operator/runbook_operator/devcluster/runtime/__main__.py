@@ -11,7 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
-from runbook_operator.devcluster.runtime.images import project_images
+from prometheus_client import CollectorRegistry, start_http_server
+
+from runbook_operator.devcluster.runtime.images import runtime_images
 from runbook_operator.devcluster.runtime.kubelet import Api, Runtime, Settings
 
 
@@ -26,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="pods' files and logs")
     parser.add_argument("--pod-cidr", required=True, help="pod IPs the runtime hands out")
     parser.add_argument("--host-ip", default="127.0.0.1")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve the containers' cAdvisor metrics on host-ip:port")
+    parser.add_argument("--gateway-binary", type=Path, default=None,
+                        help="Traefik's binary, which pods of the traefik image run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -35,10 +41,15 @@ def main(argv: list[str] | None = None) -> int:
               "hack/prepare.sh", file=sys.stderr)
         return 2
     host, _, port = args.server.removeprefix("https://").rpartition(":")
-    settings = Settings(node=args.node, workdir=args.workdir.resolve(), images=project_images(),
-                        pool_cidr=args.pod_cidr, host_ip=args.host_ip, api_host=host,
-                        api_port=int(port), bwrap=bwrap, setpriv=setpriv)
+    settings = Settings(node=args.node, workdir=args.workdir.resolve(),
+                        images=runtime_images(args.gateway_binary), pool_cidr=args.pod_cidr,
+                        host_ip=args.host_ip, api_host=host, api_port=int(port), bwrap=bwrap,
+                        setpriv=setpriv)
     runtime = Runtime(Api(args.server, args.ca, args.cert, args.key), settings)
+    if args.metrics_port:
+        registry = CollectorRegistry()
+        registry.register(runtime)
+        start_http_server(args.metrics_port, args.host_ip, registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

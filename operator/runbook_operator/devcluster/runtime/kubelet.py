@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kubernetes.utils import parse_quantity
+from prometheus_client.core import Metric
 
-from runbook_operator.devcluster.runtime import probes, restarts, sandbox, spec
+from runbook_operator.devcluster.runtime import cadvisor, probes, restarts, sandbox, spec
 from runbook_operator.devcluster.runtime.crilog import LogWriter, message_text
 from runbook_operator.devcluster.runtime.images import ImageConfig, image_repository
 from runbook_operator.devcluster.runtime.status import (
@@ -179,7 +181,8 @@ class AddressPool:
 
 
 def bindable(ip: str) -> bool:
-    """Whether this machine can serve on `ip` (the pod CIDR is local in issue 12's netns)."""
+    """Whether this process can serve on `ip`: the pod network is local in the cluster's
+    network namespace (:mod:`..network`), and nowhere without one."""
     with socket.socket() as probe:
         try:
             probe.bind((ip, 0))
@@ -276,6 +279,15 @@ class Runtime:
             self._workers.pop(uid, None)
             self._finished.add(uid)
         self.addresses.release(uid)
+
+    def collect(self) -> list[Metric]:
+        """The ``/metrics/cadvisor`` families, measured now (a prometheus_client collector)."""
+        with self._lock:
+            workers = list(self._workers.values())
+        samples = [s for w in workers for s in w.container_samples()]
+        mounts = Path("/proc/mounts").read_text()
+        filesystem = cadvisor.filesystem_of(self.settings.workdir, mounts)
+        return cadvisor.families(samples, filesystem)
 
     def stop(self) -> None:
         """Kill every container (the harness is going away; pods are left as they are)."""
@@ -666,6 +678,22 @@ class PodWorker(threading.Thread):
         shutil.rmtree(self.dir / "containers", ignore_errors=True)
 
     # -- reporting ------------------------------------------------------------------------------
+
+    def container_samples(self) -> list[cadvisor.ContainerSample]:
+        """CPU, memory and start time of each running container (for ``/metrics/cadvisor``)."""
+        meta = self.pod["metadata"]
+        samples = []
+        for name, process in list(self._processes.items()):
+            state = self.records[name].state
+            if not isinstance(state, Running):
+                continue
+            container = self._container(name)
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            cpu, rss = cadvisor.tree_usage(process.popen.pid)
+            samples.append(cadvisor.ContainerSample(
+                meta["namespace"], meta["name"], name, container["image"], cpu, rss,
+                int(parse_quantity(limit)) if limit else 0, state.started_at.timestamp()))
+        return samples
 
     def _publish(self) -> None:
         """Patch status when it changed; conditions keep the transition times last sent, as

@@ -3,8 +3,8 @@
 bubblewrap builds a fresh root on a tmpfs: the image's host paths bound read-only, a private
 /proc and /dev, the pod's volumes bound at their mount paths, a per-container directory at
 /tmp (the writable layer) and a per-container file at the termination message path. The
-network is shared: the pod's processes see the addresses the harness sees (issue 12 puts the
-whole cluster in its own network namespace).
+network is shared: the pod's processes see the addresses the harness sees, in the cluster's
+own network namespace (:mod:`..network`), where each binds its own pod IP.
 
 As root, bubblewrap sets up the mounts and ``setpriv`` then becomes the pod's user for real
 (and sets no_new_privs); as anyone else, a user namespace maps the harness's uid to the pod's

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from runbook_operator.devcluster.runtime.images import (
+    demo_app_image,
+    gateway_image,
     image_repository,
-    is_project_image,
+    is_runtime_image,
     kwok_exclusion,
     operator_image,
+    runtime_images,
 )
 
 
@@ -31,17 +35,19 @@ def test_any_tag_of_a_repository_names_that_repository(repository: str, tag: str
     assert image_repository(f"{repository}:{tag}") == repository
 
 
-def test_only_the_projects_repositories_are_project_images() -> None:
-    assert is_project_image("runbook-operator:0.1.0")
-    assert is_project_image("runbook-operator:dev")
-    assert not is_project_image("busybox:1.36")
-    assert not is_project_image("example.com/runbook-operator-fork:1")
+def test_the_project_images_and_the_gateways_run_for_real_and_nothing_else() -> None:
+    for image in ("runbook-operator:0.1.0", "runbook-operator:dev", "runbook-demo-app:0.1.0",
+                  "traefik:v3.6.12"):
+        assert is_runtime_image(image)
+    assert not is_runtime_image("busybox:1.36")
+    assert not is_runtime_image("example.com/runbook-operator-fork:1")
+    assert not is_runtime_image("docker.io/library/traefik:v3.6")
 
 
 def test_kwok_exclusion_is_a_not_in_requirement_on_every_containers_repository() -> None:
     requirement = kwok_exclusion()
     assert requirement["operator"] == "NotIn"
-    assert requirement["values"] == ["runbook-operator"]
+    assert requirement["values"] == ["runbook-operator", "runbook-demo-app", "traefik"]
     assert str(requirement["key"]).startswith(".spec.containers.[].image")
 
 
@@ -52,3 +58,18 @@ def test_the_operator_image_runs_from_this_interpreters_environment() -> None:
     env = dict(image.env)
     assert env["PATH"].startswith(f"{sys.prefix}/bin:")
     assert sys.prefix in image.root_paths and "/usr" in image.root_paths
+
+
+def test_the_demo_app_runs_its_module_from_the_same_environment_as_the_operator() -> None:
+    app, operator = demo_app_image(), operator_image()
+    assert app.entrypoint == (f"{sys.prefix}/bin/python", "-m", "runbook_operator.demoapp")
+    assert app.cmd == ("serve",)
+    assert (app.root_paths, app.env, app.uid) == (operator.root_paths, operator.env, operator.uid)
+
+
+def test_the_gateway_image_is_its_binary_and_the_system_paths() -> None:
+    image = gateway_image(Path("/cache/traefik/v3.6.12-1/traefik"))
+    assert image.entrypoint == ("/cache/traefik/v3.6.12-1/traefik",)
+    assert image.root_paths == ("/usr", "/etc", "/cache/traefik/v3.6.12-1")
+    assert set(runtime_images(None)) == {"runbook-operator", "runbook-demo-app"}
+    assert runtime_images(Path("/b/traefik"))["traefik"] == gateway_image(Path("/b/traefik"))
