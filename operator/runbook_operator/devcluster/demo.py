@@ -338,8 +338,9 @@ class Demo:
               f"{status['escalation']['level']}, timeline of {status['timelineTotal']} entries")
         postmortem = json.loads(self.kubectl("get", "configmap", status["postmortemRef"], "-n",
                                              DEMO_NAMESPACE, "-o", "json"))["data"]
-        self.say(f"the postmortem (ConfigMap {status['postmortemRef']}, first lines)")
-        print("\n".join(postmortem["postmortem.md"].splitlines()[:40]))
+        self.say(f"the postmortem (ConfigMap {status['postmortemRef']}), up to the root cause "
+                 "and action items people write")
+        print(postmortem["postmortem.md"].split("\n## Root cause", 1)[0].rstrip())
         self.kubectl("delete", "alertrule", INCIDENT_RULE, "-n", DEMO_NAMESPACE)
 
     def incident(self, name: str) -> dict[str, Any]:
