@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from runbook_operator.runner.interfaces import RestoreError, RestoreTarget, RunnerError, Source
+from runbook_operator.runner.interfaces import RestoreTarget, RunnerError, Source
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=128)]
@@ -38,13 +38,6 @@ def read_env(name: str, error: type[RunnerError]) -> str:
     if value is None:
         raise error(f"environment variable {name} is not set (expected from a Secret)")
     return value
-
-
-def check_expected(result: str | None, expect: str | None) -> None:
-    """A restore's check query must return `expect` when one is given."""
-    if expect is not None and result != expect:
-        raise RestoreError(f"check query returned {result!r}, expected {expect!r}",
-                           reason="CheckFailed")
 
 
 class PostgresConnection(SettingsModel):
