@@ -26,11 +26,10 @@ from runbook_operator.api.common import (
     ResourceName,
     ResourceStatus,
     SecretKeyRef,
-    age_column,
     cel,
+    health_columns,
     parse_duration,
-    ready_column,
-    reason_column,
+    status_field,
     validations,
 )
 from runbook_operator.api.incident import IncidentTrigger, PolicyRef
@@ -447,12 +446,9 @@ class AlertRule(Resource):
                           description="Time since the worst instance became active."),
             PrinterColumn(name="Severity", type="string", json_path=".spec.severity",
                           description="Configured severity.", priority=1),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
     )
 
     spec: AlertRuleSpec = Field(description="What to evaluate and who hears about it.")
-    status: AlertRuleStatus = Field(
-        default_factory=AlertRuleStatus, description="Observed state, written by the operator.")
+    status: AlertRuleStatus = status_field(AlertRuleStatus)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -13,17 +13,17 @@ from runbook_operator.api.common import (
     ApiModel,
     Duration,
     KindInfo,
-    NotificationLog,
+    NameLimit,
     NamedList,
+    NotificationLog,
     PrinterColumn,
     Resource,
     ResourceStatus,
     SecretKeyRef,
     ValidationReason,
-    age_column,
     cel,
-    ready_column,
-    reason_column,
+    health_columns,
+    status_field,
     validations,
 )
 from runbook_operator.api.incident import IncidentTrigger
@@ -577,26 +577,10 @@ class BackupPolicy(Resource):
                 json_path='.status.conditions[?(@.type=="RPOMet")].status',
                 description="Whether the newest good backup is within the RPO.",
             ),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
-        root_validations=[
-            cel(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", NAME_TOO_LONG,
-                ".metadata.name", "FieldValueInvalid"),
-        ],
+        name_limit=NameLimit(length=MAX_NAME_LENGTH, message=NAME_TOO_LONG),
     )
 
     spec: BackupPolicySpec = Field(description="Desired backup schedule and source.")
-    status: BackupPolicyStatus = Field(
-        default_factory=BackupPolicyStatus, description="Observed state, written by the operator."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_fits(cls, data: Any) -> Any:
-        """The twin of the root rule on metadata.name, for whole objects."""
-        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
-        if len(name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return data
+    status: BackupPolicyStatus = status_field(BackupPolicyStatus)

@@ -26,11 +26,10 @@ from runbook_operator.api.common import (
     ResourceName,
     ResourceStatus,
     SetList,
-    age_column,
     cel,
+    health_columns,
     parse_duration,
-    ready_column,
-    reason_column,
+    status_field,
     validations,
 )
 from runbook_operator.api.schedule import TimeZone
@@ -269,13 +268,9 @@ class EscalationPolicy(Resource):
                           description="Delays of the levels from the start, and repeats."),
             PrinterColumn(name="On Call", type="string", json_path=".status.onCallSummary",
                           description="Who is on call now, per rotation."),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
     )
 
     spec: EscalationPolicySpec = Field(description="The ladder and who it pages.")
-    status: EscalationPolicyStatus = Field(
-        default_factory=EscalationPolicyStatus,
-        description="Observed state, written by the operator.")
+    status: EscalationPolicyStatus = status_field(EscalationPolicyStatus)

@@ -25,6 +25,7 @@ from runbook_operator.api.common import (
     cel,
     ready_column,
     reason_column,
+    status_field,
     validations,
 )
 
@@ -321,7 +322,4 @@ class NotificationChannel(Resource):
     )
 
     spec: NotificationChannelSpec = Field(description="Where notifications go.")
-    status: NotificationChannelStatus = Field(
-        default_factory=NotificationChannelStatus,
-        description="Observed state, written by the operator.",
-    )
+    status: NotificationChannelStatus = status_field(NotificationChannelStatus)
