@@ -173,6 +173,11 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def with_rules(*rules: dict[str, str]) -> ConfigDict:
+    """ApiModel's config plus CEL rules on the model's whole object."""
+    return ApiModel.model_config | {"json_schema_extra": validations(*rules)}
+
+
 class ResourceStatus(ApiModel):
     """The header of every kind's status: the generation reconciled and the conditions, so
     `kubectl wait`, Argo CD and Flux read every kind's health the same way."""
