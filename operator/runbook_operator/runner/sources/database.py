@@ -46,22 +46,22 @@ class CheckedRestoreSink(ProcessSink):
     def __init__(
         self,
         argv: Sequence[str],
-        tool: Client,
+        client: Client,
         check: Sequence[str] | None,
         expect: str | None,
         what: str,
     ) -> None:
-        self._tool, self._check, self._expect = tool, check, expect
+        self._client, self._check, self._expect = client, check, expect
         #: The check query's output, once finish() has run it.
         self.check_result: str | None = None
-        super().__init__(argv, tool.env, tool.secrets, what=what)
+        super().__init__(argv, client.env, client.secrets, what=what)
 
     def finish(self) -> None:
         super().finish()
         if self._check is None:
             return
         self.check_result = run_tool(
-            self._check, self._tool.env, self._tool.secrets, RestoreError, what="check query"
+            self._check, self._client.env, self._client.secrets, RestoreError, what="check query"
         )
         if self._expect is not None and self.check_result != self._expect:
             raise RestoreError(
