@@ -63,6 +63,9 @@ def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -
     assert re.search(r"resolved, MTTR \d+s; level reached [2-9]", resolved), resolved
     postmortem = _section(out, "the postmortem (ConfigMap queue-backlog-incident-")
     assert "# Postmortem:" in postmortem and "MTTA" in postmortem, postmortem
+    listed = _section(out, "kubectl get runbook -A")
+    opened = re.findall(r"incident\.runbook\.dev/queue-backlog-incident-\S+", listed)
+    assert len(opened) == 1, listed  # one series per queue: one Incident, not one per pod
 
     alerts = _section(out, "kubectl runbook alerts -A")
     rules = {row[1]: (row[2], row[3]) for row in _rows(alerts)}

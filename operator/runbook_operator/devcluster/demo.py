@@ -296,12 +296,15 @@ class Demo:
         alert = {"apiVersion": rule["apiVersion"], "kind": "AlertRule",
                  "metadata": {"name": INCIDENT_RULE},
                  "spec": {**{k: v for k, v in rule["spec"].items() if k != "actions"},
+                          # One series per queue, not per pod: one Incident to walk through.
+                          "query": f"max by (service, queue) ({rule['spec']['query']})",
                           "for": "5s", "interval": "5s",
                           "incident": {"severity": "P1",
                                        "escalationPolicyRef": {"name": DEMO_LADDER},
                                        "resolveWhenRecovered": True}}}
-        self.say(f"an alert opens an Incident: AlertRule {INCIDENT_RULE} (queue-backlog with "
-                 f"`for: 5s` and spec.incident P1) paged along EscalationPolicy {DEMO_LADDER}, "
+        self.say(f"an alert opens an Incident: AlertRule {INCIDENT_RULE} (queue-backlog per "
+                 "queue rather than per pod, `for: 5s` and spec.incident P1) paged along "
+                 f"EscalationPolicy {DEMO_LADDER}, "
                  "the runbooks' ladder at demo speed (L1 0 s, L2 10 s, L3 20 s, L4 30 s "
                  "where the runbooks say 0 m, 30 m, 1 h, 2 h)")
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [ladder, alert]})
