@@ -27,10 +27,13 @@ from urllib3.exceptions import HTTPError
 
 from runbook_operator.api.common import API_VERSION, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from runbook_operator.api.registry import KINDS
-from runbook_operator.core.delivery import url_secrets
+from runbook_operator.core.delivery import redact_url, url_secrets
 
 #: Shorter values (a 6-letter password of a runtime test) match innocent text by chance.
 MIN_LENGTH = 8
+#: The path of a secret URL counts on its own from this length: shorter ones are the route
+#: names of in-test receivers (`/alerts`, `/operator`), found innocently in any file path.
+MIN_URL_PART_LENGTH = 16
 #: Objects the operator creates for runbook resources (found by their managed-by label).
 MANAGED = (("batch/v1", "CronJob"), ("batch/v1", "Job"), ("v1", "ConfigMap"), ("v1", "Pod"),
            ("apps/v1", "Deployment"), ("v1", "Service"))
@@ -68,7 +71,7 @@ def encodings(value: bytes) -> dict[str, str]:
 
 def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
     """What a Secret holds, by `namespace/name/key` (a URL's path and query as well), leaving
-    out values too short to search for."""
+    out values too short to search for and URLs that are an origin alone."""
     meta = secret["metadata"]
     found = {}
     for key, data in (secret.get("data") or {}).items():
@@ -79,8 +82,11 @@ def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
             text = value.decode()
         except UnicodeDecodeError:
             text = ""
+        if "://" in text and redact_url(text) == text.rstrip("/"):
+            continue  # an origin alone: what the operator shows of every secret URL
         if "://" in text:
-            parts |= {f"{where} (URL part)": p.encode() for p in url_secrets(text)[1:]}
+            parts |= {f"{where} (URL part)": p.encode() for p in url_secrets(text)[1:]
+                      if len(p) >= MIN_URL_PART_LENGTH}
         found |= {k: v for k, v in parts.items() if len(v) >= MIN_LENGTH}
     return found
 

@@ -69,6 +69,9 @@ def test_what_the_operator_may_show_is_no_leak() -> None:
 
 def test_values_too_short_to_search_for_are_left_out() -> None:
     assert secret_values(secret("shop", "db", password="x" * (MIN_LENGTH - 1))) == {}
+    assert list(secret_values(secret("shop", "hook", url="http://127.0.0.1:8080/operator"))) == [
+        "shop/hook/url"]
+    assert secret_values(secret("shop", "hook", url="http://127.0.0.1:8080/")) == {}
 
 
 def test_operator_logs_are_every_operator_log_under_the_session(tmp_path) -> None:
