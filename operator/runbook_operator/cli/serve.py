@@ -40,7 +40,7 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.peering.mandatory = not args.standalone
     settings.peering.lifetime = args.peering_lifetime
     settings.peering.clusterwide = not args.namespace
-    # Watching chosen namespaces is the namespace-scoped install (manifests/namespaced/): no
+    # Watching chosen namespaces is the namespace-scoped install (manifests-namespaced/): no
     # right to list namespaces or watch CRDs there, so kopf neither tries nor warns.
     settings.scanning.disabled = bool(args.namespace)
     return settings
