@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
-from tests.support.builders import alert_rule, policy_body
+from tests.support.builders import alert_rule, policy_body, runner_policy
 from tests.support.kube import (
     ALERT_RULES,
     BACKUP_POLICIES,
@@ -87,6 +87,9 @@ SECRET_READERS: dict[str, tuple[Kind, Callable[[], dict[str, Any]]]] = {
 }
 
 CREATE_CRONJOBS = {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["create"]}
+#: The CronJobs the operator applies for BackupPolicy "nightly" (they may exist already).
+PATCH_NIGHTLY = {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["patch"],
+                 "resourceNames": ["nightly-backup", "nightly-restore"]}
 
 
 @pytest.mark.parametrize("case", SECRET_READERS)
@@ -96,8 +99,8 @@ def test_a_secret_the_author_may_not_read_is_refused_until_they_may(
     kind, body = SECRET_READERS[case]
     create_secret(api, namespace, "payroll", {"token": "not-for-the-author"})
     if kind is BACKUP_POLICIES:
-        grant(api, namespace, "workloads", ["author"], [CREATE_CRONJOBS])
-        wait_allowed(author.api, namespace, "create", "cronjobs", "batch")
+        grant(api, namespace, "workloads", ["author"], [CREATE_CRONJOBS, PATCH_NIGHTLY])
+        wait_allowed(author.api, namespace, "patch", "cronjobs", "batch", name="nightly-restore")
     message = refused(lambda: kind.create(author.api, namespace, body()))
     assert ("the operator would read Secrets payroll for you, and you may not get each of "
             f"them in namespace {namespace}") in message
@@ -108,6 +111,40 @@ def test_a_secret_the_author_may_not_read_is_refused_until_they_may(
     wait_allowed(author.api, namespace, "get", "secrets", name="payroll")
     created = kind.create(author.api, namespace, body())
     assert created["metadata"]["name"] == body()["metadata"]["name"]
+
+
+def test_every_secret_is_checked_however_many_a_spec_names(
+    api: client.ApiClient, namespace: str, author: Person,
+) -> None:
+    """Four by name (the authorizer is asked at most twice per expression); beyond that, the
+    author must be able to read every Secret of the namespace."""
+    grant(api, namespace, "workloads", ["author"], [CREATE_CRONJOBS, PATCH_NIGHTLY])
+
+    def reading(*secrets: str) -> dict[str, Any]:
+        env = [{"name": f"VALUE_{i}", "secretKeyRef": {"name": name, "key": "token"}}
+               for i, name in enumerate(secrets)]
+        return policy_body("nightly", source={"command": {
+            "image": "busybox:1.36", "command": ["true"], "env": env}})
+
+    grant(api, namespace, "read-three", ["author"], [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a", "b", "c"],
+         "verbs": ["get"]}])
+    wait_allowed(author.api, namespace, "get", "secrets", name="c")
+    wait_allowed(author.api, namespace, "patch", "cronjobs", "batch", name="nightly-restore")
+    message = refused(lambda: BACKUP_POLICIES.create(author.api, namespace,
+                                                     reading("a", "b", "c", "d")))
+    assert "the operator would read Secrets c, d for you" in message
+    BACKUP_POLICIES.create(author.api, namespace, reading("a", "b", "c", "a"))
+
+    message = refused(lambda: BACKUP_POLICIES.patch(author.api, namespace, "nightly", {
+        "spec": reading("a", "b", "c", "a", "b")["spec"]}))
+    assert ("the operator would read 5 Secret references for you, more than are checked by "
+            f"name, and you may not get every Secret in namespace {namespace}") in message
+    grant(api, namespace, "read-all", ["author"], [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+    wait_allowed(author.api, namespace, "get", "secrets")
+    BACKUP_POLICIES.patch(author.api, namespace, "nightly", {
+        "spec": reading("a", "b", "c", "d", "e")["spec"]})
 
 
 def test_an_edit_that_sends_a_secret_elsewhere_is_checked_again(
@@ -131,16 +168,21 @@ def test_backup_pods_need_the_right_to_run_workloads_and_to_act_as_their_account
 ) -> None:
     body = policy_body("nightly", serviceAccountName="backup")
     message = refused(lambda: BACKUP_POLICIES.create(author.api, namespace, body))
-    assert ("the operator would create backup CronJobs and Jobs for you, and you may not "
+    assert ("the operator would create CronJobs and run their Jobs for you, and you may not "
             f"create cronjobs.batch in namespace {namespace}") in message
-
     grant(api, namespace, "workloads", ["author"], [CREATE_CRONJOBS])
     wait_allowed(author.api, namespace, "create", "cronjobs", "batch")
+    message = refused(lambda: BACKUP_POLICIES.create(author.api, namespace, body))
+    assert ("the operator would apply CronJobs nightly-backup, nightly-restore for you, which "
+            f"may exist already, and you may not patch them in namespace {namespace}") in message
+
+    grant(api, namespace, "nightly-cronjobs", ["author"], [PATCH_NIGHTLY])
+    wait_allowed(author.api, namespace, "patch", "cronjobs", "batch", name="nightly-restore")
     message = refused(lambda: BACKUP_POLICIES.create(author.api, namespace, body))
     assert "spec.serviceAccountName" in message
     assert ("backup pods would run as ServiceAccount backup, and you may not impersonate it "
             f"in namespace {namespace}") in message
-    BACKUP_POLICIES.create(author.api, namespace, policy_body("as-default"))
+    refused(lambda: BACKUP_POLICIES.create(author.api, namespace, policy_body("other")))
 
     grant(api, namespace, "act-as-backup", ["author"], [
         {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["backup"],
@@ -195,6 +237,7 @@ def test_the_built_in_edit_role_may_declare_all_of_it(
         kind.delete(api, namespace, body()["metadata"]["name"])
     BACKUP_POLICIES.create(editor.api, namespace, policy_body(
         "as-backup", serviceAccountName="backup"))
+    BACKUP_POLICIES.create(editor.api, namespace, runner_policy("runner"))
     ALERT_RULES.create(editor.api, namespace, alert_rule("scale", PROMETHEUS, actions={
         "scaleDeployment": {"name": "checkout", "by": 1, "max": 5},
         "restartDeployment": {"name": "checkout"}}))

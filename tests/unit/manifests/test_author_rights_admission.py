@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from runbook_operator.api import crdgen
+from runbook_operator.api.backuppolicy import CRONJOB_SUFFIX, RESTORE_TEST_SUFFIX
 from runbook_operator.api.registry import KINDS
 
 POLICY = Path(__file__).resolve().parents[3] / "manifests" / "author-rights-admission.yaml"
@@ -67,3 +68,10 @@ def test_every_secret_reference_of_every_kind_is_checked() -> None:
         if missing:
             unchecked[plural] = missing
     assert unchecked == {}
+
+
+def test_the_cronjobs_checked_are_the_ones_a_backup_policy_applies() -> None:
+    [cronjobs] = [v["expression"] for v in policy()["spec"]["variables"]
+                  if v["name"] == "cronJobs"]
+    assert cronjobs == (f"[object.metadata.name + '{CRONJOB_SUFFIX}', "
+                        f"object.metadata.name + '{RESTORE_TEST_SUFFIX}']")
