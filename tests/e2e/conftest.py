@@ -28,6 +28,7 @@ from runbook_operator.devcluster.cluster import LocalCluster, build_scripts
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
+from tests.support import secret_hygiene
 from tests.support.alerting import OPERATOR_EXTERNAL_URL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +55,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The session's cluster; at its end, no test Secret's value may be found in anything the
+    operator wrote during the session (tests/support/secret_hygiene.py)."""
     with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
         local.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
         local.kubectl(
@@ -62,7 +66,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
             "crd", "-l", "app.kubernetes.io/part-of=runbook-operator",
         )
         local.kubectl("api-resources")  # refreshes kubectl's discovery cache (categories)
+        recorder = secret_hygiene.Recorder(
+            config.new_client_from_config(config_file=str(local.admin_kubeconfig)))
+        recorder.start()
         yield local
+        recorder.stop()
+        logs = secret_hygiene.operator_logs(tmp_path_factory.getbasetemp())
+        leaks = secret_hygiene.find_leaks(recorder.secrets, recorder.haystacks | logs)
+        request.config.stash[HYGIENE] = (
+            f"secret hygiene: {len(recorder.secrets)} Secret values searched for in "
+            f"{len(recorder.haystacks)} object versions and {len(logs)} operator logs, "
+            f"{len(leaks)} found")
+        assert not leaks, "Secret values leaked:\n" + "\n".join(map(str, leaks))
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +147,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.sections.append(("operator log (tail)", process.log_tail(80)))
 
 
+HYGIENE = pytest.StashKey[str]()
 S = TypeVar("S", PostgresServer, MariaDBServer, MinioServer)
 START_TIMES = pytest.StashKey[dict[str, float]]()
 FIGURES = pytest.StashKey[dict[str, list[float]]]()
@@ -174,6 +190,8 @@ def minio(request: pytest.FixtureRequest) -> Iterator[MinioServer]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if HYGIENE in config.stash:
+        terminalreporter.write_line(config.stash[HYGIENE])
     for name, values in sorted(config.stash.get(FIGURES, {}).items()):
         shown = ", ".join(f"{v:.2f}" for v in values)
         terminalreporter.write_line(f"{name}: {shown}")

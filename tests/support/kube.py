@@ -142,6 +142,21 @@ def bind_cluster_role(api: client.ApiClient, namespace: str, role: str,
                      for a in accounts]})
 
 
+def grant(api: client.ApiClient, namespace: str, name: str, accounts: list[str],
+          rules: list[dict[str, Any]]) -> None:
+    """A Role `name` with `rules`, bound to ServiceAccounts of `namespace`."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(namespace, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": namespace}
+                     for a in accounts]})
+
+
 def create_secret(api: client.ApiClient, namespace: str, name: str,
                   data: Mapping[str, str]) -> None:
     client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
@@ -300,3 +315,22 @@ def username(api: client.ApiClient) -> str:
     review = client.AuthenticationV1Api(api).create_self_subject_review(
         {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
     return review.status.user_info.username
+
+
+def allowed(api: client.ApiClient, namespace: str, verb: str, resource: str, group: str = "",
+            name: str = "", subresource: str = "") -> bool:
+    """Whether `api`'s user may do it, as the API server's authorizer answers
+    (`kubectl auth can-i`)."""
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {
+            "namespace": namespace, "verb": verb, "group": group, "resource": resource,
+            "name": name, "subresource": subresource}}})
+    return bool(review.status.allowed)
+
+
+def wait_allowed(api: client.ApiClient, namespace: str, verb: str, resource: str,
+                 group: str = "", name: str = "", subresource: str = "") -> None:
+    """Until the authorizer has seen a new binding that lets `api`'s user do it."""
+    wait_for(lambda: allowed(api, namespace, verb, resource, group, name, subresource),
+             f"{verb} {resource}/{subresource} {name!r} in {namespace} allowed", timeout=60)

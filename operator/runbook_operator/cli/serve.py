@@ -40,17 +40,21 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.peering.mandatory = not args.standalone
     settings.peering.lifetime = args.peering_lifetime
     settings.peering.clusterwide = not args.namespace
+    # Watching chosen namespaces is the namespace-scoped install (manifests-namespaced/): no
+    # right to list namespaces or watch CRDs there, so kopf neither tries nor warns.
+    settings.scanning.disabled = bool(args.namespace)
     return settings
 
 
-def peering_object(name: str) -> dict[str, object]:
-    """The ClusterKopfPeering the replicas share; created here rather than in manifests/
+def peering_objects(name: str, namespaces: list[str]) -> list[dict[str, object]]:
+    """The peering records the replicas share: a ClusterKopfPeering, or a KopfPeering in each
+    watched namespace (kopf's namespaced peering). Created here rather than in manifests/
     because a custom resource cannot be applied in the same pass as its CRD."""
-    return {
-        "apiVersion": "kopf.dev/v1",
-        "kind": "ClusterKopfPeering",
-        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
-    }
+    meta = {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}
+    if not namespaces:
+        return [{"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": meta}]
+    return [{"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+             "metadata": {**meta, "namespace": namespace}} for namespace in namespaces]
 
 
 def receiver_config(args: argparse.Namespace) -> ReceiverConfig | None:
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> None:
 
     kube = Kube()
     if not args.standalone:
-        kube.apply(peering_object(args.peering))
+        for peering in peering_objects(args.peering, args.namespace):
+            kube.apply(peering)
     settings = operator_settings(args)
     config = OperatorConfig(
         runner_image=args.runner_image,

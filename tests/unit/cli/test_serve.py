@@ -1,11 +1,12 @@
-"""cli.serve: the Alertmanager receiver the `run` flags configure (off without a port)."""
+"""cli.serve: the Alertmanager receiver the `run` flags configure (off without a port), and
+what `--namespace` changes: peering records per namespace, no scanning of namespaces or CRDs."""
 
 from __future__ import annotations
 
 import pytest
 
 from runbook_operator.cli.main import _check_receiver, _parser
-from runbook_operator.cli.serve import receiver_config
+from runbook_operator.cli.serve import operator_settings, peering_objects, receiver_config
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 
@@ -53,3 +54,16 @@ def test_the_token_secret_defaults_to_the_incidents_namespace() -> None:
 def test_a_port_without_token_or_namespace_is_refused(flags: tuple[str, ...]) -> None:
     with pytest.raises(SystemExit):
         parsed(*flags)
+
+
+def test_replicas_share_a_cluster_peering_or_one_per_watched_namespace() -> None:
+    [cluster] = peering_objects("runbook-operator", [])
+    assert (cluster["kind"], cluster["metadata"]["name"]) == (
+        "ClusterKopfPeering", "runbook-operator")
+    assert [(p["kind"], p["metadata"]["namespace"]) for p in peering_objects(
+        "runbook-operator", ["shop", "ops"])] == [("KopfPeering", "shop"), ("KopfPeering", "ops")]
+
+
+def test_watching_chosen_namespaces_scans_neither_namespaces_nor_crds() -> None:
+    assert operator_settings(parsed("--namespace=shop")).scanning.disabled
+    assert not operator_settings(parsed()).scanning.disabled

@@ -66,8 +66,9 @@ class Memory:
     """What the controller remembers between reconciles to save requests; a restart loses
     it and reads once more."""
 
-    timelines: dict[Key, list[TimelineEntry]] = field(default_factory=dict)
-    """What each timeline ConfigMap holds, as last read or written."""
+    timelines: dict[Key, list[TimelineEntry] | None] = field(default_factory=dict)
+    """What each timeline ConfigMap holds, as last read or written; None when a ConfigMap of
+    that name is someone else's."""
     postmortem_kept: dict[Key, bool] = field(default_factory=dict)
 
     def forget(self, key: Key) -> None:
@@ -135,11 +136,21 @@ def send(kube: Kube, decision: Decision) -> Sent:
     return sent
 
 
-def _stored_timeline(kube: Kube, ref: IncidentRef, memory: Memory) -> list[TimelineEntry]:
+def _stored_timeline(kube: Kube, ref: IncidentRef,
+                     memory: Memory) -> list[TimelineEntry] | None:
+    """The timeline ConfigMap's entries; None when a ConfigMap of its name is not the
+    operator's (an Incident's name must not let its author overwrite, or hand to the garbage
+    collector, a ConfigMap they may not touch)."""
     key = ref.key
     if key not in memory.timelines:
-        memory.timelines[key] = configmaps.parse_timeline(
-            kube.get("v1", "ConfigMap", configmaps.timeline_name(ref.name), ref.namespace))
+        name = configmaps.timeline_name(ref.name)
+        found = kube.get("v1", "ConfigMap", name, ref.namespace)
+        if found is not None and not _ours(found):
+            log.warning("incident %s/%s: ConfigMap %s is not the operator's; the timeline is "
+                        "kept in status only", ref.namespace, ref.name, name)
+            memory.timelines[key] = None
+        else:
+            memory.timelines[key] = configmaps.parse_timeline(found)
     return memory.timelines[key]
 
 
@@ -193,6 +204,8 @@ def sync_timeline(kube: Kube, ref: IncidentRef, status: IncidentStatus,
                   memory: Memory) -> None:
     """The whole timeline in its ConfigMap: what it held plus status' newest entries."""
     stored = _stored_timeline(kube, ref, memory)
+    if stored is None:
+        return
     entries = configmaps.merged_timeline(stored, status.timeline)
     if entries != stored or not stored:
         kube.apply(configmaps.timeline_configmap(ref, entries))
@@ -268,7 +281,7 @@ def _postmortem(kube: Kube, body: Mapping[str, Any], decision: Decision,
     ref = decision.incident.ref
     try:
         if decision.postmortem_due:
-            stored = _stored_timeline(kube, ref, memory)
+            stored = _stored_timeline(kube, ref, memory) or []
             return write_postmortem(kube, body, decision, stored, memory), None
         if decision.status.phase == RESOLVED:
             keep = configmaps.keeps_postmortem(body["metadata"].get("annotations"))

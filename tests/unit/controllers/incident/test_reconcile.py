@@ -170,3 +170,18 @@ def test_without_a_policy_nobody_is_paged_and_it_is_said(pager: Pager) -> None:
     assert pager.sent == [] and done.due is None
     assert cluster.events == [("Warning", "EscalationPolicyNotFound",
                                "EscalationPolicy default not found")]
+
+
+def test_a_configmap_of_the_timelines_name_that_is_someone_elses_is_left_alone(
+        pager: Pager) -> None:
+    theirs = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "checkout-timeline", "namespace": "prod"},
+              "data": {"timeline.jsonl": "release notes of the checkout team\n"}}
+    cluster = FakeCluster(incident(), theirs)
+    memory = Memory()
+    done = run(cluster, memory)
+    assert "apply ConfigMap/checkout-timeline" not in cluster.requests
+    stored = cluster.objects[("ConfigMap", "prod", "checkout-timeline")]
+    assert stored["data"] == theirs["data"]
+    assert "ownerReferences" not in stored["metadata"]
+    assert done.body["status"]["timeline"] and memory.timelines[("prod", "checkout")] is None
