@@ -56,7 +56,9 @@ def test_resolution_writes_the_postmortem_with_mtta_and_mttr(
             impact={"services": ["payments", "checkout"], "usersAffected": 5000,
                     "summary": "No card payment succeeds."}))
         wait_for(lambda: pages(receiver, "l1", "payments"), "L1 paged", timeout=30)
-        opened = at(INCIDENTS.status(api, namespace, "payments")["openedAt"])
+        # The page goes out before the status that records it is written.
+        opened = at(wait_for(lambda: INCIDENTS.status(api, namespace, "payments").get("openedAt"),
+                             "openedAt in status"))
         acknowledged = datetime.now(UTC).replace(microsecond=0)
         signer = acknowledge(api, namespace, "payments", acknowledged)
         INCIDENTS.wait_condition(api, namespace, "payments", "Acknowledged")
@@ -79,7 +81,7 @@ def test_resolution_writes_the_postmortem_with_mtta_and_mttr(
         for line in ("| Severity | P0 |", "| Commander | carol |",
                      "Card payments fail with 502 since the 14:00 deploy.",
                      "- Services: payments, checkout", "- Users affected: 5000",
-                     f"| Acknowledged | {acknowledged.strftime('%Y-%m-%dT%H:%M:%SZ')} by {signer} |",
+                     f"| Acknowledged | {acknowledged:%Y-%m-%dT%H:%M:%SZ} by {signer} |",
                      "## Root cause", "## Action items", "| _To be written_ | | | |",
                      "Rolled back to v41 \\| payments recover",
                      "- Escalation: EscalationPolicy one: reached L1 (step 1)"):
