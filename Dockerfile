@@ -35,9 +35,9 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf,required=false \
 
 # One virtualenv per image at /opt/venv (hack/image-venv.py): its dependencies first (a layer
 # only a change of pyproject.toml rebuilds), then the project's wheel; what the image never
-# runs is left out (pip, setuptools, test suites, the Kubernetes client's asyncio copy, byte-code)
-# and every module its command can reach is imported, so a dependency left out by mistake fails
-# the build.
+# runs is left out (pip, setuptools, test suites, the Kubernetes client's asyncio copy,
+# byte-code). Each final stage then imports every module its command can reach, on its own
+# root, so a dependency or a shared library left out by mistake fails the build.
 FROM python AS operator-venv
 WORKDIR /src
 COPY pyproject.toml hack/image-venv.py ./
@@ -86,6 +86,8 @@ COPY --from=runner-venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+RUN --mount=type=bind,from=runner-venv,source=/src/image-venv.py,target=/tmp/image-venv.py \
+    ["/opt/venv/bin/python3", "/tmp/image-venv.py", "check", "runner"]
 # Numeric, so that a pod's `runAsNonRoot: true` can verify it without a passwd lookup.
 USER 65532:65532
 ENTRYPOINT ["runbook-operator"]
@@ -104,6 +106,9 @@ COPY --from=operator-venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# Exec form: the base has no shell.
+RUN --mount=type=bind,from=operator-venv,source=/src/image-venv.py,target=/tmp/image-venv.py \
+    ["/opt/venv/bin/python3", "/tmp/image-venv.py", "check", "operator"]
 USER 65532:65532
 # 8080: /healthz; 9090: Prometheus /metrics.
 EXPOSE 8080 9090

@@ -5,6 +5,9 @@
 #   images.json              {"operator": {"reference", "size"}, "runner": {...}}
 #   operator/rootfs, operator/config.json   (the OCI image config: Entrypoint, Cmd, Env, User)
 #   runner/rootfs, runner/config.json
+#   runtime-setpriv          the runtime's static helper that becomes an image's user
+#                            (hack/runtime-setpriv; not part of any image)
+# Each image's size (as buildah reports it) is logged and written to images.json.
 #
 # How: no registry can be reached, so the Dockerfile's two base images are bootstrapped from
 # Debian's packages with mmdebstrap and passed as build arguments:
@@ -35,7 +38,8 @@ suite=bookworm
 
 inputs() {  # every file the build reads, as the Dockerfile and .dockerignore select them
   cd "$repo"
-  printf '%s\n' Dockerfile .dockerignore pyproject.toml README.md hack/image-venv.py
+  printf '%s\n' Dockerfile .dockerignore pyproject.toml README.md hack/image-venv.py \
+    hack/build-image.sh hack/runtime-setpriv/go.mod hack/runtime-setpriv/main.go
   find operator -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' | sort
 }
 digest="$(cd "$repo" && inputs | xargs sha256sum | sha256sum | cut -c1-16)"
@@ -58,12 +62,13 @@ if grep -qs "^VERSION_CODENAME=$suite$" /etc/os-release; then
     [[ -s "$f" ]] && grep -qsE '^[[:space:]]*(deb|Types:)' "$f" && sources+=("$f")
   done
 fi
-bases_key="$(cat /dev/null "${sources[@]}" | sha256sum | cut -c1-12)"
-bases="$cache_root/image-bases/$suite-$bases_key"
 slim=(--aptopt='APT::Install-Recommends "false"' --dpkgopt='path-exclude=/usr/share/doc/*'
       --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/man/*'
       --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*'
       --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+# The distroless base's packages: Python, the CA bundle, and the C++ runtime its python3
+# image carries too (numpy's and scikit-learn's extensions link libstdc++).
+runtime_packages=python3,ca-certificates,libstdc++6
 # What the distroless base adds to its packages: a passwd and group with root, nobody and
 # nonroot (65532), a world-writable /tmp, and the CA bundle update-ca-certificates would make.
 runtime_hook='set -e
@@ -72,6 +77,10 @@ printf "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n" >"$1/etc/group"
 mkdir -p "$1/tmp" "$1/home/nonroot" "$1/etc/ssl/certs" && chmod 1777 "$1/tmp"
 chown 65532:65532 "$1/home/nonroot"
 cat "$1"/usr/share/ca-certificates/mozilla/*.crt >"$1/etc/ssl/certs/ca-certificates.crt"'
+# The bases are cached by what makes them: the Debian sources, the packages and the hook.
+bases_key="$(cat /dev/null "${sources[@]}" <(echo "$runtime_packages $runtime_hook") \
+  | sha256sum | cut -c1-12)"
+bases="$cache_root/image-bases/$suite-$bases_key"
 
 bootstrap() {  # name, mmdebstrap arguments...: a base tarball, cached
   local name="$1"
@@ -87,7 +96,7 @@ bootstrap() {  # name, mmdebstrap arguments...: a base tarball, cached
 log "building the images from the Dockerfile (sources digest $digest; the tools' output goes"
 log "to $build_log)"
 bootstrap debian --variant=minbase
-bootstrap python-runtime --variant=extract --include=python3,ca-certificates \
+bootstrap python-runtime --variant=extract --include="$runtime_packages" \
   --customize-hook="$runtime_hook"
 for stale in "$cache_root"/image-bases/*; do  # bases from other sources
   [[ "$stale" == "$bases" ]] || rm -rf "$stale"
@@ -153,6 +162,10 @@ for target in runner operator; do
   done
 done
 echo "${summary%, }}" >"$staging/images.json"
+log "runtime-setpriv: the devcluster runtime's helper (Go, static)"
+(cd "$here/runtime-setpriv" && GOTOOLCHAIN=local go build -trimpath -ldflags='-s -w' \
+  -o "$staging/runtime-setpriv" .) >>"$build_log" 2>&1 || fail "building runtime-setpriv"
+chmod 0755 "$staging"
 mv "$staging" "$out"
 trap - EXIT
 for stale in "$images_dir"/*; do  # exports of earlier sources

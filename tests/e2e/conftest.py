@@ -29,6 +29,7 @@ from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support.alerting import OPERATOR_EXTERNAL_URL
+from tests.support.images import builds_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"
@@ -36,7 +37,7 @@ OPERATOR_ACCOUNT = "runbook-operator"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    net = network.enter(prepare=build_scripts())
+    net = network.enter(prepare=[*build_scripts(), *builds_for(config.args)])
     config.stash[NETWORK] = net
 
 
