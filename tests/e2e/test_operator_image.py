@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from runbook_operator.api.common import API_VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.runtime.sandbox import host_readlink, resolve_in_root
 from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
+from tests.support.builders import postgres_pvc_policy
 from tests.support.images import (
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
@@ -147,17 +147,9 @@ def test_a_backup_job_runs_the_runner_image_against_a_real_database(
         core.create_namespaced_secret(namespace, client.V1Secret(
             metadata=client.V1ObjectMeta(name=name), string_data=data))
     claim = installed.create_claim(namespace, "backups")
-    BACKUP_POLICIES.create(admin, namespace, {
-        "apiVersion": API_VERSION, "kind": "BackupPolicy", "metadata": {"name": "orders"},
-        "spec": {
-            "schedule": "0 2 * * *", "backoffLimit": 0, "timeout": "3m",
-            "source": {"postgres": {"host": postgres.host, "port": postgres.port,
-                                    "database": database, "user": postgres.user,
-                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
-            "destination": {"pvc": {"claimName": "backups"}},
-            "encryption": {"keySecretRef": {"name": "backup-key", "key": "key"}},
-        },
-    })
+    BACKUP_POLICIES.create(admin, namespace, postgres_pvc_policy(
+        "orders", postgres, database,
+        encryption={"keySecretRef": {"name": "backup-key", "key": "key"}}))
     BACKUP_POLICIES.wait_ready(admin, namespace, "orders", timeout=120)
     cronjob = read_cronjob(admin, namespace, "orders-backup")
     assert cronjob is not None
