@@ -74,3 +74,10 @@ app.kubernetes.io/name: runbook-operator
   resources: ["clusterkopfpeerings"]
   verbs: ["get", "list", "watch", "create", "patch"]
 {{- end }}
+
+{{/* kopf's peering when it watches chosen namespaces: a KopfPeering in each (peering.yaml). */}}
+{{- define "runbook-operator.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
