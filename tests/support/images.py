@@ -59,6 +59,15 @@ def image_reference(images: Path, target: str) -> str:
     return json.loads((images / "images.json").read_text())[target]["reference"]
 
 
+_UNITS_MB = {"kB": 1e-3, "MB": 1.0, "GB": 1e3}
+
+
+def image_size_mb(images: Path, target: str) -> float:
+    """The size the build reported for `target` (buildah's ``340 MB``), in MB."""
+    value, unit = json.loads((images / "images.json").read_text())[target]["size"].split()
+    return float(value) * _UNITS_MB[unit]
+
+
 def helm_binary() -> Path:
     """helm built from its Go module by hack/build-helm.sh."""
     return run_build("build-helm.sh")
