@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need (real PostgreSQL and MariaDB servers and their
-# clients for the backup runner, Prometheus and Alertmanager for AlertRule), only those
+# clients for the backup runner, Prometheus and Alertmanager for AlertRule, buildah and
+# mmdebstrap for the images), only those
 # missing: `apt-get update` runs only if something is.
 # Services are not started by it: the tests start their own servers on free ports.
 # Idempotent; needs root (or sudo) only when something is missing.
@@ -15,6 +16,8 @@ packages=(
   prometheus-alertmanager  # /usr/bin/prometheus-alertmanager
   bubblewrap            # bwrap: the devcluster runtime's sandbox for pods of the project's images
   iproute2              # ip: the tests and the demo read the cluster's network namespace with it
+  buildah               # builds the Dockerfile without a Docker engine (hack/build-image.sh)
+  mmdebstrap            # bootstraps the images' Debian bases from packages (no registry)
 )
 
 missing=()

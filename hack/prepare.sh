@@ -18,11 +18,13 @@ say() { echo "[prepare] $(date +%H:%M:%S) +$((SECONDS - start))s $*" >&2; }
 
 say "installing and building what the cluster and its services use (details: $RUNBOOK_BUILD_LOG)"
 steps=(
-  "Debian packages: PostgreSQL, MariaDB, Prometheus, bubblewrap, iproute2…|install-test-deps.sh"
+  "Debian packages: PostgreSQL, MariaDB, Prometheus, bubblewrap, buildah…|install-test-deps.sh"
   "Kubernetes control plane and kwok (Go; first run ≈ 7 min on 2 cores)|build-control-plane.sh"
   "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
   "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
+  "the operator and runner images (buildah, Debian bases; first run ≈ 4 min)|build-image.sh"
+  "helm (Go; first run ≈ 4 min on 2 cores)|build-helm.sh"
 )
 for i in "${!steps[@]}"; do
   what="${steps[$i]%|*}" script="${steps[$i]#*|}"

@@ -30,6 +30,7 @@ from runbook_operator.devcluster.services import MariaDBServer, MinioServer, Pos
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support import secret_hygiene
 from tests.support.alerting import OPERATOR_EXTERNAL_URL
+from tests.support.images import builds_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "runbook-system"
@@ -37,7 +38,7 @@ OPERATOR_ACCOUNT = "runbook-operator"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    net = network.enter(prepare=build_scripts())
+    net = network.enter(prepare=[*build_scripts(), *builds_for(config.args)])
     config.stash[NETWORK] = net
 
 

@@ -12,14 +12,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from runbook_operator.api.common import API_VERSION
 from runbook_operator.core.incident.records import SOURCE_LABEL
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
-from tests.support.builders import alert_rule, errors_of
+from tests.support.builders import alert_rule, errors_of, postgres_pvc_policy
 from tests.support.databases import POSTGRES_SCHEMA
 from tests.support.incidents import source_events
 from tests.support.kube import (
@@ -134,18 +133,8 @@ def test_a_firing_rule_opens_one_incident_per_episode_and_outlives_the_rule(
 
 
 def _failing_policy(postgres: PostgresServer, database: str) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION, "kind": "BackupPolicy", "metadata": {"name": "shop-db"},
-        "spec": {
-            "schedule": "0 2 * * *", "backoffLimit": 0, "timeout": "3m",
-            "source": {"postgres": {"host": postgres.host, "port": postgres.port,
-                                    "database": database, "user": postgres.user,
-                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
-            "destination": {"pvc": {"claimName": "backups"}},
-            "encryption": {"mode": "none"},
-            "incident": {"severity": "P2", "resolveWhenRecovered": True},
-        },
-    }
+    return postgres_pvc_policy("shop-db", postgres, database, encryption={"mode": "none"},
+                               incident={"severity": "P2", "resolveWhenRecovered": True})
 
 
 def test_a_failing_backup_opens_one_incident_until_it_is_resolved(

@@ -7,6 +7,7 @@ from typing import Any
 
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.core.delivery import Link, Notification, Source
+from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.runner.crypto import parse_key
 
 NOW = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
@@ -42,6 +43,23 @@ def policy_body(name: str, **spec: Any) -> dict[str, Any]:
     }
     body["spec"].update(spec)
     return body
+
+
+def postgres_pvc_policy(name: str, postgres: PostgresServer, database: str,
+                        **spec: Any) -> dict[str, Any]:
+    """A BackupPolicy of a real PostgreSQL database (its password in Secret ``db``) into the
+    claim ``backups``; `spec` adds to or overrides the rest."""
+    return {
+        "apiVersion": API_VERSION, "kind": "BackupPolicy", "metadata": {"name": name},
+        "spec": {
+            "schedule": "0 2 * * *", "backoffLimit": 0, "timeout": "3m",
+            "source": {"postgres": {"host": postgres.host, "port": postgres.port,
+                                    "database": database, "user": postgres.user,
+                                    "passwordSecretRef": {"name": "db", "key": "password"}}},
+            "destination": {"pvc": {"claimName": "backups"}},
+            **spec,
+        },
+    }
 
 
 RUNNER_SECRETS = {

@@ -273,12 +273,15 @@ class LocalCluster:
         detached: bool = False,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         remove_workdir: bool | None = None,
+        built_images: str | os.PathLike[str] | None = None,
     ) -> None:
         self._workdir = Path(workdir).resolve() if workdir is not None else None
         # By default only a temporary work dir (one this object creates) is removed by stop().
         self._remove_workdir = workdir is None if remove_workdir is None else remove_workdir
         self._bin_dir = Path(bin_dir).resolve() if bin_dir is not None else None
         self._detached = detached
+        #: hack/build-image.sh's export: pods naming its references run from those images.
+        self._built_images = Path(built_images).resolve() if built_images else None
         self._start_timeout = start_timeout
         self._ports: dict[str, int] = {}
         self._processes: dict[str, _Process] = {}
@@ -918,6 +921,7 @@ class LocalCluster:
                 f"--pod-cidr={self.pod_network.runtime_cidr}",
                 f"--metrics-port={self._ports['runtime-metrics']}",
                 f"--gateway-binary={self.gateway_dir / 'traefik'}",
+                *([f"--built-images={self._built_images}"] if self._built_images else []),
             ],
             program=[sys.executable, "-m", "runbook_operator.devcluster.runtime"],
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from runbook_operator.devcluster.runtime.images import runtime_images
+from runbook_operator.devcluster.runtime.images import built_images, runtime_images
 from runbook_operator.devcluster.runtime.kubelet import Api, Runtime, Settings
 
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the containers' cAdvisor metrics on host-ip:port")
     parser.add_argument("--gateway-binary", type=Path, default=None,
                         help="Traefik's binary, which pods of the traefik image run")
+    parser.add_argument("--built-images", type=Path, default=None,
+                        help="what hack/build-image.sh exported: pods naming one of its "
+                        "references run from that image's root filesystem")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -41,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
               "hack/prepare.sh", file=sys.stderr)
         return 2
     host, _, port = args.server.removeprefix("https://").rpartition(":")
+    built = built_images(args.built_images) if args.built_images else {}
+    helper = args.built_images / "runtime-setpriv" if args.built_images else None
     settings = Settings(node=args.node, workdir=args.workdir.resolve(),
-                        images=runtime_images(args.gateway_binary), pool_cidr=args.pod_cidr,
-                        host_ip=args.host_ip, api_host=host, api_port=int(port), bwrap=bwrap,
-                        setpriv=setpriv)
+                        images=runtime_images(args.gateway_binary, built),
+                        pool_cidr=args.pod_cidr, host_ip=args.host_ip, api_host=host,
+                        api_port=int(port), bwrap=bwrap, setpriv=setpriv,
+                        setpriv_helper=str(helper) if helper else None)
     runtime = Runtime(Api(args.server, args.ca, args.cert, args.key), settings)
     if args.metrics_port:
         registry = CollectorRegistry()

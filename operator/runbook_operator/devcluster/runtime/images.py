@@ -1,15 +1,19 @@
 """Which images the runtime runs, and how each maps onto this checkout's environment.
 
-An image here is not a filesystem: it is the image's config (entrypoint, cmd, env, user) plus
-the host paths its root filesystem is made of, bound read-only into the sandbox. The project's
-images (the operator/runner and the demo app) run from the interpreter and virtualenv running
-this code, i.e. from the checkout; the gateway's image (Traefik) runs the binary
+An image here is the image's config (entrypoint, cmd, env, user) plus either the host paths
+standing in for its root filesystem, bound read-only into the sandbox, or, for an image that
+was built (``hack/build-image.sh``), its exported root filesystem as the container's whole root.
+The project's images (the operator/runner and the demo app) run from the interpreter and
+virtualenv running this code, i.e. from the checkout, unless a manifest names the exact
+reference of a built image; the gateway's image (Traefik) runs the binary
 ``hack/build-traefik.sh`` built, whatever tag a manifest names.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,8 +21,9 @@ import runbook_operator
 
 #: Repositories of the project's images (any tag).
 OPERATOR_REPOSITORY = "runbook-operator"
+RUNNER_REPOSITORY = "runbook-runner"
 DEMO_APP_REPOSITORY = "runbook-demo-app"
-PROJECT_REPOSITORIES = (OPERATOR_REPOSITORY, DEMO_APP_REPOSITORY)
+PROJECT_REPOSITORIES = (OPERATOR_REPOSITORY, RUNNER_REPOSITORY, DEMO_APP_REPOSITORY)
 #: The gateway controller's image, run from the binary built from its Go module.
 GATEWAY_REPOSITORY = "traefik"
 #: Every repository the runtime runs for real; kwok fakes pods of any other image.
@@ -41,6 +46,13 @@ class ImageConfig:
     gid: int = 0
     working_dir: str = "/"
     root_paths: tuple[str, ...] = field(default=SYSTEM_PATHS)
+    #: A built image's exported root filesystem: the container's whole root (no root_paths).
+    rootfs: str | None = None
+
+
+#: How a container runtime names a reference without a registry (``x:1`` is ``localhost/x:1``
+#: to buildah and podman).
+LOCAL_REGISTRY = "localhost/"
 
 
 def image_repository(image: str) -> str:
@@ -84,6 +96,44 @@ def operator_image() -> ImageConfig:
     )
 
 
+def _numeric_user(user: str) -> tuple[int, int]:
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or not (gid or uid).isdigit():
+        raise ValueError(f"image user {user!r}: only numeric uid[:gid] can run here (the "
+                         "runtime does not read the image's /etc/passwd)")
+    return int(uid), int(gid or 0)
+
+
+def built_image(config: Mapping[str, object], rootfs: str) -> ImageConfig:
+    """An OCI image config (its ``config`` object: Entrypoint, Cmd, Env, User, WorkingDir)
+    with its exported root filesystem."""
+    env = tuple(tuple(entry.split("=", 1)) for entry in config.get("Env") or [])
+    uid, gid = _numeric_user(str(config.get("User") or "0"))
+    return ImageConfig(
+        entrypoint=tuple(config.get("Entrypoint") or ()), cmd=tuple(config.get("Cmd") or ()),
+        env=env, uid=uid, gid=gid, working_dir=str(config.get("WorkingDir") or "/"),
+        root_paths=(), rootfs=rootfs)
+
+
+def built_images(directory: Path) -> dict[str, ImageConfig]:
+    """The images ``hack/build-image.sh`` exported to `directory`, by their exact reference
+    (``images.json``: target → reference; ``TARGET/config.json`` and ``TARGET/rootfs``)."""
+    listed = json.loads((directory / "images.json").read_text())
+    return {
+        entry["reference"]: built_image(
+            json.loads((directory / target / "config.json").read_text()),
+            str(directory / target / "rootfs"))
+        for target, entry in listed.items()
+    }
+
+
+def find_image(images: Mapping[str, ImageConfig], image: str) -> ImageConfig | None:
+    """The config a container's `image` runs with: a built image by its exact reference
+    (with or without ``localhost/``), else the checkout's stand-in for its repository."""
+    reference = image.removeprefix(LOCAL_REGISTRY)
+    return images.get(reference) or images.get(image_repository(reference))
+
+
 def demo_app_image() -> ImageConfig:
     """The demo app (:mod:`runbook_operator.demoapp`) from the same environment."""
     python = str(Path(sys.prefix) / "bin" / "python")
@@ -96,10 +146,13 @@ def gateway_image(binary: Path) -> ImageConfig:
     return ImageConfig(entrypoint=(str(binary),), root_paths=(*SYSTEM_PATHS, str(binary.parent)))
 
 
-def runtime_images(gateway_binary: Path | None) -> dict[str, ImageConfig]:
+def runtime_images(gateway_binary: Path | None,
+                   built: Mapping[str, ImageConfig] | None = None) -> dict[str, ImageConfig]:
     """Image config by repository for every image the runtime runs (the gateway's only when
-    its binary is given)."""
-    images = {OPERATOR_REPOSITORY: operator_image(), DEMO_APP_REPOSITORY: demo_app_image()}
+    its binary is given), and by exact reference for the `built` ones. The runner's
+    repository runs from the checkout as the operator's does (one environment holds both)."""
+    images = {OPERATOR_REPOSITORY: operator_image(), RUNNER_REPOSITORY: operator_image(),
+              DEMO_APP_REPOSITORY: demo_app_image()}
     if gateway_binary is not None:
         images[GATEWAY_REPOSITORY] = gateway_image(gateway_binary)
-    return images
+    return {**images, **(built or {})}

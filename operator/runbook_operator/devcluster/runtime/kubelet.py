@@ -34,7 +34,7 @@ from prometheus_client.core import Metric
 
 from runbook_operator.devcluster.runtime import cadvisor, probes, restarts, sandbox, spec
 from runbook_operator.devcluster.runtime.crilog import LogWriter, message_text
-from runbook_operator.devcluster.runtime.images import ImageConfig, image_repository
+from runbook_operator.devcluster.runtime.images import ImageConfig, find_image
 from runbook_operator.devcluster.runtime.status import (
     Addresses,
     ContainerRecord,
@@ -202,6 +202,8 @@ class Settings:
     api_port: int
     bwrap: str
     setpriv: str
+    #: The static helper that becomes a built image's user (hack/runtime-setpriv), as root.
+    setpriv_helper: str | None = None
 
 
 @dataclass
@@ -220,13 +222,16 @@ class Runtime:
         self.settings = settings
         self.addresses = AddressPool(settings.pool_cidr, settings.host_ip)
         self.as_root = os.geteuid() == 0
+        #: The helper, open for the sandboxes of built images to execute (:mod:`.sandbox`).
+        self.helper_fd = (os.open(settings.setpriv_helper, os.O_RDONLY)
+                          if self.as_root and settings.setpriv_helper else None)
         self.stopping = threading.Event()
         self._workers: dict[str, PodWorker] = {}
         self._finished: set[str] = set()
         self._lock = threading.Lock()
 
     def owns(self, pod: Mapping[str, Any]) -> bool:
-        return any(image_repository(c.get("image", "")) in self.settings.images
+        return any(find_image(self.settings.images, c.get("image", "")) is not None
                    for c in pod["spec"].get("containers") or [])
 
     def run(self) -> None:
@@ -418,7 +423,7 @@ class PodWorker(threading.Thread):
         self._plans = plans
 
     def _image(self, container: Mapping[str, Any]) -> ImageConfig:
-        image = self.runtime.settings.images.get(image_repository(container["image"]))
+        image = find_image(self.runtime.settings.images, container["image"])
         if image is None:
             raise spec.ConfigError(
                 f"image {container['image']!r} is not one the devcluster runtime can run")
@@ -521,7 +526,8 @@ class PodWorker(threading.Thread):
         out = log_path.open("ab")
         popen = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent)
+            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
+            pass_fds=self._pass_fds(image))
         writer = LogWriter(out)
         assert popen.stdout is not None and popen.stderr is not None
         writer.follow(popen.stdout, "stdout")
@@ -557,14 +563,24 @@ class PodWorker(threading.Thread):
         binds.append(sandbox.Bind(str(message), path, False))
         return binds
 
+    def _pass_fds(self, image: ImageConfig) -> tuple[int, ...]:
+        helper = self.runtime.helper_fd
+        return (helper,) if image.rootfs is not None and helper is not None else ()
+
     def _sandboxed(self, container: Mapping[str, Any], image: ImageConfig,
                    identity: spec.Identity, binds: list[sandbox.Bind],
                    argv: list[str]) -> list[str]:
         settings = self.runtime.settings
+        working_dir = container.get("workingDir") or image.working_dir
+        if image.rootfs is not None:
+            return sandbox.image_root_argv(
+                bwrap=settings.bwrap, rootfs=image.rootfs, binds=binds, working_dir=working_dir,
+                identity=identity, as_root=self.runtime.as_root,
+                helper_fd=self.runtime.helper_fd, argv=argv)
         return sandbox.bwrap_argv(
             bwrap=settings.bwrap, setpriv=settings.setpriv, root_paths=image.root_paths,
-            binds=binds, working_dir=container.get("workingDir") or image.working_dir,
-            identity=identity, as_root=self.runtime.as_root, argv=argv)
+            binds=binds, working_dir=working_dir, identity=identity,
+            as_root=self.runtime.as_root, argv=argv)
 
     def _exited(self, name: str, code: int, now: datetime) -> None:
         process = self._processes.pop(name)
@@ -628,7 +644,7 @@ class PodWorker(threading.Thread):
         try:
             result = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
                                     capture_output=True, timeout=timeout, check=False,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=_die_with_parent, pass_fds=self._pass_fds(image))
         except subprocess.TimeoutExpired:
             return False
         return result.returncode == 0

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
 from runbook_operator.devcluster.runtime.sandbox import (
     Bind,
     bwrap_argv,
+    image_root_argv,
+    resolve_in_root,
     root_binds,
     roots_under_mounts,
     shadowed_roots,
@@ -95,3 +99,59 @@ def test_others_get_the_pods_uid_inside_a_user_namespace_only() -> None:
     tail = argv[argv.index("--unshare-user"):]
     assert tail == ["--unshare-user", "--uid=65532", "--gid=65532", "--", "runbook-operator",
                     "runner"]
+
+
+#: A Debian-like image root: /var/run is /run, /bin is usr/bin, a loop and an escape.
+IMAGE_LINKS = {"/var/run": "/run", "/bin": "usr/bin", "/loop": "/loop",
+               "/run/up": "../../../etc"}
+IMAGE = {
+    "/img": [("bin", "usr/bin"), ("dev", None), ("etc", None), ("opt", None), ("run", None),
+             ("tmp", None), ("usr", None), ("var", None)],
+    "/img/run": [("lock", None)],
+    "/img/var": [("lib", None), ("run", "/run")],
+}
+
+
+def _image_argv(as_root: bool = True) -> list[str]:
+    binds = [Bind("/pods/p/tmp", "/tmp", False),
+             Bind("/pods/p/token", "/var/run/secrets/kubernetes.io/serviceaccount", True),
+             Bind("/pods/p/msg", "/dev/termination-log", False)]
+    return image_root_argv(
+        bwrap="/usr/bin/bwrap", rootfs="/img", binds=binds, working_dir="/",
+        identity=Identity(65532, 65532, (65532,)), as_root=as_root, helper_fd=7,
+        argv=["runbook-operator", "run"], entries=lambda path: IMAGE[path],
+        readlink=IMAGE_LINKS.get)
+
+
+def test_paths_resolve_through_the_images_own_symlinks_and_never_leave_it() -> None:
+    assert resolve_in_root("/var/run/secrets", IMAGE_LINKS.get) == "/run/secrets"
+    assert resolve_in_root("/bin/python3", IMAGE_LINKS.get) == "/usr/bin/python3"
+    assert resolve_in_root("/run/up/passwd", IMAGE_LINKS.get) == "/etc/passwd"
+    assert resolve_in_root("/opt/../../tmp", IMAGE_LINKS.get) == "/tmp"
+    with pytest.raises(ValueError, match="symbolic links"):
+        resolve_in_root("/loop/x", IMAGE_LINKS.get)
+
+
+def test_a_built_image_is_the_whole_root_with_the_mounts_at_their_resolved_paths() -> None:
+    argv = _image_argv()
+    assert ("/img/usr", "/usr") in _pairs(argv, "--ro-bind")
+    assert ("/img/etc", "/etc") in _pairs(argv, "--ro-bind")
+    assert ("/img/run/lock", "/run/lock") in _pairs(argv, "--ro-bind")
+    assert ("/img/var", "/var") in _pairs(argv, "--ro-bind")  # its run link kept: no mount
+    assert ("/pods/p/token", "/run/secrets/kubernetes.io/serviceaccount") in _pairs(
+        argv, "--ro-bind")
+    assert ("/pods/p/tmp", "/tmp") in _pairs(argv, "--bind")
+    sources = [source for source, _ in _pairs(argv, "--ro-bind")]
+    assert not {"/img", "/img/tmp", "/img/dev", "/img/run"} & set(sources)
+    dirs = [d for (d,) in _pairs(argv, "--dir")]
+    assert dirs.index("/run") < dirs.index("/run/secrets/kubernetes.io")
+    assert argv.index("--dev") < argv.index("/pods/p/msg")
+
+
+def test_as_root_a_built_image_becomes_its_user_through_the_helper_it_is_passed() -> None:
+    argv = _image_argv(as_root=True)
+    assert argv[argv.index("--") + 1:] == ["/proc/self/fd/7", "65532", "65532", "65532",
+                                           "runbook-operator", "run"]
+    others = _image_argv(as_root=False)
+    assert others[others.index("--unshare-user"):] == [
+        "--unshare-user", "--uid=65532", "--gid=65532", "--", "runbook-operator", "run"]

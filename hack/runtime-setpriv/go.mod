@@ -1,0 +1,3 @@
+module runbook.dev/runtime-setpriv
+
+go 1.22
