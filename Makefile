@@ -31,7 +31,10 @@ install: $(VENV)/.installed
 # network namespace with no route out, so nothing can be fetched once it runs. Every such target depends on it, so none can
 # lack what another installs (a unit test checks `make -n` of each).
 prerequisites: install
-	hack/prepare.sh
+	hack/prepare.sh $(PREPARE_ARGS)
+
+# The tests also install the operator from its built images and the Helm chart.
+test e2e: PREPARE_ARGS := --images
 
 crds: install
 	$(PY) -m runbook_operator.api.crdgen

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs and builds everything `make demo`, `make test` and the benchmarks use, so every
-# target that starts the local cluster or its services has the same prerequisites (a fresh
-# machine once failed `make demo` because only `make test` installed Prometheus). The cluster
-# runs in a network namespace with no route out, so nothing can be fetched once it runs.
+# Installs and builds everything `make demo`, `make test` and the benchmarks use (with
+# `--images`, also what only the tests use), so every target that starts the local cluster or
+# its services has the same prerequisites (a fresh machine once failed `make demo` because only
+# `make test` installed Prometheus). The cluster runs in a network namespace with no route out,
+# so nothing can be fetched once it runs.
 # Each step is cached or idempotent; a warm run takes about a second. One progress line per
 # step (and per binary built) with the elapsed time; the tools' own output (apt, go) goes to
 # the log file named on the first line.
@@ -23,9 +24,15 @@ steps=(
   "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
   "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
-  "the operator and runner images (buildah, Debian bases; first run ≈ 4 min)|build-image.sh"
-  "helm (Go; first run ≈ 4 min on 2 cores)|build-helm.sh"
 )
+# The images and helm only for the tests that install the operator as users do (`make test`):
+# the demo runs the operator from this checkout and would only wait for them.
+if [[ "${1:-}" == "--images" ]]; then
+  steps+=(
+    "the operator and runner images (buildah, Debian bases; first run ≈ 4 min)|build-image.sh"
+    "helm (Go; first run ≈ 4 min on 2 cores)|build-helm.sh"
+  )
+fi
 for i in "${!steps[@]}"; do
   what="${steps[$i]%|*}" script="${steps[$i]#*|}"
   say "$((i + 1))/${#steps[@]} $what"

@@ -22,8 +22,18 @@ REPO = Path(__file__).resolve().parents[3]
 def test_the_target_prepares_before_it_runs(target: str, runs: str) -> None:
     plan = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout.splitlines()
-    prepare = next(i for i, line in enumerate(plan) if line.strip() == "hack/prepare.sh")
+    prepare = next(i for i, line in enumerate(plan)
+                   if line.strip().split()[:1] == ["hack/prepare.sh"])
     assert any(runs in line for line in plan[prepare + 1:]), plan
+
+
+@pytest.mark.parametrize(("target", "images"), [
+    ("test", True), ("e2e", True), ("demo", False), ("cluster-up", False)])
+def test_only_the_tests_wait_for_the_image_and_helm_builds(target: str, images: bool) -> None:
+    plan = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    (prepare,) = [line.split() for line in plan if line.startswith("hack/prepare.sh")]
+    assert ("--images" in prepare) == images, prepare
 
 
 def test_prepare_installs_the_packages_and_builds_the_services_the_harness_starts() -> None:
