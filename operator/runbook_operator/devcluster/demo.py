@@ -125,10 +125,16 @@ def localize(docs: list[dict[str, Any]], local: LocalEndpoints) -> list[dict[str
     return result
 
 
+#: Examples that bring an app and a route of their own: the canary part of the demo applies
+#: them into a namespace of their own (see `demo_canary`).
+CANARY_EXAMPLES = "canaryrollout*.yaml"
+
+
 def example_documents(repo: Path) -> list[dict[str, Any]]:
     docs = []
     for path in sorted((repo / "examples").glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if not path.match(CANARY_EXAMPLES):
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
 

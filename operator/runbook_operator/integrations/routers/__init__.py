@@ -2,8 +2,8 @@
 plane, one module per router behind the small `Router` protocol (Flagger's four methods).
 
 The protocol is the whole contract between the CanaryRollout controller and a router.
-`reconcile` makes sure what the router needs exists and is the operator's (a route's rules, a
-canary Ingress) without moving traffic that is already split; `set_weight` writes a split;
+`reconcile` makes sure what the router needs exists (the user's route; a canary Ingress it
+creates) without moving traffic; `set_weight` writes a split;
 `verify` reads it back and answers yes, no or cannot tell (Argo Rollouts' VerifyWeight: an
 object not yet processed by its data plane is "cannot tell", never a guess); `finalize`
 leaves all traffic on the primary and removes what the router added, when the CanaryRollout
@@ -90,9 +90,8 @@ class Router(Protocol):
     """What every traffic router does (see the module docstring)."""
 
     def reconcile(self) -> None:
-        """Make what the router needs exist and be the operator's, keeping the split the
-        data plane has (a new route starts with all traffic on the primary); raises
-        RouterError when it cannot."""
+        """Make what the router needs exist, without moving traffic; raises RouterError
+        when it cannot (called before every write)."""
 
     def set_weight(self, weight: int) -> None:
         """Send `weight` percent of traffic to the canary and the rest to the primary."""

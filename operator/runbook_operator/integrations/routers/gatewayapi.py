@@ -120,11 +120,6 @@ def observe(route: dict[str, Any] | None, backends: Backends, weight: int) -> Ve
     return Verification("Yes" if done else "No", share, message)
 
 
-def operators_rules(route: dict[str, Any], backends: Backends) -> bool:
-    """Whether the route's rules are already the operator's two backends."""
-    return not isinstance(_service_weights(route, backends), str)
-
-
 class GatewayAPIRouter:
     """The `Router` of an HTTPRoute the user owns (its rules are the operator's)."""
 
@@ -138,13 +133,11 @@ class GatewayAPIRouter:
         return self.kube.get(API_VERSION, KIND, self.route, self.backends.namespace)
 
     def reconcile(self) -> None:
-        found = self._read()
-        if found is None:
+        """The route is the user's: it must exist (its rules are written by set_weight)."""
+        if self._read() is None:
             raise RouterError(
                 f"HTTPRoute {self.route!r} not found: create it with its parentRefs and "
                 "hostnames, and without rules (the operator writes them)")
-        if not operators_rules(found, self.backends):
-            self.set_weight(0)
 
     def set_weight(self, weight: int) -> None:
         self.kube.apply(desired_route(self.route, self.backends, weight))
