@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,9 @@ from kubernetes import client, watch
 
 from runbook_operator.api.common import GROUP, VERSION
 from runbook_operator.demoapp import traffic
+from runbook_operator.devcluster import discovery
 from runbook_operator.devcluster.cluster import LocalCluster
+from runbook_operator.devcluster.prometheus import PrometheusServer
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support import demo_app
 from tests.support.kube import kind
@@ -31,9 +36,20 @@ NAME = "checkout"
 #: An image the runtime does not run: kwok fakes its pods (ready, never answering), for
 #: rollouts that need no traffic.
 FAKED_IMAGE = "registry.invalid/checkout:1"
-#: After a weight is confirmed, how long the gateway may still answer with the previous one
+#: After a weight is written, how long the gateway may still answer with the previous one
 #: (Traefik applies configuration at most every 2 s): left out of that weight's tally.
-GATEWAY_SETTLE_SECONDS = 2.5
+GATEWAY_SETTLE_SECONDS = 3.0
+
+
+@contextmanager
+def gateway_prometheus(cluster: LocalCluster, directory: Path) -> Iterator[PrometheusServer]:
+    """A Prometheus scraping what the cluster's pods and the gateway publish."""
+    server = discovery.discovering_prometheus(cluster, directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def example(kind_: str) -> dict[str, Any]:
@@ -92,14 +108,33 @@ def deploy_app(cluster: LocalCluster, namespace: str, version: str = "v1",
 
 
 def rollout(prometheus_url: str, **spec: Any) -> dict[str, Any]:
-    """The example CanaryRollout asking `prometheus_url`, with `spec`'s fields replaced
-    (`analysis` merged into the example's)."""
+    """The example CanaryRollout asking `prometheus_url`, without the example's channels,
+    with `spec`'s fields replaced (`analysis` merged into the example's)."""
     body = example("CanaryRollout")
+    body["spec"].pop("notifications")
     analysis = {**body["spec"]["analysis"], **spec.pop("analysis", {})}
     analysis["prometheus"] = {"url": prometheus_url}
     body["spec"].update(spec, analysis=analysis)
-    body["spec"].pop("notifications")
     return body
+
+
+#: A check that always passes: rollouts whose analysis is not what a test is about.
+PASSING = [{"name": "always", "query": "vector(1)", "thresholdRange": {"min": 0}}]
+
+
+def quick(prometheus_url: str, interval: str = "3s", **spec: Any) -> dict[str, Any]:
+    """The example CanaryRollout with a passing check every `interval` and no request
+    guard: for kwok-faked pods that serve no traffic."""
+    analysis = {"interval": interval, "minimumRequests": 0, "metrics": PASSING,
+                **spec.pop("analysis", {})}
+    return rollout(prometheus_url, analysis=analysis, **spec)
+
+
+def plugin(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl runbook ARGS` as the cluster's admin."""
+    return subprocess.run([sys.executable, "-m", "runbook_operator.cli.plugin", *args],
+                          env=cluster.env(), capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> None:
@@ -150,14 +185,15 @@ class Snapshot:
 @dataclass
 class Recorder:
     """Watches one CanaryRollout: every status version, and — with a `load` — the answers
-    of each period of one confirmed weight (less the gateway's settling time)."""
+    of each period of one weight written to the router (less the gateway's settling
+    time)."""
 
     api: client.ApiClient
     namespace: str
     load: traffic.Load | None = None
     name: str = NAME
     snapshots: list[Snapshot] = field(default_factory=list)
-    #: (weight, tally of the answers while it was in effect), in order.
+    #: (weight written, tally of the answers while it was in effect), in order.
     periods: list[tuple[int, traffic.Tally]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -201,16 +237,23 @@ class Recorder:
     def _record(self, obj: dict[str, Any]) -> None:
         found = obj.get("status") or {}
         weight = int(found.get("weight", 0))
-        previous = self.snapshots[-1].weight if self.snapshots else None
+        previous = self._written(self.snapshots[-1].status) if self.snapshots else None
         self.snapshots.append(Snapshot(time.monotonic(), int(obj["metadata"]["resourceVersion"]),
                                        found.get("phase"), weight, int(found.get("stepIndex", 0)),
                                        found.get("revision"), found))
-        if self.load is not None and weight != previous:
+        written = self._written(found)
+        if self.load is not None and written != previous:
             self._close_period()
-            self.periods.append((weight, traffic.Tally()))
+            self.periods.append((written, traffic.Tally()))
             self.load.take()
             self._settled = threading.Timer(GATEWAY_SETTLE_SECONDS, self.load.take)
             self._settled.start()
+
+    @staticmethod
+    def _written(found: dict[str, Any]) -> int:
+        """The weight last written to the router (a period starts there: the gateway may
+        carry it before the operator has read it back)."""
+        return int((found.get("router") or {}).get("weight", found.get("weight", 0)))
 
     def _close_period(self) -> None:
         if self.load is None or not self.periods:

@@ -634,6 +634,9 @@ class CanaryRolloutStatus(ResourceStatus):
         default="", max_length=256,
         description="The metrics that failed in the last run (the printer column).")
     rollback: Rollback | None = Field(default=None, description="The last rollback.")
+    incident: str | None = Field(
+        default=None, max_length=253,
+        description="The Incident opened for the last rollback (with spec.incident).")
     commands: list[AcknowledgedCommand] = Field(
         default_factory=list, max_length=COMMAND_LOG_LIMIT,
         description="Manual commands acted on, newest first.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,11 +29,13 @@ from runbook_operator.api.canaryrollout import (
 )
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.controllers.canary import metrics
+from runbook_operator.controllers.canary.gates import call as call_gates
 from runbook_operator.controllers.canary.workloads import HPA_API, Observed, make_so
 from runbook_operator.controllers.common import status_patch
 from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.incident_sources import apply_reports
 from runbook_operator.controllers.notify import notify
-from runbook_operator.core.canary import messages
+from runbook_operator.core.canary import gates, incidents, messages
 from runbook_operator.core.canary.analysis import Answer, Check, TemplateError, checks, judge
 from runbook_operator.core.canary.machine import (
     Decision,
@@ -49,6 +51,7 @@ from runbook_operator.core.canary.objects import (
     workload,
 )
 from runbook_operator.core.canary.status import stalled, with_conditions
+from runbook_operator.core.incident.sources import incident_name
 from runbook_operator.core.canary.steps import Step, compile_steps
 from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 from runbook_operator.integrations.prometheus import Ok, PrometheusClient
@@ -224,13 +227,14 @@ def _next_in(decision: Decision, now: datetime) -> timedelta:
 
 
 def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Observed,
-           run: list[Measurement] | None, commands: list[NewCommand],
-           world: World, now: datetime) -> Outcome:
-    """Decide, make it so, tell the channels, write status (blocking: a worker thread)."""
+           status: CanaryRolloutStatus, run: list[Measurement] | None,
+           commands: list[NewCommand], world: World, now: datetime) -> Outcome:
+    """Decide from `status` (the gates' answers recorded), make it so, tell the channels,
+    write status (blocking: a worker thread)."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     old = CanaryRolloutStatus.model_validate(body.get("status") or {})
-    decision = decide(compiled.spec, compiled.steps, old, world, now, run, commands)
+    decision = decide(compiled.spec, compiled.steps, status, world, now, run, commands)
     owner = _owner(body)
     router = router_for(compiled.spec, compiled.backends, owner, kube)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
@@ -240,6 +244,11 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
         confirmed = answered.weight if answered.verified == "Yes" else new.weight
         new = new.model_copy(update={"router": answered, "weight": confirmed})
     new = with_conditions(new, now, meta.get("generation"))
+    report = incidents.rollback_report(meta, compiled.spec, new)
+    if report is not None and new.incident != incident_name(report):
+        [opened] = apply_reports(kube, namespace, [report], now)
+        kube.event(dict(body), "Warning", "IncidentOpened", f"opened Incident {opened.name}")
+        new = new.model_copy(update={"incident": opened.name})
     for due in messages.due(compiled.spec, name, namespace, new, now):
         outcomes = notify(kube, namespace, due.channels, due.notification)
         new = messages.record(new, namespace, name, due.event, outcomes)
@@ -251,6 +260,29 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     metrics.count(namespace, name, run or [], started)
     metrics.publish(namespace, name, new)
     return Outcome(written, _next_in(decision, now))
+
+
+async def _gates(kube: Kube, compiled: Compiled, body: Mapping[str, Any],
+                 status: CanaryRolloutStatus, world: World, now: datetime
+                 ) -> tuple[CanaryRolloutStatus, World]:
+    """Ask the webhooks that apply now (`core.canary.gates`); the status with their answers,
+    and the world with what the answers hold."""
+    spec = compiled.spec
+    if not spec.analysis.webhooks:
+        return status, world
+    which = gates.asked(compiled.steps, status,
+                        analysis_due(spec, compiled.steps, status, world, now))
+    hooks = gates.to_call(spec, status, which, now)
+    if hooks:
+        meta = body["metadata"]
+        payloads = [gates.payload(spec, meta["name"], meta["namespace"], status, hook)
+                    for hook in hooks]
+        answers = await asyncio.to_thread(call_gates, kube, meta["namespace"], hooks,
+                                          payloads, now)
+        status = gates.recorded(status, answers)
+    said = gates.verdicts(spec, status, which)
+    return status, replace(world, holds=said.holds, promotion_holds=said.promotion_holds,
+                           rollback_asked=said.rollback_asked)
 
 
 async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
@@ -275,13 +307,15 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
     world = World(target=target, primary=workload(observed.primary, "annotation"),
                   router=answer, autoscaler=autoscaler(observed.target_hpa))
     now = datetime.now(UTC)
+    commands = new_commands(body, status)
+    status, world = await _gates(kube, prepared, body, status, world, now)
     run = None
     if analysis_due(prepared.spec, prepared.steps, status, world, now):
         run = await analysts.measure(prepared, namespace, status.revision or "",
                                      status.step_index, now)
     try:
-        return await asyncio.to_thread(finish, kube, body, prepared, observed, run,
-                                       new_commands(body, status), world, now)
+        return await asyncio.to_thread(finish, kube, body, prepared, observed, status, run,
+                                       commands, world, now)
     except RouterError as error:
         return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
     except TargetUnusable as error:

@@ -167,10 +167,11 @@ def _enter_step(t: _Tick, index: int) -> None:
 
 
 def _start(t: _Tick, revision: str, reason: str, message: str) -> None:
-    """Begin rolling `revision` out from the first step."""
+    """Begin rolling `revision` out from the first step, at the next tick (so the
+    preRollout gates are asked before any traffic moves)."""
     primary = t.world.primary
     t.set(revision=revision, rollout_started_at=t.now, failed_checks=0, paused_at=None,
-          failed_metrics="", rollback=None, primary_replicas=None,
+          failed_metrics="", rollback=None, incident=None, primary_replicas=None,
           canary_replicas=max(primary.replicas if primary else 1, 1))
     _enter_step(t, 0)
     t.phase("Progressing")
@@ -287,7 +288,6 @@ def _steady(t: _Tick) -> None:
     if revision == t.s.get("failed_revision"):
         return
     _start(t, revision, "RolloutStarted", f"new revision {revision}: rolling out")
-    _progress(t)
 
 
 def _deadline(t: _Tick) -> datetime | None:
@@ -516,7 +516,6 @@ def decide(spec: CanaryRolloutSpec, steps: list[Step], status: CanaryRolloutStat
     elif revision != t.s.get("revision"):
         _start(t, revision, "NewRevision", f"new revision {revision} during the rollout of "
                f"{t.s.get('revision')}: analysing it from the first step")
-        _progress(t)
     elif phase in ACTIVE:
         _progress(t, run)
     elif phase == "Promoting":
