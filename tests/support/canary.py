@@ -255,6 +255,9 @@ class Recorder:
         carry it before the operator has read it back)."""
         return int((found.get("router") or {}).get("weight", found.get("weight", 0)))
 
+    def written(self, snapshot: Snapshot) -> int:
+        return self._written(snapshot.status)
+
     def _close_period(self) -> None:
         if self.load is None or not self.periods:
             return
@@ -277,3 +280,48 @@ class Recorder:
             if not found or snapshot.phase != found[-1]:
                 found.append(snapshot.phase)
         return found
+
+
+def autoscaler(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", "hpa", name, "-n", namespace, "-o",
+                                      "json").stdout)
+
+
+@dataclass
+class DeploymentWatch:
+    """Watches one Deployment: (resourceVersion, ready replicas) of every version seen, to
+    order its readiness against a CanaryRollout's status writes (resourceVersions are etcd
+    revisions, one sequence for every object)."""
+
+    api: client.ApiClient
+    namespace: str
+    name: str
+    ready: list[tuple[int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> DeploymentWatch:
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="deployment")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def _watch(self) -> None:
+        apps = client.AppsV1Api(self.api)
+        while not self._stop.is_set():
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                        apps.list_namespaced_deployment, self.namespace,
+                        field_selector=f"metadata.name={self.name}", timeout_seconds=5):
+                    body = event["object"]
+                    self.ready.append((int(body.metadata.resource_version),
+                                       body.status.ready_replicas or 0))
+                    if self._stop.is_set():
+                        break
+            finally:
+                stream.stop()

@@ -846,7 +846,6 @@ def _canary_rollouts() -> Cases:
         "progressDeadline": "10m",
         "notifications": {"channels": ["oncall"], "events": ["Promoted", "RolledBack"]},
         "incident": INCIDENT_TRIGGER,
-        "backupBefore": {"backupPolicyRef": {"name": "app-db-nightly"}, "timeout": "30m"},
         "blockOnIncidents": ["P0", "P1"],
     })
     listed = changed(shorthand, {"spec.canary": {"stepWeights": [5, 30, 55, 80]}})
@@ -1002,10 +1001,6 @@ def _canary_rollouts() -> Cases:
     c.repeated(shorthand, f"{at}.events", "Promoted")
     c.choice(shorthand, f"{at}.events[0]", "Deployed")
     c.incident_trigger(shorthand, "spec.incident")
-    at = "spec.backupBefore"
-    c.missing(shorthand, f"{at}.backupPolicyRef")
-    c.policy_ref(shorthand, f"{at}.backupPolicyRef")
-    c.duration(shorthand, f"{at}.timeout")
     c.add(shorthand, "maxItems", {"spec.blockOnIncidents": ["P0", "P1", "P2", "P3", "P0"]},
           "spec.blockOnIncidents", too_many(5, 4),
           also=(("spec.blockOnIncidents[4]", duplicate_value("P0")),))

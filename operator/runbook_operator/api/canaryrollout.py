@@ -460,19 +460,6 @@ class Notifications(ApiModel):
         description="Started, Promoted, RolledBack, Paused, WaitingPromotion.")
 
 
-class BackupPolicyRef(ApiModel):
-    """A BackupPolicy in this namespace."""
-
-    name: ResourceName = Field(description="Name of the BackupPolicy.")
-
-
-class BackupBefore(ApiModel):
-    """Run a backup, and wait for its success, before the first weight shift."""
-
-    backup_policy_ref: BackupPolicyRef = Field(description="The policy whose backup runs.")
-    timeout: Duration = Field(default="30m", description="How long to wait for its success.")
-
-
 STRATEGY_BLOCK = "set canary with strategy canary and blueGreen with strategy blueGreen"
 SERVICE_NAME_NEEDED = (f"set service.name when the target's name is longer than "
                        f"{MAX_SERVICE_NAME} characters")
@@ -513,11 +500,10 @@ class CanaryRolloutSpec(ApiModel):
         default=None,
         description="Open an Incident on rollback, one per revision, carrying the failing "
         "measurements.")
-    backup_before: BackupBefore | None = Field(
-        default=None, description="A backup that must succeed before traffic shifts.")
     block_on_incidents: SetList[IncidentSeverity] = Field(
         default_factory=list, max_length=4,
-        description="Wait while an open Incident of these severities is in the namespace.")
+        description="Do not start a rollout (hold its first step) while an open Incident "
+        "of these severities is in the namespace; the Incident is named in status.message.")
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryRolloutSpec:

@@ -28,6 +28,7 @@ from runbook_operator.api.canaryrollout import (
     Measurement,
 )
 from runbook_operator.api.common import API_VERSION
+from runbook_operator.api.incident import Incident
 from runbook_operator.controllers.canary import metrics
 from runbook_operator.controllers.canary.gates import call as call_gates
 from runbook_operator.controllers.canary.workloads import HPA_API, Observed, make_so
@@ -64,6 +65,7 @@ from runbook_operator.integrations.routers import (
 from runbook_operator.integrations.secrets import read_secret
 
 KIND = CanaryRollout.info.kind
+INCIDENT_KIND = Incident.info.kind
 log = logging.getLogger(__name__)
 #: How often a rollout that waits for nothing but a target change is looked at.
 STEADY = timedelta(seconds=5)
@@ -265,9 +267,13 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
 async def _gates(kube: Kube, compiled: Compiled, body: Mapping[str, Any],
                  status: CanaryRolloutStatus, world: World, now: datetime
                  ) -> tuple[CanaryRolloutStatus, World]:
-    """Ask the webhooks that apply now (`core.canary.gates`); the status with their answers,
-    and the world with what the answers hold."""
+    """Ask the webhooks that apply now and look for blocking Incidents (`core.canary.gates`);
+    the status with the webhooks' answers, and the world with what holds it."""
     spec = compiled.spec
+    if gates.blocks_now(spec, status):
+        found = await asyncio.to_thread(kube.list, API_VERSION, INCIDENT_KIND,
+                                        [body["metadata"]["namespace"]])
+        world = replace(world, holds=gates.incident_holds(spec, status, found))
     if not spec.analysis.webhooks:
         return status, world
     which = gates.asked(compiled.steps, status,
@@ -281,7 +287,8 @@ async def _gates(kube: Kube, compiled: Compiled, body: Mapping[str, Any],
                                           payloads, now)
         status = gates.recorded(status, answers)
     said = gates.verdicts(spec, status, which)
-    return status, replace(world, holds=said.holds, promotion_holds=said.promotion_holds,
+    return status, replace(world, holds=world.holds + said.holds,
+                           promotion_holds=said.promotion_holds,
                            rollback_asked=said.rollback_asked)
 
 

@@ -7,6 +7,9 @@ sent, and what their answers mean for the state machine.
 - rollback: with every analysis run; a 2xx answer rolls back;
 - postRollout: once, after a revision is promoted or rolled back (its answer holds nothing).
 
+`blockOnIncidents` holds the first step the same way while an open Incident of those
+severities is in the namespace.
+
 A gate that answered within `RETRY` is not asked again (its answer stands), so a closed gate
 is asked every few seconds, not every tick. Answers are kept in status.gates, one per
 webhook, so they survive a restart and `kubectl describe` shows why a rollout holds.
@@ -14,7 +17,7 @@ webhook, so they survive a restart and `kubectl describe` shows why a rollout ho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +31,7 @@ from runbook_operator.api.canaryrollout import (
     WebhookType,
 )
 from runbook_operator.core.canary.steps import Step
+from runbook_operator.core.incident.sources import is_open
 
 #: How long a gate's answer stands before it is asked again.
 RETRY = timedelta(seconds=5)
@@ -45,7 +49,7 @@ def asked(steps: Sequence[Step], status: CanaryRolloutStatus, analysing: bool) -
     types: set[WebhookType] = set()
     phase = status.phase
     if phase in ("Progressing", "WaitingPromotion") and status.paused_at is None:
-        if status.step_index == 0 and status.weight == 0:
+        if status.step_index == 0:
             types.add("preRollout")
         if analysing:
             types.update(("rollout", "rollback"))
@@ -127,6 +131,27 @@ def verdicts(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, which: Asked
         elif hook.type == "rollback" and last.open and rollback is None:
             rollback = f"webhook {hook.name!r} asked to roll back: {last.message}"
     return Verdicts(tuple(holds), tuple(promotion), rollback)
+
+
+def blocks_now(spec: CanaryRolloutSpec, status: CanaryRolloutStatus) -> bool:
+    """Whether open Incidents can hold the rollout now (so whether to look for them)."""
+    return bool(spec.block_on_incidents) and status.phase == "Progressing" \
+        and status.step_index == 0
+
+
+def incident_holds(spec: CanaryRolloutSpec, status: CanaryRolloutStatus,
+                   incidents: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Why a rollout must not start (`blockOnIncidents`): the open Incidents of those
+    severities in its namespace, while it is at its first step."""
+    if not blocks_now(spec, status):
+        return ()
+    found = []
+    for incident in incidents:
+        severity = (incident.get("status") or {}).get("severity") or \
+            (incident.get("spec") or {}).get("severity")
+        if is_open(incident) and severity in spec.block_on_incidents:
+            found.append(f"{severity} Incident {incident['metadata']['name']!r} is open")
+    return tuple(sorted(found))
 
 
 def recorded(status: CanaryRolloutStatus, answers: Sequence[GateStatus]

@@ -92,3 +92,19 @@ def test_the_payload_says_where_the_rollout_stands() -> None:
     assert sent == {"name": "checkout", "namespace": "shop", "type": "rollout",
                     "target": "checkout", "revision": "r2", "phase": "Progressing",
                     "weight": 5, "step": "2/8", "metadata": {}}
+
+
+def test_an_open_incident_of_a_blocking_severity_holds_the_first_step() -> None:
+    blocking = spec(blockOnIncidents=["P0", "P1"])
+    incidents = [
+        {"metadata": {"name": "db-down"}, "spec": {"severity": "P1"}},
+        {"metadata": {"name": "typo"}, "spec": {"severity": "P3"}},
+        {"metadata": {"name": "old"}, "spec": {"severity": "P0", "status": "Resolved"}},
+        {"metadata": {"name": "raised"}, "spec": {"severity": "P2"},
+         "status": {"severity": "P0"}},
+    ]
+    assert gates.incident_holds(blocking, status(), incidents) == (
+        "P0 Incident 'raised' is open", "P1 Incident 'db-down' is open")
+    assert gates.incident_holds(blocking, status(step_index=2, weight=30), incidents) == ()
+    assert gates.incident_holds(SPEC, status(), incidents) == ()
+    assert not gates.blocks_now(blocking, status(phase="Succeeded"))
