@@ -77,7 +77,7 @@ def test_a_healthy_version_walks_5_30_55_80_100_with_the_traffic_it_says(
     assert traffic.send(url, 100, headers=host).shares() == {"v2": 1.0}
     assert final["failedChecks"] == 0 and final["primaryRevision"] == final["revision"]
     started = recorder.snapshots[0].at
-    figures.setdefault("healthy rollout, 4 steps of 10 s (s)", []).append(
+    figures.setdefault("healthy rollout, 4 steps of 15 s (s)", []).append(
         recorder.snapshots[-1].at - started)
 
 

@@ -1,5 +1,6 @@
-"""One CanaryRollout tick: read the world, measure when an analysis run is due, decide
-(`core.canary.machine`), make the effects so, tell the channels, write status.
+"""One CanaryRollout tick: read the world, ask the webhook gates, measure when an analysis
+run is due, decide (`core.canary.machine`), make the effects so, tell the channels, open the
+Incident of a rollback, write status.
 
 Rollouts run on the shared scheduler: a rollout in flight is looked at every second (or when
 its next analysis, pause end or deadline is due), a steady one every few seconds, which is
@@ -249,7 +250,8 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     report = incidents.rollback_report(meta, compiled.spec, new)
     if report is not None and new.incident != incident_name(report):
         [opened] = apply_reports(kube, namespace, [report], now)
-        kube.event(dict(body), "Warning", "IncidentOpened", f"opened Incident {opened.name}")
+        if opened.created:
+            kube.event(dict(body), "Warning", "IncidentOpened", f"opened Incident {opened.name}")
         new = new.model_copy(update={"incident": opened.name})
     for due in messages.due(compiled.spec, name, namespace, new, now):
         outcomes = notify(kube, namespace, due.channels, due.notification)
