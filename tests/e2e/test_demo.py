@@ -30,7 +30,7 @@ def _table(text: str, header: str) -> list[list[str]]:
 def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
         ["make", "--no-print-directory", "demo", f"DEMO_ARGS=--once --workdir {tmp_path / 'demo'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=1500, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout

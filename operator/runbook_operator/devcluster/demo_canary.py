@@ -99,14 +99,16 @@ class CanaryDemo:
         self.say(title)
         rows = [("WEIGHT", "ANSWERS", f"{version.upper()} SHARE", "5xx")]
         started = time.monotonic()
+        before = self._status().get("revision")
         with traffic.Load(self.url, TRAFFIC_PER_SECOND, headers={"Host": HOST}) as load:
             self._apply_as_gitops(self._target(version, error_rate))
-            status = self._follow(load, version, rows)
+            status = self._follow(load, version, before, rows)
         print_table(rows)
         return {**status, "seconds": time.monotonic() - started}
 
-    def _follow(self, load: traffic.Load, version: str,
+    def _follow(self, load: traffic.Load, version: str, before: str | None,
                 rows: list[tuple[str, ...]]) -> dict[str, Any]:
+        """Rows until the rollout of the revision after `before` has ended."""
         written: int | None = None
         settled_at = 0.0
         tally = traffic.Tally()
@@ -125,7 +127,8 @@ class CanaryDemo:
                 load.take()
                 settled_at = 0.0
             rollback = status.get("rollback") or {}
-            if status.get("phase") == "Succeeded" or rollback.get("completedAt"):
+            ended = status.get("phase") == "Succeeded" or rollback.get("completedAt")
+            if status.get("revision") != before and ended:
                 return status
             time.sleep(POLL_SECONDS)
         raise TimeoutError(f"the rollout of {version} did not end within {TIMEOUT_SECONDS}s")
