@@ -1,7 +1,8 @@
 """`make demo` end to end, through the Makefile target a new user runs: its own control plane
 in a network namespace of its own (nested in this session's), the gateway and the demo app
 under live traffic, every example AlertRule on real series, the examples Ready, real backups
-listed from storage, a real restore test with its RTO, the status shown, and a clean stop."""
+listed from storage, a real restore test with its RTO, the status shown, a healthy and a
+failing canary rollout under live traffic, and a clean stop."""
 
 import re
 import subprocess
@@ -29,7 +30,7 @@ def _table(text: str, header: str) -> list[list[str]]:
 def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
         ["make", "--no-print-directory", "demo", f"DEMO_ARGS=--once --workdir {tmp_path / 'demo'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=1500, check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -83,6 +84,7 @@ def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -
     assert "export KUBECONFIG=" in out and "admin-host.kubeconfig" in out
     assert out.rstrip().endswith("stopped cleanly")
     _check_the_live_part(out)
+    _check_the_canary_part(out)
     assert "[prepare]" in result.stderr and "ready" in result.stderr
 
 
@@ -113,3 +115,17 @@ def _check_the_live_part(out: str) -> None:
     anomaly = _section(out, "checkout-anomaly: the IsolationForest rule warming up")
     trained = re.search(r"trained at \S+ on (\d+) rows", anomaly)
     assert trained and int(trained.group(1)) >= 30, anomaly
+
+
+def _check_the_canary_part(out: str) -> None:
+    healthy = _section(out, "canary v1 → v2 (healthy)")
+    shares = {row[0]: float(row[2].rstrip("%")) for row in _table(healthy, "WEIGHT ")
+              if row[0].endswith("%")}
+    for weight in (5, 30, 55, 80, 100):
+        assert abs(shares[f"{weight}%"] - weight) <= 5, healthy
+    assert re.search(r"Succeeded in \d+s: checkout-primary runs v2, checkout scaled to 0",
+                     healthy), healthy
+    failing = _section(out, "canary v2 → v3 (answers 5 % errors)")
+    assert re.search(r"rolled back \(FailureLimit\) in \d+s: error-rate-under-1-percent = ",
+                     failing), failing
+    assert "then 200 requests: v2 100.0% (200) of 200 answers" in failing, failing

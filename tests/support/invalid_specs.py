@@ -115,9 +115,9 @@ def duplicate(key: str) -> str:
     return f'Duplicate value: map[string]interface {{}}{{"name":"{key}"}}'
 
 
-def duplicate_value(value: str) -> str:
-    """A value given twice in a set list."""
-    return f'Duplicate value: "{value}"'
+def duplicate_value(value: str | int) -> str:
+    """A value given twice in a set list (strings quoted, numbers not)."""
+    return f"Duplicate value: {json.dumps(value)}"
 
 
 def not_of_format(field: str, value: str, format_: str) -> str:
@@ -242,7 +242,7 @@ class Cases:
     def no_items(self, base: dict[str, Any], field: str) -> None:
         self.add(base, "minItems", {field: []}, field, too_few(field, 0, 1))
 
-    def repeated(self, base: dict[str, Any], field: str, value: str) -> None:
+    def repeated(self, base: dict[str, Any], field: str, value: str | int) -> None:
         """One value twice in a set list."""
         self.add(base, "x-kubernetes-list-type", {field: [value, value]}, f"{field}[1]",
                  duplicate_value(value), schema=schema_of(field))
@@ -817,8 +817,200 @@ def _incidents() -> Cases:
     return c
 
 
+def _canary_rollouts() -> Cases:
+    c = Cases("CanaryRollout")
+    hook = {"name": "load-test", "type": "rollout",
+            "urlSecretRef": {"name": "hooks", "key": "load-test"},
+            "timeout": "30s", "retries": 1, "metadata": {"cmd": "hey -z 1m"}}
+    shorthand = resource(c.kind, {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"},
+        "service": {"name": "checkout", "port": 80, "portName": "http", "targetPort": "http"},
+        "autoscalerRef": {"name": "checkout"},
+        "router": {"gatewayAPI": {"httpRoute": "checkout"}},
+        "canary": {"initialWeight": 5, "stepWeight": 25, "maxWeight": 80},
+        "analysis": {
+            "interval": "1m", "failureLimit": 2, "minimumRequests": 20,
+            "requestCountQuery": "sum(increase(requests[{{ interval }}]))",
+            "metrics": [
+                {"name": "success-rate", "builtin": "requestSuccessRate",
+                 "thresholdRange": {"min": 99}, "onNoData": "fail"},
+                {"name": "latency", "builtin": "requestDuration", "quantile": 0.95,
+                 "thresholdRange": {"max": 0.5}, "interval": "2m"},
+                {"name": "errors", "query": "sum(rate(errors[{{ interval }}]))",
+                 "thresholdRange": {"min": 0, "max": 1}},
+            ],
+            "webhooks": [hook],
+            "prometheus": {"url": "http://prometheus:9090",
+                           "authSecretRef": {"name": "prometheus", "key": "token"}},
+        },
+        "progressDeadline": "10m",
+        "notifications": {"channels": ["oncall"], "events": ["Promoted", "RolledBack"]},
+        "incident": INCIDENT_TRIGGER,
+        "blockOnIncidents": ["P0", "P1"],
+    })
+    listed = changed(shorthand, {"spec.canary": {"stepWeights": [5, 30, 55, 80]}})
+    stepped = changed(shorthand, {"spec.canary": {"steps": [
+        {"setWeight": 5}, {"pause": {"duration": "1m"}}, {"analysis": {"passes": 2}},
+        {"setWeight": 50}, {"pause": {}}]}})
+    blue_green = changed(shorthand, {"spec.canary": REMOVE, "spec.strategy": "blueGreen",
+                                     "spec.blueGreen": {"healthCheckPeriod": "2m",
+                                                        "switch": "gradual", "stepWeight": 20}})
+    routers = {
+        "nginx": {"ingress": "checkout"},
+        "replicaRatio": {"totalReplicas": 4},
+        "istio": {"virtualService": "checkout", "route": "primary"},
+    }
+    routed = {name: changed(shorthand, {"spec.router": {name: router}})
+              for name, router in routers.items()}
+    one_router = "set exactly one of gatewayAPI, nginx, replicaRatio, istio"
+    strategies = "set canary with strategy canary and blueGreen with strategy blueGreen"
+
+    for name in ("spec", "spec.targetRef", "spec.targetRef.name", "spec.service",
+                 "spec.service.port", "spec.router"):
+        c.missing(shorthand, name)
+    c.rule(shorthand, "spec", {"spec.canary": REMOVE}, "spec",
+           rule_failed("object", strategies))
+    c.rule(shorthand, "spec", {"spec.targetRef.name": "c" * 56, "spec.service.name": REMOVE},
+           "spec.service", rule_failed("object", "set service.name when the target's name is "
+                                       "longer than 55 characters"))
+    c.choice(shorthand, "spec.targetRef.apiVersion", "apps/v1beta1")
+    c.choice(shorthand, "spec.targetRef.kind", "StatefulSet")
+    c.pattern(shorthand, "spec.targetRef.name", "Checkout")
+    c.longer(shorthand, "spec.targetRef.name", 245)
+    c.pattern(shorthand, "spec.service.name", "1checkout")
+    c.longer(shorthand, "spec.service.name", 55)
+    c.range(shorthand, "spec.service.port", 1, 65535)
+    c.pattern(shorthand, "spec.service.portName", "HTTP")
+    c.longer(shorthand, "spec.service.portName", 15)
+    c.missing(shorthand, "spec.autoscalerRef.name")
+    c.pattern(shorthand, "spec.autoscalerRef.name", "Checkout_HPA")
+    c.longer(shorthand, "spec.autoscalerRef.name", 253)
+
+    c.rule(shorthand, "spec.router", {"spec.router.nginx": routers["nginx"]}, "spec.router",
+           rule_failed("object", one_router))
+    c.missing(shorthand, "spec.router.gatewayAPI.httpRoute")
+    c.pattern(shorthand, "spec.router.gatewayAPI.httpRoute", "Checkout_Route")
+    c.longer(shorthand, "spec.router.gatewayAPI.httpRoute", 253)
+    c.missing(routed["nginx"], "spec.router.nginx.ingress")
+    c.pattern(routed["nginx"], "spec.router.nginx.ingress", "Checkout_Ingress")
+    c.longer(routed["nginx"], "spec.router.nginx.ingress", 253)
+    c.range(routed["replicaRatio"], "spec.router.replicaRatio.totalReplicas", 1, 1000)
+    c.missing(routed["istio"], "spec.router.istio.virtualService")
+    c.pattern(routed["istio"], "spec.router.istio.virtualService", "Checkout_VS")
+    c.longer(routed["istio"], "spec.router.istio.virtualService", 253)
+    c.longer(routed["istio"], "spec.router.istio.route", 253)
+
+    c.choice(shorthand, "spec.strategy", "rolling")
+    at = "spec.canary"
+    c.rule(shorthand, at, {at: {"initialWeight": 5}}, at,
+           rule_failed("object", "set stepWeight, stepWeights or steps"))
+    c.rule(stepped, at, {f"{at}.maxWeight": 80}, f"{at}.steps", forbidden(
+        "steps cannot be combined with initialWeight, stepWeight, stepWeights or maxWeight"))
+    c.rule(listed, at, {f"{at}.stepWeight": 25}, f"{at}.stepWeights",
+           forbidden("set stepWeight or stepWeights, not both"))
+    for name in ("initialWeight", "stepWeight", "maxWeight"):
+        c.range(shorthand, f"{at}.{name}", 1, 100)
+    c.no_items(listed, f"{at}.stepWeights")
+    c.items(listed, f"{at}.stepWeights", 32, lambda i: i + 1)
+    c.repeated(listed, f"{at}.stepWeights", 30)
+    c.rule(listed, f"{at}.stepWeights", {f"{at}.stepWeights": [30, 5]}, f"{at}.stepWeights",
+           rule_failed("array", "stepWeights must increase"))
+    c.under(listed, f"{at}.stepWeights[0]", 1, 0)
+    c.over(listed, f"{at}.stepWeights[0]", 100, 101, also=(
+        (f"{at}.stepWeights", rule_failed("array", "stepWeights must increase")),))
+    c.no_items(stepped, f"{at}.steps")
+    c.items(stepped, f"{at}.steps", 32, lambda i: {"setWeight": i})
+    c.rule(stepped, f"{at}.steps[0]", {f"{at}.steps[0].pause": {}}, f"{at}.steps[0]",
+           rule_failed("object", "a step sets exactly one of setWeight, pause, analysis"))
+    c.range(stepped, f"{at}.steps[0].setWeight", 0, 100)
+    c.duration(stepped, f"{at}.steps[1].pause.duration")
+    c.range(stepped, f"{at}.steps[2].analysis.passes", 1, 100)
+    c.duration(blue_green, "spec.blueGreen.healthCheckPeriod")
+    c.choice(blue_green, "spec.blueGreen.switch", "slow")
+    c.range(blue_green, "spec.blueGreen.stepWeight", 1, 100)
+
+    at = "spec.analysis"
+    c.pattern(shorthand, f"{at}.interval", "1.5m")  # a Go duration CEL reads, but not ours
+    c.longer(shorthand, f"{at}.interval", 32, unit="1m")
+    c.rule(shorthand, f"{at}.interval", {f"{at}.interval": "500ms"}, f"{at}.interval",
+           rule_failed("string", "interval must be at least 1s"))
+    c.range(shorthand, f"{at}.failureLimit", 1, 100)
+    c.range(shorthand, f"{at}.minimumRequests", 0, 1_000_000_000)
+    c.shorter(shorthand, f"{at}.requestCountQuery", 1)
+    c.longer(shorthand, f"{at}.requestCountQuery", 16384, unit="x")
+    metric = shorthand["spec"]["analysis"]["metrics"][0]
+    c.items(shorthand, f"{at}.metrics", 16, lambda i: {**metric, "name": f"m{i}"})
+    c.twice(shorthand, f"{at}.metrics", metric)
+    c.rule(shorthand, f"{at}.metrics[0]", {f"{at}.metrics[0].query": "up"},
+           f"{at}.metrics[0]", rule_failed("object", "set exactly one of builtin and query"))
+    c.rule(shorthand, f"{at}.metrics[0]", {f"{at}.metrics[0].quantile": 0.5},
+           f"{at}.metrics[0].quantile",
+           forbidden("quantile is for the requestDuration builtin"))
+    c.missing(shorthand, f"{at}.metrics[0].name")
+    c.pattern(shorthand, f"{at}.metrics[0].name", "1st")
+    c.longer(shorthand, f"{at}.metrics[0].name", 63, unit="m")
+    c.choice(shorthand, f"{at}.metrics[0].builtin", "errorRate")
+    c.under(shorthand, f"{at}.metrics[1].quantile", 0, -0.5)
+    c.over(shorthand, f"{at}.metrics[1].quantile", 1, 1.5)
+    c.shorter(shorthand, f"{at}.metrics[2].query", 1)
+    c.longer(shorthand, f"{at}.metrics[2].query", 16384, unit="x")
+    c.missing(shorthand, f"{at}.metrics[0].thresholdRange")
+    c.rule(shorthand, f"{at}.metrics[0].thresholdRange", {f"{at}.metrics[0].thresholdRange": {}},
+           f"{at}.metrics[0].thresholdRange", rule_failed("object", "set min, max or both"))
+    c.rule(shorthand, f"{at}.metrics[0].thresholdRange",
+           {f"{at}.metrics[0].thresholdRange.max": 50}, f"{at}.metrics[0].thresholdRange.min",
+           rule_failed("object", "min must not exceed max"))
+    c.pattern(shorthand, f"{at}.metrics[1].interval", "1.5m")
+    c.longer(shorthand, f"{at}.metrics[1].interval", 32, unit="1m")
+    c.rule(shorthand, f"{at}.metrics[0].interval", {f"{at}.metrics[0].interval": "0s"},
+           f"{at}.metrics[0].interval", rule_failed("string", "interval must be at least 1s"))
+    c.choice(shorthand, f"{at}.metrics[0].onNoData", "ignore")
+
+    c.items(shorthand, f"{at}.webhooks", 16, lambda i: {**hook, "name": f"hook-{i}"})
+    c.twice(shorthand, f"{at}.webhooks", hook)
+    c.rule(shorthand, f"{at}.webhooks[0]", {f"{at}.webhooks[0].url": "http://hooks/x"},
+           f"{at}.webhooks[0]", rule_failed("object", "set exactly one of url and urlSecretRef"))
+    c.missing(shorthand, f"{at}.webhooks[0].name")
+    c.pattern(shorthand, f"{at}.webhooks[0].name", "load test")
+    c.longer(shorthand, f"{at}.webhooks[0].name", 63, unit="w")
+    c.missing(shorthand, f"{at}.webhooks[0].type")
+    c.choice(shorthand, f"{at}.webhooks[0].type", "pre-rollout")
+    public = changed(shorthand, {f"{at}.webhooks[0].urlSecretRef": REMOVE,
+                                 f"{at}.webhooks[0].url": "http://hooks.example/gate"})
+    c.pattern(public, f"{at}.webhooks[0].url", "hooks.example/gate")
+    c.longer(public, f"{at}.webhooks[0].url", 2048, prefix="http://hooks.example/")
+    c.secret_ref(shorthand, f"{at}.webhooks[0].urlSecretRef")
+    c.duration(shorthand, f"{at}.webhooks[0].timeout")
+    c.range(shorthand, f"{at}.webhooks[0].retries", 0, 10)
+    c.entries(shorthand, f"{at}.webhooks[0].metadata", 16)
+    c.longer(shorthand, f"{at}.webhooks[0].metadata.cmd", 1024, unit="v",
+             schema=f"{at}.webhooks[].metadata.*")
+    c.pattern(shorthand, f"{at}.prometheus.url", "prometheus:9090")
+    c.longer(shorthand, f"{at}.prometheus.url", 2048, prefix="http://prometheus/")
+    c.secret_ref(shorthand, f"{at}.prometheus.authSecretRef")
+
+    c.duration(shorthand, "spec.progressDeadline")
+    at = "spec.notifications"
+    c.missing(shorthand, f"{at}.channels")
+    c.no_items(shorthand, f"{at}.channels")
+    c.items(shorthand, f"{at}.channels", 8, lambda i: f"channel-{i}")
+    c.repeated(shorthand, f"{at}.channels", "oncall")
+    c.pattern(shorthand, f"{at}.channels[0]", "On_Call")
+    c.longer(shorthand, f"{at}.channels[0]", 253)
+    c.no_items(shorthand, f"{at}.events")
+    c.repeated(shorthand, f"{at}.events", "Promoted")
+    c.choice(shorthand, f"{at}.events[0]", "Deployed")
+    c.incident_trigger(shorthand, "spec.incident")
+    c.add(shorthand, "maxItems", {"spec.blockOnIncidents": ["P0", "P1", "P2", "P3", "P0"]},
+          "spec.blockOnIncidents", too_many(5, 4),
+          also=(("spec.blockOnIncidents[4]", duplicate_value("P0")),))
+    c.repeated(shorthand, "spec.blockOnIncidents", "P1")
+    c.choice(shorthand, "spec.blockOnIncidents[0]", "P4")
+    return c
+
+
 _BUILT = [_backup_policies(), _alert_rules(), _notification_channels(), _escalation_policies(),
-          _incidents()]
+          _incidents(), _canary_rollouts()]
 INVALID_SPECS: list[InvalidSpec] = [case for built in _BUILT for case in built.cases]
 #: The valid objects the cases are changes of.
 VALID_OBJECTS: list[dict[str, Any]] = [base for built in _BUILT for base in built.bases.values()]

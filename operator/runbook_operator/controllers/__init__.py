@@ -7,6 +7,7 @@ import kopf
 from runbook_operator.controllers import (
     alertrule,
     backuppolicy,
+    canary,
     incident,
     incident_sources,
     notificationchannel,
@@ -15,7 +16,7 @@ from runbook_operator.controllers.registration import Operator, OperatorConfig, 
 from runbook_operator.integrations.kubernetes import Kube
 
 #: `incident` registers EscalationPolicy too: both share the compiled policies.
-KINDS = (backuppolicy, notificationchannel, alertrule, incident, incident_sources)
+KINDS = (backuppolicy, notificationchannel, alertrule, incident, incident_sources, canary)
 
 
 def register_all(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, kube: Kube,

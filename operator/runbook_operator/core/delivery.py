@@ -29,7 +29,8 @@ from runbook_operator.api.notificationchannel import (
 )
 
 Event = Literal[
-    "firing", "resolved", "failed", "breached", "succeeded", "opened", "acknowledged", "escalated"
+    "firing", "resolved", "failed", "breached", "succeeded", "opened", "acknowledged", "escalated",
+    "progressing",
 ]
 #: What an event means for the receiver: a problem, an acknowledged problem, or all clear.
 Phase = Literal["problem", "acknowledged", "clear"]
@@ -42,6 +43,8 @@ _PHASES: dict[str, Phase] = {
     "acknowledged": "acknowledged",
     "resolved": "clear",
     "succeeded": "clear",
+    # News that is not a problem (a canary rollout started or paused): nothing to page about.
+    "progressing": "clear",
 }
 MAX_DEDUP_KEY = 255
 #: Exception kinds of a failed attempt: the first two are transient, `invalid` is final.

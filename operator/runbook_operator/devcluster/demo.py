@@ -4,7 +4,8 @@ answers through the gateway under steady traffic (the share each version served,
 weight change takes to show), every example AlertRule evaluates series those pods, the
 kubelet and the gateway really expose, the backup runner dumps a real PostgreSQL into MinIO
 and a volume directory, the objects are listed from storage with their size and sha256, and a
-restore test restores the newest backup into a scratch database and reports its RTO.
+restore test restores the newest backup into a scratch database and reports its RTO, and a
+CanaryRollout promotes a healthy version and rolls back a failing one under live traffic.
 
 The examples name in-cluster services (``app-db.default.svc``, a MinIO service, Slack and
 PagerDuty); the demo points them at the local PostgreSQL, MinIO and a local receiver that
@@ -35,6 +36,8 @@ import yaml
 from runbook_operator.core.backuppolicy.runner_config import BACKUPS_MOUNT
 from runbook_operator.devcluster import discovery, network
 from runbook_operator.devcluster.cluster import LocalCluster, build_scripts, repo_root
+from runbook_operator.devcluster.demo_canary import NAMESPACE as CANARY_NAMESPACE
+from runbook_operator.devcluster.demo_canary import CanaryDemo
 from runbook_operator.devcluster.demo_live import (
     ANOMALY_RULE,
     LiveApp,
@@ -130,10 +133,16 @@ def localize(docs: list[dict[str, Any]], local: LocalEndpoints) -> list[dict[str
     return result
 
 
+#: Examples that bring an app and a route of their own: the canary part of the demo applies
+#: them into a namespace of their own (`demo_canary`).
+CANARY_EXAMPLES = "canaryrollout*.yaml"
+
+
 def example_documents(repo: Path) -> list[dict[str, Any]]:
     docs = []
     for path in sorted((repo / "examples").glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if not path.match(CANARY_EXAMPLES):
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return docs
 
 
@@ -444,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             live.show_traffic(prometheus)
             live.wait_for_anomaly_model()
         demo.show()
+        if live is not None:
+            CanaryDemo(cluster, progress.say, repo).run()
         progress.say("explore it yourself (from any shell: the relays reach into the "
                      "cluster's network namespace)" if cluster.isolated else
                      "explore it yourself")
@@ -458,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  kubectl patch httproute checkout -n {DEMO_NAMESPACE} --type=json -p "
                   "'[{\"op\":\"replace\",\"path\":\"/spec/rules/0/backendRefs/1/weight\","
                   "\"value\":50}]'")
+            print(f"  kubectl runbook canary status checkout -n {CANARY_NAMESPACE}")
         print(f"  curl -s 'http://127.0.0.1:{prometheus_port}/api/v1/query?query=up'   "
               "# Prometheus' API (built without its web UI)")
         print(f"  operator log: {operator.log_path}; notifications received: {received}")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from urllib3.exceptions import HTTPError
 
-from runbook_operator.cli.plugin import alerts, backup, incident, status
+from runbook_operator.cli.plugin import alerts, backup, canary, incident, status
 from runbook_operator.cli.plugin.errors import (
     EXIT_ERROR,
     EXIT_FAILED,
@@ -17,7 +17,7 @@ from runbook_operator.cli.plugin.errors import (
     unreachable,
 )
 
-COMMANDS = (status, alerts, backup, incident)
+COMMANDS = (status, alerts, backup, incident, canary)
 
 
 def build_parser() -> argparse.ArgumentParser:

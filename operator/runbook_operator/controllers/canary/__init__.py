@@ -1,0 +1,96 @@
+"""CanaryRollout: the controller (registration and the scheduler's side); one tick of one
+rollout is `reconcile.tick`, its effects `workloads.make_so`, the decisions `core.canary`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from runbook_operator.api.canaryrollout import CanaryRollout, CanaryRolloutStatus
+from runbook_operator.controllers.canary import metrics
+from runbook_operator.controllers.canary.reconcile import (
+    STEADY,
+    Analysts,
+    Prepared,
+    new_commands,
+    prepare,
+    tick,
+)
+from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
+from runbook_operator.controllers.registration import Operator, register_kind
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler
+
+log = logging.getLogger(__name__)
+#: After a failed tick (the API server or Prometheus unreachable), the next one.
+RETRY_SECONDS = 2.0
+
+
+class Rollouts:
+    """Every CanaryRollout on the shared scheduler (see `scheduler.Kind`)."""
+
+    def __init__(self, operator: Operator) -> None:
+        self.kube = operator.kube
+        self.analysts = Analysts(operator.kube, operator.config.default_prometheus)
+        self.scheduler: Scheduler[Prepared] = Scheduler(self, "CanaryRollout tick")
+
+    def prepare(self, body: Mapping[str, Any]) -> Prepared:
+        return prepare(body)
+
+    def first_due(self, body: Mapping[str, Any], prepared: Prepared, now: float) -> float:
+        return now
+
+    def period(self, prepared: Prepared) -> float:
+        return STEADY.total_seconds()
+
+    def forgotten(self, key: Key) -> None:
+        metrics.forget(*key)
+
+    async def dispatch(self, items: list[Item[Prepared]]) -> None:
+        for item in items:
+            self.scheduler.start(self._tick(item), [item.key])
+
+    async def _tick(self, item: Item[Prepared]) -> None:
+        newest: Mapping[str, Any] | None = None
+        next_in = RETRY_SECONDS
+        try:
+            outcome = await tick(self.kube, self.analysts, item.body, item.prepared)
+            newest, next_in = outcome.body, outcome.next_in.total_seconds()
+        except TRANSIENT_API_ERRORS as error:
+            log.warning("CanaryRollout %s/%s: %s; again in %ss", *item.key,
+                        transient_error_message(error), RETRY_SECONDS)
+        finally:
+            self.scheduler.schedule(item.key, self.scheduler.clock() + next_in)
+            self.scheduler.done(item.key, newest)
+
+    def changed(self, body: Mapping[str, Any]) -> None:
+        """A watch event: keep the newest copy; a manual command is acted on at once."""
+        self.scheduler.upsert(body)
+        status = CanaryRolloutStatus.model_validate(body.get("status") or {})
+        if new_commands(body, status):
+            meta = body["metadata"]
+            self.scheduler.schedule((meta["namespace"], meta["name"]), time.monotonic())
+
+    async def run_forever(self) -> None:
+        try:
+            await self.scheduler.run_forever()
+        finally:
+            await asyncio.shield(self.analysts.close())
+
+
+def register(operator: Operator) -> None:
+    """Attach the CanaryRollout handlers and the loop that runs the rollouts."""
+    rollouts = Rollouts(operator)
+
+    async def rollout_changed(body: kopf.Body, **_: Any) -> None:
+        rollouts.changed(body)
+
+    async def rollout_gone(body: kopf.Body, **_: Any) -> None:
+        rollouts.scheduler.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
+
+    register_kind(operator, CanaryRollout, changed=rollout_changed, gone=rollout_gone,
+                  loop=lambda _: rollouts.run_forever())

@@ -1,0 +1,331 @@
+"""One CanaryRollout tick: read the world, ask the webhook gates, measure when an analysis
+run is due, decide (`core.canary.machine`), make the effects so, tell the channels, open the
+Incident of a rollback, write status.
+
+Rollouts run on the shared scheduler: a rollout in flight is looked at every second (or when
+its next analysis, pause end or deadline is due), a steady one every few seconds, which is
+how a pod-template change on the target is noticed (the operator does not watch every
+Deployment of the cluster). Status is written with the resourceVersion the decision was made
+from; when the object moved on meanwhile the tick is simply done again from a fresh copy —
+every effect is idempotent and every notification is deduplicated through status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from runbook_operator.api.canaryrollout import (
+    COMMAND_ANNOTATIONS,
+    CanaryRollout,
+    CanaryRolloutSpec,
+    CanaryRolloutStatus,
+    Measurement,
+)
+from runbook_operator.api.common import API_VERSION
+from runbook_operator.api.incident import Incident
+from runbook_operator.controllers.canary import metrics
+from runbook_operator.controllers.canary.gates import call as call_gates
+from runbook_operator.controllers.canary.workloads import HPA_API, Observed, make_so
+from runbook_operator.controllers.common import status_patch
+from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.incident_sources import apply_reports
+from runbook_operator.controllers.notify import notify
+from runbook_operator.core.canary import gates, incidents, messages
+from runbook_operator.core.canary.analysis import Answer, Check, TemplateError, checks, judge
+from runbook_operator.core.canary.machine import (
+    Decision,
+    NewCommand,
+    World,
+    analysis_due,
+    decide,
+)
+from runbook_operator.core.canary.objects import (
+    TargetUnusable,
+    autoscaler,
+    primary_name,
+    workload,
+)
+from runbook_operator.core.canary.status import stalled, with_conditions
+from runbook_operator.core.incident.sources import incident_name
+from runbook_operator.core.canary.steps import Step, compile_steps
+from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+from runbook_operator.integrations.prometheus import Ok, PrometheusClient
+from runbook_operator.integrations.routers import (
+    Backends,
+    Owner,
+    RouterError,
+    router_for,
+)
+from runbook_operator.integrations.secrets import read_secret
+
+KIND = CanaryRollout.info.kind
+INCIDENT_KIND = Incident.info.kind
+log = logging.getLogger(__name__)
+#: How often a rollout that waits for nothing but a target change is looked at.
+STEADY = timedelta(seconds=5)
+#: How often one in flight is (pods, the router and people can change anything).
+IN_FLIGHT = timedelta(seconds=1)
+#: The longest a waiting rollout goes unlooked at (a new revision is noticed within it).
+LONGEST_WAIT = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A generation's spec, ready to run: its steps and its analysis queries."""
+
+    spec: CanaryRolloutSpec
+    steps: list[Step]
+    backends: Backends
+    checks: list[Check]
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """Why a generation's spec cannot run."""
+
+    reason: str
+    message: str
+
+
+Prepared = Compiled | Unusable
+
+
+def prepare(body: Mapping[str, Any]) -> Prepared:
+    try:
+        spec = CanaryRolloutSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError as error:
+        return Unusable("InvalidSpec", validation_message(error, "spec"))
+    backends = Backends(body["metadata"]["namespace"], spec.service_name(), spec.service.port,
+                        spec.service.port_name)
+    try:
+        found = checks(spec, backends)
+    except TemplateError as error:
+        return Unusable("InvalidQuery", str(error))
+    return Compiled(spec, compile_steps(spec), backends, found)
+
+
+def new_commands(body: Mapping[str, Any], status: CanaryRolloutStatus) -> list[NewCommand]:
+    """Command annotations whose token differs from the last one acted on."""
+    annotations = body["metadata"].get("annotations") or {}
+    latest: dict[str, str] = {}
+    for acknowledged in reversed(status.commands):
+        latest[acknowledged.command] = acknowledged.token
+    return [NewCommand(command, annotations[key])  # type: ignore[arg-type]
+            for command, key in COMMAND_ANNOTATIONS.items()
+            if annotations.get(key) and annotations[key] != latest.get(command)]
+
+
+class Analysts:
+    """Prometheus clients per server and credential, shared by every rollout."""
+
+    def __init__(self, kube: Kube, default_url: str | None) -> None:
+        self.kube = kube
+        self.default_url = default_url
+        self.clients: dict[tuple[str, str | None], PrometheusClient] = {}
+
+    async def measure(self, compiled: Compiled, namespace: str, revision: str, step: int,
+                      now: datetime) -> list[Measurement]:
+        """One analysis run: every check's measurement."""
+        if not compiled.checks:
+            return []
+        source = compiled.spec.analysis.prometheus
+        url = source.url if source and source.url else self.default_url
+        if url is None:
+            return [judge(c, Answer(error="no Prometheus: set spec.analysis.prometheus.url or "
+                                    "the operator's --prometheus-url"), revision, step, now)
+                    for c in compiled.checks]
+        token = None
+        if source is not None and source.auth_secret_ref is not None:
+            token = await asyncio.to_thread(read_secret, self.kube, namespace,
+                                            source.auth_secret_ref)
+        client = self.clients.get((url, token))
+        if client is None:
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            client = self.clients[(url, token)] = PrometheusClient(url, headers=headers)
+        results = await client.instant_many([c.query for c in compiled.checks], now)
+        measured = []
+        for check in compiled.checks:
+            result = results[check.query]
+            answer = (Answer(tuple(s.value for s in result.samples)) if isinstance(result, Ok)
+                      else Answer(error=f"{result.kind}: {result.message}"))
+            measured.append(judge(check, answer, revision, step, now))
+        return measured
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+
+
+def _owner(body: Mapping[str, Any]) -> Owner:
+    meta = body["metadata"]
+    return Owner(meta["name"], meta["namespace"], meta["uid"])
+
+
+def observe(kube: Kube, compiled: Compiled, namespace: str) -> Observed | str:
+    """The target, the primary and the target's autoscaler, or why they cannot be used."""
+    spec = compiled.spec
+    target = kube.get("apps/v1", "Deployment", spec.target_ref.name, namespace)
+    if target is None:
+        return f"Deployment {spec.target_ref.name!r} not found"
+    hpa = None
+    if spec.autoscaler_ref is not None:
+        hpa = kube.get(HPA_API, "HorizontalPodAutoscaler", spec.autoscaler_ref.name, namespace)
+        if hpa is None:
+            return f"HorizontalPodAutoscaler {spec.autoscaler_ref.name!r} not found"
+    primary = kube.get("apps/v1", "Deployment", primary_name(spec), namespace)
+    return Observed(target, primary, hpa)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a tick left: the newest copy of the rollout, and when to look again."""
+
+    body: Mapping[str, Any] | None
+    next_in: timedelta
+
+
+def _write(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
+           new: CanaryRolloutStatus) -> Mapping[str, Any] | None:
+    """The status write, guarded by the resourceVersion decided from; a conflict means
+    someone wrote meanwhile: the fresh copy is returned and the tick is done again."""
+    patch = status_patch(old, new)
+    meta = body["metadata"]
+    if patch is None:
+        return body
+    try:
+        return kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], patch,
+                                 meta["resourceVersion"])
+    except StatusConflict:
+        return kube.get(API_VERSION, KIND, meta["name"], meta["namespace"])
+
+
+def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
+    """Stalled for a reason only a person can fix; one Warning Event per distinct message."""
+    old = CanaryRolloutStatus.model_validate(body.get("status") or {})
+    before = next((c for c in old.conditions if c.type == "Stalled"), None)
+    new = stalled(old, reason, message, datetime.now(UTC), body["metadata"].get("generation"))
+    written = _write(kube, body, old, new)
+    if before is None or before.status != "True" or before.message != message:
+        kube.event(dict(body), "Warning", reason, message)
+    return Outcome(written, STEADY)
+
+
+def _next_in(decision: Decision, now: datetime) -> timedelta:
+    status = decision.status
+    steady = status.phase in ("Initialized", "Succeeded") or (
+        status.phase == "Failed" and status.rollback is not None
+        and status.rollback.completed_at is not None)
+    if steady:
+        return STEADY
+    if decision.wake_at is None:
+        return IN_FLIGHT
+    return max(min(decision.wake_at - now, LONGEST_WAIT), timedelta(0))
+
+
+def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Observed,
+           status: CanaryRolloutStatus, run: list[Measurement] | None,
+           commands: list[NewCommand], world: World, now: datetime) -> Outcome:
+    """Decide from `status` (the gates' answers recorded), make it so, tell the channels,
+    write status (blocking: a worker thread)."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    old = CanaryRolloutStatus.model_validate(body.get("status") or {})
+    decision = decide(compiled.spec, compiled.steps, status, world, now, run, commands)
+    owner = _owner(body)
+    router = router_for(compiled.spec, compiled.backends, owner, kube)
+    answered = make_so(kube, compiled.spec, observed, decision.effects,
+                       decision.status.canary_replicas, compiled.backends, owner, router, now)
+    new = decision.status
+    if answered is not None:
+        confirmed = answered.weight if answered.verified == "Yes" else new.weight
+        new = new.model_copy(update={"router": answered, "weight": confirmed})
+    new = with_conditions(new, now, meta.get("generation"))
+    report = incidents.rollback_report(meta, compiled.spec, new)
+    if report is not None and new.incident != incident_name(report):
+        [opened] = apply_reports(kube, namespace, [report], now)
+        if opened.created:
+            kube.event(dict(body), "Warning", "IncidentOpened", f"opened Incident {opened.name}")
+        new = new.model_copy(update={"incident": opened.name})
+    for due in messages.due(compiled.spec, name, namespace, new, now):
+        outcomes = notify(kube, namespace, due.channels, due.notification)
+        new = messages.record(new, namespace, name, due.event, outcomes)
+    written = _write(kube, body, old, new)
+    for event in decision.events:
+        kube.event(dict(body), event.type, event.reason, event.message)
+    started = new.rollback if new.rollback is not None and old.rollback != new.rollback \
+        and new.rollback.completed_at is None else None
+    metrics.count(namespace, name, run or [], started)
+    metrics.publish(namespace, name, new)
+    return Outcome(written, _next_in(decision, now))
+
+
+async def _gates(kube: Kube, compiled: Compiled, body: Mapping[str, Any],
+                 status: CanaryRolloutStatus, world: World, now: datetime
+                 ) -> tuple[CanaryRolloutStatus, World]:
+    """Ask the webhooks that apply now and look for blocking Incidents (`core.canary.gates`);
+    the status with the webhooks' answers, and the world with what holds it."""
+    spec = compiled.spec
+    if gates.blocks_now(spec, status):
+        found = await asyncio.to_thread(kube.list, API_VERSION, INCIDENT_KIND,
+                                        [body["metadata"]["namespace"]])
+        world = replace(world, holds=gates.incident_holds(spec, status, found))
+    if not spec.analysis.webhooks:
+        return status, world
+    which = gates.asked(compiled.steps, status,
+                        analysis_due(spec, compiled.steps, status, world, now))
+    hooks = gates.to_call(spec, status, which, now)
+    if hooks:
+        meta = body["metadata"]
+        payloads = [gates.payload(spec, meta["name"], meta["namespace"], status, hook)
+                    for hook in hooks]
+        answers = await asyncio.to_thread(call_gates, kube, meta["namespace"], hooks,
+                                          payloads, now)
+        status = gates.recorded(status, answers)
+    said = gates.verdicts(spec, status, which)
+    return status, replace(world, holds=world.holds + said.holds,
+                           promotion_holds=said.promotion_holds,
+                           rollback_asked=said.rollback_asked)
+
+
+async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
+               prepared: Prepared) -> Outcome:
+    """One look at one CanaryRollout (see the module docstring)."""
+    if isinstance(prepared, Unusable):
+        return await asyncio.to_thread(stall, kube, body, prepared.reason, prepared.message)
+    namespace = body["metadata"]["namespace"]
+    observed = await asyncio.to_thread(observe, kube, prepared, namespace)
+    if isinstance(observed, str):
+        return await asyncio.to_thread(stall, kube, body, "TargetNotFound", observed)
+    status = CanaryRolloutStatus.model_validate(body.get("status") or {})
+    target = workload(observed.target)
+    assert target is not None
+    router = router_for(prepared.spec, prepared.backends, _owner(body), kube)
+    written = status.router.weight if status.router is not None else None
+    try:
+        answer = (await asyncio.to_thread(router.verify, written)
+                  if written is not None else None)
+    except RouterError as error:
+        return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
+    world = World(target=target, primary=workload(observed.primary, "annotation"),
+                  router=answer, autoscaler=autoscaler(observed.target_hpa))
+    now = datetime.now(UTC)
+    commands = new_commands(body, status)
+    status, world = await _gates(kube, prepared, body, status, world, now)
+    run = None
+    if analysis_due(prepared.spec, prepared.steps, status, world, now):
+        run = await analysts.measure(prepared, namespace, status.revision or "",
+                                     status.step_index, now)
+    try:
+        return await asyncio.to_thread(finish, kube, body, prepared, observed, status, run,
+                                       commands, world, now)
+    except RouterError as error:
+        return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
+    except TargetUnusable as error:
+        return await asyncio.to_thread(stall, kube, body, "TargetUnusable", str(error))

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prometheus_client import REGISTRY
+
+from runbook_operator.api.canaryrollout import (
+    COMMAND_ANNOTATIONS,
+    AcknowledgedCommand,
+    CanaryRolloutStatus,
+    Measurement,
+    Rollback,
+)
+from runbook_operator.controllers.canary import metrics
+from runbook_operator.controllers.canary.reconcile import (
+    Compiled,
+    Unusable,
+    new_commands,
+    prepare,
+)
+from tests.support.canary_world import START
+
+SPEC = {"targetRef": {"name": "checkout"}, "service": {"port": 80},
+        "router": {"gatewayAPI": {"httpRoute": "checkout"}},
+        "canary": {"stepWeight": 25},
+        "analysis": {"metrics": [{"name": "ok", "query": "up{job='{{ target }}'}",
+                                  "thresholdRange": {"min": 1}}]}}
+
+
+def body(spec: dict | None = None, annotations: dict | None = None) -> dict:
+    return {"metadata": {"name": "checkout", "namespace": "shop", "annotations":
+                         annotations or {}}, "spec": SPEC if spec is None else spec}
+
+
+def test_a_generation_is_compiled_once_into_steps_and_queries() -> None:
+    compiled = prepare(body())
+    assert isinstance(compiled, Compiled)
+    assert [c.query for c in compiled.checks] == ["up{job='checkout'}"]
+    assert compiled.backends.canary == "checkout-canary"
+    assert len(compiled.steps) == 4  # 25 and 50, each analysed
+
+
+def test_an_unusable_spec_says_why() -> None:
+    invalid = prepare(body({**SPEC, "canary": None}))
+    assert isinstance(invalid, Unusable) and invalid.reason == "InvalidSpec"
+    unknown = prepare(body({**SPEC, "analysis": {"metrics": [
+        {"name": "x", "query": "up{job='{{ app }}'}", "thresholdRange": {"min": 1}}]}}))
+    assert isinstance(unknown, Unusable) and unknown.reason == "InvalidQuery"
+    assert "{{ app }}" in unknown.message
+
+
+def test_only_tokens_not_acted_on_are_new_commands() -> None:
+    acted = CanaryRolloutStatus(commands=[
+        AcknowledgedCommand(command="pause", token="t2", time=START),
+        AcknowledgedCommand(command="pause", token="t1", time=START)])
+    annotations = {COMMAND_ANNOTATIONS["pause"]: "t2", COMMAND_ANNOTATIONS["abort"]: "t3"}
+    found = new_commands(body(annotations=annotations), acted)
+    assert [(c.command, c.token) for c in found] == [("abort", "t3")]
+    older = {COMMAND_ANNOTATIONS["pause"]: "t1"}
+    assert [c.token for c in new_commands(body(annotations=older), acted)] == ["t1"]
+
+
+def sample(name: str, labels: dict[str, str]) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_metrics_show_weight_phase_verdicts_and_rollbacks_and_are_forgotten() -> None:
+    labels = {"namespace": "metrics", "name": "checkout"}
+    status = CanaryRolloutStatus(phase="Progressing", weight=30)
+    metrics.publish("metrics", "checkout", status)
+    run = [Measurement(time=START, revision="r", step=1, metric="ok", verdict="Fail")]
+    rollback = Rollback(reason="FailureLimit", started_at=START + timedelta(seconds=1))
+    metrics.count("metrics", "checkout", run, rollback)
+    assert sample("runbook_canary_weight_percent", labels) == 30
+    assert sample("runbook_canary_phase", {**labels, "phase": "Progressing"}) == 1
+    assert sample("runbook_canary_phase", {**labels, "phase": "Failed"}) == 0
+    assert sample("runbook_canary_analysis_results_total",
+                  {**labels, "metric": "ok", "verdict": "Fail"}) == 1
+    assert sample("runbook_canary_rollbacks_total", {**labels, "reason": "FailureLimit"}) == 1
+    metrics.forget("metrics", "checkout")
+    assert sample("runbook_canary_weight_percent", labels) is None
+    assert sample("runbook_canary_phase", {**labels, "phase": "Progressing"}) is None
