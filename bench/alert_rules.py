@@ -1336,6 +1336,10 @@ def main(argv: list[str] | None = None) -> int:
         report(load(args.load))
         return 0
 
+    from runbook_operator.devcluster import network
+    from runbook_operator.devcluster.cluster import build_scripts
+
+    network.enter(prepare=build_scripts())  # before any thread: the cluster lives inside
     stopping = False
 
     def interrupted(signum: int, _frame: object) -> None:

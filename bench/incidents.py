@@ -396,8 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from kubernetes import config
-    from runbook_operator.devcluster.cluster import LocalCluster
+    from runbook_operator.devcluster import network
+    from runbook_operator.devcluster.cluster import LocalCluster, build_scripts
     from runbook_operator.devcluster.local_operator import LocalOperator
+
+    network.enter(prepare=build_scripts())  # before any thread: the cluster lives inside
 
     alert = alert_rule_figures(args.alert_rules)
     rounds: list[Round] = []

@@ -55,6 +55,15 @@ def test_demo_backs_up_and_restores_for_real_and_stops_cleanly(tmp_path: Path) -
                     r"app_restore_test \(5000 users", restore)
     assert rto, restore
 
+    incident = _section(out, "an alert opens an Incident")
+    assert re.search(r"level [2-9] reached; paged: .*oncall-pagerduty", incident), incident
+    acked = _section(out, "kubectl runbook incident ack")
+    assert re.search(r"acknowledged by \S+, MTTA \d+s; L3 is never paged", acked), acked
+    resolved = _section(out, "kubectl runbook incident resolve")
+    assert re.search(r"resolved, MTTR \d+s; level reached [2-9]", resolved), resolved
+    postmortem = _section(out, "the postmortem (ConfigMap queue-backlog-incident-")
+    assert "# Postmortem:" in postmortem and "MTTA" in postmortem, postmortem
+
     alerts = _section(out, "kubectl runbook alerts -A")
     rules = {row[1]: (row[2], row[3]) for row in _rows(alerts)}
     assert len(rules) == 9

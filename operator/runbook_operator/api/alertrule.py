@@ -26,12 +26,12 @@ from runbook_operator.api.common import (
     ResourceName,
     ResourceStatus,
     SecretKeyRef,
-    age_column,
     cel,
+    health_columns,
     parse_duration,
-    ready_column,
-    reason_column,
+    status_field,
     validations,
+    with_rules,
 )
 from runbook_operator.api.incident import IncidentTrigger, PolicyRef
 from runbook_operator.api.notificationchannel import HTTP_URL_PATTERN, Severity
@@ -89,10 +89,10 @@ class ChannelRef(ApiModel):
 class EscalationLevel(ApiModel):
     """A step taken once when an alert has been firing for `after`."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("has(self.channels) || has(self.severity)",
             "an escalation level adds channels or sets a severity"),
-    )}
+    )
 
     after: Duration = Field(description="Firing time after which this level applies.")
     channels: NamedList[ChannelRef] | None = Field(
@@ -114,10 +114,10 @@ class EscalationLevel(ApiModel):
 class ScaleDeployment(ApiModel):
     """Scale a Deployment in this namespace by a step, within bounds."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("self.min <= self.max", "min must not exceed max", ".min", "FieldValueInvalid"),
         cel("self.by != 0", "by must not be 0", ".by", "FieldValueInvalid"),
-    )}
+    )
 
     name: ResourceName = Field(description="Name of the Deployment.")
     by: int = Field(ge=-100, le=100, description="Replicas to add (negative to remove).")
@@ -151,10 +151,10 @@ _ACTION_KINDS = ("scaleDeployment", "restartDeployment", "webhook")
 class Actions(ApiModel):
     """Automated remediation when an instance starts firing: opt-in, at most once per cooldown."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel(" || ".join(f"has(self.{k})" for k in _ACTION_KINDS),
             "set at least one of scaleDeployment, restartDeployment, webhook"),
-    )}
+    )
 
     scale_deployment: ScaleDeployment | None = Field(
         default=None, description="Scale a Deployment by a step within min and max.")
@@ -258,8 +258,7 @@ LADDER_RULE = cel("!has(self.escalationPolicyRef) || !has(self.escalateAfter) ||
 class AlertRuleSpec(ApiModel):
     """What to evaluate, when it is a problem, and who hears about it."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(*MODE_RULES, LADDER_RULE)}
+    model_config = with_rules(*MODE_RULES, LADDER_RULE)
 
     query: str | None = Field(
         default=None, min_length=1, max_length=16384,
@@ -447,12 +446,9 @@ class AlertRule(Resource):
                           description="Time since the worst instance became active."),
             PrinterColumn(name="Severity", type="string", json_path=".spec.severity",
                           description="Configured severity.", priority=1),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
     )
 
     spec: AlertRuleSpec = Field(description="What to evaluate and who hears about it.")
-    status: AlertRuleStatus = Field(
-        default_factory=AlertRuleStatus, description="Observed state, written by the operator.")
+    status: AlertRuleStatus = status_field(AlertRuleStatus)

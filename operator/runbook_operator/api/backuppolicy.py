@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -13,18 +13,19 @@ from runbook_operator.api.common import (
     ApiModel,
     Duration,
     KindInfo,
-    NotificationLog,
+    NameLimit,
     NamedList,
+    NotificationLog,
     PrinterColumn,
     Resource,
     ResourceStatus,
     SecretKeyRef,
     ValidationReason,
-    age_column,
     cel,
-    ready_column,
-    reason_column,
+    health_columns,
+    status_field,
     validations,
+    with_rules,
 )
 from runbook_operator.api.incident import IncidentTrigger
 from runbook_operator.api.schedule import CronSchedule, TimeZone
@@ -41,10 +42,10 @@ Quantity = str | int
 class EnvVar(ApiModel):
     """An environment variable for the backup container: a literal value or a Secret key."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("has(self.value) != has(self.secretKeyRef)",
             "set exactly one of value and secretKeyRef"),
-    )}
+    )
 
     name: str = Field(
         description="Variable name.",
@@ -136,9 +137,9 @@ _ONE_SOURCE = " + ".join(f"(has(self.{kind}) ? 1 : 0)" for kind in SOURCE_KINDS)
 class BackupSource(ApiModel):
     """What to back up. Exactly one source kind is set."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel(_ONE_SOURCE, "set exactly one source: postgres, mysql, files or command"),
-    )}
+    )
 
     postgres: DatabaseSource | None = Field(
         default=None, description="PostgreSQL, dumped with pg_dump in custom format.")
@@ -199,9 +200,9 @@ class S3Destination(ApiModel):
 class Destination(ApiModel):
     """Where backups are stored. Exactly one kind is set."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("has(self.pvc) != has(self.s3)", "set exactly one destination: pvc or s3"),
-    )}
+    )
 
     pvc: PVCDestination | None = Field(default=None, description="A volume directory.")
     s3: S3Destination | None = Field(default=None, description="An S3-compatible bucket.")
@@ -216,11 +217,11 @@ class Destination(ApiModel):
 class Encryption(ApiModel):
     """Client-side encryption of every backup with a key from a Secret."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("self.mode == 'none' || has(self.keySecretRef)",
             "aes-256-gcm needs keySecretRef (or set mode: none explicitly)",
             ".keySecretRef", "FieldValueRequired"),
-    )}
+    )
 
     mode: Literal["aes-256-gcm", "none"] = Field(
         default="aes-256-gcm", description="aes-256-gcm (authenticated, chunked) or none.")
@@ -577,26 +578,10 @@ class BackupPolicy(Resource):
                 json_path='.status.conditions[?(@.type=="RPOMet")].status',
                 description="Whether the newest good backup is within the RPO.",
             ),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
-        root_validations=[
-            cel(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", NAME_TOO_LONG,
-                ".metadata.name", "FieldValueInvalid"),
-        ],
+        name_limit=NameLimit(length=MAX_NAME_LENGTH, message=NAME_TOO_LONG),
     )
 
     spec: BackupPolicySpec = Field(description="Desired backup schedule and source.")
-    status: BackupPolicyStatus = Field(
-        default_factory=BackupPolicyStatus, description="Observed state, written by the operator."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_fits(cls, data: Any) -> Any:
-        """The twin of the root rule on metadata.name, for whole objects."""
-        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
-        if len(name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return data
+    status: BackupPolicyStatus = status_field(BackupPolicyStatus)

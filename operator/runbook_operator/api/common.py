@@ -173,6 +173,11 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def with_rules(*rules: dict[str, str]) -> ConfigDict:
+    """ApiModel's config plus CEL rules on the model's whole object."""
+    return ApiModel.model_config | {"json_schema_extra": validations(*rules)}
+
+
 class ResourceStatus(ApiModel):
     """The header of every kind's status: the generation reconciled and the conditions, so
     `kubectl wait`, Argo CD and Flux read every kind's health the same way."""
@@ -275,19 +280,6 @@ NotificationLog = Annotated[list[NotificationRecord], WrapValidator(_log_without
 LastNotification = Annotated[NotificationRecord | None, WrapValidator(_record_unless_unreadable)]
 
 
-def names_at_most(limit: int, message: str) -> Any:
-    """A kind's `before` model validator: the twin of a root rule limiting metadata.name (for
-    objects whose generated children add a suffix to it)."""
-
-    def check(cls: type, data: Any) -> Any:
-        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
-        if len(name) > limit:
-            raise ValueError(message)
-        return data
-
-    return model_validator(mode="before")(classmethod(check))
-
-
 class PrinterColumn(BaseModel):
     """An `additionalPrinterColumns` entry for `kubectl get`."""
 
@@ -326,6 +318,23 @@ def age_column() -> PrinterColumn:
     )
 
 
+def health_columns() -> list[PrinterColumn]:
+    """Ready, why (in wide output) and Age: the columns that follow a kind's own."""
+    return [ready_column(), reason_column(), age_column()]
+
+
+class NameLimit(BaseModel):
+    """How long metadata.name may be, for kinds whose generated children add a suffix to it."""
+
+    length: int
+    message: str
+
+    def rule(self) -> dict[str, str]:
+        """The root rule the API server applies."""
+        return cel(f"size(self.metadata.name) <= {self.length}", self.message,
+                   ".metadata.name", "FieldValueInvalid")
+
+
 class KindInfo(BaseModel):
     """What the CRD generator needs to know about a kind beyond its schema."""
 
@@ -333,13 +342,23 @@ class KindInfo(BaseModel):
     plural: str
     short_names: list[str]
     printer_columns: list[PrinterColumn]
-    root_validations: list[dict[str, str]] = []
+    name_limit: NameLimit | None = None
 
 
 class Resource(ApiModel):
     """Base of every top-level kind: subclasses declare `spec`, `status` and `info`."""
 
     info: ClassVar[KindInfo]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_fits(cls, data: Any) -> Any:
+        """The operator's twin of the root rule of `info.name_limit`, for whole objects."""
+        limit = cls.info.name_limit
+        name = ((data.get("metadata") or {}).get("name") or "") if isinstance(data, dict) else ""
+        if limit is not None and len(name) > limit.length:
+            raise ValueError(limit.message)
+        return data
 
     @classmethod
     def singular(cls) -> str:
@@ -348,3 +367,8 @@ class Resource(ApiModel):
     @classmethod
     def crd_name(cls) -> str:
         return f"{cls.info.plural}.{GROUP}"
+
+
+def status_field(model: type[ResourceStatus]) -> Any:
+    """A kind's `status` field: the operator's alone, empty until its first reconcile."""
+    return Field(default_factory=model, description="Observed state, written by the operator.")

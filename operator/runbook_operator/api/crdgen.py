@@ -126,9 +126,8 @@ def _schema(model: type[Resource]) -> dict[str, Any]:
             "status": status,
         },
     }
-    if model.info.root_validations:
-        root["x-kubernetes-validations"] = model.info.root_validations
-    if any(r.get("fieldPath") == ".metadata.name" for r in model.info.root_validations):
+    if model.info.name_limit is not None:
+        root["x-kubernetes-validations"] = [model.info.name_limit.rule()]
         # A fieldPath must name a field of the schema; of metadata, a CRD may only describe
         # name and generateName.
         root["properties"]["metadata"]["properties"] = {

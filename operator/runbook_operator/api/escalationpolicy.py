@@ -26,12 +26,12 @@ from runbook_operator.api.common import (
     ResourceName,
     ResourceStatus,
     SetList,
-    age_column,
     cel,
+    health_columns,
     parse_duration,
-    ready_column,
-    reason_column,
+    status_field,
     validations,
+    with_rules,
 )
 from runbook_operator.api.schedule import TimeZone
 
@@ -64,12 +64,10 @@ class Member(ApiModel):
 class Rotation(ApiModel):
     """Members taking turns of a fixed length from a start (a PagerDuty schedule layer)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(cel(
-            "!has(self.handoffTime) || duration(self.turn).getSeconds() % 86400 == 0",
-            "handoffTime needs a turn of whole days (24h, 168h, ...)",
-            field_path=".handoffTime", reason="FieldValueForbidden"))
-    }
+    model_config = with_rules(cel(
+        "!has(self.handoffTime) || duration(self.turn).getSeconds() % 86400 == 0",
+        "handoffTime needs a turn of whole days (24h, 168h, ...)",
+        field_path=".handoffTime", reason="FieldValueForbidden"))
 
     name: ResourceName = Field(description="Name levels use to page this rotation.")
     members: NamedList[Member] = Field(
@@ -109,12 +107,10 @@ class Rotation(ApiModel):
 class Level(ApiModel):
     """One rung of the ladder."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(cel(
-            "(has(self.channels) && size(self.channels) > 0) || has(self.rotation)",
-            "a level pages channels or a rotation", field_path=".channels",
-            reason="FieldValueRequired"))
-    }
+    model_config = with_rules(cel(
+        "(has(self.channels) && size(self.channels) > 0) || has(self.rotation)",
+        "a level pages channels or a rotation", field_path=".channels",
+        reason="FieldValueRequired"))
 
     after: GoDuration = Field(
         description="Delay from the start (opening, or a re-trigger) at which this level is "
@@ -151,12 +147,10 @@ class Repeat(ApiModel):
 class SeverityRoute(ApiModel):
     """How incidents of some severities are routed (e.g. P2/P3 only to the team channel)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(cel(
-            "self.escalate || size(self.channels) > 0",
-            "a route that does not escalate needs channels (or nobody would be told)",
-            field_path=".channels", reason="FieldValueRequired"))
-    }
+    model_config = with_rules(cel(
+        "self.escalate || size(self.channels) > 0",
+        "a route that does not escalate needs channels (or nobody would be told)",
+        field_path=".channels", reason="FieldValueRequired"))
 
     severities: SetList[IncidentSeverity] = Field(
         min_length=1, max_length=4,
@@ -179,28 +173,26 @@ class SeverityRoute(ApiModel):
 class EscalationPolicySpec(ApiModel):
     """The ladder, its repeats, the acknowledgement timeout, severity routes and rotations."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(
-            cel("self.levels.all(l, !has(l.rotation) || "
-                "(has(self.rotations) && self.rotations.exists(r, r.name == l.rotation)))",
-                "a level's rotation must name one of spec.rotations", field_path=".levels"),
-            # Strictly increasing: exactly i levels are at or before the i-th (1-based).
-            cel("self.levels.all(l, self.levels.filter(m, duration(m.after) <= "
-                "duration(l.after)).size() == self.levels.indexOf(l) + 1)",
-                "levels must have strictly increasing after", field_path=".levels"),
-            # Guarded against no levels, which minItems reports (CEL rules run regardless).
-            cel("!has(self.repeat) || size(self.levels) == 0 || duration(self.repeat.every) > "
-                "duration(self.levels[size(self.levels) - 1].after)",
-                "repeat.every must be longer than the last level's after",
-                field_path=".repeat.every"),
-            cel("!has(self.repeat) || size(self.levels) == 0 || "
-                "self.repeat.fromLevel <= size(self.levels)",
-                "repeat.fromLevel must name one of the levels", field_path=".repeat.fromLevel"),
-            cel("!has(self.routes) || self.routes.all(r, r.severities.all(s, "
-                "self.routes.filter(q, s in q.severities).size() == 1))",
-                "a severity may be routed by one route only", field_path=".routes"),
-        )
-    }
+    model_config = with_rules(
+        cel("self.levels.all(l, !has(l.rotation) || "
+            "(has(self.rotations) && self.rotations.exists(r, r.name == l.rotation)))",
+            "a level's rotation must name one of spec.rotations", field_path=".levels"),
+        # Strictly increasing: exactly i levels are at or before the i-th (1-based).
+        cel("self.levels.all(l, self.levels.filter(m, duration(m.after) <= "
+            "duration(l.after)).size() == self.levels.indexOf(l) + 1)",
+            "levels must have strictly increasing after", field_path=".levels"),
+        # Guarded against no levels, which minItems reports (CEL rules run regardless).
+        cel("!has(self.repeat) || size(self.levels) == 0 || duration(self.repeat.every) > "
+            "duration(self.levels[size(self.levels) - 1].after)",
+            "repeat.every must be longer than the last level's after",
+            field_path=".repeat.every"),
+        cel("!has(self.repeat) || size(self.levels) == 0 || "
+            "self.repeat.fromLevel <= size(self.levels)",
+            "repeat.fromLevel must name one of the levels", field_path=".repeat.fromLevel"),
+        cel("!has(self.routes) || self.routes.all(r, r.severities.all(s, "
+            "self.routes.filter(q, s in q.severities).size() == 1))",
+            "a severity may be routed by one route only", field_path=".routes"),
+    )
 
     levels: list[Level] = Field(
         min_length=1, max_length=MAX_LEVELS,
@@ -269,13 +261,9 @@ class EscalationPolicy(Resource):
                           description="Delays of the levels from the start, and repeats."),
             PrinterColumn(name="On Call", type="string", json_path=".status.onCallSummary",
                           description="Who is on call now, per rotation."),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
     )
 
     spec: EscalationPolicySpec = Field(description="The ladder and who it pages.")
-    status: EscalationPolicyStatus = Field(
-        default_factory=EscalationPolicyStatus,
-        description="Observed state, written by the operator.")
+    status: EscalationPolicyStatus = status_field(EscalationPolicyStatus)

@@ -20,17 +20,16 @@ from pydantic import Field
 from runbook_operator.api.common import (
     ApiModel,
     KindInfo,
+    NameLimit,
     NotificationLog,
     PrinterColumn,
     Resource,
     ResourceName,
     ResourceStatus,
     SetList,
-    age_column,
     cel,
-    names_at_most,
-    ready_column,
-    reason_column,
+    health_columns,
+    status_field,
     validations,
 )
 from runbook_operator.api.escalationpolicy import IncidentSeverity
@@ -262,21 +261,13 @@ class Incident(Resource):
                           description="Who acknowledged it."),
             PrinterColumn(name="Title", type="string", json_path=".spec.title",
                           description="What is wrong.", priority=1),
-            ready_column(),
-            reason_column(),
-            age_column(),
+            *health_columns(),
         ],
-        root_validations=[
-            cel(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}", NAME_TOO_LONG,
-                ".metadata.name", "FieldValueInvalid"),
-        ],
+        name_limit=NameLimit(length=MAX_NAME_LENGTH, message=NAME_TOO_LONG),
     )
 
     spec: IncidentSpec = Field(description="What people know and decide.")
-    status: IncidentStatus = Field(
-        default_factory=IncidentStatus, description="Observed state, written by the operator.")
-
-    _name_fits = names_at_most(MAX_NAME_LENGTH, NAME_TOO_LONG)
+    status: IncidentStatus = status_field(IncidentStatus)
 
 
 class IncidentTrigger(ApiModel):

@@ -25,7 +25,8 @@ from runbook_operator.api.common import (
     cel,
     ready_column,
     reason_column,
-    validations,
+    status_field,
+    with_rules,
 )
 
 ChannelType = Literal["slack", "pagerduty", "webhook", "email"]
@@ -134,9 +135,9 @@ class WebhookHeader(ApiModel):
 class WebhookChannel(ApiModel):
     """A generic HTTP endpoint receiving an Alertmanager-v4-compatible JSON body."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("has(self.url) != has(self.urlSecretRef)", "set exactly one of url and urlSecretRef"),
-    )}
+    )
 
     url_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the URL, for URLs that embed a credential."
@@ -166,12 +167,12 @@ CREDENTIALS_IN_PAIRS = "set both usernameSecretRef and passwordSecretRef, or nei
 class EmailChannel(ApiModel):
     """Email through an SMTP relay."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel("!has(self.usernameSecretRef) || has(self.passwordSecretRef)", CREDENTIALS_IN_PAIRS,
             ".passwordSecretRef", "FieldValueRequired"),
         cel("!has(self.passwordSecretRef) || has(self.usernameSecretRef)", CREDENTIALS_IN_PAIRS,
             ".usernameSecretRef", "FieldValueRequired"),
-    )}
+    )
 
     smtp_host: str = Field(
         description="SMTP relay host name or IP address.",
@@ -231,9 +232,9 @@ _EXACTLY_ONE_TYPE = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in CHANNEL_TYPES
 class NotificationChannelSpec(ApiModel):
     """Where notifications go and how delivery is retried. Exactly one channel type is set."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+    model_config = with_rules(
         cel(_EXACTLY_ONE_TYPE, "set exactly one of slack, pagerduty, webhook, email"),
-    )}
+    )
 
     slack: SlackChannel | None = Field(default=None, description="Slack incoming webhook.")
     pagerduty: PagerDutyChannel | None = Field(
@@ -321,7 +322,4 @@ class NotificationChannel(Resource):
     )
 
     spec: NotificationChannelSpec = Field(description="Where notifications go.")
-    status: NotificationChannelStatus = Field(
-        default_factory=NotificationChannelStatus,
-        description="Observed state, written by the operator.",
-    )
+    status: NotificationChannelStatus = status_field(NotificationChannelStatus)

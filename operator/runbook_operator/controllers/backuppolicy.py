@@ -30,14 +30,12 @@ from runbook_operator.api.common import (
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.common import (
     lags_or_unready,
-    reconcile_logging_errors,
+    logging_transient_errors,
     status_patch,
     warn_if_newly_stalled,
 )
 from runbook_operator.controllers.errors import (
-    TRANSIENT_API_ERRORS,
     api_error_message,
-    transient_error_message,
     validation_message,
 )
 from runbook_operator.controllers.metrics import measured
@@ -249,7 +247,7 @@ def register(operator: Operator) -> None:
 
     def policy_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         if needs_reconcile(body):
-            reconcile_logging_errors(lambda: reconcile(kube, body, logger, runner_image), logger)
+            logging_transient_errors(lambda: reconcile(kube, body, logger, runner_image), logger)
 
     def policy_gone(body: kopf.Body, **_: Any) -> None:
         metrics.forget_backup(body["metadata"]["namespace"], body["metadata"]["name"])
@@ -259,14 +257,10 @@ def register(operator: Operator) -> None:
 
     @kopf.on.event("batch", "v1", "jobs", labels=OWNED_LABELS, registry=registry)
     def job_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        try:
-            record_finished_job(kube, body)
-        except TRANSIENT_API_ERRORS as error:
-            logger.warning("could not record Job result: %s", transient_error_message(error))
+        logging_transient_errors(
+            lambda: record_finished_job(kube, body), logger, "could not record Job result")
 
     @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED_LABELS, registry=registry)
     def cronjob_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        try:
-            record_schedule(kube, body)
-        except TRANSIENT_API_ERRORS as error:
-            logger.warning("could not record schedule time: %s", transient_error_message(error))
+        logging_transient_errors(
+            lambda: record_schedule(kube, body), logger, "could not record schedule time")

@@ -52,15 +52,17 @@ def warn_if_newly_stalled(
         logger.warning("Stalled (%s): %s", outcome.reason, outcome.message)
 
 
-def reconcile_logging_errors(reconcile: Callable[[], None],
-                             logger: logging.Logger | kopf.Logger) -> None:
-    """Transient API failures are retried by the next event or resync; they are logged, and
-    never crash the operator or leave a half-written status."""
+def logging_transient_errors(
+    work: Callable[[], None],
+    logger: logging.Logger | kopf.Logger,
+    failed: str = "reconcile failed, will retry on the next resync",
+) -> None:
+    """Transient API failures are retried by the next event or resync; they are logged (after
+    `failed`), and never crash the operator or leave a half-written status."""
     try:
-        reconcile()
+        work()
     except TRANSIENT_API_ERRORS as error:
-        logger.warning("reconcile failed, will retry on the next resync: %s",
-                       transient_error_message(error))
+        logger.warning("%s: %s", failed, transient_error_message(error))
 
 
 async def resync_forever(
@@ -88,7 +90,7 @@ async def resync_forever(
             if body["metadata"].get("deletionTimestamp"):
                 continue
             try:
-                await asyncio.to_thread(reconcile_logging_errors, partial(reconcile, body), logger)
+                await asyncio.to_thread(logging_transient_errors, partial(reconcile, body), logger)
             except Exception:  # noqa: BLE001 - isolate one object's bug from the rest
                 meta = body["metadata"]
                 logger.exception("resync of %s %s/%s failed", kind, meta["namespace"],

@@ -28,7 +28,7 @@ from runbook_operator.api.notificationchannel import (
 )
 from runbook_operator.controllers.common import (
     lags_or_unready,
-    reconcile_logging_errors,
+    logging_transient_errors,
     status_patch,
     warn_if_newly_stalled,
 )
@@ -140,7 +140,7 @@ def register(operator: Operator) -> None:
 
     def channel_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         if lags_or_unready(body):
-            reconcile_logging_errors(lambda: reconcile(kube, body, logger), logger)
+            logging_transient_errors(lambda: reconcile(kube, body, logger), logger)
 
     register_kind(operator, NotificationChannel, changed=channel_changed,
                   resync=lambda body, logger: reconcile(kube, body, logger))

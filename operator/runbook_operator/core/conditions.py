@@ -58,34 +58,31 @@ def set_condition(
     return others[:position] + [updated] + others[position:]
 
 
+#: The reason Reconciling and Stalled give while they are False.
+_INACTIVE_REASONS = {Phase.RECONCILING: "Idle", Phase.STALLED: "Progressing"}
+
+
 def apply_outcome(
     conditions: list[Condition], outcome: Outcome, now: datetime, generation: int | None
 ) -> list[Condition]:
-    """Set Ready, Reconciling and Stalled consistently for one outcome."""
+    """Set Ready, Reconciling and Stalled consistently for one outcome: Ready always carries
+    the outcome's reason and message, the other two only while they are True."""
     ready: ConditionStatus = "True" if outcome.phase is Phase.READY else "False"
-    reconciling: ConditionStatus = "True" if outcome.phase is Phase.RECONCILING else "False"
-    stalled: ConditionStatus = "True" if outcome.phase is Phase.STALLED else "False"
     result = set_condition(
         conditions, "Ready", ready, outcome.reason, outcome.message, now, generation
     )
-    result = set_condition(
-        result,
-        "Reconciling",
-        reconciling,
-        outcome.reason if reconciling == "True" else "Idle",
-        outcome.message if reconciling == "True" else "",
-        now,
-        generation,
-    )
-    return set_condition(
-        result,
-        "Stalled",
-        stalled,
-        outcome.reason if stalled == "True" else "Progressing",
-        outcome.message if stalled == "True" else "",
-        now,
-        generation,
-    )
+    for phase, inactive_reason in _INACTIVE_REASONS.items():
+        active = outcome.phase is phase
+        result = set_condition(
+            result,
+            phase.value,
+            "True" if active else "False",
+            outcome.reason if active else inactive_reason,
+            outcome.message if active else "",
+            now,
+            generation,
+        )
+    return result
 
 
 def condition_status(conditions: list[Condition], type_: str) -> ConditionStatus | None:

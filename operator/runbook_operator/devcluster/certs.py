@@ -102,6 +102,21 @@ def _builder(
     )
 
 
+def _signing_usage(issues_certificates: bool) -> x509.KeyUsage:
+    """Digital signatures only (EC keys), plus signing certificates and CRLs for a CA."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=issues_certificates,
+        crl_sign=issues_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _leaf(
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
@@ -114,17 +129,7 @@ def _leaf(
         _builder(subject, ca_cert.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _signing_usage(issues_certificates=False),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
@@ -147,17 +152,7 @@ def generate_pki(directory: Path) -> PKI:
         _builder(ca_subject, ca_subject, ca_key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _signing_usage(issues_certificates=True),
             critical=True,
         )
         .add_extension(

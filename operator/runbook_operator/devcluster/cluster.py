@@ -84,6 +84,7 @@ import time
 from base64 import b64encode
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,10 @@ def build_scripts() -> list[Path]:
             hack / "build-prometheus.sh", hack / "build-minio.sh"]
 
 
+#: The Stage objects, a data file beside this module.
+STAGES_FILE = "kwok-stages.yaml"
+
+
 def kwok_stages() -> list[dict[str, Any]]:
     """Stage objects for kwok: node lifecycle, and pod ready → complete/fail → delete.
 
@@ -200,266 +205,12 @@ def kwok_stages() -> list[dict[str, Any]]:
     Like upstream, only pods owned by a Job complete; other pods stay Running. Pods with one
     of the project's images are left to the devcluster runtime, which runs them for real.
     """
-    stages = [yaml.safe_load(doc) for doc in _STAGES_YAML.split("\n---\n")]
+    text = resources.files(__package__).joinpath(STAGES_FILE).read_text()
+    stages = [stage for stage in yaml.safe_load_all(text) if stage]
     for stage in stages:
         if stage["spec"]["resourceRef"]["kind"] == "Pod":
             stage["spec"]["selector"]["matchExpressions"].append(kwok_exclusion())
     return stages
-
-
-_STAGES_YAML = r"""
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-initialize
-spec:
-  resourceRef: {apiGroup: v1, kind: Node}
-  selector:
-    matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: NotIn
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type  | Quote}}
-      {{ end }}
-      addresses:
-      {{ with NodeIP }}
-      - address: {{ . | Quote }}
-        type: InternalIP
-      {{ end }}
-      {{ with NodeName }}
-      - address: {{ . | Quote }}
-        type: Hostname
-      {{ end }}
-      {{ with NodePort }}
-      daemonEndpoints:
-        kubeletEndpoint:
-          Port: {{ . }}
-      {{ end }}
-      allocatable:
-      {{ with .status.allocatable }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
-      capacity:
-      {{ with .status.capacity }}
-      {{ YAML . 1 }}
-      {{ else }}
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      {{ end }}
-      {{ $nodeInfo := .status.nodeInfo }}
-      {{ $kwokVersion := printf "kwok-%s" Version }}
-      nodeInfo:
-        architecture: {{ or $nodeInfo.architecture "amd64" }}
-        bootID: {{ or $nodeInfo.bootID `""` }}
-        containerRuntimeVersion: {{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}
-        kernelVersion: {{ or $nodeInfo.kernelVersion $kwokVersion }}
-        kubeProxyVersion: {{ or $nodeInfo.kubeProxyVersion $kwokVersion }}
-        kubeletVersion: {{ or $nodeInfo.kubeletVersion $kwokVersion }}
-        machineID: {{ or $nodeInfo.machineID `""` }}
-        operatingSystem: {{ or $nodeInfo.operatingSystem "linux" }}
-        osImage: {{ or $nodeInfo.osImage `""` }}
-        systemUUID: {{ or $nodeInfo.systemUUID `""` }}
-      phase: Running
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-heartbeat-with-lease
-spec:
-  resourceRef: {apiGroup: v1, kind: Node}
-  selector:
-    matchExpressions:
-    - key: .status.phase
-      operator: In
-      values: [Running]
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: In
-      values: ['True']
-  delay:
-    durationMilliseconds: 600000
-    jitterDurationMilliseconds: 610000
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-      conditions:
-      {{ range NodeConditions }}
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $lastTransitionTime | Quote }}
-        message: {{ .message | Quote }}
-        reason: {{ .reason | Quote }}
-        status: {{ .status | Quote }}
-        type: {{ .type | Quote }}
-      {{ end }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-ready
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: .metadata.deletionTimestamp
-      operator: DoesNotExist
-    - key: .status.phase
-      operator: In
-      values: [Pending]
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: NotIn
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: ContainersReady
-      {{ range .spec.readinessGates }}
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: {{ .conditionType | Quote }}
-      {{ end }}
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      initContainerStatuses:
-      {{ range .spec.initContainers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        {{ if eq .restartPolicy "Always" }}
-        started: true
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-        {{ else }}
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
-        {{ end }}
-      {{ end }}
-      {{ $hostIPs := NodeIPsWith .spec.nodeName }}
-      {{ with $hostIPs }}
-      hostIP: {{ index . 0 | Quote }}
-      hostIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-      {{ with $podIPs }}
-      podIP: {{ index . 0 | Quote }}
-      podIPs:
-      {{ range . }}
-      - ip: {{ . | Quote }}
-      {{ end }}
-      {{ end }}
-      phase: Running
-      startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-complete
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: .metadata.deletionTimestamp
-      operator: DoesNotExist
-    - key: .status.phase
-      operator: In
-      values: [Running]
-    - key: '.metadata.ownerReferences.[].kind'
-      operator: In
-      values: [Job]
-  delay:
-    durationMilliseconds: 0
-    durationFrom:
-      expressionFrom: '.metadata.annotations["devcluster.runbook.dev/run-duration"]'
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      {{ $annotations := or .metadata.annotations dict }}
-      {{ $exitCode := or ( index $annotations "devcluster.runbook.dev/exit-code" ) "0" | atoi }}
-      {{ $message := index $annotations "devcluster.runbook.dev/termination-message" }}
-      {{ $reason := index $annotations "devcluster.runbook.dev/reason" }}
-      {{ if not $reason }}{{ $reason = ternary "Completed" "Error" ( eq $exitCode 0 ) }}{{ end }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        reason: PodCompleted
-        status: "False"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        reason: PodCompleted
-        status: "False"
-        type: ContainersReady
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: false
-        restartCount: 0
-        started: false
-        state:
-          terminated:
-            exitCode: {{ $exitCode }}
-            finishedAt: {{ $now | Quote }}
-            reason: {{ $reason | Quote }}
-            startedAt: {{ $now | Quote }}
-            {{ with $message }}
-            message: {{ . | Quote }}
-            {{ end }}
-      {{ end }}
-      phase: {{ ternary "Succeeded" "Failed" ( eq $exitCode 0 ) }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-delete
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: .metadata.deletionTimestamp
-      operator: Exists
-  next:
-    delete: true
-"""
 
 
 @dataclass

@@ -55,6 +55,11 @@ BUCKET = "backups"
 BACKUP_CLAIM = "backup-volume"
 BACKUPS = ("app-db-nightly", "app-db-hourly")
 RESTORE_TESTED = "app-db-nightly"
+#: The incident walk-through: a copy of an example rule that opens an Incident, paged along a
+#: demo-speed copy of the runbooks' EscalationPolicy (seconds where the runbooks say minutes).
+INCIDENT_RULE = "queue-backlog-incident"
+DEMO_LADDER = "default-demo-speed"
+DEMO_LEVEL_DELAYS = ("0s", "10s", "20s", "30s")
 APP_SCHEMA = """
 CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL, created timestamptz);
 CREATE TABLE orders (id bigserial PRIMARY KEY, user_id int REFERENCES users (id),
@@ -281,6 +286,73 @@ class Demo:
         print(f"RTO {tested['durationSeconds']:.1f}s: backup {tested['backupKey']} restored into "
               f"database {scratch} ({users} users, checked by the policy's checkQuery)")
 
+    def incident_walkthrough(self, docs: list[dict[str, Any]]) -> None:
+        """An alert opens an Incident, which climbs a demo-speed copy of the runbooks' ladder
+        until someone acknowledges it; on resolution the operator writes the postmortem."""
+        policy = next(d for d in docs if d["kind"] == "EscalationPolicy"
+                      and d["metadata"]["name"] == "default")
+        rule = next(d for d in docs if d["kind"] == "AlertRule"
+                    and d["metadata"]["name"] == "queue-backlog")
+        ladder = json.loads(json.dumps(policy))
+        ladder["metadata"] = {"name": DEMO_LADDER}
+        for level, after in zip(ladder["spec"]["levels"], DEMO_LEVEL_DELAYS, strict=True):
+            level["after"] = after
+        for key in ("repeat", "ackTimeout"):
+            ladder["spec"].pop(key, None)
+        alert = {"apiVersion": rule["apiVersion"], "kind": "AlertRule",
+                 "metadata": {"name": INCIDENT_RULE},
+                 "spec": {**{k: v for k, v in rule["spec"].items() if k != "actions"},
+                          "for": "5s", "interval": "5s",
+                          "incident": {"severity": "P1",
+                                       "escalationPolicyRef": {"name": DEMO_LADDER},
+                                       "resolveWhenRecovered": True}}}
+        self.say(f"an alert opens an Incident: AlertRule {INCIDENT_RULE} (queue-backlog with "
+                 f"`for: 5s` and spec.incident P1) paged along EscalationPolicy {DEMO_LADDER}, "
+                 "the runbooks' ladder at demo speed (L1 0 s, L2 10 s, L3 20 s, L4 30 s "
+                 "where the runbooks say 0 m, 30 m, 1 h, 2 h)")
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": [ladder, alert]})
+        print(self.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", "-", input=body))
+
+        def opened() -> dict[str, Any] | None:
+            found = json.loads(self.kubectl("get", "incidents", "-n", DEMO_NAMESPACE, "-o",
+                                            "json"))["items"]
+            return next((i for i in found if (i["spec"].get("source") or {}).get("name")
+                         == INCIDENT_RULE), None)
+
+        name = wait_for(opened, "the Incident the alert opens", timeout=120)["metadata"]["name"]
+        level = wait_for(lambda: self.incident(name)["status"].get("escalation", {})
+                         .get("level", 0) >= 2 and self.incident(name),
+                         "escalation to L2 (10 s after opening)", timeout=60)
+        print(self.kubectl("get", "incident", name, "-n", DEMO_NAMESPACE))
+        print(f"level {level['status']['escalation']['level']} reached; paged: " + ", ".join(
+            sorted({n["channel"] for n in level["status"].get("notifications") or []})))
+        self.say(f"kubectl runbook incident ack {name} (signed with your own username; "
+                 "escalation stops at once)")
+        print(self.kubectl_runbook("incident", "ack", name, "-n", DEMO_NAMESPACE).stdout)
+        acknowledged = wait_for(lambda: self.incident(name)["status"].get("acknowledgedBy")
+                                and self.incident(name), "the acknowledgement", timeout=60)
+        print(f"acknowledged by {acknowledged['status']['acknowledgedBy']}, MTTA "
+              f"{acknowledged['status']['mttaSeconds']:.0f}s; L3 is never paged")
+        self.say(f"kubectl runbook incident resolve {name} --note ... (the operator writes the "
+                 "postmortem)")
+        print(self.kubectl_runbook("incident", "resolve", name, "-n", DEMO_NAMESPACE, "--note",
+                                   "scaled the queue workers; backlog drains").stdout)
+        resolved = wait_for(lambda: self.incident(name)["status"].get("postmortemRef")
+                            and self.incident(name), "the postmortem", timeout=60)
+        status = resolved["status"]
+        print(f"resolved, MTTR {status['mttrSeconds']:.0f}s; level reached "
+              f"{status['escalation']['level']}, timeline of {status['timelineTotal']} entries")
+        postmortem = json.loads(self.kubectl("get", "configmap", status["postmortemRef"], "-n",
+                                             DEMO_NAMESPACE, "-o", "json"))["data"]
+        self.say(f"the postmortem (ConfigMap {status['postmortemRef']}), up to the root cause "
+                 "and action items people write")
+        print(postmortem["postmortem.md"].split("\n## Root cause", 1)[0].rstrip())
+        self.kubectl("delete", "alertrule", INCIDENT_RULE, "-n", DEMO_NAMESPACE)
+
+    def incident(self, name: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", "incident", name, "-n", DEMO_NAMESPACE,
+                                       "-o", "json"))
+
     def show(self) -> None:
         self.say("kubectl get runbook -A")
         print(self.kubectl("get", "runbook", "-A", "-o", "wide"))
@@ -370,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.run_backups()
         demo.show_stored(minio)
         demo.run_restore_test(postgres)
+        demo.incident_walkthrough(docs)
         if live is not None:
             live.show_traffic(prometheus)
             live.wait_for_anomaly_model()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -188,34 +189,28 @@ def build_storage(config: StorageConfig, namespace: str) -> Storage:
         raise RunnerError(f"invalid s3 storage: {_problems(exc)}", reason="InvalidConfig") from None
 
 
-def build_source(config: PartConfig) -> Source:
+def _sources(parts: str, reason: str) -> ModuleType:
+    """The sources package, or why this runner cannot build `parts` without it."""
     try:
-        from runbook_operator.runner.sources import build_source as build
+        from runbook_operator.runner import sources
     except ImportError as exc:
         raise RunnerError(
-            f"backup sources are not available in this runner: {exc}", reason="SourceUnavailable"
+            f"{parts} are not available in this runner: {exc}", reason=reason
         ) from None
-    return build(config.kind, config.settings)
+    return sources
+
+
+def build_source(config: PartConfig) -> Source:
+    return _sources("backup sources", "SourceUnavailable").build_source(
+        config.kind, config.settings)
 
 
 def build_restore_target(config: PartConfig) -> RestoreTarget:
-    try:
-        from runbook_operator.runner.sources import build_restore_target as build
-    except ImportError as exc:
-        raise RunnerError(
-            f"restore targets are not available in this runner: {exc}",
-            reason="RestoreTargetUnavailable",
-        ) from None
-    return build(config.kind, config.settings)
+    return _sources("restore targets", "RestoreTargetUnavailable").build_restore_target(
+        config.kind, config.settings)
 
 
 def build_verifier(config: PartConfig) -> RestoreTarget | None:
     """The structural check for a source kind's dumps, or None when the kind has none."""
-    try:
-        from runbook_operator.runner.sources import build_verifier as build
-    except ImportError as exc:
-        raise RunnerError(
-            f"backup verifiers are not available in this runner: {exc}",
-            reason="SourceUnavailable",
-        ) from None
-    return build(config.kind, config.settings)
+    return _sources("backup verifiers", "SourceUnavailable").build_verifier(
+        config.kind, config.settings)

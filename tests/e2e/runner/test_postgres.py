@@ -131,7 +131,7 @@ def test_password_travels_only_in_the_environment(
     postgres: PostgresServer, shop: str, password: str
 ) -> None:
     dump = build_source("postgres", connection(postgres, database=shop)).start()
-    pid = dump._proc.pid  # type: ignore[attr-defined]
+    pid = dump._tool.proc.pid  # type: ignore[attr-defined]
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             argv = cmdline.read()

@@ -8,19 +8,18 @@ the tool's own environment, never its argv, and is scrubbed from any error outpu
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from runbook_operator.runner.interfaces import RestoreError, RestoreTarget, RunnerError, Source
+from runbook_operator.runner.interfaces import RestoreTarget, RunnerError, Source
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=128)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-#: The kinds build_source and build_restore_target accept.
-KINDS = ("postgres", "mysql", "files", "command")
 
 
 class SettingsModel(BaseModel):
@@ -38,13 +37,6 @@ def read_env(name: str, error: type[RunnerError]) -> str:
     if value is None:
         raise error(f"environment variable {name} is not set (expected from a Secret)")
     return value
-
-
-def check_expected(result: str | None, expect: str | None) -> None:
-    """A restore's check query must return `expect` when one is given."""
-    if expect is not None and result != expect:
-        raise RestoreError(f"check query returned {result!r}, expected {expect!r}",
-                           reason="CheckFailed")
 
 
 class PostgresConnection(SettingsModel):
@@ -160,6 +152,30 @@ def parse_settings(model: type[M], settings: dict[str, Any], what: str) -> M:
         ) from None
 
 
+Role = Literal["source", "restore target"]
+#: Per kind (also the name of its module here): the class and settings model of each role.
+_PARTS: dict[str, dict[Role, tuple[str, type[SettingsModel]]]] = {
+    "postgres": {
+        "source": ("PostgresSource", PostgresSettings),
+        "restore target": ("PostgresRestoreTarget", PostgresRestoreSettings),
+    },
+    "mysql": {
+        "source": ("MySQLSource", MySQLSettings),
+        "restore target": ("MySQLRestoreTarget", MySQLRestoreSettings),
+    },
+    "files": {
+        "source": ("FilesSource", FilesSettings),
+        "restore target": ("FilesRestoreTarget", FilesRestoreSettings),
+    },
+    "command": {
+        "source": ("CommandSource", CommandSettings),
+        "restore target": ("CommandRestoreTarget", CommandSettings),
+    },
+}
+#: The kinds build_source and build_restore_target accept.
+KINDS = tuple(_PARTS)
+
+
 def _unknown(kind: str, what: str) -> RunnerError:
     return RunnerError(
         f"unknown {what} kind {kind!r} (expected one of {', '.join(KINDS)})",
@@ -167,53 +183,22 @@ def _unknown(kind: str, what: str) -> RunnerError:
     )
 
 
+def _build(kind: str, role: Role, settings: dict[str, Any]) -> Any:
+    """The kind's part for `role`, its settings validated."""
+    if kind not in _PARTS:
+        raise _unknown(kind, role)
+    class_name, model = _PARTS[kind][role]
+    # Imported on use: the modules import the settings models above.
+    part = getattr(importlib.import_module(f"{__name__}.{kind}"), class_name)
+    return part(parse_settings(model, settings, f"{kind} {role}"))
+
+
 def build_source(kind: str, settings: dict[str, Any]) -> Source:
-    # Imported here: the modules import the settings models above.
-    if kind == "postgres":
-        from runbook_operator.runner.sources.postgres import PostgresSource
-
-        return PostgresSource(parse_settings(PostgresSettings, settings, "postgres source"))
-    if kind == "mysql":
-        from runbook_operator.runner.sources.mysql import MySQLSource
-
-        return MySQLSource(parse_settings(MySQLSettings, settings, "mysql source"))
-    if kind == "files":
-        from runbook_operator.runner.sources.files import FilesSource
-
-        return FilesSource(parse_settings(FilesSettings, settings, "files source"))
-    if kind == "command":
-        from runbook_operator.runner.sources.command import CommandSource
-
-        return CommandSource(parse_settings(CommandSettings, settings, "command source"))
-    raise _unknown(kind, "source")
+    return _build(kind, "source", settings)
 
 
 def build_restore_target(kind: str, settings: dict[str, Any]) -> RestoreTarget:
-    if kind == "postgres":
-        from runbook_operator.runner.sources.postgres import PostgresRestoreTarget
-
-        return PostgresRestoreTarget(
-            parse_settings(PostgresRestoreSettings, settings, "postgres restore target")
-        )
-    if kind == "mysql":
-        from runbook_operator.runner.sources.mysql import MySQLRestoreTarget
-
-        return MySQLRestoreTarget(
-            parse_settings(MySQLRestoreSettings, settings, "mysql restore target")
-        )
-    if kind == "files":
-        from runbook_operator.runner.sources.files import FilesRestoreTarget
-
-        return FilesRestoreTarget(
-            parse_settings(FilesRestoreSettings, settings, "files restore target")
-        )
-    if kind == "command":
-        from runbook_operator.runner.sources.command import CommandRestoreTarget
-
-        return CommandRestoreTarget(
-            parse_settings(CommandSettings, settings, "command restore target")
-        )
-    raise _unknown(kind, "restore target")
+    return _build(kind, "restore target", settings)
 
 
 def build_verifier(kind: str, settings: dict[str, Any]) -> RestoreTarget | None:

@@ -115,8 +115,31 @@ def _popen(
         raise error(f"{what}: cannot run {argv[0]}: {exc.strerror}") from None
 
 
-def _failure(what: str, returncode: int, tail: str) -> str:
-    return f"{what} failed ({describe_exit(returncode)}): {tail or 'no error output'}"
+class _Tool:
+    """A started tool whose stderr is drained into a tail scrubbed of `secrets`; `wait` makes
+    a non-zero exit `error`, with that tail."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        secrets: Sequence[str],
+        what: str | None,
+        error: type[RunnerError],
+        **popen: object,
+    ) -> None:
+        self.what = what or os.path.basename(argv[0])
+        self.error = error
+        self.proc = _popen(argv, env, self.what, error, **popen)
+        assert self.proc.stderr is not None
+        self.stderr = StderrTail(self.proc.stderr, secrets)
+
+    def wait(self) -> None:
+        returncode = self.proc.wait()
+        tail = self.stderr.text()
+        if returncode != 0:
+            raise self.error(f"{self.what} failed ({describe_exit(returncode)}): "
+                             f"{tail or 'no error output'}")
 
 
 class ProcessDump:
@@ -130,28 +153,15 @@ class ProcessDump:
         what: str | None = None,
         cwd: str | None = None,
     ) -> None:
-        self.what = what or os.path.basename(argv[0])
-        self._proc = _popen(
-            argv,
-            env,
-            self.what,
-            SourceError,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            cwd=cwd,
-            pipesize=PIPE_SIZE,
-        )
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        self.stream = cast(BinaryIO, self._proc.stdout)
-        self._stderr = StderrTail(self._proc.stderr, secrets)
+        self._tool = _Tool(argv, env, secrets, what, SourceError, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, cwd=cwd, pipesize=PIPE_SIZE)
+        self.what = self._tool.what
+        self.stream = cast(BinaryIO, self._tool.proc.stdout)
 
     def finish(self) -> None:
         # Closing first: a reader that stopped early makes the tool fail (EPIPE), not hang.
         self.stream.close()
-        returncode = self._proc.wait()
-        tail = self._stderr.text()
-        if returncode != 0:
-            raise SourceError(_failure(self.what, returncode, tail))
+        self._tool.wait()
 
 
 class GuardedWriter(io.RawIOBase):
@@ -214,49 +224,41 @@ class ProcessSink:
         early_exit_ok: bool = False,
         cwd: str | None = None,
     ) -> None:
-        self.what = what or os.path.basename(argv[0])
-        self._error = error
+        self._tool = _Tool(argv, env, secrets, what, error, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, cwd=cwd,
+                           pipesize=PIPE_SIZE)
+        self.what = self._tool.what
         self._early_exit_ok = early_exit_ok
-        self._proc = _popen(
-            argv,
-            env,
-            self.what,
-            error,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-            cwd=cwd,
-            pipesize=PIPE_SIZE,
-        )
-        assert self._proc.stdin is not None and self._proc.stderr is not None
-        self._stderr = StderrTail(self._proc.stderr, secrets)
+        proc = self._tool.proc
+        assert proc.stdin is not None
         self._stdout_thread: threading.Thread | None = None
         if stdout is not None:
-            assert self._proc.stdout is not None
+            assert proc.stdout is not None
             self._stdout_thread = threading.Thread(
-                target=stdout, args=(self._proc.stdout,), name=f"{self.what}-stdout", daemon=True
+                target=stdout, args=(proc.stdout,), name=f"{self.what}-stdout", daemon=True
             )
             self._stdout_thread.start()
-        self._writer = GuardedWriter(self._proc.stdin, self._on_broken)
+        self._writer = GuardedWriter(proc.stdin, self._on_broken)
         self.stream: BinaryIO = self._writer  # type: ignore[assignment]
 
+    def _read_all(self) -> RunnerError:
+        return self._tool.error(f"{self.what} exited before reading all of its input")
+
     def _on_broken(self) -> bool:
-        returncode = self._proc.wait()
-        if returncode == 0 and self._early_exit_ok:
+        self._tool.wait()
+        if self._early_exit_ok:
             return True
-        if returncode == 0:
-            raise self._error(f"{self.what} exited before reading all of its input")
-        raise self._error(_failure(self.what, returncode, self._stderr.text()))
+        raise self._read_all()
 
     def finish(self) -> None:
         self._writer.close()
-        returncode = self._proc.wait()
-        if self._stdout_thread is not None:
-            self._stdout_thread.join(_JOIN_TIMEOUT)
-        tail = self._stderr.text()
-        if returncode != 0:
-            raise self._error(_failure(self.what, returncode, tail))
+        try:
+            self._tool.wait()
+        finally:
+            if self._stdout_thread is not None:
+                self._stdout_thread.join(_JOIN_TIMEOUT)
         if self._writer.broken_at_close and not self._early_exit_ok:
-            raise self._error(f"{self.what} exited before reading all of its input")
+            raise self._read_all()
 
 
 def run_tool(
@@ -269,19 +271,15 @@ def run_tool(
 ) -> str:
     """Run a short helper (createdb, a check query) to completion: its stdout, at most
     `output_limit` bytes of it, or `error` with the scrubbed stderr tail."""
-    what = what or os.path.basename(argv[0])
-    proc = _popen(argv, env, what, error, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    stderr = StderrTail(proc.stderr, secrets)
+    tool = _Tool(argv, env, secrets, what, error, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    stdout = tool.proc.stdout
+    assert stdout is not None
     output = bytearray()
-    while chunk := proc.stdout.read(65536):
+    while chunk := stdout.read(65536):
         if len(output) < output_limit:
             output += chunk[: output_limit - len(output)]
-    proc.stdout.close()
-    returncode = proc.wait()
-    tail = stderr.text()
-    if returncode != 0:
-        raise error(_failure(what, returncode, tail))
+    stdout.close()
+    tool.wait()
     return scrub(bytes(output), secrets).decode(errors="replace").strip()
 
 

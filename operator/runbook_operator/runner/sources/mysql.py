@@ -18,14 +18,9 @@ from runbook_operator.runner.interfaces import (
     SourceError,
     VerificationError,
 )
-from runbook_operator.runner.sources import (
-    check_expected,
-    MySQLConnection,
-    MySQLRestoreSettings,
-    MySQLSettings,
-    read_env,
-)
-from runbook_operator.runner.sources.command import ProcessDump, ProcessSink, child_env, run_tool
+from runbook_operator.runner.sources import MySQLConnection, MySQLRestoreSettings, MySQLSettings
+from runbook_operator.runner.sources.command import ProcessDump, run_tool
+from runbook_operator.runner.sources.database import CheckedRestoreSink, Client, client
 
 DUMP_OPTIONS = (
     "--single-transaction",
@@ -40,23 +35,15 @@ _TRAILER = b"-- Dump completed"
 _TAIL_BYTES = 4096
 
 
-def connection(
-    settings: MySQLConnection, error: type[RunnerError]
-) -> tuple[list[str], dict[str, str], list[str]]:
-    """argv options, environment and secrets for a MySQL client tool."""
+def connection(settings: MySQLConnection, error: type[RunnerError]) -> Client:
+    """The options, environment and secrets of a MySQL client tool."""
     args = [
         f"--host={settings.host}",
         f"--port={settings.port}",
         f"--user={settings.user}",
         "--protocol=TCP",
     ]
-    extra: dict[str, str] = {}
-    secrets: list[str] = []
-    if settings.password_env:
-        password = read_env(settings.password_env, error)
-        extra["MYSQL_PWD"] = password
-        secrets.append(password)
-    return args, child_env(extra), secrets
+    return client(args, settings.password_env, "MYSQL_PWD", error)
 
 
 def quote_identifier(name: str) -> str:
@@ -82,64 +69,18 @@ class MySQLSource:
         return ProcessDump(argv, env, secrets, what=f"mysqldump of {self.settings.database}")
 
 
-class MySQLRestoreSink(ProcessSink):
-    """`mysql` replaying the dump; on success the optional check query runs."""
-
-    def __init__(
-        self,
-        settings: MySQLRestoreSettings,
-        args: list[str],
-        env: dict[str, str],
-        secrets: list[str],
-    ) -> None:
-        self.settings = settings
-        self._args, self._env, self._secrets = args, env, secrets
-        #: The check query's output, once finish() has run it.
-        self.check_result: str | None = None
-        super().__init__(
-            [
-                "mysql",
-                *args,
-                "--binary-mode",
-                *settings.extra_args,
-                f"--database={settings.database}",
-            ],
-            env,
-            secrets,
-            what=f"mysql restore into {settings.database}",
-        )
-
-    def finish(self) -> None:
-        super().finish()
-        query = self.settings.check_query
-        if query is None:
-            return
-        self.check_result = run_tool(
-            [
-                "mysql",
-                *self._args,
-                "--batch",
-                "--skip-column-names",
-                f"--database={self.settings.database}",
-                f"--execute={query}",
-            ],
-            self._env,
-            self._secrets,
-            RestoreError,
-            what="check query",
-        )
-        check_expected(self.check_result, self.settings.expect)
-
-
 class MySQLRestoreTarget:
+    """`mysql` replaying the dump into a scratch database (dropped and created first if asked);
+    on success the optional check query runs."""
+
     kind = "mysql"
 
     def __init__(self, settings: MySQLRestoreSettings) -> None:
         self.settings = settings
 
-    def start(self) -> MySQLRestoreSink:
+    def start(self) -> CheckedRestoreSink:
         s = self.settings
-        args, env, secrets = connection(s, RestoreError)
+        tool = connection(s, RestoreError)
         statements = []
         if s.drop_existing:
             statements.append(f"DROP DATABASE IF EXISTS {quote_identifier(s.database)}")
@@ -147,13 +88,24 @@ class MySQLRestoreTarget:
             statements.append(f"CREATE DATABASE {quote_identifier(s.database)}")
         if statements:
             run_tool(
-                ["mysql", *args, f"--execute={'; '.join(statements)}"],
-                env,
-                secrets,
+                ["mysql", *tool.args, f"--execute={'; '.join(statements)}"],
+                tool.env,
+                tool.secrets,
                 RestoreError,
                 what=f"creating database {s.database}",
             )
-        return MySQLRestoreSink(s, args, env, secrets)
+        database = f"--database={s.database}"
+        check = None if s.check_query is None else [
+            "mysql", *tool.args, "--batch", "--skip-column-names", database,
+            f"--execute={s.check_query}",
+        ]
+        return CheckedRestoreSink(
+            ["mysql", *tool.args, "--binary-mode", *s.extra_args, database],
+            tool,
+            check,
+            s.expect,
+            what=f"mysql restore into {s.database}",
+        )
 
 
 class DumpCompletedSink:

@@ -19,13 +19,12 @@ from runbook_operator.runner.interfaces import (
     VerificationError,
 )
 from runbook_operator.runner.sources import (
-    check_expected,
     PostgresConnection,
     PostgresRestoreSettings,
     PostgresSettings,
-    read_env,
 )
 from runbook_operator.runner.sources.command import ProcessDump, ProcessSink, child_env, run_tool
+from runbook_operator.runner.sources.database import CheckedRestoreSink, Client, client
 
 
 def _libpq_passthrough(name: str) -> bool:
@@ -34,25 +33,16 @@ def _libpq_passthrough(name: str) -> bool:
     return name.startswith("PG") and name != "PGPASSWORD"
 
 
-def connection(
-    settings: PostgresConnection, error: type[RunnerError]
-) -> tuple[list[str], dict[str, str], list[str]]:
-    """argv options, environment and secrets for a libpq tool."""
+def connection(settings: PostgresConnection, error: type[RunnerError]) -> Client:
+    """The options, environment and secrets of a libpq tool."""
     args = [
         f"--host={settings.host}",
         f"--port={settings.port}",
         f"--username={settings.user}",
         "--no-password",
     ]
-    extra: dict[str, str] = {}
-    secrets: list[str] = []
-    if settings.password_env:
-        password = read_env(settings.password_env, error)
-        extra["PGPASSWORD"] = password
-        secrets.append(password)
-    if settings.ssl_mode:
-        extra["PGSSLMODE"] = settings.ssl_mode
-    return args, child_env(extra, _libpq_passthrough), secrets
+    extra = {"PGSSLMODE": settings.ssl_mode} if settings.ssl_mode else {}
+    return client(args, settings.password_env, "PGPASSWORD", error, extra, _libpq_passthrough)
 
 
 class PostgresSource:
@@ -74,72 +64,21 @@ class PostgresSource:
         return ProcessDump(argv, env, secrets, what=f"pg_dump of {self.settings.database}")
 
 
-class PostgresRestoreSink(ProcessSink):
-    """pg_restore reading stdin; on success the optional check query runs."""
-
-    def __init__(
-        self,
-        settings: PostgresRestoreSettings,
-        args: list[str],
-        env: dict[str, str],
-        secrets: list[str],
-    ) -> None:
-        self.settings = settings
-        self._args, self._env, self._secrets = args, env, secrets
-        #: The check query's output, once finish() has run it.
-        self.check_result: str | None = None
-        super().__init__(
-            [
-                "pg_restore",
-                "--no-owner",
-                "--exit-on-error",
-                *args,
-                *settings.extra_args,
-                f"--dbname={settings.database}",
-            ],
-            env,
-            secrets,
-            what=f"pg_restore into {settings.database}",
-        )
-
-    def finish(self) -> None:
-        super().finish()
-        query = self.settings.check_query
-        if query is None:
-            return
-        self.check_result = run_tool(
-            [
-                "psql",
-                "-X",
-                "--quiet",
-                "--no-align",
-                "--tuples-only",
-                "--set=ON_ERROR_STOP=1",
-                *self._args,
-                f"--dbname={self.settings.database}",
-                f"--command={query}",
-            ],
-            self._env,
-            self._secrets,
-            RestoreError,
-            what="check query",
-        )
-        check_expected(self.check_result, self.settings.expect)
-
-
 class PostgresRestoreTarget:
-    """Restores into a scratch database, created first (and dropped first if asked)."""
+    """pg_restore reading stdin into a scratch database, created first (and dropped first if
+    asked); on success the optional check query runs."""
 
     kind = "postgres"
 
     def __init__(self, settings: PostgresRestoreSettings) -> None:
         self.settings = settings
 
-    def start(self) -> PostgresRestoreSink:
+    def start(self) -> CheckedRestoreSink:
         s = self.settings
         if s.database == s.maintenance_database:
             raise RestoreError(f"refusing to restore into the maintenance database {s.database!r}")
-        args, env, secrets = connection(s, RestoreError)
+        tool = connection(s, RestoreError)
+        args, env, secrets = tool
         maintenance = f"--maintenance-db={s.maintenance_database}"
         if s.drop_existing:
             run_tool(
@@ -150,7 +89,18 @@ class PostgresRestoreTarget:
             )
         if s.create_database:
             run_tool(["createdb", *args, maintenance, s.database], env, secrets, RestoreError)
-        return PostgresRestoreSink(s, args, env, secrets)
+        database = f"--dbname={s.database}"
+        check = None if s.check_query is None else [
+            "psql", "-X", "--quiet", "--no-align", "--tuples-only", "--set=ON_ERROR_STOP=1",
+            *args, database, f"--command={s.check_query}",
+        ]
+        return CheckedRestoreSink(
+            ["pg_restore", "--no-owner", "--exit-on-error", *args, *s.extra_args, database],
+            tool,
+            check,
+            s.expect,
+            what=f"pg_restore into {s.database}",
+        )
 
 
 class PgRestoreListSink(ProcessSink):
