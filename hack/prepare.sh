@@ -23,6 +23,7 @@ steps=(
   "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
   "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
+  "Istio's VirtualService CRD (Go module download, seconds)|build-istio-crds.sh"
 )
 for i in "${!steps[@]}"; do
   what="${steps[$i]%|*}" script="${steps[$i]#*|}"

@@ -29,7 +29,7 @@ def test_the_target_prepares_before_it_runs(target: str, runs: str) -> None:
 def test_prepare_installs_the_packages_and_builds_the_services_the_harness_starts() -> None:
     prepare = (REPO / "hack" / "prepare.sh").read_text()
     for script in ("install-test-deps.sh", "build-control-plane.sh", "build-minio.sh",
-                   "build-traefik.sh", "build-prometheus.sh"):
+                   "build-traefik.sh", "build-prometheus.sh", "build-istio-crds.sh"):
         assert script in prepare
     packages = (REPO / "hack" / "install-test-deps.sh").read_text()
     for package in ("postgresql-15", "mariadb-server", "prometheus", "prometheus-alertmanager",
