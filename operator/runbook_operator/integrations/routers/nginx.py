@@ -1,11 +1,13 @@
 """The NGINX Ingress router: ingress-nginx's canary annotations on a copy of the user's Ingress.
 
 The user's Ingress stays the user's: its backends name `<service>-primary` in their own
-manifest, and the operator never writes it. That is Flagger's choice too (its nginx router
-clones the user's Ingress and leaves it alone): an Ingress's `rules` is an atomic list, so
-retargeting one backend would take every rule over and a GitOps tool would see a diff on
-each sync (Argo Rollouts #3854). The operator maintains `<ingress>-canary`: the user's spec
-with each `<service>-primary` backend renamed `<service>-canary`, the user's annotations, and
+manifest, and the operator never writes it. Flagger does the same (its nginx router clones
+the user's Ingress and leaves it alone; there the backend is the apex Service Flagger points
+at the primary): an Ingress's `rules` is an atomic list, so retargeting one backend would
+take every rule over and a GitOps tool would see a diff on each sync (Argo Rollouts #3854).
+
+The operator maintains `<ingress>-canary`: the user's spec with each `<service>-primary`
+backend renamed `<service>-canary`, the user's annotations, and
 `nginx.ingress.kubernetes.io/canary: "true"` with `canary-weight: "<w>"` (a percentage of the
 default `canary-weight-total` of 100); a controller serving ingress-nginx's annotations sends
 that share of the matching requests to the canary. Deleting the copy sends everything to the

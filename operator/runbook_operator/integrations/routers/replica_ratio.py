@@ -58,8 +58,8 @@ def total_replicas(configured: int | None, primary: dict[str, Any],
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    """Whether a Service's selector matches pods with `labels` (an empty one selects no pod
-    the Service manages: it has no endpoints)."""
+    """Whether a Service's selector matches pods with `labels` (a Service without a
+    selector gets no endpoints from the cluster)."""
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_operator.integrations.routers import Backends, Owner, router_for
+from runbook_operator.integrations.routers import Backends, Owner, RouterError, router_for
 from runbook_operator.integrations.routers.istio import (
     IstioRouter,
     canary_share,
@@ -14,6 +14,7 @@ from runbook_operator.integrations.routers.istio import (
     observe,
 )
 from tests.support.canary_world import spec
+from tests.support.fakes import FakeCluster
 
 BACKENDS = Backends("shop", "checkout", 80, "http")
 OWNER = Owner("checkout", "shop", "uid-1")
@@ -85,3 +86,24 @@ def test_the_factory_builds_it_from_the_spec_the_route_named_after_the_service()
     assert (router.virtual_service, router.route) == ("web", "checkout")
     named = spec(router={"istio": {"virtualService": "web", "route": "main"}})
     assert router_for(named, BACKENDS, OWNER, None).route == "main"  # type: ignore[arg-type]
+
+
+def test_the_shell_needs_the_users_virtual_service_and_finalizes_to_the_primary() -> None:
+    users = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+             "metadata": {"name": "web", "namespace": "shop"}, "spec": {"hosts": ["shop"]}}
+    cluster = FakeCluster(users)
+    kube: Any = cluster
+    router = router_for(spec(router={"istio": {"virtualService": "web"}}), BACKENDS, OWNER,
+                        kube)
+    router.reconcile()
+    router.set_weight(5)
+    assert router.verify(5).verified == "Yes"
+    router.finalize()
+    assert router.verify(0).verified == "No"
+    assert cluster.get("networking.istio.io/v1", "VirtualService", "web", "shop")["spec"][
+        "http"] == desired_virtual_service("web", BACKENDS, "checkout", None)["spec"]["http"]
+    empty: Any = FakeCluster()
+    missing = router_for(spec(router={"istio": {"virtualService": "web"}}), BACKENDS, OWNER,
+                         empty)
+    with pytest.raises(RouterError, match="VirtualService 'web' not found"):
+        missing.reconcile()

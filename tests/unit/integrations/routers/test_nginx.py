@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_operator.integrations.routers import Backends, Owner, router_for
+from runbook_operator.integrations.routers import Backends, Owner, RouterError, router_for
 from runbook_operator.integrations.routers.nginx import (
     CANARY_ANNOTATION,
     LAST_APPLIED,
@@ -21,6 +21,7 @@ from runbook_operator.integrations.routers.nginx import (
     written_weight,
 )
 from tests.support.canary_world import spec
+from tests.support.fakes import FakeCluster
 
 BACKENDS = Backends("shop", "checkout", 80, "http")
 OWNER = Owner("checkout", "shop", "uid-1")
@@ -125,3 +126,38 @@ def test_the_factory_builds_it_from_the_spec() -> None:
     router = router_for(spec(router={"nginx": {"ingress": "web"}}), BACKENDS, OWNER,
                         None)  # type: ignore[arg-type]
     assert isinstance(router, NginxRouter) and router.ingress == "web"
+
+
+def _shell(*bodies: dict[str, Any]) -> tuple[NginxRouter, FakeCluster]:
+    cluster = FakeCluster(*bodies)
+    kube: Any = cluster
+    return NginxRouter(kube, BACKENDS, OWNER, "web"), cluster
+
+
+def _copy_of(cluster: FakeCluster) -> dict[str, Any] | None:
+    return cluster.get("networking.k8s.io/v1", "Ingress", "web-canary", "shop")
+
+
+def test_reconcile_creates_the_copy_at_0_and_then_keeps_its_weight() -> None:
+    router, cluster = _shell(_ingress())
+    router.reconcile()
+    assert written_weight(_copy_of(cluster)) == 0
+    router.set_weight(30)
+    router.reconcile()
+    assert router.verify(30).verified == "Yes"
+
+
+def test_the_users_ingress_is_only_read() -> None:
+    router, cluster = _shell(_ingress())
+    router.reconcile()
+    router.set_weight(5)
+    assert [r for r in cluster.requests if not r.startswith("get")] == [
+        "apply Ingress/web-canary", "apply Ingress/web-canary"]
+
+
+def test_an_ingress_without_the_primary_or_none_at_all_stops_the_router() -> None:
+    router, _ = _shell(_ingress("checkout"))
+    with pytest.raises(RouterError, match="no backend 'checkout-primary'"):
+        router.set_weight(5)
+    with pytest.raises(RouterError, match="Ingress 'web' not found"):
+        _shell()[0].reconcile()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_operator.integrations.routers import Backends, Owner, router_for
+from runbook_operator.integrations.routers import Backends, Owner, RouterError, router_for
 from runbook_operator.integrations.routers.replica_ratio import (
     ReplicaRatioRouter,
     observe,
@@ -17,6 +17,7 @@ from runbook_operator.integrations.routers.replica_ratio import (
     total_replicas,
 )
 from tests.support.canary_world import spec
+from tests.support.fakes import FakeCluster
 
 TOTALS = st.integers(2, 1000)
 WEIGHTS = st.integers(0, 100)
@@ -124,3 +125,63 @@ def test_the_factory_builds_it_from_the_spec() -> None:
     assert isinstance(router, ReplicaRatioRouter)
     assert (router.primary, router.canary, router.configured_total) == (
         "checkout-primary", "checkout", 4)
+
+
+def _cluster(primary: int, canary: int, selector: dict[str, str] | None = None
+             ) -> FakeCluster:
+    shared = {"app.kubernetes.io/part-of": "checkout"}
+    bodies = [{"apiVersion": "apps/v1", "kind": "Deployment", **_deployment(
+        name, replicas, labels={"app": name, **shared})} for name, replicas in
+        (("checkout-primary", primary), ("checkout", canary))]
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "checkout", "namespace": "shop"},
+               "spec": {"selector": shared if selector is None else selector}}
+    for body in bodies:
+        body["metadata"]["namespace"] = "shop"
+    return FakeCluster(*bodies, service)
+
+
+def _shell(cluster: FakeCluster, total: int | None = None) -> ReplicaRatioRouter:
+    kube: Any = cluster
+    return ReplicaRatioRouter(kube, Backends("shop", "checkout", 80, "http"),
+                              "checkout-primary", "checkout", total)
+
+
+def _replicas(cluster: FakeCluster) -> tuple[int, int]:
+    return tuple(cluster.get("apps/v1", "Deployment", name, "shop")["spec"]["replicas"]
+                 for name in ("checkout-primary", "checkout"))  # type: ignore[return-value]
+
+
+def test_a_weight_scales_the_growing_deployment_first_and_keeps_the_total() -> None:
+    cluster = _cluster(4, 0)
+    router = _shell(cluster)
+    router.set_weight(30)
+    assert _replicas(cluster) == (2, 2)
+    assert [r for r in cluster.requests if r.startswith("merge")] == [
+        "merge Deployment/checkout", "merge Deployment/checkout-primary"]
+    cluster.requests.clear()
+    router.finalize()
+    assert _replicas(cluster) == (4, 0)
+    assert [r for r in cluster.requests if r.startswith("merge")] == [
+        "merge Deployment/checkout-primary", "merge Deployment/checkout"]
+
+
+def test_a_configured_total_wins_and_one_pod_cannot_be_split() -> None:
+    cluster = _cluster(1, 0)
+    _shell(cluster, total=10).set_weight(5)
+    assert _replicas(cluster) == (9, 1)
+    with pytest.raises(RouterError, match="at least 2 replicas"):
+        _shell(_cluster(1, 0)).set_weight(5)
+
+
+def test_reconcile_needs_both_deployments_and_a_service_selecting_both() -> None:
+    _shell(_cluster(1, 0)).reconcile()
+    with pytest.raises(RouterError, match="does not select the pods of checkout-primary"):
+        _shell(_cluster(1, 0, selector={"app": "checkout"})).reconcile()
+    missing = _cluster(1, 0)
+    del missing.objects[("Service", "shop", "checkout")]
+    with pytest.raises(RouterError, match="Service 'checkout' not found"):
+        _shell(missing).reconcile()
+    del missing.objects[("Deployment", "shop", "checkout")]
+    with pytest.raises(RouterError, match="Deployment 'checkout' not found"):
+        _shell(missing).reconcile()
