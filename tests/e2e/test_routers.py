@@ -249,12 +249,29 @@ def test_the_replica_ratio_router_splits_one_services_traffic_by_ready_pods(
         canary.apply_as_user(cluster, namespace, *users)
         assert router.verify(weight).verified == "Yes"
 
+    _a_pod_not_ready_is_cannot_tell(cluster, namespace, router, 100)
     router.finalize()
 
     wait_for(lambda: router.verify(0).verified == "Yes", "every pod a primary", timeout=240)
     wait_for(lambda: _answering(url, host, total, {"v1"}), "only v1 answering", timeout=120)
     assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v1": 1.0}
     assert canary.diff_as_user(cluster, namespace, *users) == ""
+
+
+def _a_pod_not_ready_is_cannot_tell(cluster: LocalCluster, namespace: str, router: Router,
+                                    weight: int) -> None:
+    pod = demo_app.pods(cluster, namespace, "v2")[0]["status"]["podIP"]
+    demo_app.set_ready(pod, False)
+
+    def doubted() -> Verification | None:
+        answer = router.verify(weight)
+        return answer if answer.verified != "Yes" else None
+
+    answer = wait_for(doubted, "the router to notice a pod not ready", timeout=120)
+    assert answer.verified == "Unknown", answer
+    demo_app.set_ready(pod, True)
+    wait_for(lambda: router.verify(weight).verified == "Yes", "the pod ready again",
+             timeout=120)
 
 
 def test_the_replica_ratio_router_refuses_a_service_that_misses_the_primary(
