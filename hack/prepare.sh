@@ -24,6 +24,7 @@ steps=(
   "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
   "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
+  "Istio's VirtualService CRD (Go module download, seconds)|build-istio-crds.sh"
 )
 # The images and helm only for the tests that install the operator as users do (`make test`):
 # the demo runs the operator from this checkout and would only wait for them.

@@ -144,7 +144,8 @@ class NginxRouter(ApiModel):
     """NGINX Ingress canary annotations (`canary`, `canary-weight`) on a copy of an Ingress."""
 
     ingress: ResourceName = Field(
-        description="Name of the user's Ingress; the operator maintains `<name>-canary`.")
+        description="Name of the user's Ingress, whose backends name `<service>-primary` "
+        "(the operator never writes it); the operator maintains `<name>-canary`.")
 
 
 class ReplicaRatioRouter(ApiModel):
@@ -157,12 +158,15 @@ class ReplicaRatioRouter(ApiModel):
 
 
 class IstioRouter(ApiModel):
-    """Istio VirtualService weights."""
+    """Istio: the operator writes the `http` routes of a VirtualService the user owns."""
 
-    virtual_service: ResourceName = Field(description="Name of the VirtualService.")
+    virtual_service: ResourceName = Field(
+        description="Name of the VirtualService. The user's manifest declares its hosts and "
+        "gateways and leaves out `http` (an atomic list: whoever writes one weight owns every "
+        "route); the operator writes one http route with the primary and canary hosts.")
     route: str | None = Field(
         default=None, max_length=253,
-        description="Name of its http route to weight (default: the first).")
+        description="Name of that http route (default: the Services' base name).")
 
 
 _ROUTERS = ("gatewayAPI", "nginx", "replicaRatio", "istio")

@@ -184,7 +184,8 @@ def build_scripts() -> list[Path]:
     namespace (:func:`.network.enter`), which has no way out to download anything."""
     hack = repo_root() / "hack"
     return [hack / "build-control-plane.sh", hack / "build-traefik.sh",
-            hack / "build-prometheus.sh", hack / "build-minio.sh"]
+            hack / "build-prometheus.sh", hack / "build-minio.sh",
+            hack / "build-istio-crds.sh"]
 
 
 #: The Stage objects, a data file beside this module.

@@ -16,5 +16,6 @@ def test_kwok_leaves_every_pod_of_a_project_image_to_the_runtime() -> None:
 
 def test_every_build_a_cluster_uses_runs_before_entering_the_namespace() -> None:
     assert [p.name for p in build_scripts()] == ["build-control-plane.sh", "build-traefik.sh",
-                                                 "build-prometheus.sh", "build-minio.sh"]
+                                                 "build-prometheus.sh", "build-minio.sh",
+                                                 "build-istio-crds.sh"]
     assert all(p.is_file() for p in build_scripts())

@@ -39,7 +39,8 @@ def test_only_the_tests_wait_for_the_image_and_helm_builds(target: str, images: 
 def test_prepare_installs_the_packages_and_builds_the_services_the_harness_starts() -> None:
     prepare = (REPO / "hack" / "prepare.sh").read_text()
     for script in ("install-test-deps.sh", "build-control-plane.sh", "build-minio.sh",
-                   "build-traefik.sh", "build-prometheus.sh", "build-image.sh", "build-helm.sh"):
+                   "build-traefik.sh", "build-prometheus.sh", "build-istio-crds.sh",
+                   "build-image.sh", "build-helm.sh"):
         assert script in prepare
     packages = (REPO / "hack" / "install-test-deps.sh").read_text()
     for package in ("postgresql-15", "mariadb-server", "prometheus", "prometheus-alertmanager",

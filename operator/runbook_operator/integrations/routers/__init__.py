@@ -113,4 +113,20 @@ def router_for(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, kube: 
 
         assert spec.router.gateway_api is not None
         return GatewayAPIRouter(kube, backends, owner, spec.router.gateway_api.http_route)
-    raise RouterError(f"the {kind} router is not available in this version of the operator")
+    if kind == "nginx":
+        from runbook_operator.integrations.routers.nginx import NginxRouter
+
+        assert spec.router.nginx is not None
+        return NginxRouter(kube, backends, owner, spec.router.nginx.ingress)
+    if kind == "replicaRatio":
+        from runbook_operator.integrations.routers.replica_ratio import ReplicaRatioRouter
+
+        assert spec.router.replica_ratio is not None
+        target = spec.target_ref.name
+        return ReplicaRatioRouter(kube, backends, f"{target}{PRIMARY_SUFFIX}", target,
+                                  spec.router.replica_ratio.total_replicas)
+    from runbook_operator.integrations.routers.istio import IstioRouter
+
+    assert spec.router.istio is not None
+    return IstioRouter(kube, backends, spec.router.istio.virtual_service,
+                       spec.router.istio.route)
