@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
 from tests.support.builders import alert_rule, policy_body, runner_policy
+from tests.support.canary import ROLLOUTS, rollout
 from tests.support.kube import (
     ALERT_RULES,
     BACKUP_POLICIES,
@@ -221,6 +222,32 @@ def test_deployment_actions_need_the_authors_own_right_on_that_deployment(
     ALERT_RULES.create(author.api, namespace, restart)
     refused(lambda: ALERT_RULES.create(author.api, namespace, rule(
         "scale-other", scaleDeployment={"name": "payments", "by": 1, "max": 5})))
+
+
+def test_a_canary_needs_the_authors_own_rights_on_its_target_and_route(
+    api: client.ApiClient, namespace: str, author: Person,
+) -> None:
+    """A CanaryRollout has the operator scale its target, create `<target>-primary` from the
+    target's pod template and set its route's weights: each is refused until granted."""
+    body = rollout(PROMETHEUS)
+    message = refused(lambda: ROLLOUTS.create(author.api, namespace, body))
+    assert ("spec.targetRef: the operator would scale Deployment checkout and create "
+            "checkout-primary from its pod template for you") in message
+    grant(api, namespace, "roll-checkout", ["author"], [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["checkout"],
+         "verbs": ["patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create"]}])
+    wait_allowed(author.api, namespace, "create", "deployments", "apps")
+    message = refused(lambda: ROLLOUTS.create(author.api, namespace, body))
+    assert ("spec.router.gatewayAPI.httpRoute: the operator would set the weights of HTTPRoute "
+            f"checkout for you, and you may not patch it in namespace {namespace}") in message
+
+    grant(api, namespace, "route-checkout", ["author"], [
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"],
+         "resourceNames": ["checkout"], "verbs": ["patch"]}])
+    wait_allowed(author.api, namespace, "patch", "httproutes", "gateway.networking.k8s.io",
+                 name="checkout")
+    ROLLOUTS.create(author.api, namespace, body)
 
 
 def test_the_built_in_edit_role_may_declare_all_of_it(

@@ -20,59 +20,34 @@ app.kubernetes.io/name: runbook-operator
 {{ .Values.runnerImage.repository }}:{{ .Values.runnerImage.tag | default .Chart.AppVersion }}
 {{- end }}
 
-{{/* Rules on namespaced resources, as manifests/rbac.yaml explains each. */}}
-{{- define "runbook-operator.namespacedRules" -}}
-- apiGroups: ["runbook.dev"]
-  resources: ["backuppolicies", "notificationchannels", "alertrules", "escalationpolicies",
-              "incidents"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["runbook.dev"]
-  resources: ["backuppolicies/status", "notificationchannels/status", "alertrules/status",
-              "escalationpolicies/status", "incidents/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["runbook.dev"]
-  resources: ["incidents"]
-  verbs: ["get", "list", "create"]
-- apiGroups: ["runbook.dev"]
-  resources: ["incidents/status"]
-  verbs: ["get", "patch"]
-- apiGroups: ["runbook.dev"]
-  resources: ["escalationpolicies"]
-  verbs: ["get"]
-- apiGroups: ["runbook.dev"]
-  resources: ["backuppolicies/finalizers"]
-  verbs: ["update"]
-- apiGroups: ["batch"]
-  resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "patch"]
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "create", "patch"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list"]
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+{{/* The operator's rules, read from manifests/rbac.yaml's ClusterRole (files/operator/ links to
+it, which explains each), split into those on cluster-scoped resources (CRD discovery, kopf's
+cluster peering) and the rest: one list of rights for the chart and the kustomize base. */}}
+{{- define "runbook-operator.ruleSets" -}}
+{{- $clusterGroups := list "apiextensions.k8s.io" "kopf.dev" }}
+{{- $namespaced := list }}
+{{- $cluster := list }}
+{{- range splitList "\n---\n" (.Files.Get "files/operator/rbac.yaml") }}
+{{- $doc := fromYaml . }}
+{{- if eq (toString $doc.kind) "ClusterRole" }}
+{{- range $doc.rules }}
+{{- if has (first .apiGroups) $clusterGroups }}
+{{- $cluster = append $cluster . }}
+{{- else }}
+{{- $namespaced = append $namespaced . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "namespaced" $namespaced "cluster" $cluster) }}
 {{- end }}
 
-{{/* Rules on cluster-scoped resources: CRD discovery and kopf's peering. */}}
+{{- define "runbook-operator.namespacedRules" -}}
+{{ (include "runbook-operator.ruleSets" . | fromYaml).namespaced | toYaml }}
+{{- end }}
+
 {{- define "runbook-operator.clusterRules" -}}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+{{ (include "runbook-operator.ruleSets" . | fromYaml).cluster | toYaml }}
 {{- end }}
 
 {{/* kopf's peering when it watches chosen namespaces: a KopfPeering in each (peering.yaml). */}}
