@@ -217,6 +217,14 @@ def test_invalid_requests_are_refused_with_the_reason_and_write_nothing(
         return {i["metadata"]["name"]: i["metadata"]["resourceVersion"]
                 for i in incidents(api, receiver.namespace)}
 
+    def reconciled() -> bool:
+        """The Incident controller has caught up with the incidents earlier tests opened,
+        so that its writes are not taken for the receiver's."""
+        return all((i.get("status") or {}).get("observedGeneration")
+                   == i["metadata"]["generation"] for i in incidents(api, receiver.namespace))
+
+    wait_for(reconciled, "the Incident controller to reconcile every incident",
+             timeout=DEADLINE)
     before = written()
     for response, status, reason in [
         (receiver.post(b'{"version": "4", "groupKey": '), 400, "body is not JSON"),
