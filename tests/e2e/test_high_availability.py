@@ -37,7 +37,7 @@ GRACE_SECONDS = 30
 
 
 @pytest.fixture
-def instances(operator: LocalOperator, operator_kubeconfig: Path,
+def instances(api: client.ApiClient, operator: LocalOperator, operator_kubeconfig: Path,
               tmp_path: Path) -> Iterator[tuple[LocalOperator, LocalOperator]]:
     """The first instance leading, the second standing by. The session's operator is stopped
     (it would hold the Lease); `running_operator` restarts it for later tests."""
@@ -46,6 +46,8 @@ def instances(operator: LocalOperator, operator_kubeconfig: Path,
     second = LocalOperator(operator_kubeconfig, tmp_path / "second.log")
     try:
         first.start()
+        wait_for(lambda: lease_holder(api) == first.identity, "the first instance to lead",
+                 timeout=60)
         second.start()
         yield first, second
     finally:
@@ -59,8 +61,6 @@ def test_only_the_leader_acts_and_a_standby_takes_over_after_a_kill(
     figures: dict[str, list[float]],
 ) -> None:
     first, second = instances
-    wait_for(lambda: lease_holder(api) == first.identity, "the first instance to lead",
-             timeout=60)
     series = {"service": f"ha-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.01)
     with HTTPReceiver() as receiver:
@@ -110,8 +110,6 @@ def test_sigterm_lets_a_slow_notification_finish_and_record_itself(
     exporter: MetricsExporter, prometheus: PrometheusServer,  # noqa: F811
 ) -> None:
     first, second = instances
-    wait_for(lambda: lease_holder(api) == first.identity, "the first instance to lead",
-             timeout=60)
     series = {"service": f"term-{namespace[-5:]}"}
     exporter.set("http_errors_ratio", series, 0.5)
     with HTTPReceiver(default=Reply(delay=5)) as receiver:

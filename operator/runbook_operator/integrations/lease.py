@@ -49,11 +49,15 @@ def _spec(record: Record) -> client.V1LeaseSpec:
 class Leases:
     """Reads and conditional writes of one Lease."""
 
-    def __init__(self, ref: LeaseRef, timeout: float, api: client.ApiClient | None = None) -> None:
+    def __init__(self, ref: LeaseRef, timeout: float) -> None:
         self.ref = ref
         self.timeout = timeout
         """Seconds one request may take: a leader must notice a hung renewal in time."""
-        self.api = client.CoordinationV1Api(api)
+        # No retries inside a request: the elector tries again every retry period anyway,
+        # and urllib3 would log a warning for each retry of each try while the server is away.
+        config = client.Configuration.get_default_copy()
+        config.retries = 0
+        self.api = client.CoordinationV1Api(client.ApiClient(config))
 
     def read(self) -> tuple[Record, str] | None:
         """The Lease's record and resourceVersion; None when there is no Lease."""
