@@ -1,8 +1,9 @@
 """Two operator instances under the same ServiceAccount, each with its own identity: only
 the holder of the leader-election Lease reconciles, evaluates or notifies; killed with
-SIGKILL, it is replaced by the standby within the lease duration, and an alert pending across
-the hand-over fires once. SIGTERM lets work in flight finish: a slow notification is
-delivered and recorded in status before the process exits 0."""
+SIGKILL, it is replaced by the standby within the lease duration; an alert pending across the
+hand-over fires once, and an escalation climbs to its next level once. SIGTERM lets work in
+flight finish: a slow notification is delivered and recorded in status before the process
+exits 0."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ from kubernetes import client
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from runbook_operator.devcluster.waiting import wait_for
-from tests.support.builders import alert_rule, errors_of, policy_body
+from tests.support.builders import alert_rule, errors_of, escalation_policy, incident, policy_body
+from tests.support.incidents import pages, receiving
 from tests.support.kube import (
     ALERT_RULES,
     BACKUP_POLICIES,
+    ESCALATION_POLICIES,
+    INCIDENTS,
     alert_notifications,
     alert_state,
     create_webhook_channel,
@@ -133,3 +137,26 @@ def test_sigterm_lets_a_slow_notification_finish_and_record_itself(
                  timeout=10)
         wait_for_evaluations(second, namespace, "slow", 2, "two evaluations by the standby")
         assert len(receiver.bodies(status="firing")) == 1
+
+
+def test_an_escalation_due_after_the_hand_over_pages_its_next_level_once(
+    api: client.ApiClient, namespace: str, instances: tuple[LocalOperator, LocalOperator],
+) -> None:
+    first, second = instances
+    levels = [{"after": "0s", "channels": ["l1"]}, {"after": "40s", "channels": ["l2"]}]
+    with receiving(api, namespace, "l1", "l2") as receiver:
+        ESCALATION_POLICIES.create(api, namespace, escalation_policy("ladder", levels))
+        ESCALATION_POLICIES.wait_ready(api, namespace, "ladder")
+        INCIDENTS.create(api, namespace, incident("db", "ladder"))
+        wait_for(lambda: (INCIDENTS.status(api, namespace, "db").get("escalation") or {}).get(
+            "step") == 1, "L1 paged and recorded by the leader")
+
+        first.kill9()
+        wait_for(lambda: lease_holder(api) == second.identity,
+                 "the standby to take the Lease over", timeout=HANDOVER_DEADLINE)
+        assert (INCIDENTS.status(api, namespace, "db").get("escalation") or {}).get(
+            "step") == 1, "L2 came due before the hand-over: too late to tell"
+        wait_for(lambda: pages(receiver, "l2", "db"), "L2 paged by the new leader", timeout=60)
+        wait_for(lambda: INCIDENTS.status(api, namespace, "db")["escalation"]["step"] == 2,
+                 "L2 recorded")
+        assert [len(pages(receiver, channel, "db")) for channel in ("l1", "l2")] == [1, 1]
