@@ -215,8 +215,8 @@ def test_restarts_keep_pending_time_and_never_repeat_a_notification(
         wait_for(lambda: alert_state(api, namespace, "sticky") == "Firing", "Firing", timeout=90)
         (instance,) = ALERT_RULES.get(api, namespace, "sticky")["status"]["instances"]
         assert instance["pendingSince"] == pending_since  # `for` was not reset by the restart
-        # Restarted under the same peering identity, it did not wait for its own old record.
-        assert "conflicting operators" not in running_operator.log_text()[before_restart:]
+        # Restarted under the same identity, it took its own Lease back without waiting.
+        assert "leading:" in running_operator.log_text()[before_restart:]
         wait_for(lambda: receiver.bodies(status="firing"), "the firing notification", timeout=30)
 
         running_operator.kill9()

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-PEERING_NAME = "runbook-operator"
+LEASE_NAME = "runbook-operator"
 DEFAULT_RUNNER_IMAGE = "runbook-operator:0.1.0"
 
 
@@ -23,25 +23,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--standalone",
         action="store_true",
-        help="no peering: for development, when only one instance runs",
+        help="no leader election: for development, when only one instance runs",
     )
     run.add_argument(
-        "--peering",
-        default=os.environ.get("RUNBOOK_PEERING", PEERING_NAME),
-        help="ClusterKopfPeering name shared by the replicas (default %(default)s)",
+        "--lease",
+        default=os.environ.get("RUNBOOK_LEASE", LEASE_NAME),
+        help="the coordination.k8s.io Lease the replicas elect their leader on; only its "
+        "holder acts (default %(default)s)",
     )
     run.add_argument(
-        "--priority",
-        type=int,
-        default=int(os.environ.get("RUNBOOK_PRIORITY", "0")),
-        help="peering priority: the highest-priority live replica works, others stand by",
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "runbook-system"),
+        help="namespace of that Lease (default: the pod's, POD_NAMESPACE, else %(default)s)",
     )
     run.add_argument(
-        "--peering-lifetime",
-        type=int,
-        default=20,
-        help="seconds a replica's peering record stays valid without a keep-alive; after a "
-        "crash, a restarted replica waits this long for the dead one's record to expire",
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds a leader's Lease stays valid without renewal: a standby takes over this "
+        "long after the leader died (renewal deadline 2/3 of it, tries every 2/15 of it)",
     )
     run.add_argument(
         "--namespace",

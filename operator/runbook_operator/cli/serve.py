@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import os
 import socket
+import uuid
 
 import kopf
+from aiohttp import web
 from prometheus_client import disable_created_metrics, start_http_server
 
-from runbook_operator.api.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from runbook_operator.cli.logs import configure
 from runbook_operator.controllers import register_all
+from runbook_operator.controllers.incident_sources import receiver_loop
+from runbook_operator.controllers.leadership import Elector, Term, lead_in_terms
 from runbook_operator.controllers.registration import OperatorConfig
+from runbook_operator.core.leadership import Timing
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 from runbook_operator.integrations.kubernetes import Kube, load_client_config
+from runbook_operator.integrations.lease import LeaseRef, Leases
+
+log = logging.getLogger(__name__)
 
 
 def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
@@ -37,24 +46,20 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.posting.reporting_instance = socket.gethostname()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="runbook.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="runbook.dev")
-    settings.peering.mandatory = not args.standalone
-    settings.peering.lifetime = args.peering_lifetime
-    settings.peering.clusterwide = not args.namespace
+    # One instance acts at a time by holding the Lease (controllers/leadership.py), not by
+    # kopf's peering, which freezes every replica that shares the highest priority.
+    settings.peering.standalone = True
     # Watching chosen namespaces is the namespace-scoped install (manifests-namespaced/): no
     # right to list namespaces or watch CRDs there, so kopf neither tries nor warns.
     settings.scanning.disabled = bool(args.namespace)
     return settings
 
 
-def peering_objects(name: str, namespaces: list[str]) -> list[dict[str, object]]:
-    """The peering records the replicas share: a ClusterKopfPeering, or a KopfPeering in each
-    watched namespace (kopf's namespaced peering). Created here rather than in manifests/
-    because a custom resource cannot be applied in the same pass as its CRD."""
-    meta = {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}}
-    if not namespaces:
-        return [{"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": meta}]
-    return [{"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
-             "metadata": {**meta, "namespace": namespace}} for namespace in namespaces]
+def identity() -> str:
+    """This instance's name in the Lease: the pod's name where the Deployment passes it (a
+    container restarted in its pod is recognised as the holder it was), else host and a
+    random suffix."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
 def receiver_config(args: argparse.Namespace) -> ReceiverConfig | None:
@@ -78,20 +83,53 @@ def receiver_config(args: argparse.Namespace) -> ReceiverConfig | None:
     )
 
 
-def run(args: argparse.Namespace) -> None:
-    configure(args.log_level, args.json_logs)
-    load_client_config()
-    registry = kopf.OperatorRegistry()
+async def serve_health(port: int) -> None:
+    """`/healthz` on every instance, leading or standing by: it answers while the process's
+    event loop runs, and never depends on the API server, so an API outage does not make the
+    kubelet restart the operator."""
 
-    @kopf.on.login(registry=registry)
-    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def term(args: argparse.Namespace, kube: Kube, config: OperatorConfig) -> Term:
+    """The operator proper for one term of leadership: a fresh registry (so fresh schedulers
+    and loops) on every start."""
+
+    async def run_until(stop: asyncio.Event) -> None:
+        registry = kopf.OperatorRegistry()
+
+        @kopf.on.login(registry=registry)
+        def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+            return kopf.login_via_client(**kwargs)
+
+        settings = operator_settings(args)
+        register_all(registry, settings, kube, config)
+        await kopf.operator(
+            registry=registry,
+            settings=settings,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            stop_flag=stop,
+        )
+
+    return run_until
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Health, the Alertmanager receiver and metrics on every instance; the operator proper
+    while this instance leads (or always with --standalone)."""
     kube = Kube()
-    if not args.standalone:
-        for peering in peering_objects(args.peering, args.namespace):
-            kube.apply(peering)
-    settings = operator_settings(args)
     config = OperatorConfig(
         runner_image=args.runner_image,
         default_prometheus=args.prometheus_url,
@@ -101,18 +139,26 @@ def run(args: argparse.Namespace) -> None:
         namespaces=tuple(args.namespace),
         alertmanager=receiver_config(args),
     )
-    register_all(registry, settings, kube, config)
+    services = [asyncio.create_task(serve_health(args.health_port))]
+    if config.alertmanager is not None:
+        services.append(asyncio.create_task(receiver_loop(kube, config.alertmanager)(log)))
+    try:
+        if args.standalone:
+            await term(args, kube, config)(asyncio.Event())
+        else:
+            timing = Timing.for_lease(args.lease_duration)
+            leases = Leases(LeaseRef(args.lease_namespace, args.lease), timing.retry_seconds * 2)
+            await lead_in_terms(Elector(leases, identity(), timing), term(args, kube, config))
+    finally:
+        for task in services:
+            task.cancel()
+
+
+def run(args: argparse.Namespace) -> None:
+    configure(args.log_level, args.json_logs)
+    load_client_config()
     if args.metrics_port:
         # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
         disable_created_metrics()
         start_http_server(args.metrics_port)
-    kopf.run(
-        registry=registry,
-        settings=settings,
-        standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
-        priority=args.priority,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
-    )
+    asyncio.run(serve(args))

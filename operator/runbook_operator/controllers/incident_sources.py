@@ -214,8 +214,8 @@ def receiver_loop(kube: Kube, config: ReceiverConfig) -> Loop:
 
 
 def register(operator: Operator) -> None:
-    """Watch and resync the sources that ask for incidents; serve the Alertmanager receiver
-    when it is configured."""
+    """Watch and resync the sources that ask for incidents. (The Alertmanager receiver,
+    `receiver_loop`, serves on every instance, leading or not: cli/serve.py starts it.)"""
     kube, config = operator.kube, operator.config
     sources: tuple[type[Resource], ...] = (AlertRule, BackupPolicy)
     for resource in sources:
@@ -236,5 +236,3 @@ def register(operator: Operator) -> None:
                                   logger, _resync(kube, kind))
 
         operator.loops.append(resyncing)
-    if config.alertmanager is not None:
-        operator.loops.append(receiver_loop(kube, config.alertmanager))

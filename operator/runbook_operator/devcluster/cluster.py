@@ -530,19 +530,24 @@ class LocalCluster:
         self._save_state()
         return self._relays[name]
 
-    def stop_apiserver(self) -> None:
+    def stop_apiserver(self, with_etcd: bool = False) -> None:
         """Stop kube-apiserver alone, as a crash or an upgrade would (etcd keeps the state),
-        so a test can see what clients do while it is away; start_apiserver() brings it back."""
-        self._signal("kube-apiserver", signal.SIGTERM)
-        if not self._wait_exit("kube-apiserver", time.monotonic() + STOP_GRACE_SECONDS):
-            self._signal("kube-apiserver", signal.SIGKILL)
-            self._wait_exit("kube-apiserver", time.monotonic() + 5)
+        or etcd after it too, as the loss of a control-plane node would, so a test can see
+        what clients do while it is away; start_apiserver() brings it back."""
+        for name in ("kube-apiserver", "etcd") if with_etcd else ("kube-apiserver",):
+            self._signal(name, signal.SIGTERM)
+            if not self._wait_exit(name, time.monotonic() + STOP_GRACE_SECONDS):
+                self._signal(name, signal.SIGKILL)
+                self._wait_exit(name, time.monotonic() + 5)
 
-    def start_apiserver(self, timeout: float = 180) -> None:
-        """Start kube-apiserver again on the same port, certificates and etcd, and return once
-        a Job runs end to end again: the controllers and kwok reconnect at their own pace."""
+    def start_apiserver(self, timeout: float = 180, with_etcd: bool = False) -> None:
+        """Start kube-apiserver again on the same port, certificates and etcd (etcd first, on
+        its data directory, `with_etcd`), and return once a Job runs end to end again: the
+        controllers and kwok reconnect at their own pace."""
         assert self._pki is not None, "only a cluster this process started can restart parts"
         deadline = time.monotonic() + timeout
+        if with_etcd:
+            self._start_etcd()
         self._start_apiserver(self._pki)
         self._wait_for("kube-apiserver", self._probe_apiserver, deadline)
         self._run_probe_job(deadline)

@@ -24,17 +24,15 @@ class LocalOperator:
         kubeconfig: Path,
         log_path: Path,
         resync_seconds: float = 2.0,
-        priority: int = 100,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.resync_seconds = resync_seconds
-        self.priority = priority
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
-        #: kopf's peering identity (POD_ID, as the Deployment sets it): kept across restarts
-        #: of this operator, as a container restarted in its pod keeps the pod's name.
+        #: Its identity in the leader-election Lease (POD_ID, as the Deployment sets it): kept
+        #: across restarts, as a container restarted in its pod keeps the pod's name.
         self.identity = f"local-operator-{uuid.uuid4().hex[:8]}"
         self.health_port = 0
         self.metrics_port = 0
@@ -49,7 +47,6 @@ class LocalOperator:
                 f"--health-port={self.health_port}",
                 f"--metrics-port={self.metrics_port}",
                 f"--resync-interval={self.resync_seconds}",
-                f"--priority={self.priority}",
                 *self.extra_args,
             ],
             env=env, stdout=log, stderr=subprocess.STDOUT,

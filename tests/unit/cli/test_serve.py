@@ -1,12 +1,13 @@
 """cli.serve: the Alertmanager receiver the `run` flags configure (off without a port), and
-what `--namespace` changes: peering records per namespace, no scanning of namespaces or CRDs."""
+the Lease the instances elect their leader on, and what `--namespace` changes: no scanning of
+namespaces or CRDs."""
 
 from __future__ import annotations
 
 import pytest
 
 from runbook_operator.cli.main import _check_receiver, _parser
-from runbook_operator.cli.serve import operator_settings, peering_objects, receiver_config
+from runbook_operator.cli.serve import identity, operator_settings, receiver_config
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 
@@ -56,12 +57,20 @@ def test_a_port_without_token_or_namespace_is_refused(flags: tuple[str, ...]) ->
         parsed(*flags)
 
 
-def test_replicas_share_a_cluster_peering_or_one_per_watched_namespace() -> None:
-    [cluster] = peering_objects("runbook-operator", [])
-    assert (cluster["kind"], cluster["metadata"]["name"]) == (
-        "ClusterKopfPeering", "runbook-operator")
-    assert [(p["kind"], p["metadata"]["namespace"]) for p in peering_objects(
-        "runbook-operator", ["shop", "ops"])] == [("KopfPeering", "shop"), ("KopfPeering", "ops")]
+def test_the_lease_identity_is_the_pods_name_where_the_deployment_passes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_ID", "runbook-operator-7d9f-abcde")
+    assert identity() == "runbook-operator-7d9f-abcde"
+    monkeypatch.delenv("POD_ID")
+    assert identity() != identity()  # a random suffix: two local runs never share one
+
+
+def test_the_lease_lives_in_the_pods_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "ops")
+    args = parsed("--lease-duration=30")
+    assert (args.lease, args.lease_namespace, args.lease_duration) == (
+        "runbook-operator", "ops", 30.0)
+    assert operator_settings(args).peering.standalone
 
 
 def test_watching_chosen_namespaces_scans_neither_namespaces_nor_crds() -> None:

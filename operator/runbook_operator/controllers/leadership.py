@@ -1,0 +1,155 @@
+"""One active replica: the instance holding the operator's Lease runs kopf — its watches, every
+kind's handlers, background loops and schedulers — in a term that ends when it stops leading;
+the others only watch the Lease, ready to take over (controller-runtime's model).
+
+Each term starts from nothing (a fresh registry, fresh schedulers, a fresh LIST of every
+kind), so what a standby would have cached cannot be stale when it takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from runbook_operator.core.leadership import (
+    Move,
+    Observed,
+    Timing,
+    claimed,
+    next_move,
+    observe,
+    released,
+    still_leading,
+)
+from runbook_operator.integrations.lease import Leases
+
+log = logging.getLogger(__name__)
+#: Failures of one Lease request: the next try repeats it.
+LEASE_ERRORS = (ApiException, HTTPError, OSError)
+#: The operator proper, run until the event is set.
+Term = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class Elector:
+    """This instance's view of the Lease and its attempts to hold it."""
+
+    def __init__(self, leases: Leases, identity: str, timing: Timing, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.leases, self.identity, self.timing = leases, identity, timing
+        self.clock, self.wall = clock, wall
+        self.observed: Observed | None = None
+        self.last_renewed = -float("inf")
+        self.leading = False
+
+    async def attempt(self, *, renewing: bool) -> bool:
+        """Read the Lease and write ourselves into it if it is ours to take (`renewing`: only
+        if we hold it). True when we hold it now."""
+        started = self.clock()
+        try:
+            found = await asyncio.to_thread(self.leases.read)
+            self.observed = None if found is None else observe(self.observed, *found, started)
+            move = next_move(self.observed, self.identity, started)
+            if move is Move.WAIT or (renewing and move is not Move.RENEW):
+                return False
+            record = claimed(None if self.observed is None else self.observed.record,
+                             self.identity, round(self.timing.lease_seconds), self.wall())
+            if self.observed is None:
+                version = await asyncio.to_thread(self.leases.create, record)
+            else:
+                version = await asyncio.to_thread(self.leases.write, record,
+                                                  self.observed.resource_version)
+        except LEASE_ERRORS as error:
+            log.debug("Lease %s/%s not written: %s", self.leases.ref.namespace,
+                      self.leases.ref.name, error)
+            return False
+        self.observed = Observed(record, version, started)
+        self.last_renewed = started
+        return True
+
+    async def acquire(self) -> None:
+        """Return once this instance holds the Lease."""
+        while not await self.attempt(renewing=False):
+            await asyncio.sleep(self.timing.retry_seconds)
+        self.leading = True
+        log.info("leading: %s holds Lease %s/%s", self.identity, self.leases.ref.namespace,
+                 self.leases.ref.name)
+
+    async def hold(self) -> None:
+        """Renew the Lease every retry period; return once leadership is lost: another
+        holder, or no renewal within the renew deadline."""
+        while True:
+            await asyncio.sleep(self.timing.retry_seconds)
+            left = self.last_renewed + self.timing.renew_deadline_seconds - self.clock()
+            try:
+                renewed = await asyncio.wait_for(self.attempt(renewing=True), max(left, 0.1))
+            except TimeoutError:
+                renewed = False
+            holder = None if self.observed is None else self.observed.record.holder
+            if not renewed and (holder != self.identity
+                                or not still_leading(self.last_renewed, self.clock(),
+                                                     self.timing)):
+                self.leading = False
+                log.warning("lost the Lease %s/%s (holder now: %s): standing by",
+                            self.leases.ref.namespace, self.leases.ref.name, holder or "none")
+                return
+
+    async def release(self) -> None:
+        """Leave the Lease free, so that a standby takes over at its next try."""
+        self.leading = False
+        if self.observed is None or self.observed.record.holder != self.identity:
+            return
+        try:
+            await asyncio.to_thread(self.leases.write, released(self.observed.record),
+                                    self.observed.resource_version)
+        except LEASE_ERRORS as error:
+            log.warning("Lease not released (it expires instead): %s", error)
+            return
+        log.info("released the Lease %s/%s", self.leases.ref.namespace, self.leases.ref.name)
+
+
+async def lead_in_terms(elector: Elector, term: Term) -> None:
+    """Stand by until this instance leads, run `term` while it does, and stand by again when
+    it stops leading. Returns when the process should exit: SIGTERM/SIGINT (while leading,
+    kopf receives it and ends the term gracefully, the Lease renewed meanwhile), or a term
+    that ended by itself; the Lease is released first."""
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    while True:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, shutdown.set)
+        acquiring = asyncio.create_task(elector.acquire())
+        stopping = asyncio.create_task(shutdown.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not acquiring.done():
+            acquiring.cancel()
+            return
+        stop = asyncio.Event()
+        running = asyncio.create_task(term(stop))
+        holding = asyncio.create_task(elector.hold())
+        await asyncio.wait({running, holding}, return_when=asyncio.FIRST_COMPLETED)
+        if not holding.done():
+            holding.cancel()
+            await running
+            await elector.release()
+            return
+        stop.set()
+        await stop_before_expiry(elector, running)
+
+
+async def stop_before_expiry(elector: Elector, running: asyncio.Task[None]) -> None:
+    """Let a term whose leadership was lost stop gracefully while the Lease is still ours in
+    everyone else's eyes, and cut it short when it would expire: a new leader may act then."""
+    left = elector.last_renewed + elector.timing.lease_seconds - elector.clock()
+    try:
+        await asyncio.wait_for(running, max(left, 0))
+    except TimeoutError:
+        log.warning("the term was cut short: the lost Lease expires for the other instances")
