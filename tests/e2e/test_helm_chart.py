@@ -8,9 +8,6 @@ What the comparison leaves out, and why:
   bookkeeping, not behaviour;
 - manifests/' Namespace: a chart cannot create the namespace its release lives in (helm writes
   the release record there first); ``helm install --create-namespace`` or the user makes it;
-- the chart's CRD of kopf's namespaced peering (:data:`NAMESPACED_PEERING_CRD`): an install
-  that watches chosen namespaces needs it, and a chart installs CRDs unconditionally (before
-  the KopfPeering objects); manifests/ installs cluster-wide only.
 And one normalisation: whitespace runs in CEL expressions (:data:`CEL_KEYS`) count as one
 space, since kustomize re-folds a ``>-`` scalar's more-indented lines with doubled newlines
 (CEL ignores whitespace).
@@ -44,8 +41,6 @@ CHART = repo_root() / "charts" / "runbook-operator"
 HELM_LABELS = frozenset({"app.kubernetes.io/instance", "app.kubernetes.io/version",
                          "app.kubernetes.io/managed-by", "helm.sh/chart"})
 CEL_KEYS = frozenset({"expression", "messageExpression"})
-NAMESPACED_PEERING_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "",
-                          "kopfpeerings.kopf.dev")
 Key = tuple[str, str, str, str]
 
 
@@ -109,7 +104,6 @@ def test_the_chart_with_default_values_installs_what_manifests_install(
     namespace = kustomized.pop(("v1", "Namespace", "", OPERATOR_NAMESPACE))
     assert namespace["metadata"]["name"] == OPERATOR_NAMESPACE
     charted = _render(helm)
-    assert charted.pop(NAMESPACED_PEERING_CRD)["spec"]["scope"] == "Namespaced"
     assert sorted(charted) == sorted(kustomized)
     for key, obj in kustomized.items():
         assert _cel_spaces_collapsed(charted[key]) == _cel_spaces_collapsed(obj), key
@@ -133,9 +127,7 @@ def test_the_values_set_image_replicas_namespaces_scope_and_monitoring(
     cluster_role = charted[("rbac.authorization.k8s.io/v1", "ClusterRole", "",
                             "runbook-operator")]
     assert {(g, r) for rule in cluster_role["rules"] for g in rule["apiGroups"]
-            for r in rule["resources"]} == {("apiextensions.k8s.io", "customresourcedefinitions"),
-                                            ("kopf.dev", "clusterkopfpeerings"),
-                                            ("", "namespaces")}
+            for r in rule["resources"]} == {("apiextensions.k8s.io", "customresourcedefinitions")}
     for watched in ("shop", "billing"):
         role = charted[("rbac.authorization.k8s.io/v1", "Role", watched, "runbook-operator")]
         assert {"batch", "runbook.dev", ""} <= {g for r in role["rules"] for g in r["apiGroups"]}
@@ -162,7 +154,9 @@ def _install(helm: list[str], cluster: LocalCluster, *values: str) -> None:
         [*helm, "install", "runbook-operator", str(CHART),
          "--kubeconfig", str(cluster.admin_kubeconfig), "--namespace", OPERATOR_NAMESPACE,
          "--create-namespace", "--set", f"image.tag={operator_tag}",
-         "--set", f"runnerImage.tag={runner_tag}", *values], check=True, capture_output=True)
+         "--set", f"runnerImage.tag={runner_tag}",
+         # One replica: the runtime runs every pod in one network namespace (see overlay()).
+         "--set", "replicaCount=1", *values], check=True, capture_output=True)
 
 
 def test_helm_install_brings_the_operator_to_ready_and_it_reconciles(
@@ -195,11 +189,10 @@ def test_a_namespace_scoped_install_reconciles_in_its_namespace_with_roles_only(
             _install(helm, cluster, "--set", "rbac.scope=namespace",
                      "--set", f"watchNamespaces={{{namespace}}}")
             pod = operator_pod(api)
-            # kopf found its peering there and records itself: its handlers are not paused.
-            wait_for(lambda: pod["metadata"]["name"] in (client.CustomObjectsApi(
-                api).get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings",
-                                                  "runbook-operator").get("status") or {}),
-                     "the operator's record in the watched namespace's KopfPeering")
+            # It leads: the Lease in its own namespace names it.
+            wait_for(lambda: client.CoordinationV1Api(api).read_namespaced_lease(
+                "runbook-operator", OPERATOR_NAMESPACE).spec.holder_identity
+                     == pod["metadata"]["name"], "the operator holding its Lease")
             rbac = client.RbacAuthorizationV1Api(api)
             assert [b.metadata.name for b in rbac.list_namespaced_role_binding(namespace).items
                     if b.metadata.name == "runbook-operator"] == ["runbook-operator"]

@@ -28,8 +28,8 @@ IDENTITY = {"ServiceAccount", "Role", "RoleBinding"}
 
 
 def identity_in(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
-    """The overlay's ServiceAccount, Role and RoleBinding moved to `namespace` (as a
-    `namespace:` kustomization would), and its KopfPeering CRD."""
+    """The overlay's ServiceAccount, Roles and RoleBindings (its rights and the Lease's) moved
+    to `namespace`, as a `namespace:` kustomization would."""
     rendered = cluster.kubectl("kustomize", str(REPO / "manifests-namespaced")).stdout
     chosen = []
     for obj in yaml.safe_load_all(rendered):
@@ -38,9 +38,7 @@ def identity_in(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
             for subject in obj.get("subjects", []):
                 subject["namespace"] = namespace
             chosen.append(obj)
-        elif obj["kind"] == "CustomResourceDefinition" and obj["spec"]["group"] == "kopf.dev":
-            chosen.append(obj)
-    assert {o["kind"] for o in chosen} == IDENTITY | {"CustomResourceDefinition"}
+    assert {o["kind"] for o in chosen} == IDENTITY
     return chosen
 
 
@@ -62,14 +60,13 @@ def namespaced_operator(cluster: LocalCluster, namespace: str, operator: LocalOp
     objects = identity_in(cluster, namespace)
     cluster.kubectl("apply", "--server-side", "-f", "-",
                     input="\n---\n".join(json.dumps(o) for o in objects))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/kopfpeerings.kopf.dev")
     kubeconfig = cluster.service_account_kubeconfig(namespace, ACCOUNT,
                                                     tmp_path / "kubeconfig")
     was_running = operator.alive()
     operator.stop()
     process = LocalOperator(kubeconfig, tmp_path / "namespaced-operator.log",
-                            extra_args=(f"--namespace={namespace}",))
+                            extra_args=(f"--namespace={namespace}",
+                                        f"--lease-namespace={namespace}"))
     try:
         process.start()
         yield process

@@ -75,7 +75,10 @@ def helm_binary() -> Path:
 
 def overlay(directory: Path, images: Path) -> Path:
     """A kustomization over manifests/ that only points the images at the built ones, as a
-    user's overlay (or ``kustomize edit set image``) does."""
+    user's overlay (or ``kustomize edit set image``) does, and runs one replica: the
+    devcluster's runtime runs every pod in one network namespace, where a second operator
+    would find its health and metrics ports taken (tests/e2e/test_high_availability.py runs
+    two instances as processes instead)."""
     operator = image_reference(images, "operator")
     runner = image_reference(images, "runner")
     manifests = os.path.relpath(repo_root() / "manifests", directory)
@@ -94,6 +97,7 @@ def overlay(directory: Path, images: Path) -> Path:
               kind: Deployment
               metadata: {{name: runbook-operator, namespace: {OPERATOR_NAMESPACE}}}
               spec:
+                replicas: 1
                 template:
                   spec:
                     containers:

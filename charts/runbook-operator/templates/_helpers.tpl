@@ -21,10 +21,10 @@ app.kubernetes.io/name: runbook-operator
 {{- end }}
 
 {{/* The operator's rules, read from manifests/rbac.yaml's ClusterRole (files/operator/ links to
-it, which explains each), split into those on cluster-scoped resources (CRD discovery, kopf's
-cluster peering) and the rest: one list of rights for the chart and the kustomize base. */}}
+it, which explains each), split into those on cluster-scoped resources (CRD discovery) and the
+rest: one list of rights for the chart and the kustomize base. */}}
 {{- define "runbook-operator.ruleSets" -}}
-{{- $clusterGroups := list "apiextensions.k8s.io" "kopf.dev" }}
+{{- $clusterGroups := list "apiextensions.k8s.io" }}
 {{- $namespaced := list }}
 {{- $cluster := list }}
 {{- range splitList "\n---\n" (.Files.Get "files/operator/rbac.yaml") }}
@@ -50,9 +50,3 @@ cluster peering) and the rest: one list of rights for the chart and the kustomiz
 {{ (include "runbook-operator.ruleSets" . | fromYaml).cluster | toYaml }}
 {{- end }}
 
-{{/* kopf's peering when it watches chosen namespaces: a KopfPeering in each (peering.yaml). */}}
-{{- define "runbook-operator.peeringRules" -}}
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}

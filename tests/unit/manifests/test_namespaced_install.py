@@ -10,16 +10,10 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-#: What only the cluster-wide install needs: CRD discovery and kopf's cluster peering.
+#: What only the cluster-wide install needs: CRD discovery.
 CLUSTER_ONLY = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
      "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
-     "verbs": ["get", "list", "watch", "create", "patch"]},
-]
-NAMESPACED_ONLY = [
-    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"],
-     "verbs": ["get", "list", "watch", "create", "patch"]},
 ]
 
 
@@ -30,10 +24,8 @@ def document(path: Path, kind: str) -> dict[str, Any]:
 def test_the_role_grants_what_the_cluster_role_grants_for_namespaced_resources() -> None:
     cluster = document(REPO / "manifests" / "rbac.yaml", "ClusterRole")["rules"]
     namespaced = document(REPO / "manifests-namespaced" / "role.yaml", "Role")["rules"]
-    assert [r for r in cluster if r not in CLUSTER_ONLY] == [
-        r for r in namespaced if r not in NAMESPACED_ONLY]
+    assert [r for r in cluster if r not in CLUSTER_ONLY] == namespaced
     assert all(r in cluster for r in CLUSTER_ONLY)
-    assert all(r in namespaced for r in NAMESPACED_ONLY)
 
 
 def test_the_overlay_removes_every_cluster_wide_right_of_the_operator() -> None:
@@ -43,5 +35,4 @@ def test_the_overlay_removes_every_cluster_wide_right_of_the_operator() -> None:
         yaml.safe_load, (patch["patch"] for patch in kustomization["patches"]))
         if isinstance(p, dict) and p.get("$patch") == "delete"}
     assert deleted == {("ClusterRole", "runbook-operator"),
-                       ("ClusterRoleBinding", "runbook-operator"),
-                       ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")}
+                       ("ClusterRoleBinding", "runbook-operator")}
