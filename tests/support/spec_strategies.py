@@ -13,6 +13,10 @@ items), so the API server must reject it.
 References to other objects (Secrets, NotificationChannels, EscalationPolicies) name one of
 REFERENCED's objects, which a test creates, or one that does not exist.
 
+A kind added to api/registry.py (with its CRD generated) gets strategies with no change here;
+a reference of a new sort (a Deployment's name, say) is generated from its pattern until
+`reference_of` and REFERENCED name it.
+
 hypothesis-jsonschema would build the valid values from the schema, but its 0.23.1 fails on
 today's hypothesis (`'many' object has no attribute 'more'`), so the walk below does it.
 """
