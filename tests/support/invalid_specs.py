@@ -428,6 +428,9 @@ def _backup_policies() -> Cases:
     c.missing(to_s3, f"{at}.credentialsSecretRef.name")
     c.pattern(to_s3, f"{at}.credentialsSecretRef.name", "S3_Credentials")
     c.longer(to_s3, f"{at}.credentialsSecretRef.name", 253)
+    for key in ("accessKeyIdKey", "secretAccessKeyKey"):
+        c.pattern(to_s3, f"{at}.credentialsSecretRef.{key}", "bad key")
+        c.longer(to_s3, f"{at}.credentialsSecretRef.{key}", 253, unit="k")
 
     c.choice(stored, "spec.compression", "lz4")
     c.rule(stored, "spec.encryption", {"spec.encryption.keySecretRef": REMOVE},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from runbook_operator.api.common import (
     ApiModel,
@@ -19,10 +19,12 @@ from runbook_operator.api.common import (
     PrinterColumn,
     Resource,
     ResourceStatus,
+    SecretKey,
     SecretKeyRef,
     ValidationReason,
     cel,
     health_columns,
+    parse_duration,
     status_field,
     validations,
     with_rules,
@@ -175,10 +177,10 @@ class S3Credentials(ApiModel):
 
     name: str = Field(description="Secret name.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
                       max_length=253)
-    access_key_id_key: str = Field(default="AWS_ACCESS_KEY_ID",
-                                   description="Key holding the access key id.")
-    secret_access_key_key: str = Field(default="AWS_SECRET_ACCESS_KEY",
-                                       description="Key holding the secret access key.")
+    access_key_id_key: SecretKey = Field(default="AWS_ACCESS_KEY_ID",
+                                         description="Key holding the access key id.")
+    secret_access_key_key: SecretKey = Field(default="AWS_SECRET_ACCESS_KEY",
+                                             description="Key holding the secret access key.")
 
 
 class S3Destination(ApiModel):
@@ -255,6 +257,14 @@ class Retention(ApiModel):
         default=None, description="Delete backups older than this (e.g. 30d), whatever else.")
     dry_run: bool = Field(default=False,
                           description="Report what would be deleted without deleting.")
+
+    @field_validator("max_age")
+    @classmethod
+    def _at_least_a_second(cls, value: str | None) -> str | None:
+        """The runner counts whole seconds, and an age of 0 would delete every backup."""
+        if value is not None and parse_duration(value) < timedelta(seconds=1):
+            raise ValueError("maxAge must be at least 1s")
+        return value
 
 
 class RestoreTest(ApiModel):

@@ -35,13 +35,15 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64)]
-#: Go-style durations without days, so CEL's duration() can read them (for rules that compare).
-GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
-GoDuration = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32)]
+#: The longest duration the operator takes: longer is a typo, and times that far from now do
+#: not fit a datetime. A pattern cannot bound a value, so the API server accepts more and the
+#: operator reports it (Stalled, InvalidSpec).
+MAX_DURATION = timedelta(days=36500)
 DNS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 #: The name of another object in the resource's namespace.
 ResourceName = Annotated[str, Field(pattern=DNS_NAME_PATTERN, max_length=253)]
+#: A key of a Secret's data (what the API server allows there).
+SecretKey = Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
 
 
 def parse_duration(text: str) -> timedelta:
@@ -49,7 +51,23 @@ def parse_duration(text: str) -> timedelta:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h30m, 7d")
     seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION.days}d")
     return timedelta(seconds=seconds)
+
+
+def _bounded(text: str) -> str:
+    """A duration the operator can compute with (see MAX_DURATION)."""
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64),
+                     AfterValidator(_bounded)]
+#: Go-style durations without days, so CEL's duration() can read them (for rules that compare).
+GO_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+GoDuration = Annotated[str, Field(pattern=GO_DURATION_PATTERN, max_length=32),
+                       AfterValidator(_bounded)]
 
 
 class ApiModel(BaseModel):
@@ -238,11 +256,7 @@ class SecretKeyRef(ApiModel):
         max_length=253,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
     )
-    key: str = Field(
-        description="Key inside the Secret's data.",
-        max_length=253,
-        pattern=r"^[-._a-zA-Z0-9]+$",
-    )
+    key: SecretKey = Field(description="Key inside the Secret's data.")
 
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from runbook_operator.api.common import parse_duration
+from runbook_operator.api.common import Duration, GoDuration, parse_duration
 from runbook_operator.api.schedule import CRON_PATTERN, TimeZone
 
 CRON = re.compile(CRON_PATTERN)
@@ -74,3 +74,18 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 def test_parse_duration_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["36501d", "302225641640591590087618729657ms8106844m33s26h"])
+def test_parse_duration_rejects_more_than_a_century(text: str) -> None:
+    """The pattern lets any number through; timedelta and datetime arithmetic do not (a
+    generated AlertRule's anomaly.step raised OverflowError in the model)."""
+    with pytest.raises(ValueError, match="longer than 36500d"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("duration", [Duration, GoDuration])
+def test_durations_over_a_century_are_invalid(duration: object) -> None:
+    assert TypeAdapter(duration).validate_python("36500d" if duration is Duration else "1h")
+    with pytest.raises(ValidationError, match="longer than 36500d"):
+        TypeAdapter(duration).validate_python("9" * 20 + "h")

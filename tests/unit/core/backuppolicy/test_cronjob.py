@@ -2,15 +2,19 @@
 backup), what the schema rejects, and the on-demand Job of a backup-now request."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 
 from runbook_operator.api.backuppolicy import BackupPolicySpec
 from runbook_operator.core.backuppolicy.cronjob import (
     on_demand_job,
     render_cronjob,
+    render_restore_test_cronjob,
     semantic_problems,
 )
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION, Owner
+
+from tests.support.spec_strategies import Example, examples
 
 OWNER = Owner(name="nightly", namespace="db", uid="1234")
 IMAGE = "registry.example/runbook-operator:1.2.3"
@@ -108,6 +112,9 @@ def test_spec_fields_flow_into_cronjob() -> None:
         ({"successfulJobsHistoryLimit": -1}, "successfulJobsHistoryLimit"),
         ({"source": {}}, "exactly one source"),
         ({"timeout": "soon"}, "timeout"),
+        ({"retention": {"maxAge": "500ms"}}, "maxAge must be at least 1s"),
+        ({"destination": {"s3": {"bucket": "b", "credentialsSecretRef": {
+            "name": "s3", "secretAccessKeyKey": ""}}}}, "secretAccessKeyKey"),
     ],
 )
 def test_invalid_specs_are_rejected_by_the_models(overrides, fragment) -> None:
@@ -136,3 +143,18 @@ def test_on_demand_job_is_the_cronjobs_template_named_after_the_token() -> None:
     assert job["metadata"]["ownerReferences"][0]["uid"] == "cj-uid"
     assert on_demand_job(cronjob, "before-upgrade") == job
     assert on_demand_job(cronjob, "another")["metadata"]["name"] != job["metadata"]["name"]
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(examples("BackupPolicy"))
+def test_every_spec_the_model_accepts_renders(example: Example) -> None:
+    """Generated specs once crashed the reconcile here: a sub-second retention.maxAge (the
+    runner's config takes whole seconds, at least 1) and an empty S3 key name (a SecretKeyRef
+    key needs one); the models reject both now, so the operator reports them as InvalidSpec."""
+    try:
+        parsed = BackupPolicySpec.model_validate(example.body.get("spec"))
+    except ValidationError:
+        return
+    render_cronjob(parsed, OWNER, IMAGE)
+    render_restore_test_cronjob(parsed, OWNER, IMAGE)
