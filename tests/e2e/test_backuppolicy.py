@@ -268,6 +268,8 @@ def test_operator_identity_is_least_privileged(
     assert can_i("get", "secrets", "-n", namespace)
     assert can_i("patch", "backuppolicies.runbook.dev", "--subresource=status", "-n", namespace)
     assert can_i("create", "cronjobs.batch", "-n", namespace)
+    # A CanaryRollout's `<target>-primary` is a Deployment the operator creates; it deletes none.
+    assert can_i("create", "deployments.apps", "-n", namespace)
     for denied in (
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "-n", namespace),
@@ -275,7 +277,7 @@ def test_operator_identity_is_least_privileged(
         ("delete", "jobs.batch", "-n", namespace),
         ("update", "jobs.batch", "-n", namespace),
         ("delete", "deployments.apps", "-n", namespace),
-        ("create", "deployments.apps", "-n", namespace),
+        ("update", "deployments.apps", "-n", namespace),
         ("create", "pods", "-n", namespace),
         ("patch", "backuppolicies.runbook.dev", "-n", namespace),
         ("delete", "pods", "-n", namespace),
