@@ -59,9 +59,12 @@ def istio_crd(cluster: LocalCluster) -> None:
 def _router(api: client.ApiClient, kube: Kube, namespace: str,
             chosen: dict[str, Any]) -> tuple[Router, Owner]:
     """The router `chosen` (a spec's `router`) from the factory, for a CanaryRollout that
-    exists (objects the router creates are owned by it) but that no operator runs."""
+    exists (objects the router creates are owned by it) but that no operator runs: the
+    object's target does not exist, so the session's operator, when an earlier test started
+    it, leaves everything alone (Stalled, TargetNotFound)."""
     body = canary.rollout("http://127.0.0.1:9", router=chosen)
-    canary.create(api, namespace, body)
+    canary.create(api, namespace, {**body, "spec": {**body["spec"],
+                                                    "targetRef": {"name": "not-run-here"}}})
     uid = canary.ROLLOUTS.get(api, namespace, canary.NAME)["metadata"]["uid"]
     owner = Owner(canary.NAME, namespace, uid)
     spec = CanaryRolloutSpec.model_validate(body["spec"])

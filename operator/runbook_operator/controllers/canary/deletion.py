@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from runbook_operator.api.canaryrollout import CanaryRolloutStatus
@@ -66,17 +67,19 @@ def revert_deleted(kube: Kube, body: Mapping[str, Any], prepared: Prepared) -> O
     primary = kube.get("apps/v1", "Deployment", primary_name(spec), namespace)
     service = kube.get("v1", "Service", backends.primary, namespace)
     try:
-        done = target is not None and routed_back(spec, target, primary, service, meta["uid"])
+        since = None if target is None else routed_back(spec, target, primary, service,
+                                                        meta["uid"])
     except TargetUnusable as error:
         return _release(kube, body, f"nothing to revert: {error}")
-    step = revert(workload(target), workload(primary, "annotation"), done)
+    now = datetime.now(UTC)
+    step = revert(workload(target), workload(primary, "annotation"), since, now)
     if step.scale_target is not None:
         scale(kube, spec.target_ref.name, namespace, step.scale_target)
     unrouted = ""
     if step.route_back and target is not None:
         owner = owner_of(body)
         if not replicas_by_router(spec):
-            kube.apply(kept_primary_service(spec, target, backends, owner))
+            kube.apply(kept_primary_service(spec, target, backends, owner, since or now))
         try:
             router_for(spec, backends, owner, kube).finalize()
         except RouterError as error:

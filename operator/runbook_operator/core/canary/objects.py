@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from runbook_operator.api.canaryrollout import PRIMARY_SUFFIX, CanaryRolloutSpec
@@ -22,6 +23,8 @@ from runbook_operator.integrations.routers import Backends, Owner
 
 #: On the primary Deployment: the revision of the target's template it runs.
 REVISION_ANNOTATION = "runbook.dev/revision"
+#: On `<service>-primary` kept after its CanaryRollout was deleted: since when.
+KEPT_ANNOTATION = "runbook.dev/kept-since"
 MAX_LABEL_VALUE = 63
 
 
@@ -152,11 +155,14 @@ def desired_services(spec: CanaryRolloutSpec, target: dict[str, Any], backends: 
 
 
 def kept_primary_service(spec: CanaryRolloutSpec, target: dict[str, Any], backends: Backends,
-                         owner: Owner) -> dict[str, Any]:
-    """`<service>-primary` once its CanaryRollout is deleted: the target's pods behind it and
-    no owner, so that the route or Ingress naming it keeps working (`core.canary.deletion`).
-    Applied under the same field manager, it drops the owner reference written before."""
-    return _service(spec, backends, owner, backends.primary, selector(target), owned=False)
+                         owner: Owner, since: datetime) -> dict[str, Any]:
+    """`<service>-primary` once its CanaryRollout is deleted: the target's pods behind it,
+    no owner, so that the route or Ingress naming it keeps working, and when that began
+    (`core.canary.deletion`). Applied under the same field manager, it drops the owner
+    reference written before."""
+    kept = _service(spec, backends, owner, backends.primary, selector(target), owned=False)
+    kept["metadata"]["annotations"] = {KEPT_ANNOTATION: since.isoformat()}
+    return kept
 
 
 @dataclass(frozen=True)
