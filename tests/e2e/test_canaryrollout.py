@@ -1,6 +1,7 @@
 """CanaryRollout with real traffic: the demo app's versions as real pods, Traefik splitting
 the requests by the HTTPRoute weights the operator writes, Prometheus scraping the gateway,
-the operator under its least-privilege identity deciding from what it measures."""
+the operator under its least-privilege identity deciding from what it measures; and a
+rollout deleted mid-way, its finalizer leaving the app answering through the gateway."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime
 import pytest
 from kubernetes import client
 
+from runbook_operator.core.canary.deletion import FINALIZER
 from runbook_operator.demoapp import traffic
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
@@ -26,6 +28,7 @@ RATE = 50
 TOLERANCE = 0.05
 INTERVAL = "15s"
 MINIMUM_REQUESTS = 5
+DELETION_RATE = 20
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +122,51 @@ def test_a_version_with_5_percent_errors_rolls_back_and_v2_gets_every_request(
     figures.setdefault("rollback: started → primary 100% read back, canary at 0 (s)", []).append(
         (datetime.fromisoformat(final["rollback"]["completedAt"])
          - datetime.fromisoformat(final["rollback"]["startedAt"])).total_seconds())
+
+
+#: The primary's pods stop when the collector deletes them; the gateway follows the kept
+#: Service's endpoints within its reload (at most 2 s), so at most a few answers fail.
+DELETION_MOST_FAILED = 0.03
+DELETION_LONGEST_FAILING_RUN = 5
+
+
+def _gone(cluster: LocalCluster, namespace: str, kind: str, name: str) -> bool:
+    return cluster.kubectl("get", kind, name, "-n", namespace, check=False).returncode != 0
+
+
+def test_a_rollout_deleted_mid_way_leaves_the_target_serving_through_the_gateway(
+        api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
+        running_operator: LocalOperator, prometheus: PrometheusServer,
+        figures: dict[str, list[float]]) -> None:
+    url = _initialized(api, cluster, namespace, gateway_address, prometheus,
+                       analysis={"interval": "5m", "minimumRequests": 0,
+                                 "metrics": canary.PASSING})
+    host = demo_app.host(namespace)
+    assert FINALIZER in canary.ROLLOUTS.get(api, namespace, canary.NAME)["metadata"][
+        "finalizers"]
+
+    with traffic.Load(url, DELETION_RATE, headers=host) as load:
+        canary.apply_as_user(cluster, namespace, canary.target("v2"))
+        canary.wait_phase(api, namespace, "Progressing", done=lambda s: s.get("weight") == 5)
+        canary.ROLLOUTS.delete(api, namespace, canary.NAME)
+        wait_for(lambda: _gone(cluster, namespace, "canaryrollout", canary.NAME),
+                 "the CanaryRollout released and gone", timeout=180)
+        wait_for(lambda: _gone(cluster, namespace, "deployment", "checkout-primary")
+                 and not demo_app.pods(cluster, namespace, "v1"),
+                 "the primary and its pods collected", timeout=180)
+        traffic.until_only(url, "v2", headers=host, timeout=60)
+        answers = load.take()
+
+    failed = answers.total - answers.codes()[200]
+    figures.setdefault("deleted mid-rollout: answers other than 200 (%)", []).append(
+        100 * failed / max(answers.total, 1))
+    assert answers.total >= 50 and failed <= DELETION_MOST_FAILED * answers.total, answers.codes()
+    assert canary.longest_failing_run(answers) <= DELETION_LONGEST_FAILING_RUN, answers.codes()
+    target = canary.deployment(cluster, namespace, "checkout")
+    assert target["spec"]["replicas"] == 1 and target["status"].get("readyReplicas") == 1
+    kept = cluster.kubectl("get", "service", "checkout-primary", "-n", namespace, "-o",
+                           "jsonpath={.spec.selector}{.metadata.ownerReferences}").stdout
+    assert kept == '{"app.kubernetes.io/name":"checkout"}', kept
+    wait_for(lambda: _gone(cluster, namespace, "service", "checkout-canary"),
+             "the canary Service collected", timeout=120)
+    assert traffic.send(url, 50, concurrency=2, headers=host).shares() == {"v2": 1.0}

@@ -210,6 +210,10 @@ def test_gitops_applies_of_the_users_objects_never_see_a_diff(
     assert canary.diff_as_user(cluster, namespace, *users("v2")) == ""
 
 
+def _ready_replicas(deployment: dict[str, Any]) -> int:
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0)
+
+
 def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
         running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
@@ -226,7 +230,9 @@ def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
     primary_hpa = canary.autoscaler(cluster, namespace, "checkout-primary")
     assert primary_hpa["spec"]["scaleTargetRef"]["name"] == "checkout-primary"
     with canary.Recorder(api, namespace) as recorder, \
-            canary.DeploymentWatch(api, namespace, "checkout-primary") as primary:
+            canary.ObjectWatch(api, namespace, "checkout-primary",
+                               client.AppsV1Api(api).list_namespaced_deployment,
+                               _ready_replicas) as primary:
         _release(cluster, namespace, "v2")
         canary.wait_phase(api, namespace, "Progressing", done=_at_weight(5))
         canary.plugin(cluster, "canary", "abort", canary.NAME, "-n", namespace, "--wait")
@@ -236,8 +242,8 @@ def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
     assert floor == 2  # the primary's one replica and the canary's one, within 1..4
     moved_back = next(s.resource_version for s in recorder.snapshots
                       if s.phase == "Failed" and recorder.written(s) == 0)
-    ready_before = [ready for version, ready in sorted(primary.ready) if version < moved_back]
-    assert ready_before and ready_before[-1] >= floor, (primary.ready, moved_back)
+    ready_before = [ready for version, ready in sorted(primary.seen) if version < moved_back]
+    assert ready_before and ready_before[-1] >= floor, (primary.seen, moved_back)
 
 
 def test_an_open_p1_incident_holds_the_start_until_it_is_resolved(

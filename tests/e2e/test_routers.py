@@ -1,9 +1,9 @@
 """The NGINX, Istio and replica-ratio routers driven through the `Router` protocol against
 the real API server, under the operator's own ServiceAccount identity (so its RBAC is tested
-too): reconcile creates what it must, every weight written reads back, finalize leaves all
-traffic on the primary, and the user's objects, applied again as a GitOps tool would, show
-no diff. The replica-ratio router moves real traffic: demo-app pods behind one Service,
-reached through the gateway, answer in the ratio of the replicas."""
+too): reconcile creates what it must, every weight written reads back, finalize sends the
+traffic back to what outlives a deleted CanaryRollout, and the user's objects, applied again
+as a GitOps tool would, show no diff. The replica-ratio router moves real traffic: demo-app
+pods behind one Service, reached through the gateway, answer in the ratio of the replicas."""
 
 from __future__ import annotations
 
@@ -59,9 +59,12 @@ def istio_crd(cluster: LocalCluster) -> None:
 def _router(api: client.ApiClient, kube: Kube, namespace: str,
             chosen: dict[str, Any]) -> tuple[Router, Owner]:
     """The router `chosen` (a spec's `router`) from the factory, for a CanaryRollout that
-    exists (objects the router creates are owned by it) but that no operator runs."""
+    exists (objects the router creates are owned by it) but that no operator runs: the
+    object's target does not exist, so the session's operator, when an earlier test started
+    it, leaves everything alone (Stalled, TargetNotFound)."""
     body = canary.rollout("http://127.0.0.1:9", router=chosen)
-    canary.create(api, namespace, body)
+    canary.create(api, namespace, {**body, "spec": {**body["spec"],
+                                                    "targetRef": {"name": "not-run-here"}}})
     uid = canary.ROLLOUTS.get(api, namespace, canary.NAME)["metadata"]["uid"]
     owner = Owner(canary.NAME, namespace, uid)
     spec = CanaryRolloutSpec.model_validate(body["spec"])
@@ -250,11 +253,15 @@ def test_the_replica_ratio_router_splits_one_services_traffic_by_ready_pods(
         assert router.verify(weight).verified == "Yes"
 
     _a_pod_not_ready_is_cannot_tell(cluster, namespace, router, 100)
+    router.set_weight(30)
+    wait_for(lambda: router.verify(30).verified == "Yes", "30% as ready pods", timeout=240)
     router.finalize()
 
-    wait_for(lambda: router.verify(0).verified == "Yes", "every pod a primary", timeout=240)
-    wait_for(lambda: _answering(url, host, total, {"v1"}), "only v1 answering", timeout=120)
-    assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v1": 1.0}
+    canaries = split(total, 30)[1]
+    wait_for(lambda: _answering(url, host, canaries, {"v2"}), "only the target's pods answering",
+             timeout=120)
+    assert canary.deployment(cluster, namespace, f"{SERVICE}-primary")["spec"]["replicas"] == 0
+    assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v2": 1.0}
     assert canary.diff_as_user(cluster, namespace, *users) == ""
 
 

@@ -185,19 +185,24 @@ class Snapshot:
 @dataclass
 class Recorder:
     """Watches one CanaryRollout: every status version, and — with a `load` — the answers
-    of each period of one weight written to the router (less the gateway's settling
-    time)."""
+    of each period of one weight written to the router (or `confirmed` by it), less the
+    gateway's settling time."""
 
     api: client.ApiClient
     namespace: str
     load: traffic.Load | None = None
     name: str = NAME
+    #: Cut periods where the router confirmed a weight, not where it was written: for the
+    #: replica-ratio router, whose writes take effect only as the new pods become ready.
+    confirmed: bool = False
     snapshots: list[Snapshot] = field(default_factory=list)
     #: (weight written, tally of the answers while it was in effect), in order.
     periods: list[tuple[int, traffic.Tally]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _settled: threading.Timer | None = None
+    _open: int | None = None
+    """The weight of the period being tallied (None: none is)."""
 
     def __enter__(self) -> Recorder:
         self._thread = threading.Thread(target=self._watch, daemon=True, name="recorder")
@@ -237,17 +242,30 @@ class Recorder:
     def _record(self, obj: dict[str, Any]) -> None:
         found = obj.get("status") or {}
         weight = int(found.get("weight", 0))
-        previous = self._written(self.snapshots[-1].status) if self.snapshots else None
         self.snapshots.append(Snapshot(time.monotonic(), int(obj["metadata"]["resourceVersion"]),
                                        found.get("phase"), weight, int(found.get("stepIndex", 0)),
                                        found.get("revision"), found))
+        if self.load is None:
+            return
         written = self._written(found)
-        if self.load is not None and written != previous:
+        if self.confirmed:
+            # A period runs from a weight's confirmation to the next write: the answers
+            # while pods of the next weight start belong to neither.
+            if self._open is not None and (weight != written or self._open != written):
+                self._close_period()
+            if weight == written and self._open is None:
+                self._open_period(written)
+        elif written != self._open or not self.periods:
             self._close_period()
-            self.periods.append((written, traffic.Tally()))
-            self.load.take()
-            self._settled = threading.Timer(GATEWAY_SETTLE_SECONDS, self.load.take)
-            self._settled.start()
+            self._open_period(written)
+
+    def _open_period(self, weight: int) -> None:
+        assert self.load is not None
+        self._open = weight
+        self.periods.append((weight, traffic.Tally()))
+        self.load.take()
+        self._settled = threading.Timer(GATEWAY_SETTLE_SECONDS, self.load.take)
+        self._settled.start()
 
     @staticmethod
     def _written(found: dict[str, Any]) -> int:
@@ -259,8 +277,9 @@ class Recorder:
         return self._written(snapshot.status)
 
     def _close_period(self) -> None:
-        if self.load is None or not self.periods:
+        if self.load is None or self._open is None:
             return
+        self._open = None
         if self._settled is not None:
             self._settled.cancel()
         weight, tally = self.periods[-1]
@@ -282,26 +301,39 @@ class Recorder:
         return found
 
 
+def longest_failing_run(tally: traffic.Tally) -> int:
+    """The most answers other than 200 in a row (a single load's answers are in order): an
+    outage is a long run, a stopped pod's last requests are short ones."""
+    longest = run = 0
+    for answer in tally.answers:
+        run = run + 1 if answer.code != 200 else 0
+        longest = max(longest, run)
+    return longest
+
+
 def autoscaler(cluster: LocalCluster, namespace: str, name: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", "hpa", name, "-n", namespace, "-o",
                                       "json").stdout)
 
 
 @dataclass
-class DeploymentWatch:
-    """Watches one Deployment: (resourceVersion, ready replicas) of every version seen, to
-    order its readiness against a CanaryRollout's status writes (resourceVersions are etcd
-    revisions, one sequence for every object)."""
+class ObjectWatch:
+    """Watches one object through `lister` (a namespaced list call of the Kubernetes client,
+    e.g. `NetworkingV1Api(api).list_namespaced_ingress`): (resourceVersion, `read(object)`)
+    of every version seen, to order it against a CanaryRollout's status writes
+    (resourceVersions are etcd revisions, one sequence for every object)."""
 
     api: client.ApiClient
     namespace: str
     name: str
-    ready: list[tuple[int, int]] = field(default_factory=list)
+    lister: Callable[..., Any]
+    read: Callable[[dict[str, Any]], Any]
+    seen: list[tuple[int, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> DeploymentWatch:
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="deployment")
+    def __enter__(self) -> ObjectWatch:
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="object")
         self._thread.start()
         return self
 
@@ -310,17 +342,24 @@ class DeploymentWatch:
         if self._thread is not None:
             self._thread.join(timeout=15)
 
+    def values(self) -> list[Any]:
+        """The values read, each change once."""
+        found: list[Any] = []
+        for _, value in self.seen:
+            if not found or value != found[-1]:
+                found.append(value)
+        return found
+
     def _watch(self) -> None:
-        apps = client.AppsV1Api(self.api)
         while not self._stop.is_set():
             stream = watch.Watch()
             try:
-                for event in stream.stream(
-                        apps.list_namespaced_deployment, self.namespace,
-                        field_selector=f"metadata.name={self.name}", timeout_seconds=5):
-                    body = event["object"]
-                    self.ready.append((int(body.metadata.resource_version),
-                                       body.status.ready_replicas or 0))
+                for event in stream.stream(self.lister, self.namespace,
+                                           field_selector=f"metadata.name={self.name}",
+                                           timeout_seconds=5):
+                    body = self.api.sanitize_for_serialization(event["object"])
+                    self.seen.append((int(body["metadata"]["resourceVersion"]),
+                                      self.read(body)))
                     if self._stop.is_set():
                         break
             finally:

@@ -1,6 +1,7 @@
 """A small simulated cluster for the CanaryRollout state machine: Deployments that become
 ready a tick after they are scaled or changed, an autoscaler that can shrink the primary, a
-router whose writes are confirmed a tick later, and analysis runs whose verdicts a test
+router whose writes are confirmed a tick later (the replica-ratio router's also scale both
+Deployments), and analysis runs whose verdicts a test
 chooses. `Simulation.tick` does what the controller does — observe, measure when due,
 decide, make the effects so, record the router's answer — so tests (and hypothesis) drive
 whole rollouts, restarts included: the machine keeps nothing but the status."""
@@ -26,9 +27,10 @@ from runbook_operator.core.canary.machine import (
     analysis_due,
     decide,
 )
-from runbook_operator.core.canary.objects import Autoscaler, Workload
+from runbook_operator.core.canary.objects import Autoscaler, Workload, replicas_by_router
 from runbook_operator.core.canary.steps import compile_steps
 from runbook_operator.integrations.routers import Verification
+from runbook_operator.integrations.routers.replica_ratio import split
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -166,11 +168,22 @@ class Simulation:
                     self.shifts.append((effects.weight, self.primary.ready if self.primary
                                         else 0, decision.status.primary_replicas))
                 self.route.write(effects.weight)
+                self._scale_by_router(effects.weight)
                 answer = self.route.verify(effects.weight)
             router = RouterStatus(weight=effects.weight, verified=answer.verified,
                                   time=self.now)
             status = status.model_copy(update={"router": router})
         self.status = status
+
+    def _scale_by_router(self, weight: int) -> None:
+        """The replica-ratio router's write: both Deployments sized for `weight`."""
+        if not replicas_by_router(self.spec) or self.primary is None:
+            return
+        configured = self.spec.router.replica_ratio.total_replicas  # type: ignore[union-attr]
+        total = configured or self.primary.replicas + self.target.replicas
+        primary, canary = split(total, weight)
+        self.primary.change(replicas=primary)
+        self.target.change(replicas=canary)
 
     def run_until(self, done: Callable[[Simulation], bool], ticks: int = 2000,
                   seconds: float = 1.0) -> None:

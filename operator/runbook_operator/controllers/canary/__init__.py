@@ -1,5 +1,6 @@
 """CanaryRollout: the controller (registration and the scheduler's side); one tick of one
-rollout is `reconcile.tick`, its effects `workloads.make_so`, the decisions `core.canary`."""
+rollout is `reconcile.tick`, its effects `workloads.make_so`, the decisions `core.canary`;
+a deleted one's ticks are `deletion.tick` until its finalizer is released."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import kopf
 
 from runbook_operator.api.canaryrollout import CanaryRollout, CanaryRolloutStatus
-from runbook_operator.controllers.canary import metrics
+from runbook_operator.controllers.canary import deletion, metrics
 from runbook_operator.controllers.canary.reconcile import (
     STEADY,
     Analysts,
@@ -58,7 +59,11 @@ class Rollouts:
         newest: Mapping[str, Any] | None = None
         next_in = RETRY_SECONDS
         try:
-            outcome = await tick(self.kube, self.analysts, item.body, item.prepared)
+            if item.body["metadata"].get("deletionTimestamp"):
+                outcome = await deletion.tick(self.kube, item.body, item.prepared)
+            else:
+                body = await asyncio.to_thread(deletion.hold, self.kube, item.body)
+                outcome = await tick(self.kube, self.analysts, body, item.prepared)
             newest, next_in = outcome.body, outcome.next_in.total_seconds()
         except TRANSIENT_API_ERRORS as error:
             log.warning("CanaryRollout %s/%s: %s; again in %ss", *item.key,
@@ -66,6 +71,12 @@ class Rollouts:
         finally:
             self.scheduler.schedule(item.key, self.scheduler.clock() + next_in)
             self.scheduler.done(item.key, newest)
+
+    def deleting(self, body: Mapping[str, Any]) -> None:
+        """A watch event of a rollout being deleted: its revert starts at once."""
+        self.scheduler.upsert(body)
+        meta = body["metadata"]
+        self.scheduler.schedule((meta["namespace"], meta["name"]), time.monotonic())
 
     def changed(self, body: Mapping[str, Any]) -> None:
         """A watch event: keep the newest copy; a manual command is acted on at once."""
@@ -89,8 +100,11 @@ def register(operator: Operator) -> None:
     async def rollout_changed(body: kopf.Body, **_: Any) -> None:
         rollouts.changed(body)
 
-    async def rollout_gone(body: kopf.Body, **_: Any) -> None:
-        rollouts.scheduler.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
+    async def rollout_gone(body: kopf.Body, event: Mapping[str, Any], **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            rollouts.scheduler.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
+        else:
+            rollouts.deleting(body)
 
     register_kind(operator, CanaryRollout, changed=rollout_changed, gone=rollout_gone,
                   loop=lambda _: rollouts.run_forever())

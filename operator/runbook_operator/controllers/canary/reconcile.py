@@ -163,7 +163,7 @@ class Analysts:
             await client.close()
 
 
-def _owner(body: Mapping[str, Any]) -> Owner:
+def owner_of(body: Mapping[str, Any]) -> Owner:
     meta = body["metadata"]
     return Owner(meta["name"], meta["namespace"], meta["uid"])
 
@@ -191,7 +191,7 @@ class Outcome:
     next_in: timedelta
 
 
-def _write(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
+def write_status(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
            new: CanaryRolloutStatus) -> Mapping[str, Any] | None:
     """The status write, guarded by the resourceVersion decided from; a conflict means
     someone wrote meanwhile: the fresh copy is returned and the tick is done again."""
@@ -211,7 +211,7 @@ def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> Out
     old = CanaryRolloutStatus.model_validate(body.get("status") or {})
     before = next((c for c in old.conditions if c.type == "Stalled"), None)
     new = stalled(old, reason, message, datetime.now(UTC), body["metadata"].get("generation"))
-    written = _write(kube, body, old, new)
+    written = write_status(kube, body, old, new)
     if before is None or before.status != "True" or before.message != message:
         kube.event(dict(body), "Warning", reason, message)
     return Outcome(written, STEADY)
@@ -238,7 +238,7 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     namespace, name = meta["namespace"], meta["name"]
     old = CanaryRolloutStatus.model_validate(body.get("status") or {})
     decision = decide(compiled.spec, compiled.steps, status, world, now, run, commands)
-    owner = _owner(body)
+    owner = owner_of(body)
     router = router_for(compiled.spec, compiled.backends, owner, kube)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
                        decision.status.canary_replicas, compiled.backends, owner, router, now)
@@ -256,7 +256,7 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     for due in messages.due(compiled.spec, name, namespace, new, now):
         outcomes = notify(kube, namespace, due.channels, due.notification)
         new = messages.record(new, namespace, name, due.event, outcomes)
-    written = _write(kube, body, old, new)
+    written = write_status(kube, body, old, new)
     for event in decision.events:
         kube.event(dict(body), event.type, event.reason, event.message)
     started = new.rollback if new.rollback is not None and old.rollback != new.rollback \
@@ -306,7 +306,7 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
     status = CanaryRolloutStatus.model_validate(body.get("status") or {})
     target = workload(observed.target)
     assert target is not None
-    router = router_for(prepared.spec, prepared.backends, _owner(body), kube)
+    router = router_for(prepared.spec, prepared.backends, owner_of(body), kube)
     written = status.router.weight if status.router is not None else None
     try:
         answer = (await asyncio.to_thread(router.verify, written)

@@ -4,7 +4,8 @@ Blocking (the Kubernetes client): runs in a worker thread.
 
 Writes are server-side applies of the operator's fields, except replicas, which are patched
 alone and only when they must change (an autoscaler owns them otherwise): the primary only
-upwards, the target from zero to the rollout's count or back to zero.
+upwards, the target from zero to the rollout's count or back to zero. With the replica-ratio
+router the decisions ask for no scaling: the router's weight is both Deployments' replicas.
 """
 
 from __future__ import annotations

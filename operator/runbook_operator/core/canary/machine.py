@@ -14,6 +14,10 @@ grows, except while traffic moves back to the primary (rollback, promotion's las
 step that lowers it, a new revision); traffic moves back only once the primary has the
 replicas `objects.primary_floor` asks for; a step is left only when it is done (a weight
 confirmed, a pause over, enough passing runs) or skipped by hand.
+
+With a router that realises the weight as replica counts (`objects.replicas_by_router`), the
+effects never scale a Deployment: the router sizes both for each weight (the growing one
+first), and its read-back waits for their pods, so the machine waits on the router alone.
 """
 
 from __future__ import annotations
@@ -35,11 +39,21 @@ from runbook_operator.api.canaryrollout import (
 )
 from runbook_operator.api.common import parse_duration
 from runbook_operator.core.canary.analysis import failing, run_verdict
-from runbook_operator.core.canary.objects import Autoscaler, Workload, primary_floor
+from runbook_operator.core.canary.objects import (
+    Autoscaler,
+    Workload,
+    primary_floor,
+    replicas_by_router,
+)
 from runbook_operator.core.canary.steps import Analyse, Pause, SetWeight, Step, weight_at
 from runbook_operator.integrations.routers import Verification
 
 ACTIVE: frozenset[Phase] = frozenset({"Progressing", "Paused", "WaitingPromotion"})
+#: The effects that scale Deployments (left out when the router scales them).
+SCALING_EFFECTS = ("primary_floor", "canary")
+#: Where traffic moves back from 100% by way of, when the router scales: at 100% the
+#: primary has no pod, and half of them start before the canary's last ones stop.
+MIDWAY = 50
 CanaryScale = Literal["running", "zero"]
 
 
@@ -115,6 +129,10 @@ class _Tick:
     wake_at: datetime | None = None
 
     @property
+    def router_scales(self) -> bool:
+        return replicas_by_router(self.spec)
+
+    @property
     def interval(self) -> timedelta:
         return parse_duration(self.spec.analysis.interval)
 
@@ -183,7 +201,12 @@ def _shift(t: _Tick, weight: int) -> bool:
     """Ask the router for `weight`; traffic moving back to the primary waits until the
     primary has the replicas to carry it. True once the router confirmed `weight`."""
     current = t.s["weight"]
-    if weight < current:
+    if t.router_scales and current == 100 and weight < MIDWAY:
+        t.effects["weight"] = MIDWAY
+        t.say(f"moving traffic back by way of {MIDWAY}%: the primary's pods start before "
+              "the canary's stop")
+        return False
+    if weight < current and not t.router_scales:
         primary = t.world.primary
         floor = t.s.get("primary_replicas")
         if floor is None:
@@ -251,7 +274,7 @@ def _initialize(t: _Tick) -> None:
     target, primary = t.world.target, t.world.primary
     t.phase("Initializing")
     t.set(revision=target.revision)
-    floor = t.s.get("primary_replicas") or max(target.replicas, 1)
+    floor = t.s.get("primary_replicas") or (1 if t.router_scales else max(target.replicas, 1))
     t.set(primary_replicas=floor)
     t.effects["primary_floor"] = floor
     if primary is None or primary.revision != target.revision:
@@ -362,7 +385,8 @@ def _run_step(t: _Tick, step: Step, run: list[Measurement] | None) -> bool:
     """Work on the current step; True when it is done."""
     target = t.world.target
     if isinstance(step, SetWeight):
-        if step.weight > t.s["weight"] and not (target.rolled_out and target.ready > 0):
+        if step.weight > t.s["weight"] and not t.router_scales and not (
+                target.rolled_out and target.ready > 0):
             t.say(f"waiting for the canary's pods: {target.ready}/{target.replicas} ready")
             return False
         return _shift(t, step.weight)
@@ -407,7 +431,7 @@ def _promote(t: _Tick) -> None:
     """All traffic to the canary, then its template to the primary."""
     t.effects["canary"] = "running"
     target, primary = t.world.target, t.world.primary
-    if not (target.rolled_out and target.ready > 0):
+    if not t.router_scales and not (target.rolled_out and target.ready > 0):
         t.hold()
         t.say(f"waiting for the canary's pods: {target.ready}/{target.replicas} ready")
         return
@@ -522,7 +546,9 @@ def decide(spec: CanaryRolloutSpec, steps: list[Step], status: CanaryRolloutStat
         _promote(t)
     else:
         _finalise(t)
-    return Decision(CanaryRolloutStatus.model_validate(t.s), Effects(**t.effects),
+    effects = {k: v for k, v in t.effects.items()
+               if not (t.router_scales and k in SCALING_EFFECTS)}
+    return Decision(CanaryRolloutStatus.model_validate(t.s), Effects(**effects),
                     tuple(t.events), t.wake_at)
 
 

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from runbook_operator.api.canaryrollout import PRIMARY_SUFFIX, CanaryRolloutSpec
@@ -22,6 +23,8 @@ from runbook_operator.integrations.routers import Backends, Owner
 
 #: On the primary Deployment: the revision of the target's template it runs.
 REVISION_ANNOTATION = "runbook.dev/revision"
+#: On `<service>-primary` kept after its CanaryRollout was deleted: since when.
+KEPT_ANNOTATION = "runbook.dev/kept-since"
 MAX_LABEL_VALUE = 63
 
 
@@ -67,6 +70,12 @@ def workload(body: dict[str, Any] | None, revision_of: str = "template") -> Work
     rolled_out = current and updated == replicas and available >= replicas and total == replicas
     ready = min(int(status.get("readyReplicas") or 0), updated) if current else 0
     return Workload(rev, replicas, ready, rolled_out)
+
+
+def replicas_by_router(spec: CanaryRolloutSpec) -> bool:
+    """Whether the router realises the weight as replica counts (replicaRatio): then it
+    alone scales both Deployments, and the controller never does (it would fight it)."""
+    return spec.router.replica_ratio is not None
 
 
 def primary_name(spec: CanaryRolloutSpec) -> str:
@@ -126,20 +135,34 @@ def desired_primary(spec: CanaryRolloutSpec, target: dict[str, Any], owner: Owne
     }
 
 
+def _service(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, name: str,
+             selects: dict[str, str], owned: bool = True) -> dict[str, Any]:
+    port = {"name": spec.service.port_name, "port": spec.service.port,
+            "targetPort": spec.service.target_port or spec.service.port, "protocol": "TCP"}
+    meta: dict[str, Any] = {"name": name, "namespace": backends.namespace,
+                            "labels": owner.labels()}
+    if owned:
+        meta["ownerReferences"] = [owner.reference()]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"type": "ClusterIP", "selector": selects, "ports": [port]}}
+
+
 def desired_services(spec: CanaryRolloutSpec, target: dict[str, Any], backends: Backends,
                      owner: Owner) -> list[dict[str, Any]]:
     """`<service>-primary` selecting the primary's pods, `<service>-canary` the target's."""
-    port = {"name": spec.service.port_name, "port": spec.service.port,
-            "targetPort": spec.service.target_port or spec.service.port, "protocol": "TCP"}
+    return [_service(spec, backends, owner, backends.primary, primary_selector(target)),
+            _service(spec, backends, owner, backends.canary, selector(target))]
 
-    def service(name: str, selects: dict[str, str]) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": backends.namespace,
-                             "labels": owner.labels(), "ownerReferences": [owner.reference()]},
-                "spec": {"type": "ClusterIP", "selector": selects, "ports": [port]}}
 
-    return [service(backends.primary, primary_selector(target)),
-            service(backends.canary, selector(target))]
+def kept_primary_service(spec: CanaryRolloutSpec, target: dict[str, Any], backends: Backends,
+                         owner: Owner, since: datetime) -> dict[str, Any]:
+    """`<service>-primary` once its CanaryRollout is deleted: the target's pods behind it,
+    no owner, so that the route or Ingress naming it keeps working, and when that began
+    (`core.canary.deletion`). Applied under the same field manager, it drops the owner
+    reference written before."""
+    kept = _service(spec, backends, owner, backends.primary, selector(target), owned=False)
+    kept["metadata"]["annotations"] = {KEPT_ANNOTATION: since.isoformat()}
+    return kept
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ The protocol is the whole contract between the CanaryRollout controller and a ro
 creates) without moving traffic; `set_weight` writes a split;
 `verify` reads it back and answers yes, no or cannot tell (Argo Rollouts' VerifyWeight: an
 object not yet processed by its data plane is "cannot tell", never a guess); `finalize`
-leaves all traffic on the primary and removes what the router added, when the CanaryRollout
-is deleted. The controller writes, then verifies after every write and writes again until
+sends traffic back to what outlives a deleted CanaryRollout (`core.canary.deletion`). The
+controller writes, then verifies after every write and writes again until
 the answer is yes, so a router never needs to retry itself. Every write is a server-side
 apply under the operator's field manager of only the fields it owns, so a GitOps tool
 applying the user's objects sees no diff. Each module keeps its pure `desired_*` functions
@@ -101,8 +101,10 @@ class Router(Protocol):
         Unknown when the router cannot tell yet."""
 
     def finalize(self) -> None:
-        """All traffic to the primary, and what the router added removed (the
-        CanaryRollout is being deleted)."""
+        """Traffic back to what outlives the CanaryRollout, which is being deleted (the
+        controller scaled the target up and keeps `<service>-primary`, now selecting the
+        target's pods): the route's traffic all to that Service and what the router added
+        removed; with replica ratio, the primary at zero."""
 
 
 def router_for(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, kube: Kube) -> Router:

@@ -169,7 +169,8 @@ class ReplicaRatioRouter:
                        total_replicas(self.configured_total, primary, canary), weight)
 
     def finalize(self) -> None:
-        """Every pod a primary (the canary scaled to zero); nothing was added."""
-        if self._deployment(self.primary) is not None and self._deployment(
-                self.canary) is not None:
-            self.set_weight(0)
+        """The primary scaled to zero, so that the target's pods — which the controller
+        scaled up first — carry the user's Service alone; nothing was added."""
+        if self._deployment(self.primary) is not None:
+            self.kube.merge_patch(*DEPLOYMENT, self.primary, self.backends.namespace,
+                                  {"spec": {"replicas": 0}})

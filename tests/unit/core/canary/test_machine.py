@@ -315,3 +315,68 @@ def test_weights_never_go_backwards_and_a_rollback_ends_at_the_primary(
                   seconds=5)
     sim.run_until(lambda s: s.route.weight == 0 and s.target.replicas == 0, seconds=5)
     assert sim.primary is not None and sim.primary.ready >= 1
+
+
+REPLICA_RATIO = {"replicaRatio": {"totalReplicas": 4}}
+
+
+def _replicas(sim: Simulation) -> tuple[int, int]:
+    assert sim.primary is not None
+    return sim.primary.replicas, sim.target.replicas
+
+
+def _scales(sim: Simulation) -> list[object]:
+    """The Deployment scalings the decisions asked the controller for."""
+    return [d.effects for d in sim.decisions
+            if d.effects.primary_floor is not None or d.effects.canary is not None]
+
+
+def test_with_the_replica_ratio_router_only_the_router_scales_and_keeps_the_total() -> None:
+    sim = initialized(router=REPLICA_RATIO)
+    assert _replicas(sim) == (4, 0)
+    sim.target.change(revision="r2")
+    totals = set()
+    while sim.status.phase != "Succeeded":
+        sim.tick(5)
+        totals.add(sum(_replicas(sim)))
+    assert sim.route.writes == [0, 5, 30, 55, 80, 100, 50, 0]
+    assert _scales(sim) == []
+    assert totals == {4}
+    assert sim.primary is not None and sim.primary.revision == "r2"
+    assert _replicas(sim) == (4, 0)
+
+
+def test_with_the_replica_ratio_router_a_failing_revision_rolls_back_by_replicas() -> None:
+    sim = initialized(router=REPLICA_RATIO)
+    sim.verdict = lambda step: "Fail"
+    sim.target.change(revision="r2")
+    sim.run_until(rolled_back, seconds=5)
+    assert sim.route.writes == [0, 5, 0]
+    assert _scales(sim) == []
+    assert _replicas(sim) == (4, 0)
+
+
+def test_with_the_replica_ratio_router_traffic_leaves_100_percent_by_way_of_half() -> None:
+    sim = initialized(router=REPLICA_RATIO, canary={"steps": [{"setWeight": 100},
+                                                              {"pause": {}}]})
+    sim.target.change(revision="r2")
+    sim.run_until(lambda s: s.status.phase == "Paused" and s.status.weight == 100)
+    assert _replicas(sim) == (0, 4)
+    sim.commands.append(NewCommand("abort", "t1"))
+    sim.run_until(rolled_back)
+    assert sim.route.writes == [0, 100, 50, 0]
+    assert _scales(sim) == []
+
+
+@given(st.lists(st.sampled_from(["Pass", "Fail", "Inconclusive"]), min_size=1, max_size=8))
+@settings(max_examples=30, deadline=None)
+def test_with_the_replica_ratio_router_no_decision_scales_a_deployment(
+        verdicts: list[str]) -> None:
+    sim = initialized(router=REPLICA_RATIO, analysis={
+        "interval": "1m", "failureLimit": 2, "metrics": [
+            {"name": "m", "query": "vector(1)", "thresholdRange": {"min": 0}}]})
+    sim.verdict = lambda step: verdicts[min(sim.runs, len(verdicts)) - 1]  # type: ignore
+    sim.target.change(revision="r2")
+    sim.run_until(lambda s: s.status.phase == "Succeeded" or rolled_back(s), seconds=20)
+    assert _scales(sim) == []
+    assert _replicas(sim) == (4, 0)

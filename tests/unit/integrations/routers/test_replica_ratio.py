@@ -160,10 +160,21 @@ def test_a_weight_scales_the_growing_deployment_first_and_keeps_the_total() -> N
     assert [r for r in cluster.requests if r.startswith("merge")] == [
         "merge Deployment/checkout", "merge Deployment/checkout-primary"]
     cluster.requests.clear()
-    router.finalize()
+    router.set_weight(0)
     assert _replicas(cluster) == (4, 0)
     assert [r for r in cluster.requests if r.startswith("merge")] == [
         "merge Deployment/checkout-primary", "merge Deployment/checkout"]
+
+
+def test_finalize_leaves_the_targets_pods_alone_behind_the_service() -> None:
+    cluster = _cluster(4, 0)
+    router = _shell(cluster)
+    router.set_weight(30)
+    cluster.requests.clear()
+    router.finalize()
+    assert _replicas(cluster) == (0, 2)
+    assert [r for r in cluster.requests if r.startswith("merge")] == [
+        "merge Deployment/checkout-primary"]
 
 
 def test_a_configured_total_wins_and_one_pod_cannot_be_split() -> None:

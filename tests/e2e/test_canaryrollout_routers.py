@@ -1,0 +1,190 @@
+"""CanaryRollouts through the routers other than the Gateway API's, driven by the operator:
+the replica-ratio router with real traffic (the demo app's versions as real pods behind the
+user's one Service, reached through Traefik, judged on the app's own series), and the NGINX
+router by read-back of the canary Ingress it maintains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from runbook_operator.demoapp import traffic
+from runbook_operator.devcluster.cluster import LocalCluster
+from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.prometheus import PrometheusServer
+from runbook_operator.integrations.routers.replica_ratio import split
+from tests.support import canary, demo_app
+
+RATE = 50
+#: A second, slower load that keeps every answer (the recorder leaves out settling time).
+PROBE_RATE = 10
+#: A pod stopped by a scale-down gets requests until Traefik drops its endpoint (it reloads
+#: at most every 2 s; the demo app has no preStop delay): a few answers fail then, one pod's
+#: share at a time. Traffic never stops: no half second passes without a good answer.
+MOST_FAILED = 0.05
+LONGEST_FAILING_RUN = PROBE_RATE // 2
+TOLERANCE = 0.05
+TOTAL = 4
+PART_OF = "app.kubernetes.io/part-of"
+#: The demo app's own series for the target's pods (Prometheus' job is their
+#: app.kubernetes.io/name: the primary's pods are `checkout-primary`).
+_CANARY = 'namespace="{{ namespace }}",job="{{ target }}"'
+REQUEST_COUNT = f"sum(increase(http_requests_total{{{_CANARY}}}[{{{{ interval }}}}]))"
+SUCCESS_RATE = (f'100 * (sum(rate(http_requests_total{{{_CANARY},code!~"5.."}}'
+                f"[{{{{ interval }}}}])) or vector(0)) / sum(rate(http_requests_total"
+                f"{{{_CANARY}}}[{{{{ interval }}}}]))")
+ANALYSIS = {"interval": "10s", "failureLimit": 2, "minimumRequests": 5,
+            "requestCountQuery": REQUEST_COUNT,
+            "metrics": [{"name": "success-rate", "query": SUCCESS_RATE,
+                         "thresholdRange": {"min": 99}}]}
+STEPS = {"steps": [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]}
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[PrometheusServer]:
+    with canary.gateway_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
+
+
+def _shared(version: str, error_rate: float = 0.0) -> dict[str, Any]:
+    """The target at `version`, its pods carrying the label the user's one Service selects
+    (the primary's copy keeps it: only the selector's values are suffixed)."""
+    body = canary.target(version, error_rate)
+    body["spec"]["template"]["metadata"]["labels"][PART_OF] = canary.NAME
+    return body
+
+
+def _one_service(namespace: str) -> list[dict[str, Any]]:
+    """The user's Service over both versions' pods and the route to it."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": canary.NAME},
+               "spec": {"selector": {PART_OF: canary.NAME},
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    route = canary.route(namespace)
+    route["spec"]["rules"] = [{"backendRefs": [{"name": canary.NAME, "port": 80}]}]
+    return [service, route]
+
+
+def _shares(recorder: canary.Recorder, weights: tuple[int, ...]) -> dict[int, traffic.Tally]:
+    """The live traffic of each of `weights`' first periods."""
+    found: dict[int, traffic.Tally] = {}
+    for weight, tally in recorder.periods:
+        if weight in weights and weight not in found:
+            found[weight] = tally
+    return found
+
+
+def test_the_replica_ratio_router_walks_and_rolls_back_with_the_pods_share_of_traffic(
+        api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
+        running_operator: LocalOperator, prometheus: PrometheusServer,
+        figures: dict[str, list[float]]) -> None:
+    demo_app.apply(cluster, namespace, demo_app.example_objects("gateway.yaml"))
+    canary.apply_as_user(cluster, namespace, _shared("v1"), *_one_service(namespace))
+    canary.create(api, namespace, canary.rollout(
+        prometheus.url, router={"replicaRatio": {"totalReplicas": TOTAL}}, canary=STEPS,
+        analysis=ANALYSIS))
+    canary.wait_phase(api, namespace, "Initialized", timeout=240)
+    assert canary.deployment(cluster, namespace, "checkout-primary")["spec"]["replicas"] == TOTAL
+    url, host = f"http://{gateway_address}:8000", demo_app.host(namespace)
+    demo_app.serving(url, {"v1"}, host)
+
+    with traffic.Load(url, RATE, headers=host) as load, \
+            traffic.Load(url, PROBE_RATE, headers=host) as probe, \
+            canary.Recorder(api, namespace, load, confirmed=True) as recorder:
+        canary.apply_as_user(cluster, namespace, _shared("v2"))
+        canary.wait_phase(api, namespace, "Succeeded", timeout=360)
+        walk = probe.take()
+    assert recorder.weights() == [0, 25, 50, 100, 50, 0], recorder.weights()
+    for weight, tally in _shares(recorder, (25, 50)).items():
+        expected = split(TOTAL, weight)[1] / TOTAL
+        share = tally.shares().get("v2", 0.0)
+        figures.setdefault(f"replica ratio through the operator: canary share at {weight}% "
+                           "(%)", []).append(100 * share)
+        assert tally.total >= 30 and abs(share - expected) <= TOLERANCE, (weight,
+                                                                          tally.summary())
+    failed, longest = walk.total - walk.codes()[200], canary.longest_failing_run(walk)
+    figures.setdefault("replica ratio healthy walk: answers other than 200 (%)", []).append(
+        100 * failed / max(walk.total, 1))
+    figures.setdefault("replica ratio healthy walk: longest run of them", []).append(longest)
+    assert walk.total >= 100 and failed <= MOST_FAILED * walk.total, walk.codes()
+    assert longest <= LONGEST_FAILING_RUN, walk.codes()
+    primary = canary.deployment(cluster, namespace, "checkout-primary")
+    assert canary.version_of(primary) == "v2" and primary["spec"]["replicas"] == TOTAL
+    assert canary.deployment(cluster, namespace, "checkout")["spec"]["replicas"] == 0
+
+    with traffic.Load(url, RATE, headers=host) as load, \
+            canary.Recorder(api, namespace, load, confirmed=True) as recorder:
+        canary.apply_as_user(cluster, namespace, _shared("v3", error_rate=0.2))
+        final = canary.wait_phase(api, namespace, "Failed", done=canary.rolled_back,
+                                  timeout=240)
+    assert final["rollback"]["reason"] == "FailureLimit", final["rollback"]
+    assert recorder.weights() == [0, 25, 0], recorder.weights()
+    at_25 = _shares(recorder, (25,))[25]
+    assert abs(at_25.shares().get("v3", 0.0) - 0.25) <= TOLERANCE, at_25.summary()
+    assert canary.deployment(cluster, namespace, "checkout")["spec"]["replicas"] == 0
+    assert canary.deployment(cluster, namespace, "checkout-primary")["spec"]["replicas"] == TOTAL
+    traffic.until_only(url, "v2", headers=host, timeout=60)
+    assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v2": 1.0}
+
+
+WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
+NGINX_STEPS = {"steps": [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 60},
+                         {"analysis": {}}]}
+FAILING = [{"name": "never", "query": "vector(0)", "thresholdRange": {"min": 1}}]
+
+
+def _users_ingress(namespace: str) -> dict[str, Any]:
+    """The user's Ingress: its backend is the primary Service, in the user's manifest."""
+    backend = {"service": {"name": f"{canary.NAME}-primary", "port": {"number": 80}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {"ingressClassName": "nginx", "rules": [{
+                "host": demo_app.host(namespace)["Host"], "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
+
+
+def _canary_weight(ingress: dict[str, Any]) -> int | None:
+    value = (ingress["metadata"].get("annotations") or {}).get(WEIGHT_ANNOTATION)
+    return None if value is None else int(value)
+
+
+def test_the_nginx_router_walks_and_rolls_back_by_the_canary_ingress_weight(
+        api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
+        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+    """Verified by read-back of the canary Ingress's `canary-weight` annotation alone: the
+    devcluster's Traefik v3.6 serves Ingresses of class nginx but not ingress-nginx's canary
+    annotations, so no request would follow the weights (the pods are kwok's, serving
+    nothing)."""
+    canary.deploy_app(cluster, namespace, image=canary.FAKED_IMAGE)
+    users = _users_ingress(namespace)
+    canary.apply_as_user(cluster, namespace, users)
+    canary.create(api, namespace, canary.quick(prometheus.url, router={"nginx": {
+        "ingress": "web"}}, canary=NGINX_STEPS))
+    canary.wait_phase(api, namespace, "Initialized", timeout=180)
+    ingresses = client.NetworkingV1Api(api).list_namespaced_ingress
+
+    with canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
+            canary.Recorder(api, namespace) as recorder:
+        canary.apply_as_user(cluster, namespace, canary.target("v2", image=canary.FAKED_IMAGE))
+        canary.wait_phase(api, namespace, "Succeeded", timeout=240)
+    assert recorder.weights() == [0, 20, 60, 100, 0], recorder.weights()
+    assert copy_.values() == [0, 20, 60, 100, 0], copy_.values()
+    assert canary.version_of(canary.deployment(cluster, namespace, "checkout-primary")) == "v2"
+    assert canary.diff_as_user(cluster, namespace, users) == ""
+
+    canary.ROLLOUTS.patch(api, namespace, canary.NAME,
+                          {"spec": {"analysis": {"metrics": FAILING}}})
+    with canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
+            canary.Recorder(api, namespace) as recorder:
+        canary.apply_as_user(cluster, namespace, canary.target("v3", image=canary.FAKED_IMAGE))
+        final = canary.wait_phase(api, namespace, "Failed", done=canary.rolled_back,
+                                  timeout=240)
+    assert final["rollback"]["reason"] == "FailureLimit", final["rollback"]
+    assert recorder.weights() == [0, 20, 0], recorder.weights()
+    assert copy_.values() == [0, 20, 0], copy_.values()
+    assert canary.version_of(canary.deployment(cluster, namespace, "checkout-primary")) == "v2"
+    assert canary.deployment(cluster, namespace, "checkout")["spec"]["replicas"] == 0
+    assert canary.diff_as_user(cluster, namespace, users) == ""
