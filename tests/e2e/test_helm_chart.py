@@ -28,6 +28,8 @@ from kubernetes import client, config
 from runbook_operator.devcluster.cluster import LocalCluster, repo_root
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support.images import (
+    HEALTH_PORT,
+    METRICS_PORT,
     OPERATOR_NAMESPACE,
     assert_reconciles,
     built_images,
@@ -155,8 +157,10 @@ def _install(helm: list[str], cluster: LocalCluster, *values: str) -> None:
          "--kubeconfig", str(cluster.admin_kubeconfig), "--namespace", OPERATOR_NAMESPACE,
          "--create-namespace", "--set", f"image.tag={operator_tag}",
          "--set", f"runnerImage.tag={runner_tag}",
-         # One replica: the runtime runs every pod in one network namespace (see overlay()).
-         "--set", "replicaCount=1", *values], check=True, capture_output=True)
+         # One replica on ports of its own: the runtime runs every pod in one network
+         # namespace (see overlay()).
+         "--set", "replicaCount=1", "--set", f"healthPort={HEALTH_PORT}",
+         "--set", f"metrics.port={METRICS_PORT}", *values], check=True, capture_output=True)
 
 
 def test_helm_install_brings_the_operator_to_ready_and_it_reconciles(

@@ -27,6 +27,11 @@ from tests.support.kube import BACKUP_POLICIES, condition, read_cronjob
 OPERATOR_NAMESPACE = "runbook-system"
 OPERATOR_ACCOUNT = "runbook-operator"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=runbook-operator"
+#: The operator pod's health and metrics ports in these tests. The runtime runs every pod of
+#: every cluster of a test session in one network namespace, where the session's gateway and
+#: demo-app pods already listen on 8080 (the operator's default health port binds all
+#: addresses, so it would find it taken and the pod never become Ready).
+HEALTH_PORT, METRICS_PORT = 18080, 19090
 #: Test files and the hack/ build scripts they need beyond the cluster's own.
 BUILDS = {
     "tests/e2e/test_operator_image.py": ("build-image.sh",),
@@ -74,11 +79,11 @@ def helm_binary() -> Path:
 
 
 def overlay(directory: Path, images: Path) -> Path:
-    """A kustomization over manifests/ that only points the images at the built ones, as a
-    user's overlay (or ``kustomize edit set image``) does, and runs one replica: the
-    devcluster's runtime runs every pod in one network namespace, where a second operator
-    would find its health and metrics ports taken (tests/e2e/test_high_availability.py runs
-    two instances as processes instead)."""
+    """A kustomization over manifests/ that points the images at the built ones, as a user's
+    overlay (or ``kustomize edit set image``) does, and, for the runtime's one shared network
+    namespace, runs one replica on ports of its own (:data:`HEALTH_PORT`): a second operator
+    would find its ports taken (tests/e2e/test_high_availability.py runs two instances as
+    processes instead)."""
     operator = image_reference(images, "operator")
     runner = image_reference(images, "runner")
     manifests = os.path.relpath(repo_root() / "manifests", directory)
@@ -104,6 +109,17 @@ def overlay(directory: Path, images: Path) -> Path:
                       - name: operator
                         env:
                           - {{name: RUNBOOK_RUNNER_IMAGE, value: "{runner}"}}
+          - target: {{kind: Deployment, name: runbook-operator}}
+            patch: |-
+              - op: replace
+                path: /spec/template/spec/containers/0/args
+                value: [run, --json-logs, --health-port={HEALTH_PORT},
+                        --metrics-port={METRICS_PORT}]
+              - op: replace
+                path: /spec/template/spec/containers/0/ports
+                value:
+                  - {{name: health, containerPort: {HEALTH_PORT}}}
+                  - {{name: metrics, containerPort: {METRICS_PORT}}}
         """))
     return directory
 
