@@ -17,14 +17,17 @@ from runbook_operator.core.incident.decide import PolicyProblem
 from tests.support.fakes import FakeCluster
 from tests.support.incident_core import ack, policy
 
-#: Reconciles run on the wall clock: incidents open now.
-OPENED = datetime.now(UTC).replace(microsecond=0)
+def opened_now() -> datetime:
+    """Reconciles run on the wall clock, so incidents open when the test runs (not when the
+    module was imported: in a long session the ladder would already have climbed)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
-def incident(**spec: Any) -> dict[str, Any]:
+def incident(opened: datetime | None = None, **spec: Any) -> dict[str, Any]:
+    created = (opened or opened_now()).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"apiVersion": "runbook.dev/v1alpha1", "kind": "Incident",
             "metadata": {"name": "checkout", "namespace": "prod", "uid": "uid-1",
-                         "creationTimestamp": OPENED.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                         "creationTimestamp": created},
             "spec": {"title": "Checkout returns 500", "severity": "P1",
                      "escalationPolicyRef": {"name": "default"}, **spec}}
 
@@ -65,7 +68,8 @@ def run(cluster: FakeCluster, memory: Memory | None = None, lookup=runbook):
 
 def test_a_new_incident_is_read_again_paged_written_once_and_its_timeline_stored(
         pager: Pager) -> None:
-    cluster = FakeCluster(incident())
+    opened = opened_now()
+    cluster = FakeCluster(incident(opened))
     done = run(cluster)
     assert pager.sent == ["opened:oncall", "opened:alice-pager"]
     assert cluster.requests == [
@@ -74,7 +78,7 @@ def test_a_new_incident_is_read_again_paged_written_once_and_its_timeline_stored
         "event Escalated"]
     status = done.body["status"]
     assert status["escalation"]["step"] == 1
-    assert done.due == OPENED + timedelta(minutes=30)
+    assert done.due == opened + timedelta(minutes=30)
     stored = cluster.objects[("ConfigMap", "prod", "checkout-timeline")]
     assert stored["data"]["timeline.jsonl"].count("\n") == len(status["timeline"])
 
