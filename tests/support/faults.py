@@ -9,6 +9,7 @@ import httpx
 
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.waiting import wait_for
 
 
 def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: float,
@@ -22,15 +23,28 @@ def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: f
     pid = operator.process.pid
     cluster.stop_apiserver(with_etcd=True)
     back_at = time.monotonic() + seconds
+    failures: list[str] = []
+
+    def outage_over() -> bool:
+        """Checks the operator once; true when the outage has lasted `seconds`."""
+        if not operator.alive():
+            failures.append(f"the operator exited:\n{operator.log_tail()}")
+            return True
+        try:
+            health = httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5)
+        except httpx.HTTPError as error:
+            failures.append(f"/healthz did not answer: {error!r}")
+        else:
+            if not health.is_success:
+                failures.append(f"/healthz answered {health.status_code}")
+        return time.monotonic() >= back_at
+
     try:
         during()
-        while time.monotonic() < back_at:
-            assert operator.alive(), f"the operator exited:\n{operator.log_tail()}"
-            health = httpx.get(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5)
-            assert health.is_success, f"/healthz answered {health.status_code}"
-            time.sleep(1)
+        wait_for(outage_over, f"{seconds:.0f} s of outage", timeout=seconds + 60, interval=1)
     finally:
         restarted = time.monotonic()
         cluster.start_apiserver(with_etcd=True)
+    assert not failures, failures[0]
     assert operator.alive() and operator.process.pid == pid
     return restarted

@@ -3,6 +3,7 @@ place the harness, the demo, the benchmarks and the tests take them from."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -35,6 +36,21 @@ def wait_for(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise Timeout(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+async def wait_until(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout: float = 60.0,
+    interval: float = 0.01,
+) -> T:
+    """`wait_for` inside an event loop: polls `probe` between the loop's other tasks."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return result
 
 
 def free_port() -> int:

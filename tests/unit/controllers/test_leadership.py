@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.controllers.leadership import Elector, lead_in_terms, stop_before_expiry
 from runbook_operator.core.leadership import Record, Timing
+from runbook_operator.devcluster.waiting import wait_until
 from runbook_operator.integrations.lease import LeaseRef
 
 TIMING = Timing(lease_seconds=15, renew_deadline_seconds=10, retry_seconds=2)
@@ -153,14 +154,11 @@ def test_a_leader_cut_off_from_the_api_server_stops_its_term_and_leads_again_lat
 
     async def scenario() -> None:
         leading = asyncio.create_task(run_terms(leases, "a", breaks, terms))
-        while not terms:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: terms, "the first term", timeout=5)
         leases.down = True
-        while not breaks:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: breaks, "the term stopped while cut off", timeout=5)
         leases.down = False
-        while len(terms) < 2:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: len(terms) >= 2, "a second term once reachable", timeout=5)
         leading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await leading
