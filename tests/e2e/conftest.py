@@ -26,9 +26,10 @@ from kubernetes.dynamic import DynamicClient
 from runbook_operator.devcluster import gateway, network
 from runbook_operator.devcluster.cluster import LocalCluster, build_scripts
 from runbook_operator.devcluster.local_operator import LocalOperator
+from runbook_operator.devcluster.prometheus import PrometheusServer
 from runbook_operator.devcluster.services import MariaDBServer, MinioServer, PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
-from tests.support import secret_hygiene
+from tests.support import canary, secret_hygiene
 from tests.support.alerting import OPERATOR_EXTERNAL_URL
 from tests.support.images import builds_for
 
@@ -87,6 +88,15 @@ def gateway_address(cluster: LocalCluster, request: pytest.FixtureRequest) -> st
     net = request.config.stash[NETWORK]
     assert net.isolated, f"the gateway needs the cluster's network namespace: {net.note}"
     return gateway.install(cluster)
+
+
+@pytest.fixture(scope="session")
+def gateway_prometheus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[PrometheusServer]:
+    """One Prometheus per session scraping the cluster's pods and the gateway (CanaryRollout
+    analysis asks it)."""
+    with canary.gateway_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

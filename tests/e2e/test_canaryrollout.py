@@ -6,10 +6,8 @@ rollout deleted mid-way, its finalizer leaving the app answering through the gat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
-import pytest
 from kubernetes import client
 
 from runbook_operator.core.canary.deletion import FINALIZER
@@ -31,21 +29,14 @@ MINIMUM_REQUESTS = 5
 DELETION_RATE = 20
 
 
-@pytest.fixture(scope="module")
-def prometheus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[PrometheusServer]:
-    with canary.gateway_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as server:
-        yield server
-
-
 def _initialized(api: client.ApiClient, cluster: LocalCluster, namespace: str,
-                 gateway_address: str, prometheus: PrometheusServer,
+                 gateway_address: str, gateway_prometheus: PrometheusServer,
                  version: str = "v1",
                  **spec: object) -> str:
     """The example app at `version` and its CanaryRollout, initialized; the gateway's URL
     once it serves that version."""
     canary.deploy_app(cluster, namespace, version)
-    canary.create(api, namespace, canary.rollout(prometheus.url, **spec))
+    canary.create(api, namespace, canary.rollout(gateway_prometheus.url, **spec))
     canary.wait_phase(api, namespace, "Initialized", timeout=180)
     url = f"http://{gateway_address}:8000"
     demo_app.serving(url, {version}, demo_app.host(namespace))
@@ -54,9 +45,9 @@ def _initialized(api: client.ApiClient, cluster: LocalCluster, namespace: str,
 
 def test_a_healthy_version_walks_5_30_55_80_100_with_the_traffic_it_says(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer,
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer,
         figures: dict[str, list[float]]) -> None:
-    url = _initialized(api, cluster, namespace, gateway_address, prometheus,
+    url = _initialized(api, cluster, namespace, gateway_address, gateway_prometheus,
                        analysis={"interval": INTERVAL, "minimumRequests": MINIMUM_REQUESTS})
     host = demo_app.host(namespace)
     with traffic.Load(url, RATE, headers=host) as load, \
@@ -86,11 +77,11 @@ def test_a_healthy_version_walks_5_30_55_80_100_with_the_traffic_it_says(
 
 def test_a_version_with_5_percent_errors_rolls_back_and_v2_gets_every_request(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer,
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer,
         figures: dict[str, list[float]]) -> None:
     with HTTPReceiver() as receiver:
         create_webhook_channel(api, namespace, receiver.url("/rollouts"))
-        url = _initialized(api, cluster, namespace, gateway_address, prometheus, "v2",
+        url = _initialized(api, cluster, namespace, gateway_address, gateway_prometheus, "v2",
                            analysis={"interval": INTERVAL, "minimumRequests": MINIMUM_REQUESTS},
                            notifications={"channels": ["oncall"],
                                           "events": ["RolledBack"]},
@@ -136,9 +127,9 @@ def _gone(cluster: LocalCluster, namespace: str, kind: str, name: str) -> bool:
 
 def test_a_rollout_deleted_mid_way_leaves_the_target_serving_through_the_gateway(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer,
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer,
         figures: dict[str, list[float]]) -> None:
-    url = _initialized(api, cluster, namespace, gateway_address, prometheus,
+    url = _initialized(api, cluster, namespace, gateway_address, gateway_prometheus,
                        analysis={"interval": "5m", "minimumRequests": 0,
                                  "metrics": canary.PASSING})
     host = demo_app.host(namespace)

@@ -8,10 +8,8 @@ and its people; the operator writes real HTTPRoute weights that Traefik reads ba
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from runbook_operator.devcluster.cluster import LocalCluster
@@ -25,13 +23,6 @@ from tests.support.kube import INCIDENTS
 from tests.support.receivers import HTTPReceiver, Reply
 
 WALK = [0, 5, 30, 55, 80, 100, 0]
-
-
-@pytest.fixture(scope="module")
-def prometheus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[PrometheusServer]:
-    with canary.gateway_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as server:
-        yield server
 
 
 def _initialized(api: client.ApiClient, cluster: LocalCluster, namespace: str,
@@ -51,8 +42,8 @@ def _at_weight(weight: int) -> Any:
 
 def test_a_killed_operator_continues_from_status_without_repeating_a_step(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
-    _initialized(api, cluster, namespace, canary.quick(prometheus.url, interval="4s"))
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
+    _initialized(api, cluster, namespace, canary.quick(gateway_prometheus.url, interval="4s"))
     with canary.Recorder(api, namespace) as recorder:
         _release(cluster, namespace, "v2")
         canary.wait_phase(api, namespace, "Progressing", done=_at_weight(30))
@@ -70,8 +61,8 @@ def test_a_killed_operator_continues_from_status_without_repeating_a_step(
 
 def test_pause_resume_promote_and_abort_by_hand(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
-    _initialized(api, cluster, namespace, canary.quick(prometheus.url, interval="30s"))
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
+    _initialized(api, cluster, namespace, canary.quick(gateway_prometheus.url, interval="30s"))
     _release(cluster, namespace, "v2")
     canary.wait_phase(api, namespace, "Progressing", done=_at_weight(5))
 
@@ -113,12 +104,12 @@ def test_pause_resume_promote_and_abort_by_hand(
 
 def test_a_gate_answering_500_holds_the_rollout_without_failing_it(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
     with HTTPReceiver(default=Reply(500, "load test not ready")) as receiver:
         hook = {"name": "smoke", "type": "preRollout", "url": receiver.url("/smoke"),
                 "retries": 0, "timeout": "2s"}
         _initialized(api, cluster, namespace,
-                     canary.quick(prometheus.url, analysis={"webhooks": [hook]}))
+                     canary.quick(gateway_prometheus.url, analysis={"webhooks": [hook]}))
         _release(cluster, namespace, "v2")
         wait_for(lambda: len(receiver.bodies("/smoke")) >= 3, "the gate asked three times",
                  timeout=120)
@@ -137,8 +128,8 @@ def test_a_gate_answering_500_holds_the_rollout_without_failing_it(
 
 def test_a_newer_revision_mid_rollout_restarts_the_analysis(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
-    _initialized(api, cluster, namespace, canary.quick(prometheus.url, interval="4s"))
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
+    _initialized(api, cluster, namespace, canary.quick(gateway_prometheus.url, interval="4s"))
     with canary.Recorder(api, namespace) as recorder:
         _release(cluster, namespace, "v2")
         v2 = canary.wait_phase(api, namespace, "Progressing", done=_at_weight(30))["revision"]
@@ -157,11 +148,11 @@ def test_a_newer_revision_mid_rollout_restarts_the_analysis(
 
 def test_no_data_passes_fails_or_waits_as_on_no_data_says(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
     nan = {"name": "nan", "query": "vector(0) / vector(0)", "thresholdRange": {"min": 0},
            "onNoData": "fail"}
     _initialized(api, cluster, namespace, canary.quick(
-        prometheus.url, analysis={"metrics": [nan], "failureLimit": 1}))
+        gateway_prometheus.url, analysis={"metrics": [nan], "failureLimit": 1}))
     _release(cluster, namespace, "v2")
     failed = canary.wait_phase(api, namespace, "Failed", done=canary.rolled_back)
     assert failed["rollback"]["reason"] == "FailureLimit"
@@ -192,11 +183,11 @@ def test_no_data_passes_fails_or_waits_as_on_no_data_says(
 
 def test_gitops_applies_of_the_users_objects_never_see_a_diff(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout"},
                "spec": {"selector": {"app.kubernetes.io/name": "checkout"},
                         "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
-    _initialized(api, cluster, namespace, canary.quick(prometheus.url, interval="5s"))
+    _initialized(api, cluster, namespace, canary.quick(gateway_prometheus.url, interval="5s"))
     canary.apply_as_user(cluster, namespace, service)
 
     def users(version: str) -> list[dict[str, Any]]:
@@ -216,7 +207,7 @@ def _ready_replicas(deployment: dict[str, Any]) -> int:
 
 def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
            "metadata": {"name": "checkout"},
            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
@@ -224,7 +215,7 @@ def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
                     "minReplicas": 1, "maxReplicas": 4}}
     canary.deploy_app(cluster, namespace, image=FAKED_IMAGE)
     canary.apply_as_user(cluster, namespace, hpa)
-    canary.create(api, namespace, canary.quick(prometheus.url, interval="30s",
+    canary.create(api, namespace, canary.quick(gateway_prometheus.url, interval="30s",
                                                autoscalerRef={"name": "checkout"}))
     canary.wait_phase(api, namespace, "Initialized", timeout=180)
     primary_hpa = canary.autoscaler(cluster, namespace, "checkout-primary")
@@ -248,8 +239,8 @@ def test_an_abort_scales_the_autoscaled_primary_before_traffic_moves_back(
 
 def test_an_open_p1_incident_holds_the_start_until_it_is_resolved(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
-    _initialized(api, cluster, namespace, canary.quick(prometheus.url,
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
+    _initialized(api, cluster, namespace, canary.quick(gateway_prometheus.url,
                                                        blockOnIncidents=["P0", "P1"]))
     INCIDENTS.create(api, namespace, incident("payments-down", severity="P1"))
     _release(cluster, namespace, "v2")

@@ -5,10 +5,8 @@ router by read-back of the canary Ingress it maintains."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from runbook_operator.demoapp import traffic
@@ -43,13 +41,6 @@ ANALYSIS = {"interval": "10s", "failureLimit": 2, "minimumRequests": 5,
 STEPS = {"steps": [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]}
 
 
-@pytest.fixture(scope="module")
-def prometheus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[PrometheusServer]:
-    with canary.gateway_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as server:
-        yield server
-
-
 def _shared(version: str, error_rate: float = 0.0) -> dict[str, Any]:
     """The target at `version`, its pods carrying the label the user's one Service selects
     (the primary's copy keeps it: only the selector's values are suffixed)."""
@@ -79,12 +70,12 @@ def _shares(recorder: canary.Recorder, weights: tuple[int, ...]) -> dict[int, tr
 
 def test_the_replica_ratio_router_walks_and_rolls_back_with_the_pods_share_of_traffic(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer,
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer,
         figures: dict[str, list[float]]) -> None:
     demo_app.apply(cluster, namespace, demo_app.example_objects("gateway.yaml"))
     canary.apply_as_user(cluster, namespace, _shared("v1"), *_one_service(namespace))
     canary.create(api, namespace, canary.rollout(
-        prometheus.url, router={"replicaRatio": {"totalReplicas": TOTAL}}, canary=STEPS,
+        gateway_prometheus.url, router={"replicaRatio": {"totalReplicas": TOTAL}}, canary=STEPS,
         analysis=ANALYSIS))
     canary.wait_phase(api, namespace, "Initialized", timeout=240)
     assert canary.deployment(cluster, namespace, "checkout-primary")["spec"]["replicas"] == TOTAL
@@ -153,7 +144,7 @@ def _canary_weight(ingress: dict[str, Any]) -> int | None:
 
 def test_the_nginx_router_walks_and_rolls_back_by_the_canary_ingress_weight(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, prometheus: PrometheusServer) -> None:
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
     """Verified by read-back of the canary Ingress's `canary-weight` annotation alone: the
     devcluster's Traefik v3.6 serves Ingresses of class nginx but not ingress-nginx's canary
     annotations, so no request would follow the weights (the pods are kwok's, serving
@@ -161,7 +152,7 @@ def test_the_nginx_router_walks_and_rolls_back_by_the_canary_ingress_weight(
     canary.deploy_app(cluster, namespace, image=canary.FAKED_IMAGE)
     users = _users_ingress(namespace)
     canary.apply_as_user(cluster, namespace, users)
-    canary.create(api, namespace, canary.quick(prometheus.url, router={"nginx": {
+    canary.create(api, namespace, canary.quick(gateway_prometheus.url, router={"nginx": {
         "ingress": "web"}}, canary=NGINX_STEPS))
     canary.wait_phase(api, namespace, "Initialized", timeout=180)
     ingresses = client.NetworkingV1Api(api).list_namespaced_ingress
