@@ -40,7 +40,7 @@ crds: install
 	$(PY) -m runbook_operator.api.crdgen
 
 test: prerequisites
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 
 unit: install
 	$(PY) -m pytest tests/unit
