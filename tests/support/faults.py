@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable
+from base64 import b64encode
+from collections.abc import Callable, Iterator
 
 import httpx
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
+from runbook_operator.api.common import GROUP, VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
@@ -48,3 +54,50 @@ def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: f
     assert not failures, failures[0]
     assert operator.alive() and operator.process.pid == pid
     return restarted
+
+
+#: An etcd key outside kube-apiserver's /registry prefix: writing it moves etcd's revision
+#: without touching any object.
+REVISION_MARKER = "/runbook-tests/revision-marker"
+
+
+@contextlib.contextmanager
+def frozen(operator: LocalOperator) -> Iterator[None]:
+    """The operator stopped (SIGSTOP) for the block and continued after it: what the block
+    does to the cluster happens while the operator can neither see nor answer it."""
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        operator.process.send_signal(signal.SIGCONT)
+
+
+def restart_apiserver_past_watches(cluster: LocalCluster) -> None:
+    """Restart kube-apiserver (etcd keeps running) after moving etcd's revision on while it
+    is down. No client can have seen it, and the restarted server's
+    watch caches start at etcd's revision, so every resourceVersion handed out before the
+    restart is older than all they hold: a watch resumed from one is answered 410 Gone."""
+    cluster.stop_apiserver()
+    etcd = f"http://127.0.0.1:{cluster.ports['etcd']}"
+    put = {"key": b64encode(REVISION_MARKER.encode()).decode(),
+           "value": b64encode(str(time.time()).encode()).decode()}
+    httpx.post(f"{etcd}/v3/kv/put", json=put, timeout=10).raise_for_status()
+    cluster.start_apiserver()
+
+
+def watch_expired(api: client.ApiClient, plural: str, resource_version: str) -> bool:
+    """Whether the API server answers a cluster-wide watch of the runbook kind `plural` from
+    `resource_version` with 410 Gone (any other error is raised: 429 while a restarted
+    server's watch cache still fills)."""
+    objects = client.CustomObjectsApi(api).list_cluster_custom_object
+    events = watch.Watch().stream(objects, GROUP, VERSION, plural,
+                                  resource_version=resource_version, timeout_seconds=1)
+    with contextlib.closing(events):
+        try:
+            next(events, None)
+        except ApiException as error:
+            if error.status == 410:
+                return True
+            raise
+    return False
