@@ -23,9 +23,13 @@ from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support.builders import policy_body
-from tests.support.faults import frozen, restart_apiserver_past_watches, watch_expired
+from tests.support.faults import (
+    frozen,
+    patient_operator,
+    restart_apiserver_past_watches,
+    watch_expired,
+)
 from tests.support.kube import BACKUP_POLICIES, read_cronjob
-from tests.support.leadership import lease_holder
 
 RECOVERY_DEADLINE = 120
 NO_RESYNC = 3600.0
@@ -35,16 +39,11 @@ def test_watches_expired_while_cut_off_are_listed_again_in_the_same_term(
     cluster: LocalCluster, api: client.ApiClient, namespace: str, operator: LocalOperator,
     operator_kubeconfig: Path, tmp_path: Path,
 ) -> None:
-    operator.stop()  # it would hold the Lease; `running_operator` restarts it for later tests
-    watcher = LocalOperator(operator_kubeconfig, tmp_path / "watch-expiry-operator.log",
-                            resync_seconds=NO_RESYNC,
-                            extra_args=("--lease-duration=600", "--log-level=DEBUG"))
-    watcher.start()
-    try:
+    with patient_operator(api, operator, operator_kubeconfig,
+                          tmp_path / "watch-expiry-operator.log", resync_seconds=NO_RESYNC,
+                          extra_args=("--log-level=DEBUG",)) as watcher:
         assert watcher.process is not None
         pid = watcher.process.pid
-        wait_for(lambda: lease_holder(api) == watcher.identity, "the instance to lead",
-                 timeout=60)
         BACKUP_POLICIES.create(api, namespace, policy_body("before"))
         seen = BACKUP_POLICIES.wait_ready(api, namespace, "before")["metadata"]["resourceVersion"]
 
@@ -65,5 +64,3 @@ def test_watches_expired_while_cut_off_are_listed_again_in_the_same_term(
         assert watcher.alive() and watcher.process.pid == pid
         assert "Traceback" not in log
         assert log.count("leading:") == 1 and "lost the Lease" not in log
-    finally:
-        watcher.stop()

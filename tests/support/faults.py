@@ -7,6 +7,7 @@ import signal
 import time
 from base64 import b64encode
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 from kubernetes import client, watch
@@ -16,6 +17,7 @@ from runbook_operator.api.common import GROUP, VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
+from tests.support.leadership import lease_holder
 
 
 def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: float,
@@ -56,6 +58,25 @@ def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: f
     return restarted
 
 
+@contextlib.contextmanager
+def patient_operator(api: client.ApiClient, session_operator: LocalOperator, kubeconfig: Path,
+                     log_path: Path, resync_seconds: float = 2.0,
+                     extra_args: tuple[str, ...] = ()) -> Iterator[LocalOperator]:
+    """An instance under a 10-minute Lease, once it leads, in place of the session's operator
+    (stopped, since it would hold the Lease; `running_operator` starts it again for later
+    tests); stopped after the block. A restart of kube-apiserver cannot end its term."""
+    session_operator.stop()
+    patient = LocalOperator(kubeconfig, log_path, resync_seconds=resync_seconds,
+                            extra_args=("--lease-duration=600", *extra_args))
+    patient.start()
+    try:
+        wait_for(lambda: lease_holder(api) == patient.identity, "the instance to lead",
+                 timeout=60)
+        yield patient
+    finally:
+        patient.stop()
+
+
 #: An etcd key outside kube-apiserver's /registry prefix: writing it moves etcd's revision
 #: without touching any object.
 REVISION_MARKER = "/runbook-tests/revision-marker"
@@ -74,10 +95,11 @@ def frozen(operator: LocalOperator) -> Iterator[None]:
 
 
 def restart_apiserver_past_watches(cluster: LocalCluster) -> None:
-    """Restart kube-apiserver (etcd keeps running) after moving etcd's revision on while it
-    is down. No client can have seen it, and the restarted server's
-    watch caches start at etcd's revision, so every resourceVersion handed out before the
-    restart is older than all they hold: a watch resumed from one is answered 410 Gone."""
+    """Restart kube-apiserver, etcd kept running, and while it is down write
+    :data:`REVISION_MARKER`: etcd's revision moves past every one a client has seen. The
+    restarted server's watch caches start at etcd's revision, so every resourceVersion handed
+    out before the restart is older than all they hold: a watch resumed from one is answered
+    410 Gone."""
     cluster.stop_apiserver()
     etcd = f"http://127.0.0.1:{cluster.ports['etcd']}"
     put = {"key": b64encode(REVISION_MARKER.encode()).decode(),
