@@ -19,7 +19,7 @@ from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from runbook_operator.devcluster.waiting import wait_for
 from tests.support.builders import alert_rule, errors_of, policy_body
-from tests.support.faults import api_server_outage
+from tests.support.faults import api_server_outage, patient_operator
 from tests.support.kube import (
     ALERT_RULES,
     BACKUP_POLICIES,
@@ -84,13 +84,8 @@ def test_a_short_restart_keeps_the_term_and_its_watches_resume(
     cluster: LocalCluster, api: client.ApiClient, namespace: str, operator: LocalOperator,
     operator_kubeconfig: Path, tmp_path: Path,
 ) -> None:
-    operator.stop()  # it would hold the Lease; `running_operator` restarts it for later tests
-    patient = LocalOperator(operator_kubeconfig, tmp_path / "patient.log",
-                            extra_args=("--lease-duration=600",))
-    patient.start()
-    try:
-        wait_for(lambda: lease_holder(api) == patient.identity, "the instance to lead",
-                 timeout=60)
+    with patient_operator(api, operator, operator_kubeconfig,
+                          tmp_path / "patient.log") as patient:
         BACKUP_POLICIES.create(api, namespace, policy_body("before"))
         BACKUP_POLICIES.wait_ready(api, namespace, "before")
         cluster.stop_apiserver()
@@ -102,5 +97,3 @@ def test_a_short_restart_keeps_the_term_and_its_watches_resume(
         # The same term throughout: kopf resumed its watches rather than starting anew.
         log = patient.log_text()
         assert log.count("leading:") == 1 and "lost the Lease" not in log
-    finally:
-        patient.stop()

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable
+from base64 import b64encode
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
+from runbook_operator.api.common import GROUP, VERSION
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.waiting import wait_for
+from tests.support.leadership import lease_holder
 
 
 def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: float,
@@ -48,3 +56,70 @@ def api_server_outage(cluster: LocalCluster, operator: LocalOperator, seconds: f
     assert not failures, failures[0]
     assert operator.alive() and operator.process.pid == pid
     return restarted
+
+
+@contextlib.contextmanager
+def patient_operator(api: client.ApiClient, session_operator: LocalOperator, kubeconfig: Path,
+                     log_path: Path, resync_seconds: float = 2.0,
+                     extra_args: tuple[str, ...] = ()) -> Iterator[LocalOperator]:
+    """An instance under a 10-minute Lease, once it leads, in place of the session's operator
+    (stopped, since it would hold the Lease; `running_operator` starts it again for later
+    tests); stopped after the block. A restart of kube-apiserver cannot end its term."""
+    session_operator.stop()
+    patient = LocalOperator(kubeconfig, log_path, resync_seconds=resync_seconds,
+                            extra_args=("--lease-duration=600", *extra_args))
+    patient.start()
+    try:
+        wait_for(lambda: lease_holder(api) == patient.identity, "the instance to lead",
+                 timeout=60)
+        yield patient
+    finally:
+        patient.stop()
+
+
+#: An etcd key outside kube-apiserver's /registry prefix: writing it moves etcd's revision
+#: without touching any object.
+REVISION_MARKER = "/runbook-tests/revision-marker"
+
+
+@contextlib.contextmanager
+def frozen(operator: LocalOperator) -> Iterator[None]:
+    """The operator stopped (SIGSTOP) for the block and continued after it: what the block
+    does to the cluster happens while the operator can neither see nor answer it."""
+    assert operator.process is not None
+    operator.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        operator.process.send_signal(signal.SIGCONT)
+
+
+def restart_apiserver_past_watches(cluster: LocalCluster) -> None:
+    """Restart kube-apiserver, etcd kept running, and while it is down write
+    :data:`REVISION_MARKER`: etcd's revision moves past every one a client has seen. The
+    restarted server's watch caches start at etcd's revision, so every resourceVersion handed
+    out before the restart is older than all they hold: a watch resumed from one is answered
+    410 Gone."""
+    cluster.stop_apiserver()
+    etcd = f"http://127.0.0.1:{cluster.ports['etcd']}"
+    put = {"key": b64encode(REVISION_MARKER.encode()).decode(),
+           "value": b64encode(str(time.time()).encode()).decode()}
+    httpx.post(f"{etcd}/v3/kv/put", json=put, timeout=10).raise_for_status()
+    cluster.start_apiserver()
+
+
+def watch_expired(api: client.ApiClient, plural: str, resource_version: str) -> bool:
+    """Whether the API server answers a cluster-wide watch of the runbook kind `plural` from
+    `resource_version` with 410 Gone (any other error is raised: 429 while a restarted
+    server's watch cache still fills)."""
+    objects = client.CustomObjectsApi(api).list_cluster_custom_object
+    events = watch.Watch().stream(objects, GROUP, VERSION, plural,
+                                  resource_version=resource_version, timeout_seconds=1)
+    with contextlib.closing(events):
+        try:
+            next(events, None)
+        except ApiException as error:
+            if error.status == 410:
+                return True
+            raise
+    return False
