@@ -88,12 +88,12 @@ def test_blue_green_holds_for_confirmation_then_moves_every_request_at_once(
 
         assert recorder.weights() == [0, 100, 0], recorder.weights()
         (_, before), *after = recorder.periods
-        assert before.total >= 50 and before.shares() == {"v1": 1.0}, before.summary()
+        assert before.total >= 30 and before.shares() == {"v1": 1.0}, before.summary()
         for weight, tally in after:  # v1 never again; a stopping canary pod may fail a few
             assert tally.by_version()["v1"] == 0, (weight, tally.summary())
             assert tally.shares().get("v2", 1.0) >= 0.95, (weight, tally.summary())
-            figures.setdefault(f"blue-green instant: answers at weight {weight}", []).append(
-                tally.total)
+            figures.setdefault(f"blue-green instant: answers after the switch at {weight}%",
+                               []).append(tally.total)
         assert traffic.send(url, 100, headers=host).shares() == {"v2": 1.0}
         assert told == _sent(namespace, "postRollout", final), told
         assert len(receiver.bodies("/postRollout")) == 1
@@ -135,7 +135,9 @@ def test_a_rollback_webhook_rolls_back_and_retry_switches_the_same_revision_by_s
 
     assert final["revision"] == failed["revision"] and "failedRevision" not in final
     assert recorder.weights() == [0, 50, 100, 0], recorder.weights()
-    assert len(receiver.bodies("/rollback")) >= 2  # asked again at each run, answering no
+    again = receiver.bodies("/rollback")[1:]  # the retried rollout asked it too: it said no
+    assert again and {(b["revision"], b["phase"]) for b in again} == {
+        (final["revision"], "Progressing")}
     assert receiver.bodies("/postRollout")[1] == _sent(namespace, "postRollout", final)
     assert [c["command"] for c in final["commands"]] == ["retry"]
     assert canary.version_of(canary.deployment(cluster, namespace, "checkout-primary")) == "v2"
