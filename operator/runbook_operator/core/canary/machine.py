@@ -369,16 +369,18 @@ def _progress(t: _Tick, run: list[Measurement] | None = None) -> None:
     if t.world.holds:
         t.say("held: " + "; ".join(t.world.holds))
         return
+    arrived = False
     for _ in range(len(t.steps) + 1):
         index = t.s["step_index"]
         if index >= len(t.steps):
-            _await_promotion(t)
+            _await_promotion(t, arrived)
             return
         step = t.steps[index]
         if not _run_step(t, step, run):
             return
         run = None
         _advance(t)
+        arrived = True
 
 
 def _run_step(t: _Tick, step: Step, run: list[Measurement] | None) -> bool:
@@ -417,10 +419,15 @@ def _run_step(t: _Tick, step: Step, run: list[Measurement] | None) -> bool:
     return False
 
 
-def _await_promotion(t: _Tick) -> None:
-    if t.world.promotion_holds:
+def _await_promotion(t: _Tick, arrived: bool) -> None:
+    """`arrived`: the last step ended this tick, so the confirmPromotion gates (asked only
+    at promotion) have not been asked yet: they are, from the next tick on."""
+    holds = t.world.promotion_holds
+    if arrived and any(h.type == "confirmPromotion" for h in t.spec.analysis.webhooks):
+        holds = ("the confirmPromotion gates are asked next",)
+    if holds:
         t.phase("WaitingPromotion")
-        t.say("waiting for promotion: " + "; ".join(t.world.promotion_holds))
+        t.say("waiting for promotion: " + "; ".join(holds))
         return
     t.phase("Promoting")
     t.event("Promoting", f"promoting revision {t.s['revision']}")

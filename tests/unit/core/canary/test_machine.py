@@ -232,6 +232,22 @@ def test_blue_green_gradual_walks_its_steps() -> None:
     assert sim.route.writes == [0, 50, 100, 0]
 
 
+def test_the_tick_that_ends_the_last_step_leaves_promotion_to_the_confirmation_gates(
+        ) -> None:
+    """confirmPromotion gates are asked once the rollout stands at promotion: the tick that
+    finishes the last step must wait for them rather than promote unasked."""
+    approve = {"name": "approve", "type": "confirmPromotion", "url": "http://hooks/approve"}
+    sim = initialized(canary=None, strategy="blueGreen", blueGreen={"healthCheckPeriod": "1m"},
+                      analysis={"interval": "1m", "webhooks": [approve]})
+    sim.target.change(revision="r2")
+    sim.run_until(lambda s: s.status.step_index == 1, seconds=5)
+    assert sim.status.phase == "WaitingPromotion", sim.status.message
+    assert "confirmPromotion" in sim.status.message
+    assert sim.route.writes == [0] and sim.primary is not None and sim.primary.revision == "r1"
+    sim.run_until(sim.phase_is("Succeeded"), seconds=5)  # the gates (here: none closed)
+    assert sim.route.writes == [0, 100, 0]
+
+
 def test_an_autoscaler_that_shrank_the_primary_is_outgrown_before_traffic_returns() -> None:
     sim = initialized(autoscalerRef={"name": "checkout"})
     sim.autoscaler = Autoscaler(min_replicas=1, max_replicas=10)
