@@ -29,11 +29,11 @@ from typing import Any, Literal
 from runbook_operator.api.canaryrollout import (
     AcknowledgedCommand,
     BackupBefore,
+    BackupState,
+    BackupWait,
     CanaryRolloutSpec,
     CanaryRolloutStatus,
     Command,
-    BackupState,
-    BackupWait,
     Measurement,
     Phase,
     Rollback,
@@ -336,8 +336,9 @@ def _deadline(t: _Tick) -> datetime | None:
 
 
 def _backed_up(t: _Tick, before: BackupBefore) -> bool:
-    """Whether this rollout's backup succeeded; until then, ask for it once, wait for it
-    (its own timeout, not the progress deadline), roll back when it fails."""
+    """Whether this rollout's backup succeeded; until then (at the first step: a step
+    skipped by hand goes on without it), ask for it once, wait for it (its own timeout, not
+    the progress deadline), roll back when it fails."""
     record = current(t.s.get("backup"), t.s.get("rollout_started_at"))
     if record is not None and record.state == "Succeeded":
         return True
@@ -420,7 +421,8 @@ def _progress(t: _Tick, run: list[Measurement] | None = None) -> None:
         t.say("paused by hand: `kubectl runbook canary resume` goes on")
         return
     t.phase("Progressing")
-    if t.spec.backup_before is not None and not _backed_up(t, t.spec.backup_before):
+    if t.spec.backup_before is not None and t.s["step_index"] == 0 \
+            and not _backed_up(t, t.spec.backup_before):
         return
     deadline = _deadline(t)
     if deadline is not None and t.now >= deadline:

@@ -26,7 +26,8 @@ _BACKUP_WAIT = {"Requested": "WaitingForBackup", "PolicyNotFound": "BackupPolicy
 def outcome(status: CanaryRolloutStatus) -> Outcome:
     phase, message = status.phase, status.message
     backup = current(status.backup, status.rollout_started_at)
-    if phase == "Progressing" and backup is not None and backup.state in _BACKUP_WAIT:
+    if phase == "Progressing" and status.step_index == 0 and backup is not None \
+            and backup.state in _BACKUP_WAIT:
         return Outcome(Phase.RECONCILING, _BACKUP_WAIT[backup.state], message)
     if phase in _RECONCILING:
         return Outcome(Phase.RECONCILING, _RECONCILING[phase], message)

@@ -152,6 +152,19 @@ def test_a_retried_revision_asks_for_a_new_backup() -> None:
     assert len(set(sim.policy.asked)) == 2
 
 
+def test_a_step_skipped_by_hand_during_the_wait_goes_on_without_the_backup() -> None:
+    sim = initialized()
+    sim.policy.outcome = None
+    sim.target.change(revision="r2")
+    sim.run_until(lambda s: s.policy.asked != [])
+    sim.commands.append(NewCommand("promote", "t1"))
+    sim.run_until(sim.phase_is("Succeeded"), seconds=5)
+    assert sim.status.backup is not None and sim.status.backup.state == "Requested"
+    assert [d.status.step_index for d in sim.decisions if d.effects.weight == 5][0] == 1
+    assert sim.route.writes == [0, 5, 30, 55, 80, 100, 0]
+    assert outcome(sim.status).reason == "Promoted"
+
+
 @settings(max_examples=40, deadline=None)
 @given(takes=st.integers(1, 30), outcome_=st.sampled_from(["Succeeded", "Failed", None]),
        missing_for=st.integers(0, 30), seconds=st.sampled_from([1.0, 5.0, 30.0]))
