@@ -250,6 +250,33 @@ def test_a_canary_needs_the_authors_own_rights_on_its_target_and_route(
     ROLLOUTS.create(author.api, namespace, body)
 
 
+def test_a_canary_that_backs_up_first_needs_the_authors_patch_on_that_backup_policy(
+    cluster: LocalCluster, api: client.ApiClient, namespace: str, tmp_path: Path,
+) -> None:
+    """backupBefore has the operator set a BackupPolicy's backup-now annotation: someone who
+    may roll the target out but not patch that policy cannot have it run the backup."""
+    releaser = service_account(cluster, api, namespace, "releaser", tmp_path)
+    grant(api, namespace, "release-checkout", ["releaser"], [
+        {"apiGroups": ["runbook.dev"], "resources": ["canaryrollouts"], "verbs": ["create"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["checkout"],
+         "verbs": ["patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create"]},
+        {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"],
+         "resourceNames": ["checkout"], "verbs": ["patch"]}])
+    wait_allowed(releaser.api, namespace, "create", "canaryrollouts", "runbook.dev")
+    body = rollout(PROMETHEUS, backupBefore={"backupPolicyRef": {"name": "orders"}})
+    message = refused(lambda: ROLLOUTS.create(releaser.api, namespace, body))
+    assert ("spec.backupBefore: the operator would run a backup of BackupPolicy orders for "
+            f"you, and you may not patch it in namespace {namespace}") in message
+
+    grant(api, namespace, "back-up-orders", ["releaser"], [
+        {"apiGroups": ["runbook.dev"], "resources": ["backuppolicies"],
+         "resourceNames": ["orders"], "verbs": ["patch"]}])
+    wait_allowed(releaser.api, namespace, "patch", "backuppolicies", "runbook.dev",
+                 name="orders")
+    ROLLOUTS.create(releaser.api, namespace, body)
+
+
 def test_the_built_in_edit_role_may_declare_all_of_it(
     cluster: LocalCluster, api: client.ApiClient, namespace: str, tmp_path: Path,
 ) -> None:

@@ -1,7 +1,8 @@
 """A small simulated cluster for the CanaryRollout state machine: Deployments that become
 ready a tick after they are scaled or changed, an autoscaler that can shrink the primary, a
 router whose writes are confirmed a tick later (the replica-ratio router's also scale both
-Deployments), and analysis runs whose verdicts a test
+Deployments), a BackupPolicy that runs the backups asked of it, and analysis runs whose
+verdicts a test
 chooses. `Simulation.tick` does what the controller does — observe, measure when due,
 decide, make the effects so, record the router's answer — so tests (and hypothesis) drive
 whole rollouts, restarts included: the machine keeps nothing but the status."""
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from runbook_operator.api.canaryrollout import (
     CanaryRolloutSpec,
@@ -20,6 +21,8 @@ from runbook_operator.api.canaryrollout import (
     RouterStatus,
     Verdict,
 )
+from runbook_operator.core.backuppolicy.names import on_demand_job_name
+from runbook_operator.core.canary.backup import seen, waiting
 from runbook_operator.core.canary.machine import (
     Decision,
     NewCommand,
@@ -98,6 +101,43 @@ class Route:
 
 
 @dataclass
+class Policy:
+    """spec.backupBefore's BackupPolicy: it acts on a request the tick after it is asked
+    (one run per token, as its Jobs are named after the token), whose run ends `takes`
+    ticks later with `outcome` (None: it never ends)."""
+
+    name: str = "db"
+    exists: bool = True
+    outcome: Literal["Succeeded", "Failed"] | None = "Succeeded"
+    takes: int = 3
+    asked: list[str] = field(default_factory=list)
+    running: dict[str, int] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    acted_on: str | None = None
+
+    def body(self) -> dict[str, Any] | None:
+        if not self.exists:
+            return None
+        return {"metadata": {"name": self.name},
+                "status": {"backupNowToken": self.acted_on, "history": self.history}}
+
+    def settle(self) -> None:
+        for token, left in list(self.running.items()):
+            if left > 1 or self.outcome is None:
+                self.running[token] = left - 1
+                continue
+            del self.running[token]
+            self.history.insert(0, {"jobName": on_demand_job_name(self.name, token),
+                                    "outcome": self.outcome,
+                                    "reason": "" if self.outcome == "Succeeded" else "Error"})
+        if self.asked and self.asked[-1] != self.acted_on:
+            self.acted_on = self.asked[-1]
+            finished = {a["jobName"] for a in self.history}
+            if on_demand_job_name(self.name, self.acted_on) not in finished:
+                self.running.setdefault(self.acted_on, self.takes)
+
+
+@dataclass
 class Simulation:
     """One CanaryRollout in a simulated cluster (see the module docstring)."""
 
@@ -115,14 +155,17 @@ class Simulation:
     #: (weight the router confirmed, primary ready replicas, primary floor) at each write.
     shifts: list[tuple[int, int, int | None]] = field(default_factory=list)
     runs: int = 0
+    policy: Policy = field(default_factory=Policy)
 
     def world(self) -> World:
         written = self.status.router.weight if self.status.router else None
+        backup = seen("checkout", self.status, self.policy.body()) \
+            if waiting(self.spec, self.status) else None
         return World(
             target=self.target.observed(),
             primary=self.primary.observed() if self.primary else None,
             router=self.route.verify(written) if written is not None else None,
-            autoscaler=self.autoscaler, holds=self.holds)
+            autoscaler=self.autoscaler, holds=self.holds, backup=backup)
 
     def _run(self, world: World) -> list[Measurement] | None:
         steps = compile_steps(self.spec)
@@ -147,10 +190,13 @@ class Simulation:
             if deployment is not None:
                 deployment.settle()
         self.route.processed = True
+        self.policy.settle()
         return decision
 
     def _make_so(self, decision: Decision) -> None:
         effects, status = decision.effects, decision.status
+        if effects.backup is not None and self.policy.exists:
+            self.policy.asked.append(effects.backup)
         if effects.promote is not None:
             if self.primary is None:
                 self.primary = Deployment(effects.promote, 1)

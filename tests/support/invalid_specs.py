@@ -850,6 +850,7 @@ def _canary_rollouts() -> Cases:
         "notifications": {"channels": ["oncall"], "events": ["Promoted", "RolledBack"]},
         "incident": INCIDENT_TRIGGER,
         "blockOnIncidents": ["P0", "P1"],
+        "backupBefore": {"backupPolicyRef": {"name": "checkout-db"}, "timeout": "30m"},
     })
     listed = changed(shorthand, {"spec.canary": {"stepWeights": [5, 30, 55, 80]}})
     stepped = changed(shorthand, {"spec.canary": {"steps": [
@@ -1009,6 +1010,12 @@ def _canary_rollouts() -> Cases:
           also=(("spec.blockOnIncidents[4]", duplicate_value("P0")),))
     c.repeated(shorthand, "spec.blockOnIncidents", "P1")
     c.choice(shorthand, "spec.blockOnIncidents[0]", "P4")
+    at = "spec.backupBefore"
+    c.missing(shorthand, f"{at}.backupPolicyRef")
+    c.missing(shorthand, f"{at}.backupPolicyRef.name")
+    c.pattern(shorthand, f"{at}.backupPolicyRef.name", "Checkout_DB")
+    c.longer(shorthand, f"{at}.backupPolicyRef.name", 253)
+    c.duration(shorthand, f"{at}.timeout")
     return c
 
 

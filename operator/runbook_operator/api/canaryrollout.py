@@ -464,6 +464,23 @@ class Notifications(ApiModel):
         description="Started, Promoted, RolledBack, Paused, WaitingPromotion.")
 
 
+class BackupPolicyRef(ApiModel):
+    """A BackupPolicy in the rollout's namespace."""
+
+    name: ResourceName = Field(description="Name of the BackupPolicy.")
+
+
+class BackupBefore(ApiModel):
+    """Run a BackupPolicy's backup before a revision's first weight shift, and wait for it."""
+
+    backup_policy_ref: BackupPolicyRef = Field(
+        description="The BackupPolicy whose backup runs (through its runbook.dev/backup-now "
+        "annotation, once per revision's rollout).")
+    timeout: Duration = Field(
+        default="30m", description="How long the backup may take before the rollout fails "
+        "(reason BackupTimeout), no traffic having moved.")
+
+
 STRATEGY_BLOCK = "set canary with strategy canary and blueGreen with strategy blueGreen"
 SERVICE_NAME_NEEDED = (f"set service.name when the target's name is longer than "
                        f"{MAX_SERVICE_NAME} characters")
@@ -508,6 +525,10 @@ class CanaryRolloutSpec(ApiModel):
         default_factory=list, max_length=4,
         description="Do not start a rollout (hold its first step) while an open Incident "
         "of these severities is in the namespace; the Incident is named in status.message.")
+    backup_before: BackupBefore | None = Field(
+        default=None,
+        description="Back up first: a revision's first weight shift waits for a successful "
+        "backup of this BackupPolicy; a failed one fails the rollout (BackupFailed).")
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryRolloutSpec:
@@ -580,6 +601,25 @@ class Rollback(ApiModel):
         "the canary was scaled to zero.")
 
 
+BackupState = Literal["PolicyNotFound", "Requested", "Succeeded", "Failed", "TimedOut"]
+
+
+class BackupWait(ApiModel):
+    """The backup a rollout asked for before its first weight shift (spec.backupBefore)."""
+
+    policy: str = Field(max_length=253, description="The BackupPolicy.")
+    token: str = Field(max_length=512, description="The runbook.dev/backup-now value asked "
+                       "for (derived from the rollout's revision and start).")
+    state: BackupState = Field(description="PolicyNotFound, Requested, Succeeded, Failed or "
+                               "TimedOut.")
+    since: datetime = Field(description="When the wait began (the timeout counts from here).")
+    requested_at: datetime | None = Field(
+        default=None, description="When the annotation was set on the policy.")
+    finished_at: datetime | None = Field(
+        default=None, description="When the backup's outcome was seen.")
+    message: str = Field(default="", max_length=1024, description="What happened, for people.")
+
+
 class CanaryRolloutStatus(ResourceStatus):
     """Where the rollout stands; every time the steps depend on."""
 
@@ -627,6 +667,8 @@ class CanaryRolloutStatus(ResourceStatus):
     incident: str | None = Field(
         default=None, max_length=253,
         description="The Incident opened for the last rollback (with spec.incident).")
+    backup: BackupWait | None = Field(
+        default=None, description="The backup of spec.backupBefore for the last rollout.")
     commands: list[AcknowledgedCommand] = Field(
         default_factory=list, max_length=COMMAND_LOG_LIMIT,
         description="Manual commands acted on, newest first.")

@@ -53,8 +53,8 @@ def acknowledgement(rollout: dict[str, Any], command: Command, token: str) -> st
 
 
 def format_status(rollout: dict[str, Any]) -> str:
-    """`canary status` as text: the phase and weight, why, the last rollback, the gates and
-    the newest measurements."""
+    """`canary status` as text: the phase and weight, why, the last rollback, the backup
+    waited for, the gates and the newest measurements."""
     status = rollout.get("status") or {}
     meta = rollout["metadata"]
     lines = [
@@ -74,6 +74,11 @@ def format_status(rollout: dict[str, Any]) -> str:
                      f"(completed {done}): {one_line(str(rollback.get('message') or ''))}")
     if status.get("incident"):
         lines.append(f"Incident:  {status['incident']}")
+    backup = status.get("backup")
+    if backup:
+        lines.append(f"Backup:    {backup.get('state')} (BackupPolicy {backup.get('policy')}, "
+                     f"since {backup.get('since')}): "
+                     f"{one_line(str(backup.get('message') or ''))}")
     for gate in status.get("gates") or []:
         state = "open" if gate.get("open") else "closed"
         lines.append(f"Gate:      {gate.get('name')} {state} at {gate.get('time')}: "
@@ -169,4 +174,5 @@ def add_parser(commands: Any) -> None:
                          ("resume", "go on after a pause")):
         actions.add_parser(action, parents=[waiting], help=text, description=text + ".")
     actions.add_parser("status", parents=[common], help="where the rollout stands",
-                       description="Phase, weight, rollback, gates and measurements.")
+                       description="Phase, weight, rollback, backup, gates and "
+                       "measurements.")

@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubernetes.dynamic.exceptions import NotFoundError
 from pydantic import ValidationError
 
+from runbook_operator.api.backuppolicy import BackupPolicy
 from runbook_operator.api.canaryrollout import (
     COMMAND_ANNOTATIONS,
     CanaryRollout,
@@ -37,7 +39,7 @@ from runbook_operator.controllers.common import status_patch
 from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.incident_sources import apply_reports
 from runbook_operator.controllers.notify import notify
-from runbook_operator.core.canary import gates, incidents, messages
+from runbook_operator.core.canary import backup, gates, incidents, messages
 from runbook_operator.core.canary.analysis import Answer, Check, TemplateError, checks, judge
 from runbook_operator.core.canary.machine import (
     Decision,
@@ -67,6 +69,7 @@ from runbook_operator.integrations.secrets import read_secret
 
 KIND = CanaryRollout.info.kind
 INCIDENT_KIND = Incident.info.kind
+POLICY_KIND = BackupPolicy.info.kind
 log = logging.getLogger(__name__)
 #: How often a rollout that waits for nothing but a target change is looked at.
 STEADY = timedelta(seconds=5)
@@ -238,6 +241,9 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     namespace, name = meta["namespace"], meta["name"]
     old = CanaryRolloutStatus.model_validate(body.get("status") or {})
     decision = decide(compiled.spec, compiled.steps, status, world, now, run, commands)
+    if decision.effects.backup is not None and not request_backup(
+            kube, compiled.spec, namespace, decision.effects.backup):
+        return Outcome(body, IN_FLIGHT)
     owner = owner_of(body)
     router = router_for(compiled.spec, compiled.backends, owner, kube)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
@@ -264,6 +270,28 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     metrics.count(namespace, name, run or [], started)
     metrics.publish(namespace, name, new)
     return Outcome(written, _next_in(decision, now))
+
+
+def request_backup(kube: Kube, spec: CanaryRolloutSpec, namespace: str, token: str) -> bool:
+    """Ask spec.backupBefore's policy for a backup; False when it is gone meanwhile (the next
+    tick sees it missing)."""
+    assert spec.backup_before is not None
+    try:
+        kube.merge_patch(API_VERSION, POLICY_KIND, spec.backup_before.backup_policy_ref.name,
+                         namespace, backup.request_patch(token))
+    except NotFoundError:
+        return False
+    return True
+
+
+def backup_seen(kube: Kube, spec: CanaryRolloutSpec, body: Mapping[str, Any],
+                status: CanaryRolloutStatus) -> backup.BackupSeen:
+    """What spec.backupBefore's policy says about this rollout's request."""
+    assert spec.backup_before is not None
+    meta = body["metadata"]
+    policy = kube.get(API_VERSION, POLICY_KIND, spec.backup_before.backup_policy_ref.name,
+                      meta["namespace"])
+    return backup.seen(meta["name"], status, policy)
 
 
 async def _gates(kube: Kube, compiled: Compiled, body: Mapping[str, Any],
@@ -317,6 +345,9 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
                   router=answer, autoscaler=autoscaler(observed.target_hpa))
     now = datetime.now(UTC)
     commands = new_commands(body, status)
+    if backup.waiting(prepared.spec, status):
+        world = replace(world, backup=await asyncio.to_thread(
+            backup_seen, kube, prepared.spec, body, status))
     status, world = await _gates(kube, prepared, body, status, world, now)
     run = None
     if analysis_due(prepared.spec, prepared.steps, status, world, now):

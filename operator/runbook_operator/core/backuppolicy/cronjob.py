@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from croniter import croniter
@@ -20,6 +19,7 @@ from runbook_operator.core.backuppolicy.names import (
     RUNNER_LABEL,
     Owner,
     cronjob_name,
+    on_demand_job_name,
     restore_test_cronjob_name,
     selector_labels,
 )
@@ -199,13 +199,12 @@ def on_demand_job(cronjob: dict[str, Any], token: str) -> dict[str, Any]:
     acting on the same request twice (after a restart) creates nothing new."""
     meta = cronjob["metadata"]
     template = cronjob["spec"]["jobTemplate"]
-    digest = hashlib.sha256(token.encode()).hexdigest()[:10]
     policy = meta["labels"][POLICY_LABEL]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": f"{policy}-now-{digest}",
+            "name": on_demand_job_name(policy, token),
             "namespace": meta["namespace"],
             "labels": dict(template["metadata"]["labels"]),
             "annotations": {"cronjob.kubernetes.io/instantiate": "manual",

@@ -3,6 +3,7 @@ finished Jobs, the controller and the kubectl plugin: one definition, so they ca
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from runbook_operator.api.backuppolicy import CRONJOB_SUFFIX, RESTORE_TEST_SUFFIX
@@ -26,6 +27,12 @@ class Owner:
     name: str
     namespace: str
     uid: str
+
+
+def on_demand_job_name(policy_name: str, token: str) -> str:
+    """The Job a `runbook.dev/backup-now` token runs as: derived from the token, so acting on
+    one request twice creates nothing new, and whoever asked can find its run in history."""
+    return f"{policy_name}-now-{hashlib.sha256(token.encode()).hexdigest()[:10]}"
 
 
 def cronjob_name(policy_name: str) -> str:

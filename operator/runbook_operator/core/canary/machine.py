@@ -28,6 +28,9 @@ from typing import Any, Literal
 
 from runbook_operator.api.canaryrollout import (
     AcknowledgedCommand,
+    BackupBefore,
+    BackupState,
+    BackupWait,
     CanaryRolloutSpec,
     CanaryRolloutStatus,
     Command,
@@ -39,6 +42,7 @@ from runbook_operator.api.canaryrollout import (
 )
 from runbook_operator.api.common import parse_duration
 from runbook_operator.core.canary.analysis import failing, run_verdict
+from runbook_operator.core.canary.backup import BackupSeen, current
 from runbook_operator.core.canary.objects import (
     Autoscaler,
     Workload,
@@ -69,11 +73,13 @@ class World:
     """The target's autoscaler's bounds (with autoscalerRef)."""
     holds: tuple[str, ...] = ()
     """Why the rollout must not move now: closed gates (preRollout, rollout webhooks, a
-    backup that has not succeeded, a blocking Incident). Filled by the gates' code."""
+    blocking Incident). Filled by the gates' code."""
     promotion_holds: tuple[str, ...] = ()
     """Why promotion must wait (confirmPromotion gates)."""
     rollback_asked: str | None = None
     """A rollback webhook asked to roll back, and why."""
+    backup: BackupSeen | None = None
+    """spec.backupBefore's policy, while the rollout waits for its backup."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,8 @@ class Effects:
     """The target running (scaled to status.canaryReplicas if at zero) or at zero."""
     weight: int | None = None
     """The canary weight the router must carry (None: the router is not set up yet)."""
+    backup: str | None = None
+    """Ask spec.backupBefore's policy for a backup with this runbook.dev/backup-now token."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +335,59 @@ def _deadline(t: _Tick) -> datetime | None:
     return base + deadline
 
 
+def _backed_up(t: _Tick, before: BackupBefore) -> bool:
+    """Whether this rollout's backup succeeded; until then (at the first step: a step
+    skipped by hand goes on without it), ask for it once, wait for it (its own timeout, not
+    the progress deadline), roll back when it fails."""
+    record = current(t.s.get("backup"), t.s.get("rollout_started_at"))
+    if record is not None and record.state == "Succeeded":
+        return True
+    seen, policy = t.world.backup, before.backup_policy_ref.name
+    if seen is None:
+        t.say(f"looking at BackupPolicy {policy!r}")
+        return False
+    since = record.since if record is not None else t.now
+    requested = record.requested_at if record is not None else None
+    ends = since + parse_duration(before.timeout)
+
+    def record_as(state: BackupState, message: str) -> None:
+        over = state not in ("PolicyNotFound", "Requested")
+        t.set(backup=BackupWait(policy=policy, token=seen.token, state=state, since=since,
+                                requested_at=requested, finished_at=t.now if over else None,
+                                message=message[:1024]))
+        t.say(message)
+
+    if seen.outcome == "Succeeded":
+        record_as("Succeeded", f"the backup of BackupPolicy {policy!r} succeeded: "
+                  f"{seen.message}")
+        t.event("BackupSucceeded", t.s["message"])
+        _enter_step(t, 0)
+        return True
+    if seen.outcome == "Failed":
+        record_as("Failed", f"the backup of BackupPolicy {policy!r} failed: {seen.message}")
+        _roll_back_now(t, "BackupFailed", t.s["message"])
+        return False
+    if t.now >= ends:
+        record_as("TimedOut", f"the backup of BackupPolicy {policy!r} did not succeed within "
+                  f"{before.timeout}")
+        _roll_back_now(t, "BackupTimeout", t.s["message"])
+        return False
+    if not seen.found:
+        if record is None or record.state != "PolicyNotFound":
+            t.event("BackupPolicyNotFound", f"BackupPolicy {policy!r} not found", "Warning")
+        record_as("PolicyNotFound", f"BackupPolicy {policy!r} not found: the rollout waits "
+                  f"for it until {ends.isoformat()}")
+        return False
+    if requested is None:
+        requested = t.now
+        t.effects["backup"] = seen.token
+        t.event("BackupRequested", f"asked BackupPolicy {policy!r} for a backup ({seen.token})")
+    doing = "runs" if seen.acknowledged else "is asked for"
+    record_as("Requested", f"waiting for the backup of BackupPolicy {policy!r}: "
+              f"{seen.message} {doing} (until {ends.isoformat()})")
+    return False
+
+
 def _advance(t: _Tick) -> None:
     index = t.s["step_index"] + 1
     _enter_step(t, index)
@@ -360,6 +421,9 @@ def _progress(t: _Tick, run: list[Measurement] | None = None) -> None:
         t.say("paused by hand: `kubectl runbook canary resume` goes on")
         return
     t.phase("Progressing")
+    if t.spec.backup_before is not None and t.s["step_index"] == 0 \
+            and not _backed_up(t, t.spec.backup_before):
+        return
     deadline = _deadline(t)
     if deadline is not None and t.now >= deadline:
         _roll_back_now(t, "ProgressDeadline", f"step {t.s['step']} made no progress within "

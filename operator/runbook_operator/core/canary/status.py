@@ -1,13 +1,15 @@
 """A CanaryRollout's kstatus conditions, from its phase: `Ready` once the primary runs the
 target's revision and has every request; `Reconciling` while a rollout, a rollback or
-initialization is under way; `Stalled` after a rollback (nothing moves until the target
-changes or `retry`) or while something only a person can fix stands in the way."""
+initialization is under way (reason WaitingForBackup or BackupPolicyNotFound while the first
+step waits for spec.backupBefore's backup); `Stalled` after a rollback (nothing moves until
+the target changes or `retry`) or while something only a person can fix stands in the way."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from runbook_operator.api.canaryrollout import CanaryRolloutStatus
+from runbook_operator.core.canary.backup import current
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
 
 _RECONCILING = {
@@ -17,8 +19,16 @@ _RECONCILING = {
 }
 
 
+#: Reasons while a rollout waits for spec.backupBefore's backup, by the backup's state.
+_BACKUP_WAIT = {"Requested": "WaitingForBackup", "PolicyNotFound": "BackupPolicyNotFound"}
+
+
 def outcome(status: CanaryRolloutStatus) -> Outcome:
     phase, message = status.phase, status.message
+    backup = current(status.backup, status.rollout_started_at)
+    if phase == "Progressing" and status.step_index == 0 and backup is not None \
+            and backup.state in _BACKUP_WAIT:
+        return Outcome(Phase.RECONCILING, _BACKUP_WAIT[backup.state], message)
     if phase in _RECONCILING:
         return Outcome(Phase.RECONCILING, _RECONCILING[phase], message)
     if phase == "Failed":

@@ -59,3 +59,13 @@ def test_status_says_why() -> None:
     assert "Gate:      smoke closed at T0: 500" in text
     assert "ok = 95  Fail  95 outside [99, ]" in text
     assert "Phase:     Pending" in format_status({"metadata": {"namespace": "a", "name": "b"}})
+
+
+def test_status_shows_the_backup_waited_for() -> None:
+    text = format_status({"metadata": {"namespace": "shop", "name": "checkout"}, "status": {
+        "phase": "Progressing", "backup": {
+            "policy": "db", "state": "Requested", "since": "T0", "token": "t",
+            "message": "waiting for the backup of BackupPolicy 'db': Job db-now-1 runs"}}})
+    assert ("Backup:    Requested (BackupPolicy db, since T0): waiting for the backup of "
+            "BackupPolicy 'db': Job db-now-1 runs") in text
+    assert "Backup:" not in format_status({"metadata": {"namespace": "a", "name": "b"}})

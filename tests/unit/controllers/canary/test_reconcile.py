@@ -2,23 +2,31 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError
 from prometheus_client import REGISTRY
 
 from runbook_operator.api.canaryrollout import (
     COMMAND_ANNOTATIONS,
     AcknowledgedCommand,
+    CanaryRolloutSpec,
     CanaryRolloutStatus,
     Measurement,
     Rollback,
 )
+from runbook_operator.api.common import API_VERSION
 from runbook_operator.controllers.canary import metrics
 from runbook_operator.controllers.canary.reconcile import (
     Compiled,
     Unusable,
+    backup_seen,
     new_commands,
     prepare,
+    request_backup,
 )
+from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
 from tests.support.canary_world import START
+from tests.support.fakes import FakeCluster
 
 SPEC = {"targetRef": {"name": "checkout"}, "service": {"port": 80},
         "router": {"gatewayAPI": {"httpRoute": "checkout"}},
@@ -80,3 +88,33 @@ def test_metrics_show_weight_phase_verdicts_and_rollbacks_and_are_forgotten() ->
     metrics.forget("metrics", "checkout")
     assert sample("runbook_canary_weight_percent", labels) is None
     assert sample("runbook_canary_phase", {**labels, "phase": "Progressing"}) is None
+
+
+POLICY = {"apiVersion": API_VERSION, "kind": "BackupPolicy",
+          "metadata": {"name": "db", "namespace": "shop"}, "spec": {}}
+WITH_BACKUP = CanaryRolloutSpec.model_validate(
+    {**SPEC, "backupBefore": {"backupPolicyRef": {"name": "db"}}})
+
+
+def test_a_backup_is_asked_of_the_policy_by_its_annotation_and_read_back() -> None:
+    cluster = FakeCluster(POLICY)
+    status = CanaryRolloutStatus(phase="Progressing", revision="abc", rollout_started_at=START)
+    seen = backup_seen(cluster, WITH_BACKUP, body(), status)  # type: ignore[arg-type]
+    assert seen.found and seen.outcome is None
+    assert request_backup(cluster, WITH_BACKUP, "shop", seen.token)  # type: ignore[arg-type]
+    stored = cluster.get(API_VERSION, "BackupPolicy", "db", "shop")
+    assert stored["metadata"]["annotations"] == {BACKUP_NOW_ANNOTATION: seen.token}
+    assert stored["metadata"]["generation"] == 1
+    gone = FakeCluster()
+    assert not backup_seen(gone, WITH_BACKUP, body(), status).found  # type: ignore[arg-type]
+
+
+class PolicyDeleted:
+    """The policy deleted between the look and the request."""
+
+    def merge_patch(self, *args: object) -> None:
+        raise NotFoundError(ApiException(status=404, reason="Not Found"))
+
+
+def test_a_policy_deleted_before_the_request_leaves_the_tick_undecided() -> None:
+    assert not request_backup(PolicyDeleted(), WITH_BACKUP, "shop", "t")  # type: ignore[arg-type]
