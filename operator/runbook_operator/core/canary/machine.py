@@ -136,6 +136,9 @@ class _Tick:
     events: list[Event] = field(default_factory=list)
     wake_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        self.entered = (self.s.get("phase"), self.s.get("last_transition_time"))
+
     @property
     def router_scales(self) -> bool:
         return replicas_by_router(self.spec)
@@ -155,9 +158,14 @@ class _Tick:
         self.s["message"] = message
 
     def phase(self, phase: Phase) -> None:
-        if self.s.get("phase") != phase:
-            self.s["phase"] = phase
-            self.s["last_transition_time"] = self.now
+        """Set the phase. Passing through Progressing on the way back to the active phase
+        the tick began in (WaitingPromotion, Paused) is no transition and keeps its time;
+        re-entering Failed or Succeeded in one tick (a retry that fails at once) is one."""
+        began, since = self.entered
+        if phase == began and phase in ACTIVE:
+            self.s["phase"], self.s["last_transition_time"] = phase, since
+        elif self.s.get("phase") != phase:
+            self.s["phase"], self.s["last_transition_time"] = phase, self.now
 
     def confirmed(self, weight: int) -> bool:
         answer = self.world.router

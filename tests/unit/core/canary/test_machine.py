@@ -193,6 +193,21 @@ def test_a_pause_step_without_duration_waits_for_promote() -> None:
     assert sim.route.writes == [0, 20, 60, 100, 0]
 
 
+def test_a_paused_rollout_keeps_the_time_it_began_waiting() -> None:
+    """A tick that walks the steps back to where it waits is no phase transition: the
+    lastTransitionTime of a Paused (or WaitingPromotion) rollout stays when it began."""
+    sim = initialized(canary={"steps": [{"setWeight": 20}, {"pause": {}}]})
+    sim.target.change(revision="r2")
+    sim.run_until(sim.phase_is("Paused"), seconds=5)
+    paused_at = sim.status.last_transition_time
+    for _ in range(20):
+        sim.tick(30)
+    assert sim.status.phase == "Paused" and sim.status.last_transition_time == paused_at
+    sim.commands.append(NewCommand("promote", "go"))
+    sim.run_until(sim.phase_is("Succeeded"), seconds=5)
+    assert sim.status.last_transition_time > paused_at
+
+
 def test_a_timed_pause_step_ends_on_time() -> None:
     sim = initialized(canary={"steps": [{"setWeight": 20}, {"pause": {"duration": "90s"}},
                                         {"setWeight": 60}]})
