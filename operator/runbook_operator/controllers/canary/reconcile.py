@@ -241,7 +241,8 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     owner = owner_of(body)
     router = router_for(compiled.spec, compiled.backends, owner, kube)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
-                       decision.status.canary_replicas, compiled.backends, owner, router, now)
+                       decision.status.canary_replicas, compiled.backends, owner, router,
+                       status.router, now)
     new = decision.status
     if answered is not None:
         confirmed = answered.weight if answered.verified == "Yes" else new.weight
