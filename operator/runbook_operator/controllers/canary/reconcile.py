@@ -191,11 +191,22 @@ class Outcome:
     next_in: timedelta
 
 
+def rollout_status_patch(old: CanaryRolloutStatus,
+                         new: CanaryRolloutStatus) -> dict[str, Any] | None:
+    """The merge patch from `old` to `new`; a changed `router` is sent whole, with nulls,
+    since a merge patch merges nested objects and would keep a cleared confirmedAt."""
+    patch = status_patch(old, new)
+    if patch is not None and patch.get("router") is not None:
+        assert new.router is not None
+        patch["router"] = new.router.model_dump(mode="json", by_alias=True)
+    return patch
+
+
 def write_status(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
            new: CanaryRolloutStatus) -> Mapping[str, Any] | None:
     """The status write, guarded by the resourceVersion decided from; a conflict means
     someone wrote meanwhile: the fresh copy is returned and the tick is done again."""
-    patch = status_patch(old, new)
+    patch = rollout_status_patch(old, new)
     meta = body["metadata"]
     if patch is None:
         return body

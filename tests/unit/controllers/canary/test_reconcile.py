@@ -10,6 +10,7 @@ from runbook_operator.api.canaryrollout import (
     CanaryRolloutStatus,
     Measurement,
     Rollback,
+    RouterStatus,
 )
 from runbook_operator.controllers.canary import metrics
 from runbook_operator.controllers.canary.reconcile import (
@@ -17,6 +18,7 @@ from runbook_operator.controllers.canary.reconcile import (
     Unusable,
     new_commands,
     prepare,
+    rollout_status_patch,
 )
 from tests.support.canary_world import START
 
@@ -80,3 +82,15 @@ def test_metrics_show_weight_phase_verdicts_and_rollbacks_and_are_forgotten() ->
     metrics.forget("metrics", "checkout")
     assert sample("runbook_canary_weight_percent", labels) is None
     assert sample("runbook_canary_phase", {**labels, "phase": "Progressing"}) is None
+
+
+def test_a_router_answer_is_patched_whole_so_a_cleared_confirmation_is_cleared() -> None:
+    confirmed = RouterStatus(weight=20, verified="Yes", time=START, confirmed_at=START)
+    unknown = RouterStatus(weight=0, verified="Unknown", time=START + timedelta(seconds=5))
+    old = CanaryRolloutStatus(router=confirmed)
+    patch = rollout_status_patch(old, CanaryRolloutStatus(router=unknown))
+    assert patch == {"router": {"weight": 0, "verified": "Unknown", "message": "",
+                                "time": "2026-03-01T12:00:05Z", "confirmedAt": None}}
+    assert rollout_status_patch(old, old) is None
+    assert rollout_status_patch(old, CanaryRolloutStatus(phase="Failed", router=confirmed)) \
+        == {"phase": "Failed"}
