@@ -1309,6 +1309,27 @@ def report(r: Results) -> None:
         print(r.tick_worker["profile"])
 
 
+class StopOnSignals:
+    """The first Ctrl-C/SIGTERM/SIGHUP unwinds (stopping everything); later ones must not
+    interrupt that clean-up half-way."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def arm(self) -> StopOnSignals:
+        # Explicitly, also for SIGINT: a shell starting us in the background may have ignored it.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._interrupted)
+        return self
+
+    def _interrupted(self, signum: int, _frame: object) -> None:
+        if self.stopping:
+            print("already stopping everything this benchmark started", file=sys.stderr)
+            return
+        self.stopping = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", type=int, default=1000)
@@ -1340,25 +1361,11 @@ def main(argv: list[str] | None = None) -> int:
     from runbook_operator.devcluster.cluster import build_scripts
 
     network.enter(prepare=build_scripts())  # before any thread: the cluster lives inside
-    stopping = False
-
-    def interrupted(signum: int, _frame: object) -> None:
-        """The first Ctrl-C/SIGTERM/SIGHUP unwinds (stopping everything); later ones must not
-        interrupt that clean-up half-way."""
-        nonlocal stopping
-        if stopping:
-            print("already stopping everything this benchmark started", file=sys.stderr)
-            return
-        stopping = True
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    # Explicitly, also for SIGINT: a shell starting us in the background may have ignored it.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    signals = StopOnSignals().arm()
     try:
         with contextlib.ExitStack() as stack:
             results = measure(args, stack)
-            stopping = True
+            signals.stopping = True
             progress("stopping everything")
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)

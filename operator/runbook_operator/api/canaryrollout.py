@@ -566,6 +566,9 @@ class RouterStatus(ApiModel):
     verified: Verified = Field(description="Yes, No, or Unknown (cannot tell yet).")
     message: str = Field(default="", max_length=1024, description="What the router said.")
     time: datetime = Field(description="When it was asked.")
+    confirmed_at: datetime | None = Field(
+        default=None, description="When the router first read back this weight (after a "
+        "rollback: when traffic moved back to the primary); absent while it does not.")
 
 
 class AcknowledgedCommand(ApiModel):

@@ -27,12 +27,19 @@ def lags_or_unready(body: Mapping[str, Any]) -> bool:
     return ready is None or ready.get("status") != "True"
 
 
-def status_patch(old: ApiModel, new: ApiModel) -> dict[str, Any] | None:
+def status_patch(old: ApiModel, new: ApiModel,
+                 whole: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The merge patch from `old` to `new` status: changed fields, and null for removed ones
-    (a merge patch leaves absent fields untouched). None when nothing changed."""
+    (a merge patch leaves absent fields untouched). None when nothing changed. The objects
+    named in `whole` are sent whole when they change, with nulls: a merge patch merges nested
+    objects and would keep a field cleared inside them."""
     old_wire, new_wire = old.to_wire(), new.to_wire()
     patch: dict[str, Any] = {k: v for k, v in new_wire.items() if old_wire.get(k) != v}
     patch.update({k: None for k in old_wire if k not in new_wire})
+    changed = [k for k in whole if patch.get(k) is not None]
+    if changed:
+        full = new.model_dump(mode="json", by_alias=True)
+        patch.update({k: full[k] for k in changed})
     return patch or None
 
 

@@ -29,6 +29,8 @@ class Answer:
     code: int
     pod: str = ""
     seconds: float = 0.0
+    #: When the request was sent (Unix time): to line answers up with the operator's times.
+    sent_at: float = 0.0
 
 
 @dataclass
@@ -70,24 +72,26 @@ class Tally:
                 f"5xx {self.error_rate():.1%}")
 
 
-def read_answer(response: httpx.Response, seconds: float = 0.0) -> Answer:
+def read_answer(response: httpx.Response, seconds: float = 0.0,
+                sent_at: float = 0.0) -> Answer:
     """The version and pod a response came from, if the demo app sent it."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, Mapping) and isinstance(body.get("version"), str):
-        return Answer(body["version"], response.status_code, str(body.get("pod", "")), seconds)
-    return Answer(NO_VERSION, response.status_code, "", seconds)
+        return Answer(body["version"], response.status_code, str(body.get("pod", "")), seconds,
+                      sent_at)
+    return Answer(NO_VERSION, response.status_code, "", seconds, sent_at)
 
 
 def _get(client: httpx.Client, url: str, headers: Mapping[str, str]) -> Answer:
-    started = time.perf_counter()
+    sent_at, started = time.time(), time.perf_counter()
     try:
         response = client.get(url, headers=dict(headers))
     except httpx.HTTPError:
-        return Answer(NO_VERSION, 0, "", time.perf_counter() - started)
-    return read_answer(response, time.perf_counter() - started)
+        return Answer(NO_VERSION, 0, "", time.perf_counter() - started, sent_at)
+    return read_answer(response, time.perf_counter() - started, sent_at)
 
 
 def send(url: str, count: int, *, concurrency: int = 1,

@@ -52,12 +52,12 @@ class CanaryDemo:
     def kubectl(self, *args: str, **kwargs: Any) -> str:
         return self.cluster.kubectl(*args, **kwargs).stdout
 
-    def _apply_as_gitops(self, *objects: dict[str, Any]) -> None:
+    def apply_as_gitops(self, *objects: dict[str, Any]) -> None:
         body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
         self.kubectl("apply", "--server-side", "--field-manager=gitops", "-n", NAMESPACE,
                      "-f", "-", input=body)
 
-    def _target(self, version: str, error_rate: float = 0.0) -> dict[str, Any]:
+    def target(self, version: str, error_rate: float = 0.0) -> dict[str, Any]:
         body = copy.deepcopy(self.examples["Deployment"])
         template = body["spec"]["template"]
         template["metadata"]["labels"]["app.kubernetes.io/version"] = version
@@ -65,7 +65,7 @@ class CanaryDemo:
         env["VERSION"]["value"], env["ERROR_RATE"]["value"] = version, str(error_rate)
         return body
 
-    def _status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         found = json.loads(self.kubectl("get", "canaryrollout", NAME, "-n", NAMESPACE,
                                         "-o", "json"))
         return found.get("status") or {}
@@ -78,7 +78,7 @@ class CanaryDemo:
         self.kubectl("apply", "-n", NAMESPACE, "-f", str(self.gateway))
         route = copy.deepcopy(self.examples["HTTPRoute"])
         route["spec"]["hostnames"] = [HOST]
-        self._apply_as_gitops(self._target("v1"), route)
+        self.apply_as_gitops(self.target("v1"), route)
         self.kubectl("rollout", "status", "-n", NAMESPACE, f"deployment/{NAME}",
                      "--timeout=180s", timeout=200)
         rollout = copy.deepcopy(self.examples["CanaryRollout"])
@@ -99,9 +99,9 @@ class CanaryDemo:
         self.say(title)
         rows = [("WEIGHT", "ANSWERS", f"{version.upper()} SHARE", "5xx")]
         started = time.monotonic()
-        before = self._status().get("revision")
+        before = self.status().get("revision")
         with traffic.Load(self.url, TRAFFIC_PER_SECOND, headers={"Host": HOST}) as load:
-            self._apply_as_gitops(self._target(version, error_rate))
+            self.apply_as_gitops(self.target(version, error_rate))
             status = self._follow(load, version, before, rows)
         print_table(rows)
         return {**status, "seconds": time.monotonic() - started}
@@ -114,7 +114,7 @@ class CanaryDemo:
         tally = traffic.Tally()
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while time.monotonic() < deadline:
-            status = self._status()
+            status = self.status()
             weight = (status.get("router") or {}).get("weight")
             if weight != written:
                 if written is not None:

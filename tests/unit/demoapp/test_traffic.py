@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -53,6 +54,13 @@ def test_send_splits_the_requests_between_its_workers(app_url: str) -> None:
     tally = send(app_url, 101, concurrency=4)
     assert tally.total == 101 and tally.shares() == {"v7": 1.0}
     assert tally.by_pod() == {"pod-7": 101}
+
+
+def test_each_answer_says_when_its_request_was_sent(app_url: str) -> None:
+    before = time.time()
+    answers = send(app_url, 5).answers
+    sent = [a.sent_at for a in answers]
+    assert before <= sent[0] and sent == sorted(sent) and sent[-1] <= time.time()
 
 
 def test_a_refused_connection_is_an_answer_without_a_version() -> None:

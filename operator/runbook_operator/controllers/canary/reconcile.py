@@ -194,11 +194,18 @@ class Outcome:
     next_in: timedelta
 
 
+def rollout_status_patch(old: CanaryRolloutStatus,
+                         new: CanaryRolloutStatus) -> dict[str, Any] | None:
+    """The merge patch from `old` to `new`, a changed `router` sent whole (with nulls: a
+    cleared confirmedAt is cleared)."""
+    return status_patch(old, new, whole=("router",))
+
+
 def write_status(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
            new: CanaryRolloutStatus) -> Mapping[str, Any] | None:
     """The status write, guarded by the resourceVersion decided from; a conflict means
     someone wrote meanwhile: the fresh copy is returned and the tick is done again."""
-    patch = status_patch(old, new)
+    patch = rollout_status_patch(old, new)
     meta = body["metadata"]
     if patch is None:
         return body
@@ -247,7 +254,8 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
     owner = owner_of(body)
     router = router_for(compiled.spec, compiled.backends, owner, kube)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
-                       decision.status.canary_replicas, compiled.backends, owner, router, now)
+                       decision.status.canary_replicas, compiled.backends, owner, router,
+                       status.router, now)
     new = decision.status
     if answered is not None:
         confirmed = answered.weight if answered.verified == "Yes" else new.weight

@@ -11,7 +11,7 @@ router the decisions ask for no scaling: the router's weight is both Deployments
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from runbook_operator.api.canaryrollout import CanaryRolloutSpec, RouterStatus
@@ -24,6 +24,7 @@ from runbook_operator.core.canary.objects import (
     primary_name,
     revision,
 )
+from runbook_operator.core.canary.status import confirmed_at
 from runbook_operator.integrations.kubernetes import Kube
 from runbook_operator.integrations.routers import Backends, Owner, Router
 
@@ -67,21 +68,26 @@ def _autoscaler(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, owner: 
         kube.apply(wanted)
 
 
-def _route(router: Router, weight: int, now: datetime) -> RouterStatus:
-    """Write `weight` unless the router already carries it, and read it back."""
+def _route(router: Router, weight: int, previous: RouterStatus | None,
+           now: datetime) -> RouterStatus:
+    """Write `weight` unless the router already carries it, and read it back (the time of a
+    first confirmation is the read-back's, not the tick's)."""
     answer = router.verify(weight)
     if answer.verified == "No":
         router.reconcile()
         router.set_weight(weight)
         answer = router.verify(weight)
+        previous = None  # written anew: an earlier confirmation no longer holds
     return RouterStatus(weight=weight, verified=answer.verified, message=answer.message[:1024],
-                        time=now)
+                        time=now, confirmed_at=confirmed_at(previous, weight, answer.verified,
+                                                            datetime.now(UTC)))
 
 
 def make_so(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, effects: Effects,
             canary_replicas: int | None, backends: Backends, owner: Owner, router: Router,
-            now: datetime) -> RouterStatus | None:
-    """Make `effects` so; what the router answered when a weight is wanted."""
+            previous: RouterStatus | None, now: datetime) -> RouterStatus | None:
+    """Make `effects` so; what the router answered when a weight is wanted (`previous`: its
+    last answer recorded)."""
     namespace = backends.namespace
     target, primary = observed.target, observed.primary
     if effects.promote is not None and revision(target["spec"]["template"]) == effects.promote:
@@ -97,7 +103,7 @@ def make_so(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, effects: Ef
     answered = None
     if effects.weight is not None:
         _ensure_services(kube, spec, observed, backends, owner)
-        answered = _route(router, effects.weight, now)
+        answered = _route(router, effects.weight, previous, now)
     replicas = int(target["spec"].get("replicas", 1))
     if effects.canary == "zero" and replicas != 0:
         scale(kube, spec.target_ref.name, namespace, 0)

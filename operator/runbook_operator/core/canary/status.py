@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from runbook_operator.api.canaryrollout import CanaryRolloutStatus
+from runbook_operator.api.canaryrollout import CanaryRolloutStatus, RouterStatus, Verified
 from runbook_operator.core.canary.backup import current
 from runbook_operator.core.conditions import Outcome, Phase, apply_outcome
 
@@ -57,3 +57,14 @@ def stalled(status: CanaryRolloutStatus, reason: str, message: str, now: datetim
                                now, generation)
     return status.model_copy(update={"conditions": conditions, "observed_generation":
                                      generation, "message": message[:1024]})
+
+
+def confirmed_at(previous: RouterStatus | None, weight: int, verified: Verified,
+                 read_at: datetime) -> datetime | None:
+    """When the router first read back `weight`: kept from `previous` while it still carries
+    that weight, `read_at` when it first does, absent while it does not."""
+    if verified != "Yes":
+        return None
+    if previous is not None and previous.weight == weight and previous.confirmed_at is not None:
+        return previous.confirmed_at
+    return read_at

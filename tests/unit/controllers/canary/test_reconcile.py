@@ -13,6 +13,7 @@ from runbook_operator.api.canaryrollout import (
     CanaryRolloutStatus,
     Measurement,
     Rollback,
+    RouterStatus,
 )
 from runbook_operator.api.common import API_VERSION
 from runbook_operator.controllers.canary import metrics
@@ -23,6 +24,7 @@ from runbook_operator.controllers.canary.reconcile import (
     new_commands,
     prepare,
     request_backup,
+    rollout_status_patch,
 )
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
 from tests.support.canary_world import START
@@ -118,3 +120,15 @@ class PolicyDeleted:
 
 def test_a_policy_deleted_before_the_request_leaves_the_tick_undecided() -> None:
     assert not request_backup(PolicyDeleted(), WITH_BACKUP, "shop", "t")  # type: ignore[arg-type]
+
+
+def test_a_router_answer_is_patched_whole_so_a_cleared_confirmation_is_cleared() -> None:
+    confirmed = RouterStatus(weight=20, verified="Yes", time=START, confirmed_at=START)
+    unknown = RouterStatus(weight=0, verified="Unknown", time=START + timedelta(seconds=5))
+    old = CanaryRolloutStatus(router=confirmed)
+    patch = rollout_status_patch(old, CanaryRolloutStatus(router=unknown))
+    assert patch == {"router": {"weight": 0, "verified": "Unknown", "message": "",
+                                "time": "2026-03-01T12:00:05Z", "confirmedAt": None}}
+    assert rollout_status_patch(old, old) is None
+    assert rollout_status_patch(old, CanaryRolloutStatus(phase="Failed", router=confirmed)) \
+        == {"phase": "Failed"}
