@@ -135,6 +135,7 @@ class _Tick:
     effects: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     wake_at: datetime | None = None
+    waiting_on_traffic: bool = False
 
     def __post_init__(self) -> None:
         self.entered = (self.s.get("phase"), self.s.get("last_transition_time"))
@@ -179,6 +180,12 @@ class _Tick:
     def wake(self, at: datetime | None) -> None:
         if at is not None and (self.wake_at is None or at < self.wake_at):
             self.wake_at = at
+
+    @property
+    def next_look(self) -> datetime | None:
+        """When to look again: soon (None) while traffic is being moved — a rollback or a
+        promotion started by a tick that had set a later wake-up must not wait for it."""
+        return None if self.waiting_on_traffic else self.wake_at
 
 
 def _step_label(index: int, steps: list[Step]) -> str:
@@ -232,6 +239,7 @@ def _shift(t: _Tick, weight: int) -> bool:
         t.effects["primary_floor"] = floor
         ready = primary.ready if primary else 0
         if ready < floor:
+            t.waiting_on_traffic = True
             t.hold()
             t.say(f"scaling the primary to {floor} ready replicas ({ready} now) before traffic "
                   f"moves back to it")
@@ -241,6 +249,7 @@ def _shift(t: _Tick, weight: int) -> bool:
         t.set(primary_replicas=None)
         t.effects.pop("primary_floor", None)
         return True
+    t.waiting_on_traffic = True
     answer = t.world.router
     t.say(f"waiting for the router to carry {weight}% to the canary"
           + (f": {answer.message}" if answer and answer.message else ""))
@@ -628,7 +637,7 @@ def decide(spec: CanaryRolloutSpec, steps: list[Step], status: CanaryRolloutStat
     effects = {k: v for k, v in t.effects.items()
                if not (t.router_scales and k in SCALING_EFFECTS)}
     return Decision(CanaryRolloutStatus.model_validate(t.s), Effects(**effects),
-                    tuple(t.events), t.wake_at)
+                    tuple(t.events), t.next_look)
 
 
 def analysis_due(spec: CanaryRolloutSpec, steps: list[Step], status: CanaryRolloutStatus,

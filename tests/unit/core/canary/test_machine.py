@@ -65,6 +65,20 @@ def test_failures_up_to_the_limit_roll_back_to_the_primary_scaled_first() -> Non
     assert sim.status.rollback.primary_replicas == 2
 
 
+def test_ticks_that_move_traffic_ask_to_be_run_again_at_once() -> None:
+    """A tick that wrote a weight the router has not confirmed yet looks again soon, even
+    when it had also found a later wake-up (the step's progress deadline): a rollback's
+    read-back waited 5 s for the next tick in the canary bench."""
+    sim = initialized(progressDeadline="10m")
+    sim.verdict = lambda step: "Fail"
+    sim.target.change(revision="r2")
+    sim.run_until(rolled_back, seconds=5)
+    moving = [d for d in sim.decisions if d.effects.weight is not None
+              and (d.status.router is None or d.status.router.weight != d.effects.weight)]
+    assert moving and all(d.wake_at is None for d in moving), [
+        (d.status.phase, d.effects.weight, d.wake_at) for d in moving]
+
+
 def test_the_failure_limit_is_cumulative_and_inconclusive_runs_do_not_count() -> None:
     verdicts = iter(["Fail", "Inconclusive", "Pass", "Inconclusive", "Fail"])
     sim = initialized()
