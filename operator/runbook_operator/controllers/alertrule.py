@@ -5,12 +5,12 @@ per generation (`core.alertrule.rule`). Each tick, the rules that are due are gr
 Prometheus server and their queries are sent deduplicated and with bounded concurrency
 (`PrometheusClient.instant_many`), so a slow or broken query times out on its own without
 stalling the others. Deciding (`core.alertrule`) and writing status happen in worker threads,
-from the operator's cached copy of each rule; notifications and actions in a pool of their
-own. The loop does not wait for the evaluations it started, and skips a rule until its previous
-evaluation is done. Status is written only when something lasting changes, plus a heartbeat;
-per-tick values go to metrics. Everything that must survive a restart — pending/firing times,
-what was notified — is in status; the in-memory cache holds each rule's newest copy, its
-compiled spec and when it is due next.
+from the operator's cached copy of each rule; status writes, notifications and actions in pools
+of their own. The loop does not wait for the evaluations it started, and skips a rule until its
+previous evaluation is done. Status is written only when something lasting changes, plus a
+heartbeat; per-tick values go to metrics. Everything that must survive a restart —
+pending/firing times, what was notified — is in status; the in-memory cache holds each rule's
+newest copy, its compiled spec and when it is due next.
 """
 
 from __future__ import annotations
@@ -73,6 +73,10 @@ KIND = AlertRule.info.kind
 #: Threads that send notifications and run actions. A receiver that is slow or down holds
 #: one each (its timeout times its attempts) while every other rule is still evaluated.
 DELIVERY_THREADS = 8
+#: Threads that write status. Their own pool, not the loop's default executor: the first
+#: evaluation of 5,000 rules queues 5,000 writes, and the Lease renewal waiting behind them
+#: on the default executor missed its deadline, so the operator kept losing leadership.
+STATUS_WRITE_THREADS = 6
 #: How long a rule whose spec the operator cannot read waits before it is looked at again.
 INVALID_SPEC_RETRY_SECONDS = 60.0
 
@@ -337,6 +341,7 @@ class Evaluator:
         self.detectors = Detectors()
         self.policies = FollowedPolicies(kube)
         self.deliveries = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
+        self.writes = ThreadPoolExecutor(STATUS_WRITE_THREADS, thread_name_prefix="status")
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         return prepare(body, self.links)
@@ -460,8 +465,8 @@ class Evaluator:
 
     async def _finish(self, batch: Batch, seconds: float, now: datetime) -> None:
         """Decide the whole batch in one worker thread, without requests (most rules end
-        there); then each rule with a status write due writes in a worker thread of its own,
-        and each with notifications or actions due runs in the delivery pool, so receivers
+        there); then each rule with a status write due writes in the status-write pool, and
+        each with notifications or actions due runs in the delivery pool, so receivers
         that are slow or down hold up neither the loop nor other rules."""
         decided = await asyncio.to_thread(self._decide_all, batch, seconds, now)
         rest = []
@@ -480,12 +485,14 @@ class Evaluator:
     async def _finish_one(self, evaluation: Evaluation, body: Mapping[str, Any],
                           seconds: float, now: datetime, deferred: Deferred) -> None:
         newest: Mapping[str, Any] | Deferred | None = deferred
+        loop = asyncio.get_running_loop()
         try:
             if newest is Deferred.WRITE:
-                newest = await asyncio.to_thread(self._evaluate_logging_errors, evaluation,
-                                                 body, seconds, now, True, False)
+                newest = await loop.run_in_executor(
+                    self.writes, self._evaluate_logging_errors, evaluation, body, seconds, now,
+                    True, False)
             if newest is Deferred.DELIVERY:
-                newest = await asyncio.get_running_loop().run_in_executor(
+                newest = await loop.run_in_executor(
                     self.deliveries, self._evaluate_logging_errors, evaluation, body, seconds,
                     now, True, True)
         finally:
@@ -516,6 +523,7 @@ class Evaluator:
             await self.scheduler.run_forever()
         finally:
             self.deliveries.shutdown(wait=False, cancel_futures=True)
+            self.writes.shutdown(wait=False, cancel_futures=True)
             for client in self.clients.values():
                 await client.close()
 
