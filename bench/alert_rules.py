@@ -95,7 +95,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -683,10 +683,10 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
                 "rss": rss_mib(os.getpid())}
 
     async def profiled(evaluator: Evaluator) -> str:
-        """One Evaluator.tick() over up to 200 rules with asyncio.to_thread made inline (this
-        is a throw-away process), so one cProfile sees the operator's whole path: queries,
-        decisions, the status writes that are due. The timed rounds run them in threads, which
-        cProfile misses."""
+        """One Evaluator.tick() over up to 200 rules with asyncio.to_thread and the status-write
+        pool made inline (this is a throw-away process), so one cProfile sees the operator's
+        whole path: queries, decisions, the status writes that are due. The timed rounds run
+        them in threads, which cProfile misses."""
         import cProfile
         import io
         import pstats
@@ -694,6 +694,15 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
         async def inline(func: Callable[..., Any], /, *a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
 
+        class Inline(Executor):
+            """Runs what is submitted at once, in the caller's thread (the status writes)."""
+
+            def submit(self, fn: Callable[..., Any], /, *a: Any, **kw: Any) -> Future[Any]:
+                done: Future[Any] = Future()
+                done.set_result(fn(*a, **kw))
+                return done
+
+        evaluator.writes = Inline()
         scheduler = evaluator.scheduler
         chosen = set(list(scheduler.items)[:200])
         for key in scheduler.items:
