@@ -68,7 +68,8 @@ with the defaults on 2 cores (longer when kopf is slow to see new rules or spec 
 waits are bounded at 15 and 10 minutes).
 
     python bench/alert_rules.py [--rules 1000] [--services 50] [--interval 15s] [--ticks 4]
-        [--shared-queries] [--profile] [--operator-workers N] [--operator-log FILE]
+        [--shared-queries] [--skip-experiments] [--profile] [--operator-workers N]
+        [--operator-log FILE]
         [--save FILE] [--load FILE]
 """
 
@@ -94,7 +95,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,8 +112,11 @@ SCRAPE_INTERVAL = "5s"
 FOR = "1m"
 CREATE_THREADS = 8
 UNION_LABEL = "bench_query"
-GOAL_TICK_RATIO = 4.0
+GOAL_TICK_RATIO = 2.0  # issue 15, at 5,000 rules (4.0 at 1,000 before)
 GOAL_CPU_PERCENT = 5.0
+GOAL_RSS_MIB = 150.0
+#: A scrape of 5,000 rules' metrics took over 5 s on a machine loaded 9x over its cores.
+SCRAPE_TIMEOUT = 60.0
 FIRST_EVALUATION_TIMEOUT = 900.0
 SPEC_CHANGE_TIMEOUT = 600.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -345,7 +349,8 @@ class OperatorSample:
 
 def operator_sample(operator: Any) -> OperatorSample:
     started = time.perf_counter()
-    text = operator.metrics()
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics",
+                     timeout=SCRAPE_TIMEOUT).text
     sample = OperatorSample(time.time(), seconds=time.perf_counter() - started)
     for line in text.splitlines():
         sample.lines += 1
@@ -426,7 +431,8 @@ def other_change(before: dict[str, Any], after: dict[str, Any]) -> str:
         return "spec"
     ignored = {"resourceVersion", "managedFields", "generation"}
     old, new = before.get("metadata", {}), after.get("metadata", {})
-    keys = sorted(k for k in old.keys() | new.keys() if k not in ignored and old.get(k) != new.get(k))
+    keys = sorted(k for k in old.keys() | new.keys()
+                  if k not in ignored and old.get(k) != new.get(k))
     return f"metadata: {', '.join(keys)}" if keys else "nothing"
 
 
@@ -677,10 +683,10 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
                 "rss": rss_mib(os.getpid())}
 
     async def profiled(evaluator: Evaluator) -> str:
-        """One Evaluator.tick() over up to 200 rules with asyncio.to_thread made inline (this
-        is a throw-away process), so one cProfile sees the operator's whole path: queries,
-        decisions, the status writes that are due. The timed rounds run them in threads, which
-        cProfile misses."""
+        """One Evaluator.tick() over up to 200 rules with asyncio.to_thread and the status-write
+        pool made inline (this is a throw-away process), so one cProfile sees the operator's
+        whole path: queries, decisions, the status writes that are due. The timed rounds run
+        them in threads, which cProfile misses."""
         import cProfile
         import io
         import pstats
@@ -688,6 +694,15 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
         async def inline(func: Callable[..., Any], /, *a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
 
+        class Inline(Executor):
+            """Runs what is submitted at once, in the caller's thread (the status writes)."""
+
+            def submit(self, fn: Callable[..., Any], /, *a: Any, **kw: Any) -> Future[Any]:
+                done: Future[Any] = Future()
+                done.set_result(fn(*a, **kw))
+                return done
+
+        evaluator.writes = Inline()
         scheduler = evaluator.scheduler
         chosen = set(list(scheduler.items)[:200])
         for key in scheduler.items:
@@ -985,9 +1000,11 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
 
     progress(f"baseline: PrometheusClient.instant_many over {len(queries)} queries, "
              f"{args.ticks} rounds")
+    experiments = not args.skip_experiments
     results.py_queries = run_worker(
         "queries", {"url": prometheus.url, "queries": queries, "rounds": args.ticks,
-                    "concurrency": [4, 16], "union_chunks": [len(queries)]}, tmp)
+                    "concurrency": [4, 16] if experiments else [],
+                    "union_chunks": [len(queries)] if experiments else []}, tmp)
 
     api = config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
     stack.callback(api.close)
@@ -1222,8 +1239,8 @@ def report(r: Results) -> None:
          every, ratio(worst(took_effect), interval)),
         ("  -> status.observedGeneration says so", seconds_list(claimed),
          f"claimed before used: {early}/{len(r.spec_changes)}", ""),
-        (f"instant_many, {r.py_queries.get('distinct', '?')} queries: wall", fmt(py_wall), f"Prometheus {fmt(prom)}",
-         ratio(py_wall, prom, goal_ratio)),
+        (f"instant_many, {r.py_queries.get('distinct', '?')} queries: wall", fmt(py_wall),
+         f"Prometheus {fmt(prom)}", ratio(py_wall, prom, goal_ratio)),
         ("  CPU; Prometheus requests; series (errors)", (
             f"{fmt(py_cpu)}; {py_requests:.0f}; {r.py_queries.get('series', '?')} "
             f"({r.py_queries.get('errors', '?')})"), "", ""),
@@ -1257,7 +1274,9 @@ def report(r: Results) -> None:
          f"{fmt(ms * r.create[0] / n, 'ms', 1)} per CR", ""),
         ("operator start -> /healthz", fmt(r.operator_healthy), "", ""),
         ("operator RSS at the end", fmt(r.operator_rss, "MiB", 0),
-         f"Evaluator.tick() process {fmt(r.tick_worker.get('rss', math.nan), 'MiB', 0)}", ""),
+         f"goal {GOAL_RSS_MIB:g} MiB; Evaluator.tick() process "
+         f"{fmt(r.tick_worker.get('rss', math.nan), 'MiB', 0)}",
+         ratio(r.operator_rss, GOAL_RSS_MIB)),
         ("CPU % of a core: apiserver / etcd / Prometheus",
          f"{pct('apiserver'):.0f} / {pct('etcd'):.0f} / {pct('prometheus'):.0f} %", "", ""),
         ("CPU % of a core: this benchmark process", fmt(pct("bench"), "%", 0), "", ""),
@@ -1267,8 +1286,9 @@ def report(r: Results) -> None:
     ]
     print()
     workers = f" --workers={r.args.operator_workers}" if r.args.operator_workers else ""
-    since = (f"{windows[0].start - r.operator_started:.0f}-{windows[-1].end - r.operator_started:.0f}"
-             f" s after operator start" if windows else "")
+    since = (f"{windows[0].start - r.operator_started:.0f}-"
+             f"{windows[-1].end - r.operator_started:.0f} s after operator start"
+             if windows else "")
     print(f"AlertRule evaluation: {n} rules ({r.distinct} distinct queries) over "
           f"{r.args.services} services at {r.args.interval}, {os.cpu_count()} CPUs, operator "
           f"{r.revision}{workers}"
@@ -1303,7 +1323,8 @@ def report(r: Results) -> None:
               f"{FIRST_EVALUATION_TIMEOUT:.0f} s of operator start")
     print(f"goals: query phase / Prometheus {ratio(query_all, prom)}, whole batches / "
           f"Prometheus {ratio(batch_all, prom)} (<= {GOAL_TICK_RATIO:g}x); operator CPU "
-          f"{fmt(op_cpu_pct, '%', 1)} of a core (<= {GOAL_CPU_PERCENT:g}%). Nothing is asserted.")
+          f"{fmt(op_cpu_pct, '%', 1)} of a core (<= {GOAL_CPU_PERCENT:g}%); RSS "
+          f"{fmt(r.operator_rss, 'MiB', 0)} (<= {GOAL_RSS_MIB:g} MiB). Nothing is asserted.")
     if r.tick_worker.get("profile"):
         print()
         print(r.tick_worker["profile"])
@@ -1341,6 +1362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-workers", type=int,
                         help="experiment: pass --workers N (kopf's handler threads) to the "
                              "operator (default: its own)")
+    parser.add_argument("--skip-experiments", action="store_true",
+                        help="no one-by-one and single-union query experiments (minutes at "
+                        "5,000 rules)")
     parser.add_argument("--profile", action="store_true",
                         help="print where Evaluator.tick() spends CPU (cProfile, 200 rules)")
     parser.add_argument("--operator-log", help="copy the operator's log to this file")

@@ -4,13 +4,14 @@ Rules are kept on the shared scheduler (`controllers.scheduler`) with their spec
 per generation (`core.alertrule.rule`). Each tick, the rules that are due are grouped by
 Prometheus server and their queries are sent deduplicated and with bounded concurrency
 (`PrometheusClient.instant_many`), so a slow or broken query times out on its own without
-stalling the others. Deciding (`core.alertrule`) and writing status happen in worker threads,
-from the operator's cached copy of each rule; notifications and actions in a pool of their
-own. The loop does not wait for the evaluations it started, and skips a rule until its previous
-evaluation is done. Status is written only when something lasting changes, plus a heartbeat;
-per-tick values go to metrics. Everything that must survive a restart — pending/firing times,
-what was notified — is in status; the in-memory cache holds each rule's newest copy, its
-compiled spec and when it is due next.
+stalling the others. Deciding (`core.alertrule`; not again for a quiet rule that stays quiet,
+`core.alertrule.quiet`) and writing status happen in worker threads, from the operator's cached
+copy of each rule; status writes, notifications and actions in pools of their own. The loop
+does not wait for the evaluations it started, and skips a rule until its previous evaluation
+is done. Status is written only when something lasting changes, plus a heartbeat; per-tick
+values go to metrics. Everything that must survive a restart — pending/firing times, what was
+notified — is in status; the in-memory cache holds each rule's newest copy, its compiled spec
+and when it is due next.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from runbook_operator.core.alertrule.actions import record_actions
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, decide
 from runbook_operator.core.alert_group import AlertGroup
 from runbook_operator.core.alertrule.messages import alert_group, notification_for
+from runbook_operator.core.alertrule.quiet import Quiet, recall, remember
 from runbook_operator.core.alertrule.rule import Links, Rule, compile_rule
 from runbook_operator.core.alertrule.status import (
     STATUS_HEARTBEAT,
@@ -73,6 +75,10 @@ KIND = AlertRule.info.kind
 #: Threads that send notifications and run actions. A receiver that is slow or down holds
 #: one each (its timeout times its attempts) while every other rule is still evaluated.
 DELIVERY_THREADS = 8
+#: Threads that write status. Their own pool, not the loop's default executor: the first
+#: evaluation of 5,000 rules queues 5,000 writes, and the Lease renewal waiting behind them
+#: on the default executor missed its deadline, so the operator kept losing leadership.
+STATUS_WRITE_THREADS = 6
 #: How long a rule whose spec the operator cannot read waits before it is looked at again.
 INVALID_SPEC_RETRY_SECONDS = 60.0
 
@@ -164,7 +170,8 @@ class Deferred(Enum):
 
 def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], seconds: float,
              now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT, may_write: bool = True,
-             may_deliver: bool = True) -> Mapping[str, Any] | Deferred | None:
+             may_deliver: bool = True,
+             quiet: dict[Key, Quiet] | None = None) -> Mapping[str, Any] | Deferred | None:
     """Decide, notify, and write status for one rule (blocking: runs in a worker thread).
 
     Decides from `body`, the operator's cached copy of the rule (its spec is the one
@@ -172,8 +179,16 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
     sending or acting it re-reads the rule, so a stale cache can never repeat a notification;
     the write is guarded by the resourceVersion the decision was made from. Returns the
     newest copy of the rule it saw or wrote (None: the rule is gone), or why it stopped when
-    a write is due and not `may_write`, or notifications or actions and not `may_deliver`."""
+    a write is due and not `may_write`, or notifications or actions and not `may_deliver`.
+    With `quiet` (the rules' last quiet evaluations, see `core.alertrule.quiet`), a quiet
+    rule that stays quiet is not decided again."""
     namespace, name = evaluation.key
+    if quiet is not None:
+        unchanged = recall(quiet.get(evaluation.key), body["metadata"]["resourceVersion"],
+                           evaluation, now)
+        if unchanged is not None:
+            metrics.publish_alert(namespace, name, "Normal", now, unchanged.last_value)
+            return body
     generation = body["metadata"]["generation"]
     fresh = False
     for _ in range(STATUS_CONFLICT_RETRIES):
@@ -192,6 +207,9 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
                                    generation)
         if not status_write_due(old, new, now, heartbeat):
             metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
+            if quiet is not None:
+                _remember(quiet, remember(body["metadata"]["resourceVersion"], old, evaluation,
+                                          decision, heartbeat), evaluation.key)
             return body
         if not may_write:
             return Deferred.WRITE
@@ -216,6 +234,13 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
             kube.event(dict(body), "Warning", "InvalidQuery", outcome.message)
         return written
     raise StatusConflict(f"{KIND} {namespace}/{name}: status kept changing while evaluated")
+
+
+def _remember(quiet: dict[Key, Quiet], found: Quiet | None, key: Key) -> None:
+    if found is None:
+        quiet.pop(key, None)
+    else:
+        quiet[key] = found
 
 
 def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> None:
@@ -337,6 +362,10 @@ class Evaluator:
         self.detectors = Detectors()
         self.policies = FollowedPolicies(kube)
         self.deliveries = ThreadPoolExecutor(DELIVERY_THREADS, thread_name_prefix="deliver")
+        self.writes = ThreadPoolExecutor(STATUS_WRITE_THREADS, thread_name_prefix="status")
+        #: Each rule's last quiet evaluation, so that a rule that stays quiet is not decided
+        #: again (written by the worker threads, one rule by one thread at a time).
+        self.quiet: dict[Key, Quiet] = {}
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         return prepare(body, self.links)
@@ -362,6 +391,7 @@ class Evaluator:
 
     def forgotten(self, key: Key) -> None:
         self.detectors.forget(key)
+        self.quiet.pop(key, None)
         metrics.forget_alert(*key)
 
     def _client(self, server: Server) -> PrometheusClient:
@@ -460,8 +490,8 @@ class Evaluator:
 
     async def _finish(self, batch: Batch, seconds: float, now: datetime) -> None:
         """Decide the whole batch in one worker thread, without requests (most rules end
-        there); then each rule with a status write due writes in a worker thread of its own,
-        and each with notifications or actions due runs in the delivery pool, so receivers
+        there); then each rule with a status write due writes in the status-write pool, and
+        each with notifications or actions due runs in the delivery pool, so receivers
         that are slow or down hold up neither the loop nor other rules."""
         decided = await asyncio.to_thread(self._decide_all, batch, seconds, now)
         rest = []
@@ -480,12 +510,14 @@ class Evaluator:
     async def _finish_one(self, evaluation: Evaluation, body: Mapping[str, Any],
                           seconds: float, now: datetime, deferred: Deferred) -> None:
         newest: Mapping[str, Any] | Deferred | None = deferred
+        loop = asyncio.get_running_loop()
         try:
             if newest is Deferred.WRITE:
-                newest = await asyncio.to_thread(self._evaluate_logging_errors, evaluation,
-                                                 body, seconds, now, True, False)
+                newest = await loop.run_in_executor(
+                    self.writes, self._evaluate_logging_errors, evaluation, body, seconds, now,
+                    True, False)
             if newest is Deferred.DELIVERY:
-                newest = await asyncio.get_running_loop().run_in_executor(
+                newest = await loop.run_in_executor(
                     self.deliveries, self._evaluate_logging_errors, evaluation, body, seconds,
                     now, True, True)
         finally:
@@ -502,7 +534,7 @@ class Evaluator:
         """One rule's failure (API error, bug) is logged and never stops the others."""
         try:
             return evaluate(self.kube, evaluation, body, seconds, now,
-                            heartbeat_of(evaluation.key), may_write, may_deliver)
+                            heartbeat_of(evaluation.key), may_write, may_deliver, self.quiet)
         except TRANSIENT_API_ERRORS as error:
             log.warning("evaluating %s/%s failed, decided again at its next evaluation: %s",
                         *evaluation.key, transient_error_message(error))
@@ -516,6 +548,7 @@ class Evaluator:
             await self.scheduler.run_forever()
         finally:
             self.deliveries.shutdown(wait=False, cancel_futures=True)
+            self.writes.shutdown(wait=False, cancel_futures=True)
             for client in self.clients.values():
                 await client.close()
 

@@ -82,6 +82,28 @@ def test_an_evaluation_that_changes_nothing_lasting_makes_no_request(sent: list[
     assert again == cached
 
 
+def test_a_quiet_rule_that_stays_quiet_is_not_decided_again(
+        sent: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = FakeKube(body())
+    quiet: dict[alertrule.Key, Any] = {}
+    cached = run(kube, body(), 0.01, T0)
+    rule = alertrule.prepare(cached)
+    assert isinstance(rule, Rule)
+
+    def evaluate(value: float, seconds: int) -> Any:
+        observed = alertrule.threshold_evaluation(KEY, rule, Ok([Sample({"service": "web"},
+                                                                        value)]))
+        return alertrule.evaluate(kube, observed, cached, 0.01, T0 + timedelta(seconds=seconds),
+                                  quiet=quiet)
+
+    assert evaluate(0.02, 15) is cached and KEY in quiet
+    monkeypatch.setattr(alertrule, "decide", None)  # deciding again would fail
+    assert evaluate(0.03, 30) is cached
+    assert kube.requests == ["patch"]
+    assert REGISTRY.get_sample_value(
+        "runbook_alert_value", {"namespace": KEY[0], "rule": KEY[1]}) == 0.03
+
+
 def test_the_heartbeat_writes_time_and_value(sent: list[str]) -> None:
     kube = FakeKube(body())
     cached = run(kube, body(), 0.01, T0)

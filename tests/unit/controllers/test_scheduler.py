@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer, next_due
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler, kept, newer, next_due
 
 SHOP = "shop"
 
@@ -94,6 +94,21 @@ def test_a_spec_is_prepared_once_per_generation(kind: FakeKind) -> None:
     item = scheduler.items[(SHOP, "a")]
     assert (item.prepared, item.generation, item.due) == (30.0, 2, 100)
     assert kind.prepared == [((SHOP, "a"), 1), ((SHOP, "a"), 2)]
+
+
+def test_the_copy_kept_has_no_managed_fields_and_leaves_the_original_alone(
+        kind: FakeKind) -> None:
+    watched = body("a")
+    watched["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    for version in (1, 2):  # a new object, then a new copy of it
+        watched["metadata"]["resourceVersion"] = str(version)
+        kind.scheduler.upsert(watched)
+        assert kind.scheduler.items[(SHOP, "a")].body == {
+            "metadata": {"namespace": SHOP, "name": "a", "generation": 1,
+                         "resourceVersion": str(version)},
+            "spec": {"every": 10}}
+    assert "managedFields" in watched["metadata"]
+    assert kept({"spec": {}}) == {"spec": {}}
 
 
 def test_an_older_copy_never_replaces_a_newer_one(kind: FakeKind) -> None:

@@ -6,5 +6,6 @@
 - `decide`: one evaluation's next instances, due notifications (with escalation) and actions;
 - `messages` and `templates`: an alert's labels and texts, per alert and as a group;
 - `status`: what to write, and when it is worth a write;
+- `quiet`: when a quiet rule's evaluation needs no decision at all;
 - `actions`: cooldown, scaling bounds and the action log.
 """
