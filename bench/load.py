@@ -74,16 +74,19 @@ PART_OF = "app.kubernetes.io/part-of"
 HANDLER_FAILED = re.compile(r"Handler '[^']+' failed")
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 SNAPSHOT_SIGNAL = signal.SIGUSR1
-#: Put on the operator's PYTHONPATH with --profile: tracemalloc from the start, a snapshot to
-#: $RUNBOOK_BENCH_SNAPSHOT on SIGUSR1.
+#: Put on the operator's PYTHONPATH with --profile: the first SIGUSR1 starts tracemalloc (so
+#: start-up is not slowed), the second dumps a snapshot to $RUNBOOK_BENCH_SNAPSHOT: what was
+#: allocated in between and is still held.
 SITECUSTOMIZE = """\
 import os, signal, tracemalloc
-tracemalloc.start(12)
-def _dump(*_):
-    tracemalloc.take_snapshot().dump(os.environ["RUNBOOK_BENCH_SNAPSHOT"] + "." + str(_dump.n))
-    _dump.n += 1
-_dump.n = 0
-signal.signal(signal.SIGUSR1, _dump)
+def _profile(*_):
+    if tracemalloc.is_tracing():
+        path = os.environ["RUNBOOK_BENCH_SNAPSHOT"]
+        tracemalloc.take_snapshot().dump(path + ".part")
+        os.rename(path + ".part", path)
+    else:
+        tracemalloc.start(12)
+signal.signal(signal.SIGUSR1, _profile)
 """
 
 
@@ -508,19 +511,25 @@ def measure_restart(api: Api, make_operator: Any, label: str, extra: tuple[str, 
 # -- memory profile -------------------------------------------------------------------------
 
 
-def profile_report(snapshot_base: Path, top: int = 25) -> None:
+def profile_report(snapshot_path: Path, top: int = 25) -> None:
     import tracemalloc
 
-    before = tracemalloc.Snapshot.load(f"{snapshot_base}.0")
-    after = tracemalloc.Snapshot.load(f"{snapshot_base}.1")
-    print("\nAllocation sites that grew most during the load (tracemalloc, by file):")
-    for stat in after.compare_to(before, "filename")[:top]:
-        print(f"  {stat.size_diff / 2**20:8.1f} MiB  {stat.count_diff:+9d} blocks  "
+    snapshot = tracemalloc.Snapshot.load(str(snapshot_path))
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    print(f"\nAllocated during the load and still held (tracemalloc): {total / 2**20:.1f} MiB")
+    print("By file:")
+    for stat in snapshot.statistics("filename")[:top]:
+        print(f"  {stat.size / 2**20:8.1f} MiB  {stat.count:9d} blocks  "
               f"{stat.traceback[0].filename}")
-    print("\nBy line:")
-    for stat in after.compare_to(before, "lineno")[:top]:
+    print("By line:")
+    for stat in snapshot.statistics("lineno")[:top]:
         frame = stat.traceback[0]
-        print(f"  {stat.size_diff / 2**20:8.1f} MiB  {frame.filename}:{frame.lineno}")
+        print(f"  {stat.size / 2**20:8.1f} MiB  {frame.filename}:{frame.lineno}")
+    print("Largest by call stack (innermost 6 frames):")
+    for stat in snapshot.statistics("traceback")[:5]:
+        print(f"  {stat.size / 2**20:8.1f} MiB")
+        for line in stat.traceback.format(limit=6):
+            print(f"    {line}")
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -657,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
             operator.start()
             progress(f"operator pid {operator.process.pid}")
             load = measure_load(api, operator, objects, args)
+            if args.profile:
+                wait_for(snapshot.exists, "the operator's tracemalloc snapshot", timeout=300)
             operator.stop()
             if args.profile:
                 profile_report(snapshot)
