@@ -16,7 +16,7 @@ help:
 	@echo "make cluster-up    start the local control plane and gateway in the background (in its own"
 	@echo "                   network namespace, relayed to this shell; cluster-down stops it)"
 	@echo "make prerequisites install and build what the targets above use (cached; demo and test run it)"
-	@echo "make bench         backup runner, AlertRule evaluation and CanaryRollout benchmarks (ratio tables)"
+	@echo "make bench         backup runner, AlertRule, CanaryRollout and load benchmarks (ratio tables)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,7 @@ bench: prerequisites
 	$(PY) bench/backup_runner.py
 	$(PY) bench/alert_rules.py
 	$(PY) bench/canary.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR) .pytest_cache .hypothesis

@@ -21,7 +21,7 @@ from runbook_operator.controllers.registration import OperatorConfig
 from runbook_operator.core.leadership import Timing
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
-from runbook_operator.integrations.kubernetes import Kube, load_client_config
+from runbook_operator.integrations.kubernetes import Kube, api_client, load_client_config
 from runbook_operator.integrations.lease import LeaseRef, Leases
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def term(args: argparse.Namespace, kube: Kube, config: OperatorConfig) -> Term:
 async def serve(args: argparse.Namespace) -> None:
     """Health, the Alertmanager receiver and metrics on every instance; the operator proper
     while this instance leads (or always with --standalone)."""
-    kube = Kube()
+    kube = Kube(api_client(args.api_qps, args.api_burst))
     config = OperatorConfig(
         runner_image=args.runner_image,
         default_prometheus=args.prometheus_url,

@@ -8,6 +8,8 @@ patch guarded by resourceVersion, so concurrent writers never lose each other's 
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,56 @@ APIUnreachable = HTTPError
 
 class StatusConflict(RuntimeError):
     """Status could not be written after several conflicting concurrent updates."""
+
+
+class TokenBucket:
+    """A client-side request rate limit as client-go's: `rate` requests a second on average
+    and up to `burst` at once after a quiet spell, so a start with thousands of objects does
+    not flood the API server. Shared by threads; the clock is injected for the tests."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate}/{burst}")
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens = float(burst)
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take a token, borrowing against the refill when none is left: the seconds the
+        caller must wait before its request (0 within the burst)."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._updated)
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+            self._updated = now
+            self._tokens -= 1
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class ThrottledApiClient(ApiClient):
+    """An ApiClient whose every request (the dynamic client's and discovery's alike) first
+    takes a token from `bucket`."""
+
+    def __init__(self, bucket: TokenBucket, configuration: Configuration | None = None) -> None:
+        super().__init__(configuration)
+        self.bucket = bucket
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        delay = self.bucket.reserve()
+        if delay > 0:
+            time.sleep(delay)
+        return super().call_api(*args, **kwargs)
+
+
+def api_client(qps: float, burst: int) -> ApiClient:
+    """The client of the operator's own calls: limited to `qps` (burst `burst`), or not
+    limited when qps is 0."""
+    if qps == 0:
+        return ApiClient()
+    return ThrottledApiClient(TokenBucket(qps, burst))
 
 
 def load_client_config() -> None:
