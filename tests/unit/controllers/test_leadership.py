@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -66,6 +67,26 @@ def elector(leases: MemoryLeases, identity: str, clock: Clock) -> Elector:
 
 def attempt(candidate: Elector, renewing: bool = False) -> bool:
     return asyncio.run(candidate.attempt(renewing=renewing))
+
+
+def test_the_lease_is_renewed_while_the_default_executor_is_busy() -> None:
+    """Handlers and resync loops fill the default executor under load; a renewal queued
+    behind them lost the Lease (bench/load.py), so the Lease has a thread of its own."""
+    leases, clock = MemoryLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    assert attempt(leader)
+    release = threading.Event()
+
+    async def renew_beside_busy_threads() -> bool:
+        loop = asyncio.get_running_loop()
+        busy = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+        try:
+            return await asyncio.wait_for(leader.attempt(renewing=True), 5)
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+
+    assert asyncio.run(renew_beside_busy_threads())
 
 
 def test_one_instance_holds_and_the_other_takes_over_only_after_expiry() -> None:
