@@ -166,6 +166,16 @@ def test_nothing_before_min_samples() -> None:
     assert anomaly.warm(np.vstack([history, steady(10, 188)]), 288)
 
 
+def test_the_operator_without_anomaly_rules_imports_no_numpy() -> None:
+    """numpy is 15 MiB of the operator's RSS: it comes with the first anomaly rule only."""
+    script = (
+        "import sys\n"
+        "import runbook_operator.cli.serve, runbook_operator.controllers.alertrule\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('numpy', 'sklearn')]\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
 def test_sklearn_is_imported_only_when_training() -> None:
     script = (
         "import sys\n"
