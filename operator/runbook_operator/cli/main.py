@@ -84,14 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--api-qps",
         type=float,
-        default=float(os.environ.get("RUNBOOK_API_QPS", "50")),
+        default=float(os.environ.get("RUNBOOK_API_QPS", "200")),
         help="average API requests a second of the operator's own reads and writes "
         "(0: no limit; default %(default)s)",
     )
     run.add_argument(
         "--api-burst",
         type=int,
-        default=int(os.environ.get("RUNBOOK_API_BURST", "100")),
+        default=int(os.environ.get("RUNBOOK_API_BURST", "400")),
         help="API requests at once after a quiet spell, above --api-qps (default %(default)s)",
     )
     run.add_argument(
