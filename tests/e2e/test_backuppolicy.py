@@ -270,6 +270,8 @@ def test_operator_identity_is_least_privileged(
     assert can_i("create", "cronjobs.batch", "-n", namespace)
     # A CanaryRollout's `<target>-primary` is a Deployment the operator creates; it deletes none.
     assert can_i("create", "deployments.apps", "-n", namespace)
+    # A CanaryRollout's backupBefore patches its BackupPolicy's backup-now annotation.
+    assert can_i("patch", "backuppolicies.runbook.dev", "-n", namespace)
     for denied in (
         ("list", "secrets", "--all-namespaces"),
         ("watch", "secrets", "-n", namespace),
@@ -279,7 +281,9 @@ def test_operator_identity_is_least_privileged(
         ("delete", "deployments.apps", "-n", namespace),
         ("update", "deployments.apps", "-n", namespace),
         ("create", "pods", "-n", namespace),
-        ("patch", "backuppolicies.runbook.dev", "-n", namespace),
+        ("update", "backuppolicies.runbook.dev", "-n", namespace),
+        ("delete", "backuppolicies.runbook.dev", "-n", namespace),
+        ("create", "backuppolicies.runbook.dev", "-n", namespace),
         ("delete", "pods", "-n", namespace),
         ("create", "clusterrolebindings"),
         ("*", "*"),
