@@ -159,7 +159,13 @@ def test_severity_routes_tell_the_team_only_until_the_severity_climbs(
                          timeout=30)
         assert l1.at - raised < timedelta(seconds=5)
         assert len(pages(receiver, "team", "slow")) == 1
-        timeline = timeline_events(INCIDENTS.status(api, namespace, "slow"))
+        # The page goes out before its record reaches status: wait for the record.
+        def climb_recorded() -> list[str] | None:
+            events = timeline_events(INCIDENTS.status(api, namespace, "slow"))
+            return events if "SeverityChanged" in events and len(
+                events[events.index("SeverityChanged"):]) >= 4 else None
+
+        timeline = wait_for(climb_recorded, "the climb recorded in the timeline", timeout=30)
         changed = timeline.index("SeverityChanged")
         assert timeline[changed:changed + 4] == [
             "SeverityChanged", "Routed", "Escalated", "Notified"], timeline
