@@ -242,3 +242,17 @@ class Simulation:
 
     def phase_is(self, *phases: str) -> Callable[[Simulation], bool]:
         return lambda sim: sim.status.phase in phases
+
+
+def initialized(**overrides: Any) -> Simulation:
+    """A simulation of `spec(**overrides)` past its first reconcile (the primary promoted)."""
+    sim = Simulation(spec(**overrides))
+    sim.run_until(sim.phase_is("Initialized"))
+    return sim
+
+
+def rolled_back(sim: Simulation) -> bool:
+    """The rollout failed and its rollback completed."""
+    rollback = sim.status.rollback
+    return sim.status.phase == "Failed" and rollback is not None \
+        and rollback.completed_at is not None

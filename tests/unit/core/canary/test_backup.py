@@ -16,21 +16,14 @@ from runbook_operator.core.canary.backup import (
 )
 from runbook_operator.core.canary.machine import NewCommand
 from runbook_operator.core.canary.status import outcome
-from tests.support.canary_world import START, Simulation, spec
+from tests.support.canary_world import START, Simulation, rolled_back, spec
+from tests.support.canary_world import initialized as with_backup
 
 BACKUP = {"backupPolicyRef": {"name": "db"}, "timeout": "10m"}
 
 
 def initialized(**overrides: object) -> Simulation:
-    sim = Simulation(spec(backupBefore=BACKUP, **overrides))
-    sim.run_until(sim.phase_is("Initialized"))
-    return sim
-
-
-def rolled_back(sim: Simulation) -> bool:
-    rollback = sim.status.rollback
-    return sim.status.phase == "Failed" and rollback is not None \
-        and rollback.completed_at is not None
+    return with_backup(backupBefore=BACKUP, **overrides)
 
 
 def reasons(sim: Simulation) -> list[str]:

@@ -8,21 +8,9 @@ from hypothesis import strategies as st
 from runbook_operator.api.canaryrollout import MEASUREMENT_LIMIT
 from runbook_operator.core.canary.machine import NewCommand, capped
 from runbook_operator.core.canary.objects import Autoscaler
-from tests.support.canary_world import Simulation, spec
+from tests.support.canary_world import Simulation, initialized, rolled_back
 
 PROGRESSING = ("Progressing", "Paused", "WaitingPromotion")
-
-
-def initialized(**overrides: object) -> Simulation:
-    sim = Simulation(spec(**overrides))
-    sim.run_until(sim.phase_is("Initialized"))
-    return sim
-
-
-def rolled_back(sim: Simulation) -> bool:
-    rollback = sim.status.rollback
-    return sim.status.phase == "Failed" and rollback is not None \
-        and rollback.completed_at is not None
 
 
 def test_the_first_reconcile_promotes_the_current_template_without_analysis() -> None:
