@@ -11,6 +11,7 @@ silent for the first one has passed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kubernetes import client
 
@@ -120,9 +121,14 @@ def test_an_operator_killed_between_levels_pages_the_next_level_once_and_on_time
                  timeout=60)
         assert [len(pages(receiver, channel, "db")) for channel in ("l1", "l2", "l3")] == \
             [1, 1, 1]
-        status = INCIDENTS.status(api, namespace, "db")
+        # A page goes out before its record reaches status: wait for L3's record.
+        def l3_recorded() -> dict[str, Any] | None:
+            status = INCIDENTS.status(api, namespace, "db")
+            return status if status["escalation"]["step"] == 3 else None
+
+        status = wait_for(l3_recorded, "L3 recorded")
         assert timeline_events(status).count("Escalated") == 3
-        assert status["escalation"]["step"] == 3 and "nextDeadline" not in status["escalation"]
+        assert "nextDeadline" not in status["escalation"]
 
 
 def test_an_acknowledgement_not_resolved_within_ack_timeout_retriggers_from_l1(
