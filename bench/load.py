@@ -61,6 +61,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alert_rules import progress  # noqa: E402 - bench/ is not a package
 
+from runbook_operator.devcluster.waiting import Timeout, wait_for  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "runbook.dev", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -234,8 +236,6 @@ def available(deployment: dict[str, Any]) -> bool:
 def prepare(api: Api, namespace: str, prometheus_url: str, targets: int) -> None:
     """The namespace, its channel and policy, and the rollouts' targets running with the
     Service over them."""
-    from runbook_operator.devcluster.waiting import wait_for
-
     api.namespace(namespace)
     for body in setup_objects(prometheus_url):
         api.create(namespace, body)
@@ -313,8 +313,6 @@ class Baseline:
 
 def measure_baseline(api: Api, objects: list[dict[str, Any]], args: argparse.Namespace,
                      prometheus_url: str) -> Baseline:
-    from runbook_operator.devcluster.waiting import wait_for
-
     result = Baseline(floor_writes=sum(writes_per_object(o) for o in objects))
     api.namespace("bench-floor")
     result.floor_seconds = in_parallel(args.threads, lambda i: api.create("bench-floor", {
@@ -422,33 +420,33 @@ def measure_load(api: Api, operator: Any, objects: list[dict[str, Any]],
     result.rss_idle = proc_status_mib(pid, "VmRSS") or float("nan")
     if args.profile:
         os.kill(pid, SNAPSHOT_SIGNAL)
-    deadline = time.monotonic() + args.timeout
     before = api.request_counts()
     with RssSampler(pid) as sampler:
         started = time.perf_counter()
         result.created_seconds = in_parallel(
             args.threads, lambda body: api.create("bench-load", body), copy.deepcopy(objects))
         progress(f"operator: {len(objects)} objects created in {result.created_seconds:.1f} s")
-        while time.monotonic() < deadline:
+
+        def all_ready() -> bool:
+            """Note when each kind is all Ready; True once every kind is."""
             result.left = not_ready(api, "bench-load", counts)
             elapsed = time.perf_counter() - started
             for kind, left in result.left.items():
                 if left == 0 and kind not in result.ready_seconds:
                     result.ready_seconds[kind] = elapsed
-            if not any(result.left.values()):
-                result.all_ready_seconds = elapsed
-                after = api.request_counts()
-                result.requests = (after[0] - before[0], after[1] - before[1])
-                break
-            time.sleep(1)  # the listing's own period, not a synchronisation
+            return not any(result.left.values())
+
+        with contextlib.suppress(Timeout):
+            wait_for(all_ready, "every object Ready", timeout=args.timeout, interval=1.0)
+            result.all_ready_seconds = time.perf_counter() - started
+            after = api.request_counts()
+            result.requests = (after[0] - before[0], after[1] - before[1])
         progress(f"operator: all Ready after {result.all_ready_seconds:.1f} s "
                  f"(not Ready: {result.left})")
         for kind, left in result.left.items():
             if left:
                 progress(first_not_ready(api, "bench-load", kind))
-        settle = time.monotonic() + args.settle
-        while time.monotonic() < settle:
-            time.sleep(1)  # RSS after the burst: the sampler runs meanwhile
+        time.sleep(args.settle)  # a measurement window: the RSS sampler runs meanwhile
     result.rss_peak = sampler.peak()
     result.rss_after = proc_status_mib(pid, "VmRSS") or float("nan")
     result.hwm = proc_status_mib(pid, "VmHWM") or float("nan")
@@ -489,17 +487,25 @@ def measure_restart(api: Api, make_operator: Any, label: str, extra: tuple[str, 
     last_at = started = time.perf_counter()
     operator.start()
     with RssSampler(operator.process.pid) as sampler:
-        while time.perf_counter() - started < timeout:
-            time.sleep(1)  # the sampling period of the request counters
+
+        def handled() -> bool:
+            """Read the request counters (one sample per poll); True once every BackupPolicy
+            and Incident was reconciled again."""
+            nonlocal last, last_at
             now, counters = time.perf_counter(), api.request_counts()
-            result.peak_rate = max(result.peak_rate, (counters[0] - last[0]) / (now - last_at))
-            result.peak_write_rate = max(result.peak_write_rate,
-                                         (counters[1] - last[1]) / (now - last_at))
+            if now > last_at:
+                result.peak_rate = max(result.peak_rate,
+                                       (counters[0] - last[0]) / (now - last_at))
+                result.peak_write_rate = max(result.peak_write_rate,
+                                             (counters[1] - last[1]) / (now - last_at))
             last, last_at = counters, now
             done = reconciled(operator.metrics(), tuple(wanted))
-            if all(done[k] >= n for k, n in wanted.items()):
-                result.handled_seconds = now - started
-                break
+            return all(done[k] >= n for k, n in wanted.items())
+
+        with contextlib.suppress(Timeout):
+            wait_for(handled, "every BackupPolicy and Incident reconciled", timeout=timeout,
+                     interval=1.0)
+            result.handled_seconds = last_at - started
     result.requests = last[0] - before[0]
     result.rss_peak = sampler.peak()
     operator.stop()
@@ -617,8 +623,6 @@ def main(argv: list[str] | None = None) -> int:
     from runbook_operator.devcluster.cluster import LocalCluster, build_scripts
     from runbook_operator.devcluster.local_operator import LocalOperator
     from runbook_operator.devcluster.prometheus import PrometheusServer
-    from runbook_operator.devcluster.waiting import wait_for
-
     network.enter(prepare=build_scripts())  # before any thread: the cluster lives inside
 
     restarts: list[Restart] = []
