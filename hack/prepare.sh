@@ -21,7 +21,7 @@ say "installing and building what the cluster and its services use (details: $RU
 steps=(
   "Debian packages: PostgreSQL, MariaDB, Prometheus, bubblewrap, buildah…|install-test-deps.sh"
   "Kubernetes control plane and kwok (Go; first run ≈ 7 min on 2 cores)|build-control-plane.sh"
-  "Traefik and Gateway API CRDs (Go; first run ≈ 2.3 GB downloaded, 4-10 min)|build-traefik.sh"
+  "Traefik and Gateway API CRDs (Go; first run ≈ 2.5 GB downloaded, 6-12 min)|build-traefik.sh"
   "Prometheus with Kubernetes discovery (Go; first run ≈ 3 min)|build-prometheus.sh"
   "MinIO (Go; first run ≈ 4 min on 2 cores)|build-minio.sh"
   "Istio's VirtualService CRD (Go module download, seconds)|build-istio-crds.sh"

@@ -1,7 +1,8 @@
 """CanaryRollouts through the routers other than the Gateway API's, driven by the operator:
 the replica-ratio router with real traffic (the demo app's versions as real pods behind the
 user's one Service, reached through Traefik, judged on the app's own series), and the NGINX
-router by read-back of the canary Ingress it maintains."""
+router (the canary Ingress it maintains, served by Traefik's NGINX provider), both with real
+traffic."""
 
 from __future__ import annotations
 
@@ -124,7 +125,11 @@ def test_the_replica_ratio_router_walks_and_rolls_back_with_the_pods_share_of_tr
 WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
 NGINX_STEPS = {"steps": [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 60},
                          {"analysis": {}}]}
-FAILING = [{"name": "never", "query": "vector(0)", "thresholdRange": {"min": 1}}]
+
+
+def _nginx_host(namespace: str) -> dict[str, str]:
+    """Not the HTTPRoute's host: the Ingress and a route for one host would compete."""
+    return {"Host": f"shop.{namespace}.test"}
 
 
 def _users_ingress(namespace: str) -> dict[str, Any]:
@@ -133,7 +138,7 @@ def _users_ingress(namespace: str) -> dict[str, Any]:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {"name": "web"},
             "spec": {"ingressClassName": "nginx", "rules": [{
-                "host": demo_app.host(namespace)["Host"], "http": {"paths": [
+                "host": _nginx_host(namespace)["Host"], "http": {"paths": [
                     {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
 
 
@@ -142,40 +147,58 @@ def _canary_weight(ingress: dict[str, Any]) -> int | None:
     return None if value is None else int(value)
 
 
-def test_the_nginx_router_walks_and_rolls_back_by_the_canary_ingress_weight(
+def test_the_nginx_router_walks_and_rolls_back_with_the_canary_ingress_share_of_traffic(
         api: client.ApiClient, cluster: LocalCluster, gateway_address: str, namespace: str,
-        running_operator: LocalOperator, gateway_prometheus: PrometheusServer) -> None:
-    """Verified by read-back of the canary Ingress's `canary-weight` annotation alone: the
-    devcluster's Traefik v3.6 serves Ingresses of class nginx but not ingress-nginx's canary
-    annotations, so no request would follow the weights (the pods are kwok's, serving
-    nothing)."""
-    canary.deploy_app(cluster, namespace, image=canary.FAKED_IMAGE)
+        running_operator: LocalOperator, gateway_prometheus: PrometheusServer,
+        figures: dict[str, list[float]]) -> None:
+    """The canary Ingress the operator maintains, served by Traefik's NGINX provider (which
+    reads ingress-nginx's `canary`/`canary-weight` annotations), carries the weight's share
+    of the requests to the user's one host; a version answering errors is rolled back on the
+    app's own series and every request reaches the primary again."""
+    canary.apply_as_user(cluster, namespace, canary.target("v1"))
+    cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{canary.NAME}",
+                    "--timeout=180s", timeout=200)
     users = _users_ingress(namespace)
     canary.apply_as_user(cluster, namespace, users)
-    canary.create(api, namespace, canary.quick(gateway_prometheus.url, router={"nginx": {
-        "ingress": "web"}}, canary=NGINX_STEPS))
-    canary.wait_phase(api, namespace, "Initialized", timeout=180)
+    canary.create(api, namespace, canary.rollout(
+        gateway_prometheus.url, router={"nginx": {"ingress": "web"}}, canary=NGINX_STEPS,
+        analysis=ANALYSIS))
+    canary.wait_phase(api, namespace, "Initialized", timeout=240)
+    url, host = f"http://{gateway_address}:8000", _nginx_host(namespace)
+    demo_app.serving(url, {"v1"}, host)
     ingresses = client.NetworkingV1Api(api).list_namespaced_ingress
 
-    with canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
-            canary.Recorder(api, namespace) as recorder:
-        canary.apply_as_user(cluster, namespace, canary.target("v2", image=canary.FAKED_IMAGE))
-        canary.wait_phase(api, namespace, "Succeeded", timeout=240)
+    with traffic.Load(url, RATE, headers=host) as load, \
+            canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
+            canary.Recorder(api, namespace, load) as recorder:
+        canary.apply_as_user(cluster, namespace, canary.target("v2"))
+        canary.wait_phase(api, namespace, "Succeeded", timeout=360)
     assert recorder.weights() == [0, 20, 60, 100, 0], recorder.weights()
     assert copy_.values() == [0, 20, 60, 100, 0], copy_.values()
+    for weight, tally in _shares(recorder, (20, 60, 100)).items():
+        share = tally.shares().get("v2", 0.0)
+        figures.setdefault(f"nginx canary Ingress: canary share at {weight}% (%)", []).append(
+            100 * share)
+        assert tally.total >= 30 and abs(share - weight / 100) <= TOLERANCE, (
+            weight, tally.summary())
     assert canary.version_of(canary.deployment(cluster, namespace, "checkout-primary")) == "v2"
+    assert canary.deployment(cluster, namespace, "checkout")["spec"]["replicas"] == 0
+    assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v2": 1.0}
     assert canary.diff_as_user(cluster, namespace, users) == ""
 
-    canary.ROLLOUTS.patch(api, namespace, canary.NAME,
-                          {"spec": {"analysis": {"metrics": FAILING}}})
-    with canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
-            canary.Recorder(api, namespace) as recorder:
-        canary.apply_as_user(cluster, namespace, canary.target("v3", image=canary.FAKED_IMAGE))
+    with traffic.Load(url, RATE, headers=host) as load, \
+            canary.ObjectWatch(api, namespace, "web-canary", ingresses, _canary_weight) as copy_, \
+            canary.Recorder(api, namespace, load) as recorder:
+        canary.apply_as_user(cluster, namespace, canary.target("v3", error_rate=0.2))
         final = canary.wait_phase(api, namespace, "Failed", done=canary.rolled_back,
                                   timeout=240)
     assert final["rollback"]["reason"] == "FailureLimit", final["rollback"]
     assert recorder.weights() == [0, 20, 0], recorder.weights()
     assert copy_.values() == [0, 20, 0], copy_.values()
+    at_20 = _shares(recorder, (20,))[20]
+    assert abs(at_20.shares().get("v3", 0.0) - 0.20) <= TOLERANCE, at_20.summary()
     assert canary.version_of(canary.deployment(cluster, namespace, "checkout-primary")) == "v2"
     assert canary.deployment(cluster, namespace, "checkout")["spec"]["replicas"] == 0
+    traffic.until_only(url, "v2", headers=host, timeout=60)
+    assert traffic.send(url, 100, concurrency=4, headers=host).shares() == {"v2": 1.0}
     assert canary.diff_as_user(cluster, namespace, users) == ""

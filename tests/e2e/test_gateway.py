@@ -1,11 +1,13 @@
 """The gateway with real traffic: Traefik, built from its Go module and run by the runtime as
 a pod, routes requests to the demo app's pods by HTTPRoute weights (and Ingresses of class
-nginx), and follows readiness through the EndpointSlices. Every request goes from this test,
-inside the cluster's network namespace, to the gateway's pod address."""
+nginx, with ingress-nginx's canary weights), and follows readiness through the
+EndpointSlices. Every request goes from this test, inside the cluster's network namespace, to
+the gateway's pod address."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from runbook_operator.demoapp import traffic
 from runbook_operator.devcluster.cluster import LocalCluster
@@ -88,18 +90,21 @@ def _until_only_pod(url: str, host: dict[str, str], pod: str) -> None:
              f"50 answers in a row from {pod}", timeout=60)
 
 
+def _nginx_ingress(name: str, host: dict[str, str], service: str,
+                   annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    backend = {"service": {"name": service, "port": {"number": 80}}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": host["Host"], "http": {
+                "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
+
+
 def test_ingresses_of_class_nginx_are_served_by_the_same_gateway(
         cluster: LocalCluster, gateway_address: str, namespace: str) -> None:
-    """Traefik's NGINX provider, for clusters that use Ingresses. (Traefik v3.6's provider
-    does not read ingress-nginx's canary annotations; see hack/build-traefik.sh.)"""
+    """Traefik's NGINX provider, for clusters that use Ingresses."""
     demo_app.deploy_checkout(cluster, namespace)
     host = {"Host": f"shop.{namespace}.test"}
-    backend = {"service": {"name": "checkout-v2", "port": {"number": 80}}}
-    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-               "metadata": {"name": "checkout"},
-               "spec": {"ingressClassName": "nginx", "rules": [{"host": host["Host"], "http": {
-                   "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]}}
-    demo_app.apply(cluster, namespace, [ingress])
+    demo_app.apply(cluster, namespace, [_nginx_ingress("checkout", host, "checkout-v2")])
     cluster.kubectl("wait", "-n", namespace, "ingress/checkout", "--timeout=120s",
                     f"--for=jsonpath={{.status.loadBalancer.ingress[0].ip}}={gateway_address}",
                     timeout=130)
@@ -111,3 +116,26 @@ def test_ingresses_of_class_nginx_are_served_by_the_same_gateway(
     assert tally.shares() == {"v2": 1.0}, tally.summary()
     other = traffic.send(url, 10, headers={"Host": f"elsewhere.{namespace}.test"})
     assert other.codes() == {404: 10}  # no Ingress, no route for another host
+
+
+def test_a_canary_ingress_of_class_nginx_gets_its_canary_weight_of_the_requests(
+        cluster: LocalCluster, gateway_address: str, namespace: str) -> None:
+    """ingress-nginx's canary annotations, served by Traefik's NGINX provider (v3.7 on): a
+    second Ingress for the same host and path, `canary: "true"` and `canary-weight: "30"`,
+    gets 30 % of the requests; without the annotation's weight, none."""
+    demo_app.deploy_checkout(cluster, namespace)
+    host = {"Host": f"shop.{namespace}.test"}
+    canary = {"nginx.ingress.kubernetes.io/canary": "true",
+              "nginx.ingress.kubernetes.io/canary-weight": "30"}
+    demo_app.apply(cluster, namespace, [
+        _nginx_ingress("checkout", host, "checkout-v1"),
+        _nginx_ingress("checkout-canary", host, "checkout-v2", canary)])
+    url = f"http://{gateway_address}:8000/"
+    demo_app.serving(url, {"v1", "v2"}, headers=host)
+
+    tally = traffic.send(url, 1000, concurrency=4, headers=host)
+
+    assert abs(tally.shares().get("v2", 0.0) - 0.30) <= 0.02, tally.summary()
+    cluster.kubectl("annotate", "-n", namespace, "ingress/checkout-canary", "--overwrite",
+                    "nginx.ingress.kubernetes.io/canary-weight=0")
+    traffic.until_only(url, "v1", headers=host, timeout=60)

@@ -138,15 +138,17 @@ def traefik_version(cluster: LocalCluster) -> str:
 
 
 def install(cluster: LocalCluster, timeout: float = 180) -> str:
-    """Install the Gateway API CRDs and Traefik, wait until its pod is ready and the
-    GatewayClass accepted; return Traefik's pod IP (its entrypoints' address)."""
+    """Install the Gateway API standard bundle (its CRDs, and since v1.5 the
+    ValidatingAdmissionPolicy that guards their upgrades) and Traefik, wait until its pod is
+    ready and the GatewayClass accepted; return Traefik's pod IP (its entrypoints' address)."""
     if not cluster.isolated:
         raise ClusterError("the gateway needs the cluster's network namespace, where pods "
                            "have addresses it can reach")
     wait = f"--timeout={int(timeout)}s"
     crds = cluster.gateway_dir / GATEWAY_API_CRDS
     cluster.kubectl("apply", "--server-side", "-f", str(crds))
-    names = [d["metadata"]["name"] for d in yaml.safe_load_all(crds.read_text()) if d]
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(crds.read_text())
+             if d and d["kind"] == "CustomResourceDefinition"]
     cluster.kubectl("wait", "--for=condition=Established", wait,
                     *(f"crd/{n}" for n in names))
     objects = {"apiVersion": "v1", "kind": "List", "items": traefik_objects(

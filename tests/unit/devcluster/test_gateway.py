@@ -17,7 +17,7 @@ from runbook_operator.devcluster.runtime.spec import (
 )
 
 
-def _by_kind(version: str = "v3.6.12") -> dict[str, dict]:
+def _by_kind(version: str = "v3.7.13") -> dict[str, dict]:
     return {o["kind"]: o for o in traefik_objects(version)}
 
 
@@ -35,11 +35,11 @@ def test_the_entrypoints_bind_the_pods_own_address_which_the_runtime_expands() -
     pod = {"metadata": {"name": "traefik-1", "namespace": "traefik", "uid": "u"},
            "spec": {"nodeName": "n", **objects["Deployment"]["spec"]["template"]["spec"]}}
     [container] = pod["spec"]["containers"]
-    image = gateway_image(Path("/cache/traefik/v3.6.12-1/traefik"))
+    image = gateway_image(Path("/cache/traefik/v3.7.13-1/traefik"))
     facts = PodFacts(pod_ip="10.244.32.9", host_ip="127.0.0.1", node_name="n")
     env = container_env(pod, container, image, facts, Sources({}, {}, ""), {})
     argv = container_argv(container, image, env)
-    assert argv[0] == "/cache/traefik/v3.6.12-1/traefik"
+    assert argv[0] == "/cache/traefik/v3.7.13-1/traefik"
     assert f"--entryPoints.web.address=10.244.32.9:{WEB_PORT}" in argv
     assert "--providers.kubernetesGateway.statusAddress.ip=10.244.32.9" in argv
     assert is_runtime_image(container["image"])

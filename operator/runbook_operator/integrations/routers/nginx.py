@@ -15,9 +15,8 @@ primary again.
 
 Verification is by read-back only: Yes when the copy mirrors the user's current Ingress and
 carries the weight. No controller status says which canary weight is in effect (the
-load-balancer address an Ingress gets is not per generation). The devcluster's Traefik v3.6
-serves Ingresses of class nginx but not the canary annotations (v3.7's provider does, but is
-not buildable here: hack/build-traefik.sh), so the tests verify by read-back as well.
+load-balancer address an Ingress gets is not per generation). The devcluster's Traefik (v3.7
+on) serves the canary annotations, so the tests measure the canary's real share of traffic.
 """
 
 from __future__ import annotations

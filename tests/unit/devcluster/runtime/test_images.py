@@ -41,11 +41,11 @@ def test_any_tag_of_a_repository_names_that_repository(repository: str, tag: str
 
 def test_the_project_images_and_the_gateways_run_for_real_and_nothing_else() -> None:
     for image in ("runbook-operator:0.1.0", "runbook-operator:dev", "runbook-demo-app:0.1.0",
-                  "runbook-runner:0.1.0", "traefik:v3.6.12"):
+                  "runbook-runner:0.1.0", "traefik:v3.7.13"):
         assert is_runtime_image(image)
     assert not is_runtime_image("busybox:1.36")
     assert not is_runtime_image("example.com/runbook-operator-fork:1")
-    assert not is_runtime_image("docker.io/library/traefik:v3.6")
+    assert not is_runtime_image("docker.io/library/traefik:v3.7")
 
 
 def test_kwok_exclusion_is_a_not_in_requirement_on_every_containers_repository() -> None:
@@ -73,9 +73,9 @@ def test_the_demo_app_runs_its_module_from_the_same_environment_as_the_operator(
 
 
 def test_the_gateway_image_is_its_binary_and_the_system_paths() -> None:
-    image = gateway_image(Path("/cache/traefik/v3.6.12-1/traefik"))
-    assert image.entrypoint == ("/cache/traefik/v3.6.12-1/traefik",)
-    assert image.root_paths == ("/usr", "/etc", "/cache/traefik/v3.6.12-1")
+    image = gateway_image(Path("/cache/traefik/v3.7.13-1/traefik"))
+    assert image.entrypoint == ("/cache/traefik/v3.7.13-1/traefik",)
+    assert image.root_paths == ("/usr", "/etc", "/cache/traefik/v3.7.13-1")
     assert set(runtime_images(None)) == {"runbook-operator", "runbook-runner",
                                          "runbook-demo-app"}
     assert runtime_images(Path("/b/traefik"))["traefik"] == gateway_image(Path("/b/traefik"))
