@@ -2,11 +2,13 @@
 that only points the images at the ones hack/build-image.sh built with buildah), in a cluster
 whose runtime runs pods of those images from their own root filesystems. The operator's pod
 runs the image's entrypoint as its non-root user on a read-only root, with the in-cluster
-ServiceAccount token and API address, under the manifests' RBAC, and reconciles; a backup Job
-runs the runner image against a real PostgreSQL."""
+ServiceAccount token and API address, under the manifests' RBAC, and reconciles; of the
+manifests' two replicas one acts, and the other takes over when the leader's pod is deleted;
+a backup Job runs the runner image against a real PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +21,24 @@ from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.runtime.sandbox import host_readlink, resolve_in_root
 from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
-from tests.support.builders import postgres_pvc_policy
+from tests.support.builders import policy_body, postgres_pvc_policy
 from tests.support.images import (
     OPERATOR_ACCOUNT,
     OPERATOR_NAMESPACE,
+    PodMetrics,
     assert_reconciles,
     built_images,
     fresh_namespace,
     image_reference,
     image_size_mb,
     operator_pod,
+    operator_pods,
     overlay,
     token_subject,
 )
 from tests.support.kube import BACKUP_POLICIES, backup_now, read_cronjob, wait_run
+from tests.support.leadership import lease_holder, work_done
+from tests.support.operator_metrics import policy_reconciles
 
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 IMAGE_PYTHON = b"/opt/venv/bin/python3"  # the entrypoint script's interpreter
@@ -144,6 +150,38 @@ def test_the_operator_pod_reconciles_under_the_manifests_rbac(
 ) -> None:
     operator_pod(admin)
     assert_reconciles(admin, namespace)
+
+
+#: A deleted leader releases its Lease on SIGTERM; the standby looks every 2 s.
+HANDOVER_DEADLINE = 30
+
+
+def test_of_the_two_replicas_one_acts_and_the_standby_takes_over_from_a_deleted_leader(
+    admin: client.ApiClient, namespace: str, figures: dict[str, list[float]],
+) -> None:
+    pods = {pod["metadata"]["name"]: PodMetrics(pod) for pod in operator_pods(admin, 2)}
+    leader_name = wait_for(lambda: lease_holder(admin) in pods and lease_holder(admin),
+                           "one of the two replicas to hold the Lease")
+    (standby,) = (pod for name, pod in pods.items() if name != leader_name)
+    BACKUP_POLICIES.create(admin, namespace, policy_body("before"))
+    BACKUP_POLICIES.wait_ready(admin, namespace, "before", timeout=120)
+    wait_for(lambda: policy_reconciles(pods[leader_name], namespace, "before") >= 1,
+             "the leader's reconcile of the policy")
+    assert set(work_done(standby).values()) == {0.0}, work_done(standby)
+
+    deleted = time.monotonic()
+    client.CoreV1Api(admin).delete_namespaced_pod(leader_name, OPERATOR_NAMESPACE)
+    wait_for(lambda: lease_holder(admin) == standby.name, "the standby to take the Lease over",
+             timeout=HANDOVER_DEADLINE)
+    figures.setdefault("image: Lease taken over after the leader's pod was deleted (s)",
+                       []).append(time.monotonic() - deleted)
+    BACKUP_POLICIES.create(admin, namespace, policy_body("after"))
+    BACKUP_POLICIES.wait_ready(admin, namespace, "after", timeout=120)
+    assert policy_reconciles(standby, namespace, "after") >= 1
+    replacement = wait_for(lambda: [pod for pod in operator_pods(admin, 2)
+                                    if pod["metadata"]["name"] not in pods],
+                           "the Deployment's replacement replica")
+    assert set(work_done(PodMetrics(replacement[0])).values()) == {0.0}
 
 
 def test_a_backup_job_runs_the_runner_image_against_a_real_database(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import textwrap
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client
 
 from runbook_operator.devcluster.cluster import repo_root, run_build
@@ -80,10 +82,10 @@ def helm_binary() -> Path:
 
 def overlay(directory: Path, images: Path) -> Path:
     """A kustomization over manifests/ that points the images at the built ones, as a user's
-    overlay (or ``kustomize edit set image``) does, and, for the runtime's one shared network
-    namespace, runs one replica on ports of its own (:data:`HEALTH_PORT`): a second operator
-    would find its ports taken (tests/e2e/test_high_availability.py runs two instances as
-    processes instead)."""
+    overlay (or ``kustomize edit set image``) does, and, for the runtime's one network namespace
+    shared by every pod (and by the test session's own operator), listens on ports of its own
+    (:data:`HEALTH_PORT`) at each pod's own IP (``--bind-address``), so the manifests' two
+    replicas run side by side."""
     operator = image_reference(images, "operator")
     runner = image_reference(images, "runner")
     manifests = os.path.relpath(repo_root() / "manifests", directory)
@@ -102,19 +104,20 @@ def overlay(directory: Path, images: Path) -> Path:
               kind: Deployment
               metadata: {{name: runbook-operator, namespace: {OPERATOR_NAMESPACE}}}
               spec:
-                replicas: 1
                 template:
                   spec:
                     containers:
                       - name: operator
                         env:
                           - {{name: RUNBOOK_RUNNER_IMAGE, value: "{runner}"}}
+                          - name: POD_IP
+                            valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
           - target: {{kind: Deployment, name: runbook-operator}}
             patch: |-
               - op: replace
                 path: /spec/template/spec/containers/0/args
                 value: [run, --json-logs, --health-port={HEALTH_PORT},
-                        --metrics-port={METRICS_PORT}]
+                        --metrics-port={METRICS_PORT}, "--bind-address=$(POD_IP)"]
               - op: replace
                 path: /spec/template/spec/containers/0/ports
                 value:
@@ -124,19 +127,40 @@ def overlay(directory: Path, images: Path) -> Path:
     return directory
 
 
-def operator_pod(api: client.ApiClient, namespace: str = OPERATOR_NAMESPACE,
-                 timeout: float = 180) -> dict[str, Any]:
-    """The operator's pod once it is Running and Ready."""
+def operator_pods(api: client.ApiClient, count: int = 1, namespace: str = OPERATOR_NAMESPACE,
+                  timeout: float = 180) -> list[dict[str, Any]]:
+    """The operator's pods that are Running and Ready, once there are at least `count`."""
     core = client.CoreV1Api(api)
 
-    def ready() -> dict[str, Any] | None:
-        for pod in core.list_namespaced_pod(namespace, label_selector=OPERATOR_SELECTOR).items:
-            conditions = {c.type: c.status for c in pod.status.conditions or []}
-            if pod.status.phase == "Running" and conditions.get("Ready") == "True":
-                return api.sanitize_for_serialization(pod)
-        return None
+    def ready() -> list[dict[str, Any]] | None:
+        pods = [api.sanitize_for_serialization(pod) for pod in core.list_namespaced_pod(
+            namespace, label_selector=OPERATOR_SELECTOR).items
+            if pod.status.phase == "Running" and not pod.metadata.deletion_timestamp
+            and {c.type: c.status for c in pod.status.conditions or []}.get("Ready") == "True"]
+        return pods if len(pods) >= count else None
 
-    return wait_for(ready, "the operator pod Running and Ready", timeout=timeout)
+    return wait_for(ready, f"{count} operator pod(s) Running and Ready", timeout=timeout)
+
+
+def operator_pod(api: client.ApiClient, namespace: str = OPERATOR_NAMESPACE,
+                 timeout: float = 180) -> dict[str, Any]:
+    """An operator pod once it is Running and Ready."""
+    return operator_pods(api, 1, namespace, timeout)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PodMetrics:
+    """An operator pod's own /metrics, at its IP (see :func:`overlay`)."""
+
+    pod: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.pod["metadata"]["name"]
+
+    def metrics(self) -> str:
+        url = f"http://{self.pod['status']['podIP']}:{METRICS_PORT}/metrics"
+        return httpx.get(url, timeout=10).raise_for_status().text
 
 
 def token_subject(token: str) -> str:

@@ -7,8 +7,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.cli.main import LEASE_NAME
-from runbook_operator.devcluster.local_operator import LocalOperator
-from tests.support.operator_metrics import counter
+from tests.support.operator_metrics import MetricsSource, counter
 
 LEASE_NAMESPACE = "runbook-system"
 #: Counters that move whenever an instance reconciles, evaluates or notifies.
@@ -26,6 +25,6 @@ def lease_holder(api: client.ApiClient) -> str | None:
     return lease.spec.holder_identity
 
 
-def work_done(operator: LocalOperator) -> dict[str, float]:
+def work_done(operator: MetricsSource) -> dict[str, float]:
     """Each work counter's total over all its series, as the instance reports it."""
     return {family: counter(operator, family, {}) for family in WORK_COUNTERS}

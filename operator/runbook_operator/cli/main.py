@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, default=8080, help="port of /healthz")
     run.add_argument("--metrics-port", type=int, default=9090, help="port of /metrics (0: off)")
     run.add_argument(
+        "--bind-address",
+        default=os.environ.get("RUNBOOK_BIND_ADDRESS", "0.0.0.0"),
+        help="address /healthz and /metrics listen on (default: every address; the pod's IP "
+        "where pods share one network namespace)",
+    )
+    run.add_argument(
         "--resync-interval",
         type=float,
         default=float(os.environ.get("RUNBOOK_RESYNC_SECONDS", "60")),

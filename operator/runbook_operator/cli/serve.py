@@ -83,7 +83,7 @@ def receiver_config(args: argparse.Namespace) -> ReceiverConfig | None:
     )
 
 
-async def serve_health(port: int) -> None:
+async def serve_health(address: str, port: int) -> None:
     """`/healthz` on every instance, leading or standing by: it answers while the process's
     event loop runs, and never depends on the API server, so an API outage does not make the
     kubelet restart the operator."""
@@ -96,7 +96,7 @@ async def serve_health(port: int) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "0.0.0.0", port).start()
+        await web.TCPSite(runner, address, port).start()
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -139,7 +139,7 @@ async def serve(args: argparse.Namespace) -> None:
         namespaces=tuple(args.namespace),
         alertmanager=receiver_config(args),
     )
-    services = [asyncio.create_task(serve_health(args.health_port))]
+    services = [asyncio.create_task(serve_health(args.bind_address, args.health_port))]
     if config.alertmanager is not None:
         services.append(asyncio.create_task(receiver_loop(kube, config.alertmanager)(log)))
     try:
@@ -160,5 +160,5 @@ def run(args: argparse.Namespace) -> None:
     if args.metrics_port:
         # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
         disable_created_metrics()
-        start_http_server(args.metrics_port)
+        start_http_server(args.metrics_port, addr=args.bind_address)
     asyncio.run(serve(args))
