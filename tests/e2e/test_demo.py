@@ -108,7 +108,9 @@ def _check_the_live_part(out: str) -> None:
               for row in _table(sample, "VERSION ")}
     assert abs(shares["v1"][1] - 80) <= 5 and abs(shares["v2"][1] - 20) <= 5, sample
     assert shares["v1"][0] + shares["v2"][0] == 1000
-    assert "runbook-demo-checkout-v1-http-80@kubernetesgateway" in sample
+    counted = dict(re.findall(r"^  Service (checkout-v[12]): (\d+)$", sample, re.MULTILINE))
+    assert set(counted) == {"checkout-v1", "checkout-v2"}, sample
+    assert all(int(n) > 0 for n in counted.values()), sample
     assert re.search(r"weights v1/v2 → 0/100: every answer from v2 \(30 in a row\) "
                      r"\d+\.\d+s after the patch", sample), sample
 

@@ -59,7 +59,7 @@ def test_prometheus_discovers_the_pods_the_gateway_and_the_kubelet(
         app = _query(prometheus, f'sum by (version) (http_requests_total{{namespace='
                                  f'"{namespace}"}})')
         gateway = _query(prometheus, f'sum(traefik_service_requests_total{{service=~'
-                                     f'"{namespace}-checkout-v1-.*"}})')
+                                     f'".+-svc-{namespace}-checkout-v1-[0-9]+@kubernetesgateway"}})')
         v1 = app.get("version=v1")
         return app if v1 and list(gateway.values()) == [v1] and "version=v2" in app else None
 

@@ -164,12 +164,14 @@ class LiveApp:
         print(f"\nlive traffic over the last {time.monotonic() - self.started:.0f}s: "
               f"{live.summary()}")
         self.started = time.monotonic()
-        counted = _query(prometheus, "sum by (service) (traefik_service_requests_total{service=~"
-                         f'"{self.namespace}-.*"}})')
+        backend = f'.+-svc-{self.namespace}-(checkout-v[0-9]+)-[0-9]+@kubernetesgateway'
+        counted = _query(prometheus, 'sum by (backend) (label_replace('
+                         f'traefik_service_requests_total{{service=~"{backend}"}}, '
+                         f'"backend", "$1", "service", "{backend}"))')
         print("the gateway's own count since it started (traefik_service_requests_total, "
-              "scraped from Traefik's pod):")
-        for sample in sorted(counted, key=lambda s: s["metric"]["service"]):
-            print(f"  {sample['metric']['service']}: {_number(sample['value'][1])}")
+              "scraped from Traefik's pod, by the route's backend Service):")
+        for sample in sorted(counted, key=lambda s: s["metric"]["backend"]):
+            print(f"  Service {sample['metric']['backend']}: {_number(sample['value'][1])}")
         self.shift_weights({"v1": 0, "v2": 100}, "v2")
         self.shift_weights({"v1": 80, "v2": 20}, "v1", consecutive=1)
 

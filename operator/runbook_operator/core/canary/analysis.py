@@ -3,11 +3,15 @@
 Queries are templated with `{{ namespace }}`, `{{ target }}`, `{{ service }}`,
 `{{ primary }}`, `{{ canary }}` (Service names) and `{{ interval }}` (the window). The
 built-in checks read the gateway's own series for the canary Service — Traefik's
-`traefik_service_requests_total` and `traefik_service_request_duration_seconds`, labelled
-`service="<namespace>-<service>-<port name>-<port>@kubernetesgateway"` — so the runbooks'
-criteria ("error rate under 1 %", "p99 under 500 ms") need no PromQL. The success rate
-counts a window with requests and no success as 0 % (not as no data: a plain ratio of sums
-drops the empty numerator), and a window without requests as no data (0/0 is NaN).
+`traefik_service_requests_total` and `traefik_service_request_duration_seconds` — so the
+runbooks' criteria ("error rate under 1 %", "p99 under 500 ms") need no PromQL. Traefik names
+a Gateway API backend in the `service` label one of two ways: up to v3.6 by the Service and
+port (`<namespace>-<service>-<port name>-<port>@kubernetesgateway`), from v3.7 by the route
+rule and backend (`httproute-<route's namespace>-<route>-gw-…-<hash>-svc-<namespace>-
+<service>-<backend index>@kubernetesgateway`); the checks match both, summed over every
+route to it. The success rate counts a window with requests and no success as 0 % (not as no
+data: a plain ratio of sums drops the empty numerator), and a window without requests as no
+data (0/0 is NaN).
 
 Verdicts: a value inside `thresholdRange` passes, outside fails; no series, or NaN, is what
 `onNoData` says; a failed query is an error. A run fails when any metric fails, is
@@ -59,13 +63,15 @@ def render(query: str, variables: dict[str, str]) -> str:
 
 
 def gateway_service(backends: Backends) -> str:
-    """Traefik's `service` label for the canary Service's port."""
-    return (f"{backends.namespace}-{backends.canary}-{backends.port_name}-{backends.port}"
-            "@kubernetesgateway")
+    """A regular expression for Traefik's `service` label of the canary Service (PromQL
+    anchors it): its port's series up to Traefik v3.6, each route backend's from v3.7."""
+    by_port = f"{backends.namespace}-{backends.canary}-{backends.port_name}-{backends.port}"
+    by_route = f".+-svc-{backends.namespace}-{backends.canary}-[0-9]+"
+    return f"({by_port}|{by_route})@kubernetesgateway"
 
 
 def builtin_query(metric: Metric, backends: Backends, window: str) -> str:
-    selector = f'service="{gateway_service(backends)}"'
+    selector = f'service=~"{gateway_service(backends)}"'
     if metric.builtin == "requestSuccessRate":
         total = f"sum(rate(traefik_service_requests_total{{{selector}}}[{window}]))"
         good = (f'(sum(rate(traefik_service_requests_total{{{selector},code!~"5.."}}'
@@ -98,7 +104,7 @@ def checks(spec: CanaryRolloutSpec, backends: Backends) -> list[Check]:
     if analysis.minimum_requests > 0:
         window = prometheus_window(analysis.interval)
         query = analysis.request_count_query or (
-            f'sum(increase(traefik_service_requests_total{{service="'
+            f'sum(increase(traefik_service_requests_total{{service=~"'
             f'{gateway_service(backends)}"}}[{{{{ interval }}}}]))')
         found.append(Check(REQUESTS, render(query, {**base, "interval": window}),
                            min=analysis.minimum_requests))

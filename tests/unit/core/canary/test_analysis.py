@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from runbook_operator.core.canary.analysis import (
     TemplateError,
     checks,
     failing,
+    gateway_service,
     judge,
     render,
     run_verdict,
@@ -19,7 +21,28 @@ from runbook_operator.integrations.routers import Backends
 from tests.support.canary_world import START, spec
 
 BACKENDS = Backends("shop", "checkout", 80, "http")
-SERVICE = 'service="shop-checkout-canary-http-80@kubernetesgateway"'
+SERVICE = ('service=~"(shop-checkout-canary-http-80|.+-svc-shop-checkout-canary-[0-9]+)'
+           '@kubernetesgateway"')
+
+
+@pytest.mark.parametrize(("label", "canary"), [
+    ("shop-checkout-canary-http-80@kubernetesgateway", True),  # Traefik up to v3.6
+    ("httproute-shop-checkout-gw-shop-gw-ep-web-0-1a2b3c4d5e-svc-shop-checkout-canary-1"
+     "@kubernetesgateway", True),  # v3.7 on: per route rule and backend
+    ("httproute-web-store-gw-web-gw-ep-web-2-ffffffffff-svc-shop-checkout-canary-0"
+     "@kubernetesgateway", True),  # a route in another namespace
+    ("shop-checkout-primary-http-80@kubernetesgateway", False),
+    ("httproute-shop-checkout-gw-shop-gw-ep-web-0-1a2b3c4d5e-svc-shop-checkout-primary-0"
+     "@kubernetesgateway", False),
+    ("httproute-shop-x-gw-shop-gw-ep-web-0-1a2b3c4d5e-svc-shop-checkout-canary-2-0"
+     "@kubernetesgateway", False),  # a Service named checkout-canary-2
+    ("httproute-shop-x-gw-shop-gw-ep-web-0-1a2b3c4d5e-svc-other-checkout-canary-0"
+     "@kubernetesgateway", False),  # the same name in another namespace
+    ("shop-checkout-canary-http-80@kubernetescrd", False),
+])
+def test_the_gateway_series_of_the_canary_service_under_either_traefik_naming(
+        label: str, canary: bool) -> None:
+    assert bool(re.fullmatch(gateway_service(BACKENDS), label)) is canary
 
 
 def test_builtins_read_the_gateways_series_for_the_canary_service() -> None:
