@@ -4,6 +4,18 @@ the others only watch the Lease, ready to take over (controller-runtime's model)
 
 Each term starts from nothing (a fresh registry, fresh schedulers, a fresh LIST of every
 kind), so what a standby would have cached cannot be stale when it takes over.
+
+A leader renews its Lease from a thread of its own, as client-go renews from a goroutine of
+its own: an event loop starved by thousands of watch events or a long synchronous section
+delays the term's work, never a renewal (when the renew loop was an asyncio task, a starved
+loop renewed late and the Lease expired under a healthy process). The thread tells the loop
+when leadership is lost (another holder, or no renewal within the renew deadline); the loop
+then ends the term. The thread also checks that the loop still runs: each renewal posts a
+callback to it, and when none has run for a whole lease duration — far beyond the seconds a
+busy loop lags — the loop is taken to be hung, and a hung leader must not keep the Lease
+forever: the thread stops renewing (it does not release the Lease: a loop that wakes up must
+find the others still waiting a lease duration from the last renewal, not already leading),
+so a standby takes over once the Lease expires, and the term ends as soon as the loop runs.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +53,11 @@ LEASE_ERRORS = (ApiException, HTTPError, OSError)
 Term = Callable[[asyncio.Event], Awaitable[None]]
 _T = TypeVar("_T")
 
-#: The Lease's requests run on a thread of their own: in the default executor, which the
-#: resync loops and handlers share, a renewal queued behind thousands of status writes
-#: missed its deadline and the leader lost its term again and again (bench/load.py,
-#: bench/alert_rules.py at 5,000 rules).
+#: The Lease's requests, and a leader's renew loop, run on a thread of their own: in the
+#: default executor, which the resync loops and handlers share, a renewal queued behind
+#: thousands of status writes missed its deadline and the leader lost its term again and
+#: again (bench/load.py, bench/alert_rules.py at 5,000 rules). One thread, so a release
+#: waits for the renew loop's last request.
 _LEASE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
 
@@ -58,6 +72,8 @@ class Elector:
         self.observed: Observed | None = None
         self.last_renewed = -float("inf")
         self.leading = False
+        self.loop_seen = -float("inf")
+        """When (monotonic) the event loop last ran a callback the renew thread posted."""
 
     async def _call(self, request: Callable[..., _T], *args: Any) -> _T:
         """One Lease request, on the Lease's own thread."""
@@ -67,9 +83,13 @@ class Elector:
     async def attempt(self, *, renewing: bool) -> bool:
         """Read the Lease and write ourselves into it if it is ours to take (`renewing`: only
         if we hold it). True when we hold it now."""
+        return await self._call(self._attempt, renewing)
+
+    def _attempt(self, renewing: bool) -> bool:
+        """`attempt`, blocking (on the Lease's thread)."""
         started = self.clock()
         try:
-            found = await self._call(self.leases.read)
+            found = self.leases.read()
             self.observed = None if found is None else observe(self.observed, *found, started)
             move = next_move(self.observed, self.identity, started)
             if move is Move.WAIT or (renewing and move is not Move.RENEW):
@@ -77,10 +97,9 @@ class Elector:
             record = claimed(None if self.observed is None else self.observed.record,
                              self.identity, round(self.timing.lease_seconds), self.wall())
             if self.observed is None:
-                version = await self._call(self.leases.create, record)
+                version = self.leases.create(record)
             else:
-                version = await self._call(self.leases.write, record,
-                                                self.observed.resource_version)
+                version = self.leases.write(record, self.observed.resource_version)
         except LEASE_ERRORS as error:
             log.debug("Lease %s/%s not written: %s", self.leases.ref.namespace,
                       self.leases.ref.name, error)
@@ -98,15 +117,31 @@ class Elector:
                  self.leases.ref.name)
 
     async def hold(self) -> None:
-        """Renew the Lease every retry period; return once leadership is lost: another
-        holder, or no renewal within the renew deadline."""
-        while True:
-            await asyncio.sleep(self.timing.retry_seconds)
-            left = self.last_renewed + self.timing.renew_deadline_seconds - self.clock()
-            try:
-                renewed = await asyncio.wait_for(self.attempt(renewing=True), max(left, 0.1))
-            except TimeoutError:
-                renewed = False
+        """Renew the Lease every retry period from the Lease's thread (see the module
+        docstring); return once leadership is lost: another holder, no renewal within the
+        renew deadline, or this event loop hung for a lease duration. Cancelled, the renew
+        loop stops after its current request."""
+        loop = asyncio.get_running_loop()
+        stopped = threading.Event()
+        try:
+            await loop.run_in_executor(_LEASE_THREAD, self._renew_until_lost, loop, stopped)
+        finally:
+            stopped.set()
+
+    def _renew_until_lost(self, loop: asyncio.AbstractEventLoop,
+                          stopped: threading.Event) -> None:
+        """`hold`'s renew loop, blocking (on the Lease's thread) until leadership is lost or
+        `stopped` is set."""
+        self.loop_seen = self.clock()
+        while not stopped.wait(self.timing.retry_seconds):
+            if not self._loop_runs(loop):
+                self.leading = False
+                log.error("the event loop has not run for %.0f s: no longer renewing the "
+                          "Lease %s/%s, a standby takes over when it expires",
+                          self.clock() - self.loop_seen, self.leases.ref.namespace,
+                          self.leases.ref.name)
+                return
+            renewed = self._attempt(renewing=True)
             holder = None if self.observed is None else self.observed.record.holder
             if not renewed and (holder != self.identity
                                 or not still_leading(self.last_renewed, self.clock(),
@@ -116,14 +151,30 @@ class Elector:
                             self.leases.ref.namespace, self.leases.ref.name, holder or "none")
                 return
 
+    def _loop_runs(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether the event loop ran a callback of ours within the last lease duration; posts
+        the next one."""
+        alive = self.clock() - self.loop_seen < self.timing.lease_seconds
+        try:
+            loop.call_soon_threadsafe(self._loop_ran)
+        except RuntimeError:  # the loop is closed
+            return False
+        return alive
+
+    def _loop_ran(self) -> None:
+        self.loop_seen = self.clock()
+
     async def release(self) -> None:
         """Leave the Lease free, so that a standby takes over at its next try."""
         self.leading = False
+        await self._call(self._release)
+
+    def _release(self) -> None:
+        """`release`, blocking (on the Lease's thread, so after the renew loop's last write)."""
         if self.observed is None or self.observed.record.holder != self.identity:
             return
         try:
-            await self._call(self.leases.write, released(self.observed.record),
-                                  self.observed.resource_version)
+            self.leases.write(released(self.observed.record), self.observed.resource_version)
         except LEASE_ERRORS as error:
             log.warning("Lease not released (it expires instead): %s", error)
             return

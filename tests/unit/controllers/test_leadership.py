@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.controllers.leadership import Elector, lead_in_terms, stop_before_expiry
 from runbook_operator.core.leadership import Record, Timing
-from runbook_operator.devcluster.waiting import wait_until
+from runbook_operator.devcluster.waiting import wait_for, wait_until
 from runbook_operator.integrations.lease import LeaseRef
 
 TIMING = Timing(lease_seconds=15, renew_deadline_seconds=10, retry_seconds=2)
@@ -217,3 +218,70 @@ def test_a_term_that_lost_its_lease_is_cut_short_when_the_lease_would_expire() -
 
     assert asyncio.run(scenario()).cancelled()
 
+
+
+async def lead_blocking_the_loop(leases: MemoryLeases, timing: Timing,
+                                 blocked: Callable[[Elector], None], breaks: list[str],
+                                 terms: list[str]) -> None:
+    """Lead in terms whose first one blocks the event loop with `blocked` (synchronous, as a
+    long CPU-bound section does), then waits to be stopped; returns once a second term ran."""
+    candidate = Elector(leases, "a", timing)  # type: ignore[arg-type]
+
+    async def term(stop: asyncio.Event) -> None:
+        terms.append(f"term {len(terms)}")
+        if len(terms) == 1:
+            await asyncio.sleep(0)  # the renew loop has started
+            blocked(candidate)
+        await stop.wait()
+        breaks.append(f"stopped with leading={candidate.leading}")
+
+    leading = asyncio.create_task(lead_in_terms(candidate, term))
+    await wait_until(lambda: len(terms) >= 2 or leading.done(), "a second term", timeout=10)
+    leading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leading
+
+
+def test_renewals_keep_their_period_while_the_event_loop_is_blocked() -> None:
+    """The renew loop runs on its own thread: a loop blocked for many retry periods (a task
+    in a synchronous wait) loses no renewal, and the term goes on."""
+    leases, breaks, terms = MemoryLeases(), [], []
+    timing = Timing(lease_seconds=30, renew_deadline_seconds=20, retry_seconds=0.02)
+    renewals: list[int] = []
+
+    def blocked(_: Elector) -> None:
+        start = leases.version
+        renewals.append(wait_for(lambda: leases.version - start >= 5 and leases.version,
+                                 "five renewals while the event loop is blocked",
+                                 timeout=10, interval=0.01))
+
+    async def scenario() -> None:
+        running = asyncio.create_task(lead_blocking_the_loop(leases, timing, blocked, breaks,
+                                                             terms))
+        await wait_until(lambda: renewals, "the loop blocked and released", timeout=15)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    asyncio.run(scenario())
+    assert terms == ["term 0"] and breaks == []
+    assert leases.record is not None and leases.record.holder == "a"
+
+
+def test_a_leader_whose_event_loop_hangs_past_a_lease_duration_gives_up_the_lease() -> None:
+    """A hung loop's leader stops renewing — it does not keep the Lease forever — without
+    releasing it; once the loop runs again its term ends, and it leads again in a new term."""
+    leases, breaks, terms = MemoryLeases(), [], []
+    timing = Timing(lease_seconds=0.5, renew_deadline_seconds=0.35, retry_seconds=0.05)
+    renewed_when_given_up: list[int] = []
+
+    def hung(candidate: Elector) -> None:
+        wait_for(lambda: not candidate.leading, "the renew thread to give up", timeout=10,
+                 interval=0.01)
+        renewed_when_given_up.append(leases.version)
+
+    asyncio.run(lead_blocking_the_loop(leases, timing, hung, breaks, terms))
+    assert breaks[0] == "stopped with leading=False"
+    assert terms == ["term 0", "term 1"]
+    assert leases.record is not None and leases.record.holder == "a"
+    assert renewed_when_given_up[0] >= 2  # it renewed while the loop ran, then stopped

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,13 +31,17 @@ from runbook_operator.api.canaryrollout import (
     CanaryRolloutStatus,
     Measurement,
 )
-from runbook_operator.api.common import API_VERSION
+from runbook_operator.api.common import API_VERSION, NotificationRecord
 from runbook_operator.api.incident import Incident
 from runbook_operator.controllers.canary import metrics
 from runbook_operator.controllers.canary.gates import call as call_gates
 from runbook_operator.controllers.canary.workloads import HPA_API, Observed, make_so
 from runbook_operator.controllers.common import status_patch
-from runbook_operator.controllers.errors import validation_message
+from runbook_operator.controllers.errors import (
+    TRANSIENT_API_ERRORS,
+    transient_error_message,
+    validation_message,
+)
 from runbook_operator.controllers.incident_sources import apply_reports
 from runbook_operator.controllers.notify import notify
 from runbook_operator.core.canary import backup, gates, incidents, messages
@@ -202,18 +207,64 @@ def rollout_status_patch(old: CanaryRolloutStatus,
 
 
 def write_status(kube: Kube, body: Mapping[str, Any], old: CanaryRolloutStatus,
-           new: CanaryRolloutStatus) -> Mapping[str, Any] | None:
+                 new: CanaryRolloutStatus,
+                 pause: Callable[[float], None] = time.sleep) -> Mapping[str, Any] | None:
     """The status write, guarded by the resourceVersion decided from; a conflict means
-    someone wrote meanwhile: the fresh copy is returned and the tick is done again."""
+    someone wrote meanwhile: the fresh copy is returned and the tick is done again. The
+    notifications this tick sent are recorded on that fresh copy first (`record_sent`), and
+    so they are when the write failed otherwise: the next tick would send them again."""
     patch = rollout_status_patch(old, new)
     meta = body["metadata"]
     if patch is None:
         return body
+    sent = messages.sent_between(old, new)
     try:
         return kube.patch_status(API_VERSION, KIND, meta["name"], meta["namespace"], patch,
                                  meta["resourceVersion"])
     except StatusConflict:
-        return kube.get(API_VERSION, KIND, meta["name"], meta["namespace"])
+        if not sent:
+            return kube.get(API_VERSION, KIND, meta["name"], meta["namespace"])
+    except TRANSIENT_API_ERRORS as error:
+        if not sent:
+            raise
+        log.warning("CanaryRollout %s/%s: status not written (%s); recording the %d "
+                    "notification(s) sent", meta["namespace"], meta["name"],
+                    transient_error_message(error), len(sent))
+    return record_sent(kube, body, sent, pause)
+
+
+#: Pauses before each further attempt of `record_sent` when the API server fails (restarting,
+#: a 5xx): a few seconds in all, in the tick's worker thread.
+RECORD_RETRY_SECONDS = (0.5, 1.0, 2.0)
+
+
+def record_sent(kube: Kube, body: Mapping[str, Any], sent: list[NotificationRecord],
+                pause: Callable[[float], None]) -> Mapping[str, Any] | None:
+    """Write the records of deliveries `sent` onto the rollout's fresh status (read, merge
+    with `messages.kept`, write guarded by its resourceVersion; a bounded number of times),
+    unless the rollout was replaced by another object of its name. The fresh copy written or
+    read; None when the rollout is gone."""
+    meta = body["metadata"]
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        if current["metadata"].get("uid") != meta.get("uid"):
+            return None
+        fresh = CanaryRolloutStatus.model_validate(current.get("status") or {})
+        return rollout_status_patch(fresh, messages.kept(fresh, sent))
+
+    delays = iter(RECORD_RETRY_SECONDS)
+    while True:
+        try:
+            return kube.update_status(API_VERSION, KIND, meta["name"], meta["namespace"],
+                                      change)
+        except TRANSIENT_API_ERRORS as error:
+            delay = next(delays, None)
+            if delay is None:
+                log.error("CanaryRollout %s/%s: %d notification(s) sent but not recorded (%s);"
+                          " the next tick may send them again", meta["namespace"], meta["name"],
+                          len(sent), transient_error_message(error))
+                raise
+            pause(delay)
 
 
 def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> Outcome:

@@ -1,7 +1,8 @@
 """What a CanaryRollout tells its NotificationChannels, once per revision and event: due
 notifications derive from status (a rollback of revision R, a promotion of R), less those
 already recorded in status.notifications, so a restarted operator neither repeats nor loses
-one."""
+one. Records of deliveries whose status write failed are carried onto the fresh status
+(`sent_between`, `kept`), so a conflicting write neither loses nor repeats one either."""
 
 from __future__ import annotations
 
@@ -100,5 +101,26 @@ def record(status: CanaryRolloutStatus, namespace: str, name: str, event: Notifi
     subject and event (newest first, capped)."""
     about = subject(namespace, name, status.revision or "")
     entries = [r.model_copy(update={"fingerprint": about, "event": event}) for r in outcomes]
-    merged = sorted(entries + status.notifications, key=lambda r: r.time, reverse=True)
+    return _logged(status, entries)
+
+
+def _logged(status: CanaryRolloutStatus,
+            entries: Sequence[NotificationRecord]) -> CanaryRolloutStatus:
+    merged = sorted([*entries, *status.notifications], key=lambda r: r.time, reverse=True)
     return status.model_copy(update={"notifications": merged[:NOTIFICATION_LOG_LIMIT]})
+
+
+def sent_between(old: CanaryRolloutStatus,
+                 new: CanaryRolloutStatus) -> list[NotificationRecord]:
+    """The delivery records `new` holds that `old` did not: what a tick sent."""
+    before = [r.to_wire() for r in old.notifications]
+    return [r for r in new.notifications if r.to_wire() not in before]
+
+
+def kept(fresh: CanaryRolloutStatus, sent: Sequence[NotificationRecord]) -> CanaryRolloutStatus:
+    """`fresh` (the status someone else wrote meanwhile) with the deliveries `sent` that it
+    does not hold yet: they happened, whatever the rollout's revision is now; a record an
+    earlier, seemingly failed write did store is not added twice."""
+    held = [r.to_wire() for r in fresh.notifications]
+    missing = [r for r in sent if r.to_wire() not in held]
+    return _logged(fresh, missing) if missing else fresh

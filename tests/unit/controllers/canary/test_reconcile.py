@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from prometheus_client import REGISTRY
 
 from runbook_operator.api.canaryrollout import (
@@ -15,7 +16,7 @@ from runbook_operator.api.canaryrollout import (
     Rollback,
     RouterStatus,
 )
-from runbook_operator.api.common import API_VERSION
+from runbook_operator.api.common import API_VERSION, NotificationRecord
 from runbook_operator.controllers.canary import metrics
 from runbook_operator.controllers.canary.reconcile import (
     Compiled,
@@ -25,9 +26,11 @@ from runbook_operator.controllers.canary.reconcile import (
     prepare,
     request_backup,
     rollout_status_patch,
+    write_status,
 )
+from runbook_operator.core.canary import messages
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
-from tests.support.canary_world import START
+from tests.support.canary_world import START, spec
 from tests.support.fakes import FakeCluster
 
 SPEC = {"targetRef": {"name": "checkout"}, "service": {"port": 80},
@@ -132,3 +135,120 @@ def test_a_router_answer_is_patched_whole_so_a_cleared_confirmation_is_cleared()
     assert rollout_status_patch(old, old) is None
     assert rollout_status_patch(old, CanaryRolloutStatus(phase="Failed", router=confirmed)) \
         == {"phase": "Failed"}
+
+
+PROGRESSING = CanaryRolloutStatus(phase="Progressing")
+NOTIFIED = spec(notifications={"channels": ["oncall"], "events": ["RolledBack"]})
+ROLLED_BACK = CanaryRolloutStatus(
+    phase="Failed", revision="r2", rollout_started_at=START,
+    rollback=Rollback(reason="FailureLimit", started_at=START, completed_at=START))
+
+
+def stored_rollout(status: CanaryRolloutStatus, uid: str = "uid-1") -> dict:
+    return {"apiVersion": API_VERSION, "kind": "CanaryRollout",
+            "metadata": {"name": "checkout", "namespace": "shop", "uid": uid},
+            "spec": SPEC, "status": status.to_wire()}
+
+
+def notified(old: CanaryRolloutStatus) -> CanaryRolloutStatus:
+    """`old` after the tick told the channel of the rollback."""
+    delivered = NotificationRecord(time=START, channel="oncall", fingerprint="x", event="y",
+                                   severity="critical", result="delivered")
+    return messages.record(old, "shop", "checkout", "RolledBack", [delivered])
+
+
+def still_due(found: dict) -> list[str]:
+    status = CanaryRolloutStatus.model_validate(found.get("status") or {})
+    return [d.event for d in messages.due(NOTIFIED, "checkout", "shop", status, START)]
+
+
+def annotated_meanwhile(cluster: FakeCluster) -> None:
+    """A person (or kopf, or a GitOps tool) annotates the rollout: its resourceVersion moves
+    on and the tick's write answers 409 once."""
+    stored = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    stored["metadata"]["annotations"] = {"note": "deploying on Friday"}
+    cluster.put(stored)
+
+
+def test_a_notification_sent_before_a_conflicting_write_is_recorded_not_sent_again() -> None:
+    cluster = FakeCluster(stored_rollout(PROGRESSING.model_copy(update={"revision": "r2"})))
+    body = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    old = CanaryRolloutStatus.model_validate(body["status"])
+    new = notified(ROLLED_BACK)
+    assert still_due({"status": ROLLED_BACK.to_wire()}) == ["RolledBack"]
+    annotated_meanwhile(cluster)
+    written = write_status(cluster, body, old, new)  # type: ignore[arg-type]
+    stored = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    assert written == stored and stored["status"]["phase"] == "Progressing"
+    assert [r["channel"] for r in stored["status"]["notifications"]] == ["oncall"]
+    assert still_due({"status": {**stored["status"], **ROLLED_BACK.to_wire(),
+                                 "notifications": stored["status"]["notifications"]}}) == []
+
+
+def test_a_conflict_without_notifications_only_reads_the_fresh_copy() -> None:
+    cluster = FakeCluster(stored_rollout(PROGRESSING))
+    body = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    annotated_meanwhile(cluster)
+    cluster.requests.clear()
+    written = write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
+                           ROLLED_BACK)
+    assert cluster.requests == ["patch CanaryRollout/checkout", "get CanaryRollout/checkout"]
+    assert written["status"]["phase"] == "Progressing"
+
+
+def test_records_are_not_written_onto_another_rollout_of_the_same_name() -> None:
+    cluster = FakeCluster(stored_rollout(PROGRESSING))
+    body = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    cluster.put(stored_rollout(CanaryRolloutStatus(), uid="uid-2"))
+    write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
+                 notified(ROLLED_BACK))
+    stored = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    assert stored["metadata"]["uid"] == "uid-2"
+    assert not stored["status"].get("notifications")
+
+
+def unavailable() -> DynamicApiError:
+    return DynamicApiError(ApiException(status=503, reason="Service Unavailable"))
+
+
+class LostAnswers(FakeCluster):
+    """An API server whose status writes land but whose answers are lost (a 503 from a
+    restarting server or proxy), `lost` times in all."""
+
+    def __init__(self, *bodies: dict, lost: int) -> None:
+        super().__init__(*bodies)
+        self.lost = lost
+
+    def _status_write(self, kind, name, namespace, patch):
+        written = super()._status_write(kind, name, namespace, patch)
+        if self.lost:
+            self.lost -= 1
+            raise unavailable()
+        return written
+
+
+def test_a_write_that_landed_although_it_failed_is_not_recorded_twice() -> None:
+    cluster = LostAnswers(stored_rollout(PROGRESSING), lost=1)
+    body = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+    pauses: list[float] = []
+    written = write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
+                           notified(ROLLED_BACK), pauses.append)
+    assert pauses == [] and cluster.lost == 0
+    assert [r["channel"] for r in written["status"]["notifications"]] == ["oncall"]
+    assert still_due(written) == []
+
+
+def test_records_that_cannot_be_written_after_a_few_attempts_fail_the_tick() -> None:
+    cluster = LostAnswers(stored_rollout(PROGRESSING), lost=0)
+    body = cluster.get(API_VERSION, "CanaryRollout", "checkout", "shop")
+
+    def down(*args: object) -> None:
+        raise unavailable()
+
+    cluster.patch_status = down  # type: ignore[method-assign]
+    cluster.update_status = down  # type: ignore[method-assign]
+    pauses: list[float] = []
+    with pytest.raises(DynamicApiError):
+        write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
+                     notified(ROLLED_BACK), pauses.append)
+    assert pauses == [0.5, 1.0, 2.0]

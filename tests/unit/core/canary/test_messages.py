@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from runbook_operator.api.canaryrollout import CanaryRolloutStatus, Measurement, Rollback
 from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.canary import messages
@@ -54,3 +57,54 @@ def test_only_the_events_asked_for_and_nothing_without_channels() -> None:
 def test_initialization_is_not_news() -> None:
     status = CanaryRolloutStatus(phase="Initialized", revision="r1")
     assert messages.due(NOTIFIED, "checkout", "shop", status, START) == []
+
+
+def delivery(seconds: int, channel: str = "oncall") -> NotificationRecord:
+    return NotificationRecord(time=START + timedelta(seconds=seconds), channel=channel,
+                              fingerprint="shop/checkout@r2", event="RolledBack",
+                              severity="critical", result="delivered")
+
+
+def test_what_a_tick_sent_is_what_its_status_holds_beyond_the_old_one() -> None:
+    old = CanaryRolloutStatus(notifications=[delivery(-5)])
+    new = messages.record(old, "shop", "checkout", "RolledBack", [delivery(1), delivery(1, "team")])
+    assert [(r.channel, r.time) for r in messages.sent_between(old, new)] == [
+        ("oncall", START + timedelta(seconds=1)), ("team", START + timedelta(seconds=1))]
+    assert messages.sent_between(new, new) == []
+
+
+def test_sent_records_are_kept_on_a_fresh_status_of_another_revision() -> None:
+    fresh = CanaryRolloutStatus(phase="Progressing", revision="r3",
+                                notifications=[delivery(-5)])
+    sent = [delivery(1)]
+    merged = messages.kept(fresh, sent)
+    assert merged.revision == "r3" and merged.phase == "Progressing"
+    assert merged.notifications == [delivery(1), delivery(-5)]
+    assert messages.kept(merged, sent) is merged
+
+
+@settings(max_examples=80, deadline=None)
+@given(prior=st.integers(0, 8), count=st.integers(1, 4), landed=st.booleans(),
+       revision=st.sampled_from(["r2", "r3"]), failed=st.lists(st.booleans(), max_size=4))
+def test_records_are_never_lost_or_doubled_whatever_the_interleaving(
+        prior: int, count: int, landed: bool, revision: str, failed: list[bool]) -> None:
+    """A tick sends `count` notifications; its status write conflicts (someone changed the
+    rollout, maybe its revision) or fails although it `landed`; the records are then kept
+    on the fresh copy, by attempts that fail first — each after its write landed or not."""
+    old = CanaryRolloutStatus(phase="Failed", revision="r2",
+                              notifications=[delivery(-i - 1) for i in range(prior)])
+    new = messages.record(old, "shop", "checkout", "RolledBack",
+                          [delivery(i, f"channel-{i}") for i in range(count)])
+    sent = messages.sent_between(old, new)
+    stored = old.model_copy(update={"revision": revision, "phase": "Progressing"})
+    if landed:
+        stored = stored.model_copy(update={"notifications": new.notifications})
+    for lands in failed:
+        attempt = messages.kept(stored, sent)
+        stored = attempt if lands else stored
+    stored = messages.kept(stored, sent)
+    wire = [r.to_wire() for r in stored.notifications]
+    assert len(sent) == count
+    assert all(wire.count(r.to_wire()) == 1 for r in sent)
+    assert all(r.to_wire() in wire for r in old.notifications)
+    assert stored.revision == revision
