@@ -334,6 +334,7 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
                   if written is not None else None)
     except RouterError as error:
         return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
+    observed = replace(observed, route=answer)
     world = World(target=target, primary=workload(observed.primary, "annotation"),
                   router=answer, autoscaler=autoscaler(observed.target_hpa))
     now = datetime.now(UTC)
