@@ -565,7 +565,8 @@ class RouterStatus(ApiModel):
     weight: int = Field(ge=0, le=100, description="The canary weight last written.")
     verified: Verified = Field(description="Yes, No, or Unknown (cannot tell yet).")
     message: str = Field(default="", max_length=1024, description="What the router said.")
-    time: datetime = Field(description="When it was asked.")
+    time: datetime = Field(description="When the router first gave this answer (kept while "
+                           "it answers the same).")
     confirmed_at: datetime | None = Field(
         default=None, description="When the router first read back this weight (after a "
         "rollback: when traffic moved back to the primary); absent while it does not.")

@@ -100,7 +100,9 @@ from runbook_operator.devcluster.waiting import free_ports
 log = logging.getLogger(__name__)
 
 NODE_NAME = "kwok-node-0"
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+#: Room for 65,534 Services: envtest's /24 (254) ran out at 127 CanaryRollouts (two Services
+#: each) in bench/canary.py, which then could not initialize the rest.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 #: On the Node: the port of the runtime's cAdvisor metrics (on the node's InternalIP).
 RUNTIME_METRICS_PORT_ANNOTATION = "devcluster.runbook.dev/runtime-metrics-port"
 #: kwok's Logs CRD, copied beside the binaries by hack/build-control-plane.sh.

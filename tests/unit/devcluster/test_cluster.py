@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from runbook_operator.devcluster.cluster import build_scripts, kwok_stages
+import ipaddress
+
+from runbook_operator.devcluster.cluster import (
+    SERVICE_CLUSTER_IP_RANGE,
+    build_scripts,
+    kwok_stages,
+)
 from runbook_operator.devcluster.runtime.images import kwok_exclusion
 
 
@@ -19,3 +25,9 @@ def test_every_build_a_cluster_uses_runs_before_entering_the_namespace() -> None
                                                  "build-prometheus.sh", "build-minio.sh",
                                                  "build-istio-crds.sh"]
     assert all(p.is_file() for p in build_scripts())
+
+
+def test_the_service_range_holds_the_services_of_the_benchmarks() -> None:
+    """bench/canary.py's 200 CanaryRollouts have two Services each; a /24 ran out at 127."""
+    room = ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE).num_addresses - 2
+    assert room >= 2 * 200 + 100

@@ -2,12 +2,13 @@
 run is due, decide (`core.canary.machine`), make the effects so, tell the channels, open the
 Incident of a rollback, write status.
 
-Rollouts run on the shared scheduler: a rollout in flight is looked at every second (or when
-its next analysis, pause end or deadline is due), a steady one every few seconds, which is
-how a pod-template change on the target is noticed (the operator does not watch every
-Deployment of the cluster). Status is written with the resourceVersion the decision was made
-from; when the object moved on meanwhile the tick is simply done again from a fresh copy —
-every effect is idempotent and every notification is deduplicated through status.
+Rollouts run on the shared scheduler, looked at again when `core.canary.pacing` says: one in
+flight every second (or when its next analysis, pause end or deadline is due), a resting one
+once per analysis interval (30 s at most), which is how a pod-template change on the target
+is noticed (the operator does not watch every Deployment of the cluster). Status is written
+with the resourceVersion the decision was made from; when the object moved on meanwhile the
+tick is simply done again from a fresh copy — every effect is idempotent and every
+notification is deduplicated through status.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from runbook_operator.controllers.notify import notify
 from runbook_operator.core.canary import backup, gates, incidents, messages
 from runbook_operator.core.canary.analysis import Answer, Check, TemplateError, checks, judge
 from runbook_operator.core.canary.machine import (
-    Decision,
     NewCommand,
     World,
     analysis_due,
@@ -59,6 +59,7 @@ from runbook_operator.core.canary.objects import (
     primary_name,
     workload,
 )
+from runbook_operator.core.canary.pacing import IN_FLIGHT, next_look
 from runbook_operator.core.canary.status import stalled, with_conditions
 from runbook_operator.core.incident.sources import incident_name
 from runbook_operator.core.canary.steps import Step, compile_steps
@@ -76,12 +77,8 @@ KIND = CanaryRollout.info.kind
 INCIDENT_KIND = Incident.info.kind
 POLICY_KIND = BackupPolicy.info.kind
 log = logging.getLogger(__name__)
-#: How often a rollout that waits for nothing but a target change is looked at.
+#: How often a stalled rollout, or a deleted one being reverted, is looked at.
 STEADY = timedelta(seconds=5)
-#: How often one in flight is (pods, the router and people can change anything).
-IN_FLIGHT = timedelta(seconds=1)
-#: The longest a waiting rollout goes unlooked at (a new revision is noticed within it).
-LONGEST_WAIT = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -278,18 +275,6 @@ def stall(kube: Kube, body: Mapping[str, Any], reason: str, message: str) -> Out
     return Outcome(written, STEADY)
 
 
-def _next_in(decision: Decision, now: datetime) -> timedelta:
-    status = decision.status
-    steady = status.phase in ("Initialized", "Succeeded") or (
-        status.phase == "Failed" and status.rollback is not None
-        and status.rollback.completed_at is not None)
-    if steady:
-        return STEADY
-    if decision.wake_at is None:
-        return IN_FLIGHT
-    return max(min(decision.wake_at - now, LONGEST_WAIT), timedelta(0))
-
-
 def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Observed,
            status: CanaryRolloutStatus, run: list[Measurement] | None,
            commands: list[NewCommand], world: World, now: datetime) -> Outcome:
@@ -328,7 +313,7 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
         and new.rollback.completed_at is None else None
     metrics.count(namespace, name, run or [], started)
     metrics.publish(namespace, name, new)
-    return Outcome(written, _next_in(decision, now))
+    return Outcome(written, next_look(compiled.spec, new, decision.wake_at, now))
 
 
 def request_backup(kube: Kube, spec: CanaryRolloutSpec, namespace: str, token: str) -> bool:
@@ -400,6 +385,7 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
                   if written is not None else None)
     except RouterError as error:
         return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
+    observed = replace(observed, route=answer)
     world = World(target=target, primary=workload(observed.primary, "annotation"),
                   router=answer, autoscaler=autoscaler(observed.target_hpa))
     now = datetime.now(UTC)

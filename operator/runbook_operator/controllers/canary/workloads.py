@@ -26,7 +26,7 @@ from runbook_operator.core.canary.objects import (
 )
 from runbook_operator.core.canary.status import confirmed_at
 from runbook_operator.integrations.kubernetes import Kube
-from runbook_operator.integrations.routers import Backends, Owner, Router
+from runbook_operator.integrations.routers import Backends, Owner, Router, Verification
 
 HPA_API = "autoscaling/v2"
 
@@ -38,6 +38,8 @@ class Observed:
     target: dict[str, Any]
     primary: dict[str, Any] | None
     target_hpa: dict[str, Any] | None
+    route: Verification | None = None
+    """The router's answer about the weight last written, when it was asked."""
 
 
 def scale(kube: Kube, name: str, namespace: str, replicas: int) -> None:
@@ -68,19 +70,29 @@ def _autoscaler(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, owner: 
         kube.apply(wanted)
 
 
-def _route(router: Router, weight: int, previous: RouterStatus | None,
-           now: datetime) -> RouterStatus:
+def _route(router: Router, weight: int, previous: RouterStatus | None, now: datetime,
+           known: Verification | None) -> RouterStatus:
     """Write `weight` unless the router already carries it, and read it back (the time of a
-    first confirmation is the read-back's, not the tick's)."""
-    answer = router.verify(weight)
+    first confirmation is the read-back's, not the tick's). `known`, the tick's own read,
+    is not read again when it confirmed `weight`. The answer's time is kept while the router
+    answers the same, so a rollout at rest writes no status."""
+    if known is not None and known.verified == "Yes" and known.weight == weight:
+        answer = known
+    else:
+        answer = router.verify(weight)
     if answer.verified == "No":
         router.reconcile()
         router.set_weight(weight)
         answer = router.verify(weight)
         previous = None  # written anew: an earlier confirmation no longer holds
-    return RouterStatus(weight=weight, verified=answer.verified, message=answer.message[:1024],
-                        time=now, confirmed_at=confirmed_at(previous, weight, answer.verified,
-                                                            datetime.now(UTC)))
+    message = answer.message[:1024]
+    asked = now
+    if previous is not None and (previous.weight, previous.verified, previous.message) == (
+            weight, answer.verified, message):
+        asked = previous.time
+    return RouterStatus(weight=weight, verified=answer.verified, message=message, time=asked,
+                        confirmed_at=confirmed_at(previous, weight, answer.verified,
+                                                  datetime.now(UTC)))
 
 
 def make_so(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, effects: Effects,
@@ -103,7 +115,7 @@ def make_so(kube: Kube, spec: CanaryRolloutSpec, observed: Observed, effects: Ef
     answered = None
     if effects.weight is not None:
         _ensure_services(kube, spec, observed, backends, owner)
-        answered = _route(router, effects.weight, previous, now)
+        answered = _route(router, effects.weight, previous, now, observed.route)
     replicas = int(target["spec"].get("replicas", 1))
     if effects.canary == "zero" and replicas != 0:
         scale(kube, spec.target_ref.name, namespace, 0)

@@ -1,0 +1,58 @@
+"""When a CanaryRollout is looked at next: a pure function of its spec, the status a tick
+leaves and the decision's wake-up time.
+
+A rollout with something in flight (a weight not yet confirmed, pods starting, a step whose
+time comes) is looked at within seconds. One that waits for nothing but a new revision of its
+target or a person — Initialized, Succeeded, Failed once rolled back, or Paused until
+promoted, with the router confirmed at its weight — *rests*: it is looked at once per
+analysis interval (as Flagger checks a canary), between `REST_SHORTEST` and `REST_LONGEST`.
+Its own watch events (a spec change, a command annotation) wake it at once; a pod-template
+change of the target, which the operator does not watch, starts a rollout within one rest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from runbook_operator.api.canaryrollout import CanaryRolloutSpec, CanaryRolloutStatus
+from runbook_operator.api.common import parse_duration
+
+#: How often a rollout with something in flight and no time to wait for is looked at.
+IN_FLIGHT = timedelta(seconds=1)
+#: The longest a rollout in flight, or a steady one whose router is not confirmed, goes
+#: unlooked at (pods, the router and people can change anything).
+LONGEST_WAIT = timedelta(seconds=5)
+#: Bounds of a resting rollout's period (its analysis interval, clamped): the longest a
+#: target's new template waits before its rollout starts is `REST_LONGEST`.
+REST_SHORTEST = timedelta(seconds=5)
+REST_LONGEST = timedelta(seconds=30)
+
+
+def rest_period(spec: CanaryRolloutSpec) -> timedelta:
+    """How often a resting rollout is looked at: its analysis interval, clamped."""
+    interval = parse_duration(spec.analysis.interval)
+    return min(max(interval, REST_SHORTEST), REST_LONGEST)
+
+
+def confirmed(status: CanaryRolloutStatus) -> bool:
+    """Whether the router last confirmed the weight the status carries."""
+    router = status.router
+    return router is not None and router.verified == "Yes" and router.weight == status.weight
+
+
+def steady(status: CanaryRolloutStatus) -> bool:
+    """Waiting for nothing but a new revision of the target (or a command)."""
+    rolled_back = status.phase == "Failed" and status.rollback is not None \
+        and status.rollback.completed_at is not None
+    return status.phase in ("Initialized", "Succeeded", "Paused") or rolled_back
+
+
+def next_look(spec: CanaryRolloutSpec, status: CanaryRolloutStatus,
+              wake_at: datetime | None, now: datetime) -> timedelta:
+    """How long until the rollout is looked at again, after a tick that left `status` and
+    asked to be woken at `wake_at` (None: soon, something is in flight)."""
+    if steady(status):
+        return rest_period(spec) if confirmed(status) else LONGEST_WAIT
+    if wake_at is None:
+        return IN_FLIGHT
+    return max(min(wake_at - now, LONGEST_WAIT), timedelta(0))
