@@ -9,10 +9,10 @@ one `contamination` implies on the training data. A forest cannot rank points be
 range it was trained on (they land in the same leaves as the most extreme training points, so
 a spike scores no higher than an ordinary peak), so a point outside the training envelope
 scores at least `1 - 0.5 * exp(-d)`, d being how far outside it is in robust standard
-deviations: 0.5 at the edge, above 0.8 one deviation beyond it. Features are centred and scaled robustly
-(median, IQR) with a floor on the scale, and features that barely varied in training get
-seeded jitter of that floor's size: a forest cannot split a constant column, and without the
-jitter a flat series could never flag a spike.
+deviations: 0.5 at the edge, above 0.8 one deviation beyond it. Features are centred and
+scaled robustly (median, IQR) with a floor on the scale, and features that barely varied in
+training get seeded jitter of that floor's size: a forest cannot split a constant column, and
+without the jitter a flat series could never flag a spike.
 """
 
 from __future__ import annotations
