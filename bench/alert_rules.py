@@ -991,8 +991,7 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
 
     cluster = stack.enter_context(LocalCluster())
     cluster.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
+    cluster.wait_established("crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
     cluster.kubectl("create", "namespace", NAMESPACE)
     kubeconfig = cluster.service_account_kubeconfig(
         OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, tmp / "operator.kubeconfig")

@@ -627,8 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-canary-")))
             cluster = stack.enter_context(LocalCluster(workdir=tmp / "cluster"))
             cluster.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
-            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                            "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
+            cluster.wait_established("crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
             gateway.install(cluster)
             prometheus = discovery.discovering_prometheus(cluster, tmp)
             prometheus.start()

@@ -632,8 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             prometheus = stack.enter_context(PrometheusServer([]))
             cluster = stack.enter_context(LocalCluster(workdir=tmp / "cluster"))
             cluster.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
-            cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                            "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
+            cluster.wait_established("crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
             kubeconfig = cluster.service_account_kubeconfig(
                 OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, tmp / "operator.kubeconfig")
             api = Api(cluster.admin_kubeconfig)

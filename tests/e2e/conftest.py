@@ -63,10 +63,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
     operator wrote during the session (tests/support/secret_hygiene.py)."""
     with LocalCluster(workdir=tmp_path_factory.mktemp("cluster")) as local:
         local.kubectl("apply", "--server-side", "-k", str(REPO / "hack" / "local-install"))
-        local.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s",
-            "crd", "-l", "app.kubernetes.io/part-of=runbook-operator",
-        )
+        local.wait_established("crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
         local.kubectl("api-resources")  # refreshes kubectl's discovery cache (categories)
         recorder = secret_hygiene.Recorder(
             config.new_client_from_config(config_file=str(local.admin_kubeconfig)))

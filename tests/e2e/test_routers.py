@@ -52,8 +52,7 @@ def istio_crd(cluster: LocalCluster) -> None:
     entered its network namespace: hack/build-istio-crds.sh)."""
     crd = run_build("build-istio-crds.sh", (ISTIO_CRD,)) / ISTIO_CRD
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/virtualservices.networking.istio.io")
+    cluster.wait_established("crd/virtualservices.networking.istio.io")
 
 
 def _router(api: client.ApiClient, kube: Kube, namespace: str,

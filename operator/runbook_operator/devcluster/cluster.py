@@ -95,7 +95,7 @@ from runbook_operator.devcluster import network
 from runbook_operator.devcluster.certs import PKI, generate_pki
 from runbook_operator.devcluster.network import PodNetwork
 from runbook_operator.devcluster.runtime.images import kwok_exclusion
-from runbook_operator.devcluster.waiting import free_ports
+from runbook_operator.devcluster.waiting import free_ports, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -616,6 +616,21 @@ class LocalCluster:
         return self.logs_dir / f"{component}.log"
 
     # -- clients --------------------------------------------------------------------------------
+
+    def wait_established(self, *selection: str, timeout: float = 60) -> None:
+        """Until every CRD that `selection` (kubectl get's arguments) names is Established.
+        (`kubectl wait --for=condition=Established` fails at once, instead of waiting, when a
+        CRD it is asked about has no status yet, as right after a server-side apply.)"""
+
+        def established() -> bool:
+            body = json.loads(self.kubectl("get", *selection, "-o", "json").stdout)
+            crds = body["items"] if body.get("kind") == "List" else [body]
+            return bool(crds) and all(
+                any(c.get("type") == "Established" and c.get("status") == "True"
+                    for c in (crd.get("status") or {}).get("conditions") or [])
+                for crd in crds)
+
+        wait_for(established, f"CRDs {' '.join(selection)} Established", timeout=timeout)
 
     def kubectl(
         self,

@@ -194,8 +194,7 @@ class Demo:
         self.say("installing CRDs, namespace, ServiceAccount and least-privilege RBAC "
                  "(manifests/)")
         print(self.kubectl("apply", "--server-side", "-k", str(repo / "hack" / "local-install")))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                     "crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
+        self.cluster.wait_established("crd", "-l", "app.kubernetes.io/part-of=runbook-operator")
         self.kubectl("api-resources")
 
     def create_namespace(self) -> None:

@@ -149,8 +149,7 @@ def install(cluster: LocalCluster, timeout: float = 180) -> str:
     cluster.kubectl("apply", "--server-side", "-f", str(crds))
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(crds.read_text())
              if d and d["kind"] == "CustomResourceDefinition"]
-    cluster.kubectl("wait", "--for=condition=Established", wait,
-                    *(f"crd/{n}" for n in names))
+    cluster.wait_established(*(f"crd/{n}" for n in names), timeout=timeout)
     objects = {"apiVersion": "v1", "kind": "List", "items": traefik_objects(
         traefik_version(cluster))}
     cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(objects))
