@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runbook_operator.core.canary.analysis import GATEWAY_PROVIDER, route_backend
 from runbook_operator.demoapp import traffic
 from runbook_operator.devcluster import discovery
 from runbook_operator.devcluster.cluster import LocalCluster
@@ -58,8 +59,9 @@ def test_prometheus_discovers_the_pods_the_gateway_and_the_kubelet(
     def agree() -> dict[str, float] | None:
         app = _query(prometheus, f'sum by (version) (http_requests_total{{namespace='
                                  f'"{namespace}"}})')
+        v1_backend = route_backend(namespace, "checkout-v1") + GATEWAY_PROVIDER
         gateway = _query(prometheus, f'sum(traefik_service_requests_total{{service=~'
-                                     f'".+-svc-{namespace}-checkout-v1-[0-9]+@kubernetesgateway"}})')
+                                     f'"{v1_backend}"}})')
         v1 = app.get("version=v1")
         return app if v1 and list(gateway.values()) == [v1] and "version=v2" in app else None
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from runbook_operator.core.canary.analysis import GATEWAY_PROVIDER, route_backend
 from runbook_operator.demoapp import traffic
 from runbook_operator.devcluster import gateway
 from runbook_operator.devcluster.cluster import LocalCluster
@@ -164,7 +165,7 @@ class LiveApp:
         print(f"\nlive traffic over the last {time.monotonic() - self.started:.0f}s: "
               f"{live.summary()}")
         self.started = time.monotonic()
-        backend = f'.+-svc-{self.namespace}-(checkout-v[0-9]+)-[0-9]+@kubernetesgateway'
+        backend = route_backend(self.namespace, "(checkout-v[0-9]+)") + GATEWAY_PROVIDER
         counted = _query(prometheus, 'sum by (backend) (label_replace('
                          f'traefik_service_requests_total{{service=~"{backend}"}}, '
                          f'"backend", "$1", "service", "{backend}"))')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -230,7 +231,8 @@ async def lead_blocking_the_loop(leases: MemoryLeases, timing: Timing,
     async def term(stop: asyncio.Event) -> None:
         terms.append(f"term {len(terms)}")
         if len(terms) == 1:
-            await asyncio.sleep(0)  # the renew loop has started
+            await wait_until(lambda: candidate.loop_seen > -math.inf,
+                             "the renew loop to start", timeout=10)
             blocked(candidate)
         await stop.wait()
         breaks.append(f"stopped with leading={candidate.leading}")

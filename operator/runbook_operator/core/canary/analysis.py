@@ -62,12 +62,23 @@ def render(query: str, variables: dict[str, str]) -> str:
     return _VARIABLE.sub(value, query)
 
 
+#: The provider part of Traefik's `service` label for Gateway API backends.
+GATEWAY_PROVIDER = "@kubernetesgateway"
+
+
+def route_backend(namespace: str, service: str) -> str:
+    """A regular expression for the name in Traefik's (v3.7 on) `service` label of a Gateway
+    API route backend naming Service `service` (itself a regular expression) in `namespace`,
+    over every route, rule and backend index; `GATEWAY_PROVIDER` follows it."""
+    return f".+-svc-{namespace}-{service}-[0-9]+"
+
+
 def gateway_service(backends: Backends) -> str:
     """A regular expression for Traefik's `service` label of the canary Service (PromQL
     anchors it): its port's series up to Traefik v3.6, each route backend's from v3.7."""
     by_port = f"{backends.namespace}-{backends.canary}-{backends.port_name}-{backends.port}"
-    by_route = f".+-svc-{backends.namespace}-{backends.canary}-[0-9]+"
-    return f"({by_port}|{by_route})@kubernetesgateway"
+    by_route = route_backend(backends.namespace, backends.canary)
+    return f"({by_port}|{by_route}){GATEWAY_PROVIDER}"
 
 
 def builtin_query(metric: Metric, backends: Backends, window: str) -> str:
