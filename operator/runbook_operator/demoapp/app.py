@@ -16,6 +16,10 @@ Env (all optional):
 ``PORT`` (8080)             ``/`` the answer, ``/metrics``, ``/ready``, ``/healthz``
 ``ADMIN_PORT`` (8081)       ``PUT /ready`` with ``true``/``false`` makes the readiness probe
                             pass or fail, as a test needs to take a pod out of rotation
+``SHUTDOWN_DELAY_SECONDS``  after SIGTERM, how long it goes on answering (readiness failing)
+                            before it stops: a gateway drops a stopping pod's endpoint a few
+                            seconds after the pod is deleted, and sends it requests until then
+                            (0, the default: it stops at once)
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Settings:
     listen: str = "0.0.0.0"
     port: int = 8080
     admin_port: int = 8081
+    shutdown_delay: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -62,12 +67,14 @@ class Settings:
             listen=env.get("LISTEN_ADDRESS") or cls.listen,
             port=int(env.get("PORT", cls.port)),
             admin_port=int(env.get("ADMIN_PORT", cls.admin_port)),
+            shutdown_delay=float(env.get("SHUTDOWN_DELAY_SECONDS", "0")),
         )
         if not 0 <= settings.error_rate <= 1:
             raise ValueError(f"ERROR_RATE must be between 0 and 1, not {settings.error_rate}")
-        if settings.latency < 0 or (settings.queue_drain is not None
-                                    and settings.queue_drain <= 0):
-            raise ValueError("LATENCY_SECONDS must be >= 0 and QUEUE_DRAIN_PER_SECOND > 0")
+        if settings.latency < 0 or settings.shutdown_delay < 0 or (
+                settings.queue_drain is not None and settings.queue_drain <= 0):
+            raise ValueError("LATENCY_SECONDS and SHUTDOWN_DELAY_SECONDS must be >= 0 and "
+                             "QUEUE_DRAIN_PER_SECOND > 0")
         return settings
 
 
@@ -183,7 +190,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def serve(settings: Settings, pod: str, stop: threading.Event) -> None:
-    """Both servers until `stop` is set."""
+    """Both servers until `stop` is set, then `settings.shutdown_delay` more seconds."""
     app = App(settings, pod)
     servers = [_Server((settings.listen, settings.port), _handler(app, admin=False)),
                _Server((settings.listen, settings.admin_port), _handler(app, admin=True))]
@@ -196,6 +203,8 @@ def serve(settings: Settings, pod: str, stop: threading.Event) -> None:
           f"{settings.admin_port}): error rate {settings.error_rate}, latency "
           f"{settings.latency}s", flush=True)
     stop.wait()
+    app.ready = False
+    time.sleep(settings.shutdown_delay)
     for server in servers:
         server.shutdown()
         server.server_close()

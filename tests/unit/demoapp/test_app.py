@@ -23,12 +23,14 @@ def test_settings_come_from_the_env_with_defaults() -> None:
     assert Settings.from_env({}) == Settings()
     settings = Settings.from_env({"VERSION": "v2", "ERROR_RATE": "0.05", "LATENCY_SECONDS": "0.1",
                                   "QUEUE_DRAIN_PER_SECOND": "5", "LISTEN_ADDRESS": "10.244.32.4",
-                                  "PORT": "9000", "ADMIN_PORT": "9001"})
-    assert settings == Settings("v2", 0.05, 0.1, 5.0, "10.244.32.4", 9000, 9001)
+                                  "PORT": "9000", "ADMIN_PORT": "9001",
+                                  "SHUTDOWN_DELAY_SECONDS": "3"})
+    assert settings == Settings("v2", 0.05, 0.1, 5.0, "10.244.32.4", 9000, 9001, 3.0)
 
 
 @pytest.mark.parametrize("env", [{"ERROR_RATE": "1.5"}, {"LATENCY_SECONDS": "-1"},
-                                 {"QUEUE_DRAIN_PER_SECOND": "0"}])
+                                 {"QUEUE_DRAIN_PER_SECOND": "0"},
+                                 {"SHUTDOWN_DELAY_SECONDS": "-1"}])
 def test_impossible_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         Settings.from_env(env)
@@ -87,3 +89,21 @@ def test_the_server_answers_counts_and_turns_unready_on_request(
     assert httpx.get(f"{running}/ready").status_code == 503
     assert httpx.put(f"{admin}/ready", content=b"true").json() == {"ready": True}
     assert httpx.get(f"{running}/ready").status_code == 200
+
+
+def test_after_stop_it_answers_unready_for_its_shutdown_delay_then_stops() -> None:
+    port, admin = free_ports(2)
+    stop = threading.Event()
+    settings = Settings(listen="127.0.0.1", port=port, admin_port=admin, shutdown_delay=1.5)
+    thread = threading.Thread(target=serve, args=(settings, "pod-7", stop), daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, "the app")
+    stop.set()
+    wait_for(lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 503, "unready")
+    assert thread.is_alive()
+    assert httpx.get(f"{base}/checkout", timeout=1).json()["pod"] == "pod-7"
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/checkout", timeout=1)
