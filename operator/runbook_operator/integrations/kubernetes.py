@@ -101,6 +101,13 @@ def load_client_config() -> None:
     Configuration.set_default(settings)
 
 
+def _plain(_client: DynamicClient, decoded: dict[str, Any]) -> dict[str, Any]:
+    """The dynamic client's serializer that keeps the decoded JSON: its default wraps every
+    answer in a tree of `ResourceField`s, which `to_dict()` then copies again, so a list of
+    1,000 objects was briefly held three times, and each status write's answer paid for both."""
+    return decoded
+
+
 class Kube:
     """Thin, dict-in/dict-out adapter over the dynamic client."""
 
@@ -119,17 +126,18 @@ class Kube:
             namespace=body["metadata"].get("namespace"),
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            serializer=_plain,
         )
-        return result.to_dict()
+        return result
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> dict[str, Any] | None:
         try:
-            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+            return self._resource(api_version, kind).get(name=name, namespace=namespace,
+                                                         serializer=_plain)
         except NotFoundError:
             return None
-        return found.to_dict()
 
     def list(
         self,
@@ -142,8 +150,9 @@ class Kube:
         resource = self._resource(api_version, kind)
         items: list[dict[str, Any]] = []
         for namespace in namespaces:
-            found = resource.get(namespace=namespace, label_selector=label_selector)
-            items.extend(found.to_dict()["items"])
+            found = resource.get(namespace=namespace, label_selector=label_selector,
+                                 serializer=_plain)
+            items.extend(found["items"])
         return items
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -173,7 +182,8 @@ class Kube:
             "reportingComponent": FIELD_MANAGER,
             "reportingInstance": socket.gethostname(),
         }
-        self._resource("v1", "Event").create(body=body, namespace=meta["namespace"])
+        self._resource("v1", "Event").create(body=body, namespace=meta["namespace"],
+                                             serializer=_plain)
 
     def merge_patch(
         self, api_version: str, kind: str, name: str, namespace: str, patch: dict[str, Any]
@@ -183,14 +193,16 @@ class Kube:
         return self._resource(api_version, kind).patch(
             body=patch, name=name, namespace=namespace,
             content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
-        ).to_dict()
+            serializer=_plain,
+        )
 
     def create_if_absent(self, body: dict[str, Any]) -> bool:
         """Create `body`; an object of that name already existing is not an error (the
         request was acted on before). Returns whether it created."""
         resource = self._resource(body["apiVersion"], body["kind"])
         try:
-            resource.create(body=body, namespace=body["metadata"].get("namespace"))
+            resource.create(body=body, namespace=body["metadata"].get("namespace"),
+                            serializer=_plain)
         except ConflictError:
             return False
         return True
@@ -206,7 +218,8 @@ class Kube:
             return False
         try:
             self._resource(api_version, kind).delete(
-                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                name=name, namespace=namespace, body={"propagationPolicy": "Background"},
+                serializer=_plain,
             )
         except NotFoundError:
             return False
@@ -229,7 +242,8 @@ class Kube:
             return self._resource(api_version, kind).status.patch(
                 body=body, name=name, namespace=namespace,
                 content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
-            ).to_dict()
+                serializer=_plain,
+            )
         except ConflictError as conflict:
             raise StatusConflict(f"{kind} {namespace}/{name} changed since it was read") \
                 from conflict
@@ -252,7 +266,7 @@ class Kube:
         resource = self._resource(api_version, kind)
         for _ in range(STATUS_CONFLICT_RETRIES):
             try:
-                current = resource.get(name=name, namespace=namespace).to_dict()
+                current = resource.get(name=name, namespace=namespace, serializer=_plain)
             except NotFoundError:
                 return None
             patch = change(current)
@@ -269,7 +283,8 @@ class Kube:
                     namespace=namespace,
                     content_type="application/merge-patch+json",
                     field_manager=FIELD_MANAGER,
-                ).to_dict()
+                    serializer=_plain,
+                )
             except ConflictError:
                 continue
             except NotFoundError:
