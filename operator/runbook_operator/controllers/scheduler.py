@@ -7,7 +7,9 @@ kind's `dispatch`, which starts their work in the background (`start`) and retur
 never waits for work; an object stays in flight — skipped by later ticks, never run twice at
 once — until its work is `done`. A deleted object is forgotten; work that finishes after the
 delete is dropped, and the kind is told again so that it can drop what that work published.
-AlertRule evaluations run on it; canary steps and escalation timers are meant to.
+An object can also be woken (`wake`): it is dispatched at once, not at the next tick, and if
+its work is in flight, again as soon as that work is done.
+AlertRule evaluations, canary steps, escalation timers and policy checks run on it.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ class Scheduler(Generic[T]):
         self.items: dict[Key, Item[T]] = {}
         #: Objects whose work has started and not finished; a tick skips them.
         self.in_flight: set[Key] = set()
+        #: Objects woken while in flight: due again as soon as their work is done.
+        self.woken: set[Key] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
 
     def upsert(self, body: Mapping[str, Any]) -> None:
         """Keep the newest copy of an object; a new generation is prepared and rescheduled."""
@@ -124,6 +129,7 @@ class Scheduler(Generic[T]):
 
     def forget(self, key: Key) -> None:
         self.items.pop(key, None)
+        self.woken.discard(key)
         self.kind.forgotten(key)
 
     def schedule(self, key: Key, at: float) -> None:
@@ -131,6 +137,19 @@ class Scheduler(Generic[T]):
         item = self.items.get(key)
         if item is not None:
             item.due = at
+
+    def wake(self, key: Key) -> None:
+        """Make an object due now (something it waits for happened): the loop dispatches it
+        without waiting for its next tick; if its work is in flight, that work may have read
+        the world before the change, so it runs again when done (the kind's own rescheduling
+        at the end of that work does not postpone it)."""
+        if key not in self.items:
+            return
+        if key in self.in_flight:
+            self.woken.add(key)
+            return
+        self.schedule(key, self.clock())
+        self._wakeup.set()
 
     def start(self, work: Coroutine[Any, Any, None], keys: list[Key]) -> None:
         """Run `work` for the objects `keys` in the background; they are in flight until it
@@ -144,6 +163,8 @@ class Scheduler(Generic[T]):
                 log.exception("%s of %s failed", self.what, ", ".join("/".join(k) for k in keys))
             finally:
                 self.in_flight.difference_update(keys)
+                for key in keys:
+                    self._rerun_if_woken(key)
 
         task = asyncio.create_task(guarded())
         self.tasks.add(task)
@@ -154,9 +175,17 @@ class Scheduler(Generic[T]):
         work read or wrote) is cached; if it was deleted meanwhile, it stays forgotten."""
         self.in_flight.discard(key)
         if key not in self.items:
+            self.woken.discard(key)
             self.kind.forgotten(key)
-        elif newest is not None:
+            return
+        if newest is not None:
             self.upsert(newest)
+        self._rerun_if_woken(key)
+
+    def _rerun_if_woken(self, key: Key) -> None:
+        if key in self.woken and key not in self.in_flight:
+            self.woken.discard(key)
+            self.wake(key)
 
     async def tick(self) -> None:
         """Dispatch what is due and not in flight, rescheduled by the kind's period first."""
@@ -173,12 +202,20 @@ class Scheduler(Generic[T]):
         while self.tasks:
             await asyncio.gather(*list(self.tasks))
 
+    async def _until_next_tick(self) -> None:
+        """`tick_seconds`, or less when an object is woken."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self.tick_seconds)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
     async def run_forever(self) -> None:
         """Tick until cancelled; a failing tick is logged and the next one runs anyway.
         Cancelling cancels the work in flight too."""
         try:
             while True:
-                await asyncio.sleep(self.tick_seconds)
+                await self._until_next_tick()
                 try:
                     await self.tick()
                 except Exception:  # noqa: BLE001 - the loop must survive anything

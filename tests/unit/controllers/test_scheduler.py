@@ -253,3 +253,65 @@ async def _until(condition) -> None:
     """Let the loop run until `condition` holds (callers put a deadline on it)."""
     while not condition():
         await asyncio.sleep(0)
+
+
+def test_a_woken_item_is_dispatched_without_waiting_for_the_next_tick(kind: FakeKind) -> None:
+    scheduler = Scheduler(kind, "fake work", clock=kind.clock, tick_seconds=3600)
+    kind.scheduler = scheduler
+
+    async def scenario() -> None:
+        scheduler.upsert(body("a", delay=600))
+        loop = asyncio.create_task(scheduler.run_forever())
+        scheduler.wake((SHOP, "gone"))
+        scheduler.wake((SHOP, "a"))
+        await asyncio.wait_for(_until(lambda: kind.dispatched), 10)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert kind.dispatched == [[(SHOP, "a")]]
+
+
+def test_an_item_woken_in_flight_is_due_again_when_done_whatever_its_work_scheduled(
+        kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+    scheduler.upsert(body("a"))
+    scheduler.upsert(body("b"))
+    scheduler.in_flight.update({(SHOP, "a"), (SHOP, "b")})
+    scheduler.wake((SHOP, "a"))
+    assert scheduler.items[(SHOP, "a")].due == 100
+    scheduler.schedule((SHOP, "a"), 160)
+    scheduler.schedule((SHOP, "b"), 160)
+    kind.clock.now = 105
+    scheduler.done((SHOP, "a"))
+    scheduler.done((SHOP, "b"))
+    assert scheduler.items[(SHOP, "a")].due == 105 and scheduler.items[(SHOP, "b")].due == 160
+    scheduler.done((SHOP, "a"))
+    assert scheduler.woken == set()
+
+
+def test_work_leaving_flight_without_done_still_honours_a_wake(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+
+    async def scenario() -> None:
+        scheduler.upsert(body("a"))
+        await scheduler.tick()
+        scheduler.wake((SHOP, "a"))
+        scheduler.schedule((SHOP, "a"), 500)
+        kind.release[(SHOP, "a")].set()
+        await asyncio.wait_for(scheduler.settle(), 10)
+
+    asyncio.run(scenario())
+    assert scheduler.items[(SHOP, "a")].due == 100 and scheduler.woken == set()
+
+
+def test_a_forgotten_item_is_no_longer_woken(kind: FakeKind) -> None:
+    scheduler = kind.scheduler
+    scheduler.upsert(body("a"))
+    scheduler.in_flight.add((SHOP, "a"))
+    scheduler.wake((SHOP, "a"))
+    scheduler.forget((SHOP, "a"))
+    scheduler.upsert(body("a", version=2))
+    scheduler.schedule((SHOP, "a"), 300)
+    scheduler.done((SHOP, "a"))
+    assert scheduler.items[(SHOP, "a")].due == 300

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from runbook_operator.controllers.canary import deletion, metrics
 from runbook_operator.controllers.canary.reconcile import (
     STEADY,
     Analysts,
+    Compiled,
     Prepared,
     new_commands,
     prepare,
@@ -25,10 +25,14 @@ from runbook_operator.controllers.canary.reconcile import (
 from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
 from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.controllers.scheduler import Item, Key, Scheduler
+from runbook_operator.core.canary.pacing import waits_on_route
+from runbook_operator.integrations.routers.gatewayapi import answered
 
 log = logging.getLogger(__name__)
 #: After a failed tick (the API server or Prometheus unreachable), the next one.
 RETRY_SECONDS = 2.0
+#: The routes the Gateway API router writes: their Gateways' reports wake rollouts.
+ROUTE_RESOURCE = ("gateway.networking.k8s.io", "v1", "httproutes")
 
 
 class Rollouts:
@@ -76,7 +80,7 @@ class Rollouts:
         """A watch event of a rollout being deleted: its revert starts at once."""
         self.scheduler.upsert(body)
         meta = body["metadata"]
-        self.scheduler.schedule((meta["namespace"], meta["name"]), time.monotonic())
+        self.scheduler.wake((meta["namespace"], meta["name"]))
 
     def changed(self, body: Mapping[str, Any]) -> None:
         """A watch event: keep the newest copy; a manual command is acted on at once."""
@@ -84,7 +88,20 @@ class Rollouts:
         status = CanaryRolloutStatus.model_validate(body.get("status") or {})
         if new_commands(body, status):
             meta = body["metadata"]
-            self.scheduler.schedule((meta["namespace"], meta["name"]), time.monotonic())
+            self.scheduler.wake((meta["namespace"], meta["name"]))
+
+    def route_changed(self, route: Mapping[str, Any]) -> None:
+        """An HTTPRoute's watch event: once its Gateways have reported on its current
+        generation, the rollouts waiting to read their weight back from it look now (their
+        next look would come up to a second later)."""
+        if not answered(route):
+            return
+        namespace, name = route["metadata"]["namespace"], route["metadata"]["name"]
+        for key, item in list(self.scheduler.items.items()):
+            if key[0] == namespace and isinstance(item.prepared, Compiled) and waits_on_route(
+                    item.prepared.spec,
+                    CanaryRolloutStatus.model_validate(item.body.get("status") or {}), name):
+                self.scheduler.wake(key)
 
     async def run_forever(self) -> None:
         try:
@@ -106,5 +123,10 @@ def register(operator: Operator) -> None:
         else:
             rollouts.deleting(body)
 
+    async def route_changed(body: kopf.Body, **_: Any) -> None:
+        rollouts.route_changed(body)
+
     register_kind(operator, CanaryRollout, changed=rollout_changed, gone=rollout_gone,
                   loop=lambda _: rollouts.run_forever())
+    kopf.on.event(*ROUTE_RESOURCE, registry=operator.registry,
+                  id="httproutes-of-rollouts")(route_changed)

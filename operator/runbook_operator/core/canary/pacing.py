@@ -8,6 +8,8 @@ promoted, with the router confirmed at its weight — *rests*: it is looked at o
 analysis interval (as Flagger checks a canary), between `REST_SHORTEST` and `REST_LONGEST`.
 Its own watch events (a spec change, a command annotation) wake it at once; a pod-template
 change of the target, which the operator does not watch, starts a rollout within one rest.
+A rollout waiting to read its weight back from an HTTPRoute is woken by the route's watch
+event that carries its Gateways' report (`waits_on_route`), not by the next look.
 """
 
 from __future__ import annotations
@@ -56,3 +58,10 @@ def next_look(spec: CanaryRolloutSpec, status: CanaryRolloutStatus,
     if wake_at is None:
         return IN_FLIGHT
     return max(min(wake_at - now, LONGEST_WAIT), timedelta(0))
+
+
+def waits_on_route(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, route: str) -> bool:
+    """Whether news of the HTTPRoute `route` (in the rollout's namespace) is what the rollout
+    waits for: the route is its router's and the router has not confirmed its weight."""
+    router = spec.router.gateway_api
+    return router is not None and router.http_route == route and not confirmed(status)

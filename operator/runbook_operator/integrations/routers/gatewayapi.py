@@ -14,6 +14,7 @@ until every controller has processed that generation the answer is "Unknown".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from runbook_operator.integrations.kubernetes import Kube
@@ -84,7 +85,7 @@ def canary_share(route: dict[str, Any], backends: Backends) -> int | str:
     return round(100 * weights[backends.canary] / total)
 
 
-def processed(route: dict[str, Any]) -> tuple[bool | None, str]:
+def processed(route: Mapping[str, Any]) -> tuple[bool | None, str]:
     """Whether every parent's controller accepted the route's current generation and
     resolved its backends: True, False (one refused), or None (not processed yet)."""
     generation = route["metadata"].get("generation")
@@ -103,6 +104,12 @@ def processed(route: dict[str, Any]) -> tuple[bool | None, str]:
                 return False, (f"Gateway {name!r}: {type_} is {condition.get('status')} "
                                f"({condition.get('reason')}: {condition.get('message', '')})")
     return True, "accepted and resolved by every parent Gateway"
+
+
+def answered(route: Mapping[str, Any]) -> bool:
+    """Whether every parent Gateway has reported on the route's current generation (accepted
+    or refused): a rollout waiting to read its weight back can read it now."""
+    return processed(route)[0] is not None
 
 
 def observe(route: dict[str, Any] | None, backends: Backends, weight: int) -> Verification:

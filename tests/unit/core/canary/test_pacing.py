@@ -13,6 +13,7 @@ from runbook_operator.core.canary.pacing import (
     REST_SHORTEST,
     next_look,
     rest_period,
+    waits_on_route,
 )
 from tests.support.canary_world import START, initialized, rolled_back, spec
 
@@ -99,3 +100,17 @@ def test_a_rollout_in_flight_is_looked_at_soon_or_when_its_time_comes() -> None:
         == LONGEST_WAIT
     assert next_look(sim.spec, sim.status, sim.now - timedelta(seconds=3), sim.now) \
         == timedelta(0)
+
+
+def test_only_a_rollout_whose_router_has_not_confirmed_waits_on_its_own_route() -> None:
+    writing = CanaryRolloutStatus(phase="Progressing", weight=30, router=RouterStatus(
+        weight=30, verified="Unknown", time=START))
+    confirmed = writing.model_copy(update={"router": RouterStatus(weight=30, verified="Yes",
+                                                                  time=START)})
+    moving = writing.model_copy(update={"weight": 55, "router": confirmed.router})
+    assert waits_on_route(spec(), writing, "checkout")
+    assert waits_on_route(spec(), moving, "checkout")
+    assert waits_on_route(spec(), CanaryRolloutStatus(), "checkout")
+    assert not waits_on_route(spec(), confirmed, "checkout")
+    assert not waits_on_route(spec(), writing, "cart")
+    assert not waits_on_route(spec(router={"replicaRatio": {}}), writing, "checkout")

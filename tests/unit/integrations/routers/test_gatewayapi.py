@@ -7,6 +7,7 @@ import pytest
 
 from runbook_operator.integrations.routers import Backends
 from runbook_operator.integrations.routers.gatewayapi import (
+    answered,
     backend_weights,
     canary_share,
     desired_route,
@@ -103,3 +104,8 @@ def test_one_parent_behind_is_cannot_tell() -> None:
     route["status"]["parents"][1]["conditions"][0]["observedGeneration"] = 2
     done, message = processed(route)
     assert done is None and "web-1" in message
+
+
+def test_a_route_is_answered_once_every_parent_reported_on_its_generation_either_way() -> None:
+    assert answered(_route()) and answered(_route(resolved="False"))
+    assert not answered(_route(observed=2)) and not answered(_route(parents=0))
