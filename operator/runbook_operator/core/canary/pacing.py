@@ -9,7 +9,10 @@ analysis interval (as Flagger checks a canary), between `REST_SHORTEST` and `RES
 Its own watch events (a spec change, a command annotation) wake it at once; a pod-template
 change of the target, which the operator does not watch, starts a rollout within one rest.
 A rollout waiting to read its weight back from an HTTPRoute is woken by the route's watch
-event that carries its Gateways' report (`waits_on_route`), not by the next look.
+event that carries its Gateways' report (`waits_on_route`), so while the route carries its
+weight and only that report is missing, its looks fall back to `LONGEST_WAIT`: at 200
+rollouts, looking every second at each one waiting for its report asked for more requests
+than the client's limit.
 """
 
 from __future__ import annotations
@@ -56,8 +59,16 @@ def next_look(spec: CanaryRolloutSpec, status: CanaryRolloutStatus,
     if steady(status):
         return rest_period(spec) if confirmed(status) else LONGEST_WAIT
     if wake_at is None:
-        return IN_FLIGHT
+        return LONGEST_WAIT if awaits_report(spec, status) else IN_FLIGHT
     return max(min(wake_at - now, LONGEST_WAIT), timedelta(0))
+
+
+def awaits_report(spec: CanaryRolloutSpec, status: CanaryRolloutStatus) -> bool:
+    """The HTTPRoute carries the weight wanted; only its Gateways' report on it is missing
+    (which arrives as the route's watch event)."""
+    router = status.router
+    return spec.router.gateway_api is not None and router is not None \
+        and router.verified == "Unknown" and router.weight == status.weight
 
 
 def waits_on_route(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, route: str) -> bool:

@@ -45,9 +45,11 @@ def test_every_rollout_is_looked_at_again_within_its_rest_and_in_flight_ones_wit
     confirmed = router is not None and router.verified == "Yes" and router.weight == status.weight
     if not confirmed:
         assert looked <= LONGEST_WAIT
+    awaiting_report = router is not None and router.verified == "Unknown" \
+        and router.weight == status.weight
     if status.phase in ("Initializing", "Progressing", "WaitingPromotion", "Promoting",
                         "Finalising") and wake_at is None:
-        assert looked == IN_FLIGHT
+        assert looked == (LONGEST_WAIT if awaiting_report else IN_FLIGHT)
 
 
 @given(st.integers(1, 24 * 3600))
@@ -114,3 +116,14 @@ def test_only_a_rollout_whose_router_has_not_confirmed_waits_on_its_own_route() 
     assert not waits_on_route(spec(), confirmed, "checkout")
     assert not waits_on_route(spec(), writing, "cart")
     assert not waits_on_route(spec(router={"replicaRatio": {}}), writing, "checkout")
+
+
+def test_a_route_carrying_the_weight_waits_for_its_report_event_and_looks_at_the_latest() -> None:
+    awaiting = CanaryRolloutStatus(phase="Progressing", weight=30, router=RouterStatus(
+        weight=30, verified="Unknown", time=START))
+    elsewhere = awaiting.model_copy(update={"router": RouterStatus(weight=5, verified="Unknown",
+                                                                   time=START)})
+    assert next_look(spec(), awaiting, None, START) == LONGEST_WAIT
+    assert next_look(spec(), elsewhere, None, START) == IN_FLIGHT
+    assert next_look(spec(router={"istio": {"virtualService": "checkout"}}), awaiting, None,
+                     START) == IN_FLIGHT
