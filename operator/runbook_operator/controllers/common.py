@@ -13,7 +13,10 @@ import kopf
 from runbook_operator.api.common import API_VERSION, ApiModel
 from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
 from runbook_operator.core.conditions import Outcome, Phase
-from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.kubernetes import Kube, StatusConflict
+
+#: A status change for `Kube.update_status`: the patch from the object as read (None: none).
+StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def lags_or_unready(body: Mapping[str, Any]) -> bool:
@@ -41,6 +44,33 @@ def status_patch(old: ApiModel, new: ApiModel,
         full = new.model_dump(mode="json", by_alias=True)
         patch.update({k: full[k] for k in changed})
     return patch or None
+
+
+def plain(value: Any) -> Any:
+    """A deep copy of `value` in plain dicts and lists (kopf's bodies are read-only views)."""
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def update_status_from(kube: Kube, api_version: str, kind: str, body: Mapping[str, Any],
+                       change: StatusChange) -> dict[str, Any] | None:
+    """`Kube.update_status` starting from `body`, the copy a watch event or a list just gave,
+    instead of reading it again: one patch guarded by its resourceVersion; only when someone
+    wrote meanwhile, the read-compute-write on fresh data. Returns what `update_status` does
+    (`body`, as plain dicts, when nothing needs writing)."""
+    current = plain(body)
+    meta = current["metadata"]
+    patch = change(current)
+    if patch is None:
+        return current
+    try:
+        return kube.patch_status(api_version, kind, meta["name"], meta["namespace"], patch,
+                                 meta["resourceVersion"])
+    except StatusConflict:
+        return kube.update_status(api_version, kind, meta["name"], meta["namespace"], change)
 
 
 def warn_if_newly_stalled(

@@ -1,4 +1,5 @@
-"""controllers.common.resync_forever: the periodic reconcile of every object of a kind."""
+"""controllers.common: the periodic reconcile of every object of a kind (resync_forever), and
+the status write from the copy a watch event gave (update_status_from)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import asyncio
 import logging
 from typing import Any
 
-from runbook_operator.controllers.common import resync_forever
+import kopf
+
+from runbook_operator.controllers.common import resync_forever, update_status_from
 from runbook_operator.devcluster.waiting import wait_for
 from urllib3.exceptions import MaxRetryError
+
+from tests.support.fakes import FakeKube
 
 
 def policy(name: str) -> dict[str, Any]:
@@ -44,3 +49,45 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert seen == ["broken", "fine"]
     assert answers == []  # the failed LIST was tried again
+
+
+def counted(body: dict[str, Any]) -> dict[str, Any]:
+    """A status change that counts the reconciles it was computed from: one more than the
+    status it is given."""
+    return {"reconciles": (body.get("status") or {}).get("reconciles", 0) + 1}
+
+
+def stored(resource_version: str, reconciles: int) -> dict[str, Any]:
+    return {"apiVersion": "runbook.dev/v1alpha1", "kind": "BackupPolicy",
+            "metadata": {"name": "db", "namespace": "shop",
+                         "resourceVersion": resource_version},
+            "status": {"reconciles": reconciles}}
+
+
+def test_a_status_write_from_the_event_copy_reads_nothing() -> None:
+    """The copy the watch event gave (kopf's read-only view) is current: one guarded patch,
+    no read."""
+    kube = FakeKube(stored("7", 1))
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy",
+                                 kopf.Body(stored("7", 1)), counted)
+    assert kube.requests == ["patch"]
+    assert written is not None and written["status"] == {"reconciles": 2}
+
+
+def test_a_stale_copy_is_computed_again_from_a_fresh_read() -> None:
+    """Someone wrote since the event: the guarded patch conflicts, and the change is made
+    again on what they wrote, so neither write is lost."""
+    kube = FakeKube(stored("9", 5))
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy", stored("7", 1),
+                                 counted)
+    assert kube.requests == ["patch", "update"]
+    assert written is not None and written["status"] == {"reconciles": 6}
+
+
+def test_nothing_to_change_makes_no_request() -> None:
+    kube = FakeKube(stored("7", 1))
+    event = stored("7", 1)
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy", event,
+                                 lambda body: None)
+    assert kube.requests == []
+    assert written == event and written is not event
