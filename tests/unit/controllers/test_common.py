@@ -8,8 +8,14 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
 
-from runbook_operator.controllers.common import resync_forever, update_status_from
+from runbook_operator.controllers.common import (
+    RESYNC_PAGE,
+    resync_forever,
+    update_status_from,
+)
 from runbook_operator.devcluster.waiting import wait_for
 from urllib3.exceptions import MaxRetryError
 
@@ -28,11 +34,12 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
     seen: list[str] = []
 
     class Listing:
-        def list(self, api_version: str, kind: str, namespaces: list[str | None]) -> Any:
+        def pages(self, api_version: str, kind: str, namespaces: list[str | None],
+                  size: int) -> Any:
             answer = answers.pop(0) if answers else []
             if isinstance(answer, Exception):
                 raise answer
-            return answer
+            yield answer
 
     def reconcile(body: dict[str, Any]) -> None:
         seen.append(body["metadata"]["name"])
@@ -49,6 +56,36 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert seen == ["broken", "fine"]
     assert answers == []  # the failed LIST was tried again
+
+
+def test_a_resync_pass_asks_for_the_next_page_once_the_last_one_is_reconciled() -> None:
+    """One page held at a time; an error mid-pass (an expired continue token: 410 Gone) ends
+    the pass, and the next interval starts from the first page again."""
+    log: list[str] = []
+    passes = [0]
+
+    class Paging:
+        def pages(self, api_version: str, kind: str, namespaces: list[str | None],
+                  size: int) -> Any:
+            passes[0] += 1
+            assert size == RESYNC_PAGE
+            log.append(f"page 1 of pass {passes[0]}")
+            yield [policy("a"), policy("b")]
+            if passes[0] == 1:
+                raise DynamicApiError(ApiException(status=410, reason="Gone"))
+            log.append(f"page 2 of pass {passes[0]}")
+            yield [policy("c")]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(resync_forever(
+            Paging(), "BackupPolicy", [], 0.01, logging.getLogger("test"),  # type: ignore[arg-type]
+            lambda body: log.append(body["metadata"]["name"])))
+        await asyncio.to_thread(wait_for, lambda: "c" in log, "the second pass done", 10)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert log[:8] == ["page 1 of pass 1", "a", "b",
+                       "page 1 of pass 2", "a", "b", "page 2 of pass 2", "c"]
 
 
 def counted(body: dict[str, Any]) -> dict[str, Any]:
