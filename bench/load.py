@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +74,7 @@ FAKED_IMAGE = "registry.invalid/checkout:1"
 PLURALS = {"BackupPolicy": "backuppolicies", "AlertRule": "alertrules",
            "CanaryRollout": "canaryrollouts", "Incident": "incidents"}
 PART_OF = "app.kubernetes.io/part-of"
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 HANDLER_FAILED = re.compile(r"Handler '[^']+' failed")
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 SNAPSHOT_SIGNAL = signal.SIGUSR1
@@ -195,21 +197,32 @@ class Api:
 
     def request_counts(self) -> tuple[float, float]:
         """The API server's requests so far (WATCH excluded) and its writes among them."""
+        return totals(self.requests_by_kind())
+
+    def requests_by_kind(self) -> Counter[tuple[str, str]]:
+        """The API server's requests so far by resource (with its subresource) and verb, WATCH
+        and CONNECT excluded: `apiserver_request_total` summed over codes and scopes."""
         response = self.client.rest_client.request(
             "GET", f"{self.client.configuration.host}/metrics")
         response.read()
-        total = writes = 0.0
+        counts: Counter[tuple[str, str]] = Counter()
         for line in response.data.decode().splitlines():
             if not line.startswith("apiserver_request_total{"):
                 continue
-            verb = re.search(r'verb="([A-Z]+)"', line)
-            if verb is None or verb.group(1) in ("WATCH", "CONNECT"):
+            labels = dict(LABEL.findall(line))
+            verb = labels.get("verb", "")
+            if verb in ("WATCH", "CONNECT"):
                 continue
-            value = float(line.rsplit(" ", 1)[1])
-            total += value
-            if verb.group(1) in WRITE_VERBS:
-                writes += value
-        return total, writes
+            resource = "/".join(filter(None, (labels.get("resource"),
+                                               labels.get("subresource"))))
+            counts[resource, verb] += float(line.rsplit(" ", 1)[1])
+        return counts
+
+
+def totals(counts: Counter[tuple[str, str]]) -> tuple[float, float]:
+    """All requests and the writes among them."""
+    return (sum(counts.values()),
+            sum(n for (_, verb), n in counts.items() if verb in WRITE_VERBS))
 
 
 def in_parallel(threads: int, work: Any, items: list[Any]) -> float:
@@ -309,6 +322,7 @@ class Baseline:
     floor_seconds: float = 0.0
     raw_writes_seconds: float = 0.0
     raw_seconds: float = 0.0
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def measure_baseline(api: Api, objects: list[dict[str, Any]], args: argparse.Namespace,
@@ -320,6 +334,7 @@ def measure_baseline(api: Api, objects: list[dict[str, Any]], args: argparse.Nam
         "data": {"n": str(i)}}), list(range(result.floor_writes)))
     progress(f"floor: {result.floor_writes} ConfigMap creates in {result.floor_seconds:.1f} s")
     prepare(api, "bench-raw", prometheus_url, args.canary_rollouts)
+    before = api.requests_by_kind()
     started = time.perf_counter()
     result.raw_writes_seconds = in_parallel(
         args.threads, lambda body: raw_writes(api, "bench-raw", body), copy.deepcopy(objects))
@@ -328,6 +343,7 @@ def measure_baseline(api: Api, objects: list[dict[str, Any]], args: argparse.Nam
                          if d["metadata"]["name"].endswith("-primary")) >= primaries,
              "the raw client's primaries available", timeout=300, interval=0.5)
     result.raw_seconds = time.perf_counter() - started
+    result.requests = api.requests_by_kind() - before
     progress(f"raw client: writes in {result.raw_writes_seconds:.1f} s, primaries available "
              f"after {result.raw_seconds:.1f} s")
     return result
@@ -409,7 +425,7 @@ class Load:
     hwm: float = float("nan")
     errors: dict[str, int] = field(default_factory=dict)
     left: dict[str, int] = field(default_factory=dict)
-    requests: tuple[float, float] = (0.0, 0.0)
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def measure_load(api: Api, operator: Any, objects: list[dict[str, Any]],
@@ -420,7 +436,7 @@ def measure_load(api: Api, operator: Any, objects: list[dict[str, Any]],
     result.rss_idle = proc_status_mib(pid, "VmRSS") or float("nan")
     if args.profile:
         os.kill(pid, SNAPSHOT_SIGNAL)
-    before = api.request_counts()
+    before = api.requests_by_kind()
     with RssSampler(pid) as sampler:
         started = time.perf_counter()
         result.created_seconds = in_parallel(
@@ -439,8 +455,7 @@ def measure_load(api: Api, operator: Any, objects: list[dict[str, Any]],
         with contextlib.suppress(Timeout):
             wait_for(all_ready, "every object Ready", timeout=args.timeout, interval=1.0)
             result.all_ready_seconds = time.perf_counter() - started
-            after = api.request_counts()
-            result.requests = (after[0] - before[0], after[1] - before[1])
+            result.requests = api.requests_by_kind() - before
         progress(f"operator: all Ready after {result.all_ready_seconds:.1f} s "
                  f"(not Ready: {result.left})")
         for kind, left in result.left.items():
@@ -567,7 +582,7 @@ def report(args: argparse.Namespace, objects: list[dict[str, Any]], base: Baseli
         ("operator: all Ready vs the floor", f"{load.all_ready_seconds:.1f} s",
          f"floor {base.floor_seconds:.1f} s", ratio(load.all_ready_seconds, base.floor_seconds)),
         ("API requests until all Ready (writes), all clients",
-         f"{load.requests[0]:.0f} ({load.requests[1]:.0f})",
+         "{:.0f} ({:.0f})".format(*totals(load.requests)),
          f"the load's creates {len(objects)}", ""),
         ("operator RSS idle -> peak (100 ms samples)",
          f"{load.rss_idle:.0f} -> {load.rss_peak:.0f} MiB", "goal 120 MiB",
@@ -593,8 +608,23 @@ def report(args: argparse.Namespace, objects: list[dict[str, Any]], base: Baseli
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_requests(base.requests, load.requests)
     if load.left and any(load.left.values()):
         print(f"\nnot Ready at the deadline: {load.left}")
+
+
+def print_requests(raw: Counter[tuple[str, str]], operator: Counter[tuple[str, str]]) -> None:
+    """The API server's requests by resource and verb (WATCH excluded): the raw client's
+    writes until its primaries were available, the operator's run until all were Ready (both
+    with the bench's own creates and listings)."""
+    keys = sorted(set(raw) | set(operator), key=lambda k: (-operator[k], -raw[k], k))
+    print("\nAPI requests by resource and verb (all clients, WATCH excluded)")
+    print(f"{'resource':36}  {'verb':6}  {'raw client':>10}  {'operator run':>12}")
+    for resource, verb in keys:
+        print(f"{resource:36}  {verb:6}  {raw[resource, verb]:10.0f}  "
+              f"{operator[resource, verb]:12.0f}")
+    print("{:36}  {:6}  {:10.0f}  {:12.0f}".format("all", "", totals(raw)[0],
+                                                  totals(operator)[0]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from runbook_operator.controllers.common import (
     lags_or_unready,
     logging_transient_errors,
     status_patch,
+    update_status_from,
     warn_if_newly_stalled,
 )
 from runbook_operator.controllers.errors import (
@@ -43,6 +44,7 @@ from runbook_operator.controllers.notify import notify
 from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.core.backuppolicy import status as policy_status
 from runbook_operator.core.backuppolicy.cronjob import (
+    may_have_restore_test,
     on_demand_job,
     render_cronjob,
     render_restore_test_cronjob,
@@ -130,7 +132,7 @@ def _apply(
         restore_test = render_restore_test_cronjob(spec, owner, runner_image)
         if restore_test is not None:
             kube.apply(restore_test)
-        else:
+        elif may_have_restore_test(meta.get("generation")):
             kube.delete_if_exists(
                 "batch/v1", "CronJob", restore_test_cronjob_name(owner.name),
                 owner.namespace, owned_by=owner.uid,
@@ -182,8 +184,8 @@ def reconcile(
         else:
             token = None
         sent = _notify_rpo(kube, body, spec, old, rpo, now, logger)
-        written = kube.update_status(
-            API_VERSION, KIND, meta["name"], meta["namespace"],
+        written = update_status_from(
+            kube, API_VERSION, KIND, body,
             _status_change(lambda current: policy_status.reconciled_status(
                 current, outcome, meta["generation"], cronjob, now, rpo, token, sent)),
         )

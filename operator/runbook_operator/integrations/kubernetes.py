@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,6 +154,23 @@ class Kube:
                                  serializer=_plain)
             items.extend(found["items"])
         return items
+
+    def pages(
+        self, api_version: str, kind: str, namespaces: list[str | None], size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """All objects of a kind in the given namespaces (None: all), `size` at a time (the
+        API server's limit and continue): a caller that works through one page before asking
+        for the next holds one page, not every object of the kind at once."""
+        resource = self._resource(api_version, kind)
+        for namespace in namespaces:
+            token = None
+            while True:
+                found = resource.get(namespace=namespace, limit=size, _continue=token,
+                                     serializer=_plain)
+                yield found["items"]
+                token = (found.get("metadata") or {}).get("continue")
+                if not token:
+                    break
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on `involved` (any object dict with apiVersion/kind/metadata).

@@ -1,14 +1,16 @@
 """The BackupPolicy controller's own decisions: when to reconcile, and that a finished Job's
 verdict reaches the policy's status (the core's tests cover what the verdict is)."""
 
+import logging
 from typing import Any
 
 from runbook_operator.controllers.backuppolicy import (
     needs_reconcile,
+    reconcile,
     record_finished_job,
     record_schedule,
 )
-from tests.support.fakes import FakeKube
+from tests.support.fakes import FakeCluster, FakeKube
 
 
 def body(generation: int, status: dict | None = None) -> dict:
@@ -80,3 +82,20 @@ def test_schedule_times_reach_the_status_once() -> None:
     version = kube.stored["metadata"]["resourceVersion"]
     record_schedule(kube, cronjob)
     assert kube.stored["metadata"]["resourceVersion"] == version
+
+
+def test_a_new_policy_costs_its_cronjob_and_one_status_write() -> None:
+    """A policy just created (generation 1, no restore test, no Secrets): the CronJob
+    applied and status written from the event's copy, guarded by its resourceVersion: no
+    read of the policy, none of a restore-test CronJob it never had."""
+    created = {"apiVersion": "runbook.dev/v1alpha1", "kind": "BackupPolicy",
+               "metadata": {"name": "p", "namespace": "ns", "uid": "u-1"},
+               "spec": policy()["spec"]}
+    cluster = FakeCluster(created)
+    event = cluster.of_kind("BackupPolicy")[0]
+    reconcile(cluster, event, logging.getLogger("test"), "runner:1")  # type: ignore[arg-type]
+    assert cluster.requests == ["apply CronJob/p-backup", "patch BackupPolicy/p"]
+    [stored] = cluster.of_kind("BackupPolicy")
+    ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Scheduled")
+    assert stored["status"]["cronJobName"] == "p-backup"

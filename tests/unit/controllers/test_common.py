@@ -1,4 +1,5 @@
-"""controllers.common.resync_forever: the periodic reconcile of every object of a kind."""
+"""controllers.common: the periodic reconcile of every object of a kind (resync_forever), and
+the status write from the copy a watch event gave (update_status_from)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,19 @@ import asyncio
 import logging
 from typing import Any
 
-from runbook_operator.controllers.common import resync_forever
+import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+from runbook_operator.controllers.common import (
+    RESYNC_PAGE,
+    resync_forever,
+    update_status_from,
+)
 from runbook_operator.devcluster.waiting import wait_for
 from urllib3.exceptions import MaxRetryError
+
+from tests.support.fakes import FakeKube
 
 
 def policy(name: str) -> dict[str, Any]:
@@ -23,11 +34,12 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
     seen: list[str] = []
 
     class Listing:
-        def list(self, api_version: str, kind: str, namespaces: list[str | None]) -> Any:
+        def pages(self, api_version: str, kind: str, namespaces: list[str | None],
+                  size: int) -> Any:
             answer = answers.pop(0) if answers else []
             if isinstance(answer, Exception):
                 raise answer
-            return answer
+            yield answer
 
     def reconcile(body: dict[str, Any]) -> None:
         seen.append(body["metadata"]["name"])
@@ -44,3 +56,75 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert seen == ["broken", "fine"]
     assert answers == []  # the failed LIST was tried again
+
+
+def test_a_resync_pass_asks_for_the_next_page_once_the_last_one_is_reconciled() -> None:
+    """One page held at a time; an error mid-pass (an expired continue token: 410 Gone) ends
+    the pass, and the next interval starts from the first page again."""
+    log: list[str] = []
+    passes = [0]
+
+    class Paging:
+        def pages(self, api_version: str, kind: str, namespaces: list[str | None],
+                  size: int) -> Any:
+            passes[0] += 1
+            assert size == RESYNC_PAGE
+            log.append(f"page 1 of pass {passes[0]}")
+            yield [policy("a"), policy("b")]
+            if passes[0] == 1:
+                raise DynamicApiError(ApiException(status=410, reason="Gone"))
+            log.append(f"page 2 of pass {passes[0]}")
+            yield [policy("c")]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(resync_forever(
+            Paging(), "BackupPolicy", [], 0.01, logging.getLogger("test"),  # type: ignore[arg-type]
+            lambda body: log.append(body["metadata"]["name"])))
+        await asyncio.to_thread(wait_for, lambda: "c" in log, "the second pass done", 10)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert log[:8] == ["page 1 of pass 1", "a", "b",
+                       "page 1 of pass 2", "a", "b", "page 2 of pass 2", "c"]
+
+
+def counted(body: dict[str, Any]) -> dict[str, Any]:
+    """A status change that counts the reconciles it was computed from: one more than the
+    status it is given."""
+    return {"reconciles": (body.get("status") or {}).get("reconciles", 0) + 1}
+
+
+def stored(resource_version: str, reconciles: int) -> dict[str, Any]:
+    return {"apiVersion": "runbook.dev/v1alpha1", "kind": "BackupPolicy",
+            "metadata": {"name": "db", "namespace": "shop",
+                         "resourceVersion": resource_version},
+            "status": {"reconciles": reconciles}}
+
+
+def test_a_status_write_from_the_event_copy_reads_nothing() -> None:
+    """The copy the watch event gave (kopf's read-only view) is current: one guarded patch,
+    no read."""
+    kube = FakeKube(stored("7", 1))
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy",
+                                 kopf.Body(stored("7", 1)), counted)
+    assert kube.requests == ["patch"]
+    assert written is not None and written["status"] == {"reconciles": 2}
+
+
+def test_a_stale_copy_is_computed_again_from_a_fresh_read() -> None:
+    """Someone wrote since the event: the guarded patch conflicts, and the change is made
+    again on what they wrote, so neither write is lost."""
+    kube = FakeKube(stored("9", 5))
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy", stored("7", 1),
+                                 counted)
+    assert kube.requests == ["patch", "update"]
+    assert written is not None and written["status"] == {"reconciles": 6}
+
+
+def test_nothing_to_change_makes_no_request() -> None:
+    kube = FakeKube(stored("7", 1))
+    event = stored("7", 1)
+    written = update_status_from(kube, "runbook.dev/v1alpha1", "BackupPolicy", event,
+                                 lambda body: None)
+    assert kube.requests == []
+    assert written == event and written is not event

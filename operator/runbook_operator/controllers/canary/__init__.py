@@ -13,6 +13,7 @@ import kopf
 
 from runbook_operator.api.canaryrollout import CanaryRollout, CanaryRolloutStatus
 from runbook_operator.controllers.canary import deletion, metrics
+from runbook_operator.controllers.canary.reads import TickReads
 from runbook_operator.controllers.canary.reconcile import (
     STEADY,
     Analysts,
@@ -62,12 +63,13 @@ class Rollouts:
     async def _tick(self, item: Item[Prepared]) -> None:
         newest: Mapping[str, Any] | None = None
         next_in = RETRY_SECONDS
+        kube = TickReads(self.kube)
         try:
             if item.body["metadata"].get("deletionTimestamp"):
-                outcome = await deletion.tick(self.kube, item.body, item.prepared)
+                outcome = await deletion.tick(kube, item.body, item.prepared)
             else:
-                body = await asyncio.to_thread(deletion.hold, self.kube, item.body)
-                outcome = await tick(self.kube, self.analysts, body, item.prepared)
+                body = await asyncio.to_thread(deletion.hold, kube, item.body)
+                outcome = await tick(kube, self.analysts, body, item.prepared)
             newest, next_in = outcome.body, outcome.next_in.total_seconds()
         except TRANSIENT_API_ERRORS as error:
             log.warning("CanaryRollout %s/%s: %s; again in %ss", *item.key,

@@ -193,6 +193,14 @@ def render_restore_test_cronjob(
                     _pod_spec(spec, container, volumes), runner=True)
 
 
+def may_have_restore_test(generation: int | None) -> bool:
+    """Whether a restore-test CronJob of this policy may exist when its spec asks for none:
+    only if the spec changed since the policy was created (generation 1), so a policy created
+    without a restore test is not asked about one on every reconcile. A CronJob left by an
+    earlier policy of the same name belongs to that policy's uid, not to this one."""
+    return generation is None or generation > 1
+
+
 def on_demand_job(cronjob: dict[str, Any], token: str) -> dict[str, Any]:
     """A Job from the backup CronJob's template for a `runbook.dev/backup-now` request, as
     `kubectl create job --from=cronjob/...` makes it. Its name derives from the token, so

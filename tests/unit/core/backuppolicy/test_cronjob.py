@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from runbook_operator.api.backuppolicy import BackupPolicySpec
 from runbook_operator.core.backuppolicy.cronjob import (
+    may_have_restore_test,
     on_demand_job,
     render_cronjob,
     render_restore_test_cronjob,
@@ -158,3 +159,11 @@ def test_every_spec_the_model_accepts_renders(example: Example) -> None:
         return
     render_cronjob(parsed, OWNER, IMAGE)
     render_restore_test_cronjob(parsed, OWNER, IMAGE)
+
+
+@pytest.mark.parametrize(("generation", "may"), [(1, False), (2, True), (7, True), (None, True)])
+def test_only_a_changed_spec_may_have_left_a_restore_test(generation: int | None,
+                                                          may: bool) -> None:
+    """Generation 1 is the spec the policy was created with: if it has no restore test, none
+    was ever rendered for this policy; an edited one may have had one; unknown is asked."""
+    assert may_have_restore_test(generation) is may
