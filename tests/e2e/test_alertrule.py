@@ -179,8 +179,10 @@ def test_scale_action_changes_the_deployment_once_per_cooldown(
         return apps.read_namespaced_deployment("web", namespace).spec.replicas
 
     wait_for(lambda: replicas() == 4, "the scale action", timeout=60)
-    status = ALERT_RULES.get(api, namespace, "web-5xx")["status"]
-    (action,) = status["actions"]
+    # The action's record is written to status after the scale (and its Event).
+    wait_for(lambda: ALERT_RULES.status(api, namespace, "web-5xx").get("actions"),
+             "the action recorded in status", timeout=30)
+    (action,) = ALERT_RULES.status(api, namespace, "web-5xx")["actions"]
     assert action["action"] == "scaleDeployment" and action["result"] == "succeeded"
     assert "from 2 to 4" in action["message"]
     wait_for_evaluations(running_operator, namespace, "web-5xx", 2,

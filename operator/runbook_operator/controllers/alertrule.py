@@ -160,25 +160,55 @@ def carry_out(kube: Kube, body: Mapping[str, Any], old: AlertRuleStatus, evaluat
 
 
 class Deferred(Enum):
-    """Why an evaluation stopped before making a request it was not allowed to make where it
+    """An evaluation stopped before sending or acting, which it was not allowed to do where it
     ran: run it again where it may."""
 
-    WRITE = "a status write is due"
     DELIVERY = "notifications or actions are due"
+
+
+@dataclass(frozen=True)
+class DecidedWrite:
+    """A status write an evaluation decided where it was not allowed to make it: the status-write
+    pool makes it without deciding again (`write_decided`)."""
+
+    patch: dict[str, Any]
+    state: str
+    last_value: str | None
+    warning: str | None
+    """The InvalidQuery Warning to record once written (a new query error), if any."""
+
+
+def write_decided(kube: Kube, key: Key, body: Mapping[str, Any], now: datetime,
+                  write: DecidedWrite, reread: bool = False) -> Mapping[str, Any] | None:
+    """Write a decided status, guarded by the resourceVersion it was decided from (`reread`:
+    onto the object as it is now, for what was sent already), then publish the evaluation.
+    Raises StatusConflict when the rule moved on; None when it is gone."""
+    namespace, name = key
+    if reread:
+        written = kube.update_status(API_VERSION, KIND, name, namespace, lambda _: write.patch)
+    else:
+        written = kube.patch_status(API_VERSION, KIND, name, namespace, write.patch,
+                                    body["metadata"]["resourceVersion"])
+    metrics.publish_alert(namespace, name, write.state, now, write.last_value)
+    if write.warning is not None:
+        kube.event(dict(body), "Warning", "InvalidQuery", write.warning)
+    return written
 
 
 def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], seconds: float,
              now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT, may_write: bool = True,
              may_deliver: bool = True,
-             quiet: dict[Key, Quiet] | None = None) -> Mapping[str, Any] | Deferred | None:
+             quiet: dict[Key, Quiet] | None = None,
+             ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
     """Decide, notify, and write status for one rule (blocking: runs in a worker thread).
 
     Decides from `body`, the operator's cached copy of the rule (its spec is the one
     evaluated), so an evaluation that changes nothing lasting costs no API request. Before
     sending or acting it re-reads the rule, so a stale cache can never repeat a notification;
     the write is guarded by the resourceVersion the decision was made from. Returns the
-    newest copy of the rule it saw or wrote (None: the rule is gone), or why it stopped when
-    a write is due and not `may_write`, or notifications or actions and not `may_deliver`.
+    newest copy of the rule it saw or wrote (None: the rule is gone), the write when one is
+    due and not `may_write`, or why it stopped when notifications or actions are due and not
+    `may_deliver`.
     With `quiet` (the rules' last quiet evaluations, see `core.alertrule.quiet`), a quiet
     rule that stays quiet is not decided again."""
     namespace, name = evaluation.key
@@ -210,28 +240,23 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
                 _remember(quiet, remember(body["metadata"]["resourceVersion"], old, evaluation,
                                           decision, heartbeat), evaluation.key)
             return body
-        if not may_write:
-            return Deferred.WRITE
         patch = status_patch(old, new)
         assert patch is not None
+        warning = (outcome.message if outcome.reason == "InvalidQuery"
+                   and old.last_error != new.last_error else None)
+        write = DecidedWrite(patch, new.state or "Normal", new.last_value, warning)
+        if not may_write:
+            return write
         try:
-            written = kube.patch_status(API_VERSION, KIND, name, namespace, patch,
-                                        body["metadata"]["resourceVersion"])
+            return write_decided(kube, evaluation.key, body, now, write)
         except StatusConflict:
             if decision.has_effects:
                 # Sent already: record it on the fresh object rather than deciding again.
-                written = kube.update_status(API_VERSION, KIND, name, namespace,
-                                             lambda _: patch)
-            else:
-                found = kube.get(API_VERSION, KIND, name, namespace)
-                if found is None:
-                    return None
-                body, fresh = found, True
-                continue
-        metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
-        if outcome.reason == "InvalidQuery" and old.last_error != new.last_error:
-            kube.event(dict(body), "Warning", "InvalidQuery", outcome.message)
-        return written
+                return write_decided(kube, evaluation.key, body, now, write, reread=True)
+            found = kube.get(API_VERSION, KIND, name, namespace)
+            if found is None:
+                return None
+            body, fresh = found, True
     raise StatusConflict(f"{KIND} {namespace}/{name}: status kept changing while evaluated")
 
 
@@ -500,26 +525,27 @@ class Evaluator:
         decided = await asyncio.to_thread(self._decide_all, batch, seconds, now)
         rest = []
         for (evaluation, body), outcome in zip(batch, decided, strict=True):
-            if isinstance(outcome, Deferred):
+            if isinstance(outcome, DecidedWrite | Deferred):
                 rest.append(self._finish_one(evaluation, body, seconds, now, outcome))
             else:
                 self._done(evaluation.key, outcome)
         await asyncio.gather(*rest)
 
     def _decide_all(self, batch: Batch, seconds: float,
-                    now: datetime) -> list[Mapping[str, Any] | Deferred | None]:
+                    now: datetime) -> list[Mapping[str, Any] | DecidedWrite | Deferred | None]:
         return [self._evaluate_logging_errors(evaluation, body, seconds, now, False, False)
                 for evaluation, body in batch]
 
     async def _finish_one(self, evaluation: Evaluation, body: Mapping[str, Any],
-                          seconds: float, now: datetime, deferred: Deferred) -> None:
-        newest: Mapping[str, Any] | Deferred | None = deferred
+                          seconds: float, now: datetime,
+                          deferred: DecidedWrite | Deferred) -> None:
+        newest: Mapping[str, Any] | DecidedWrite | Deferred | None = deferred
         loop = asyncio.get_running_loop()
         try:
-            if newest is Deferred.WRITE:
+            if isinstance(newest, DecidedWrite):
                 newest = await loop.run_in_executor(
-                    self.writes, self._evaluate_logging_errors, evaluation, body, seconds, now,
-                    True, False)
+                    self.writes, self._write_logging_errors, evaluation, body, seconds, now,
+                    newest)
             if newest is Deferred.DELIVERY:
                 newest = await loop.run_in_executor(
                     self.deliveries, self._evaluate_logging_errors, evaluation, body, seconds,
@@ -527,24 +553,52 @@ class Evaluator:
         finally:
             self._done(evaluation.key, newest)
 
-    def _done(self, key: Key, newest: Mapping[str, Any] | Deferred | None) -> None:
+    def _done(self, key: Key, newest: Mapping[str, Any] | DecidedWrite | Deferred | None,
+              ) -> None:
         """The rule's evaluation is over: it may be started again; cache what it returned."""
         self.scheduler.done(key, newest if isinstance(newest, Mapping) else None)
+
+    def _write_logging_errors(
+        self, evaluation: Evaluation, body: Mapping[str, Any], seconds: float, now: datetime,
+        write: DecidedWrite,
+    ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
+        """Make the write the decision pass decided; when the rule moved on meanwhile, decide
+        again from its newest copy."""
+        namespace, name = evaluation.key
+
+        def work() -> Mapping[str, Any] | DecidedWrite | Deferred | None:
+            try:
+                return write_decided(self.kube, evaluation.key, body, now, write)
+            except StatusConflict:
+                found = self.kube.get(API_VERSION, KIND, name, namespace)
+                if found is None:
+                    return None
+                return evaluate(self.kube, evaluation, found, seconds, now,
+                                heartbeat_of(evaluation.key), True, False, self.quiet)
+
+        return self._logging_errors(evaluation.key, work)
 
     def _evaluate_logging_errors(
         self, evaluation: Evaluation, body: Mapping[str, Any], seconds: float, now: datetime,
         may_write: bool, may_deliver: bool,
-    ) -> Mapping[str, Any] | Deferred | None:
+    ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
+        return self._logging_errors(evaluation.key, lambda: evaluate(
+            self.kube, evaluation, body, seconds, now, heartbeat_of(evaluation.key), may_write,
+            may_deliver, self.quiet))
+
+    @staticmethod
+    def _logging_errors(
+        key: Key, work: Callable[[], Mapping[str, Any] | DecidedWrite | Deferred | None],
+    ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
         """One rule's failure (API error, bug) is logged and never stops the others."""
         try:
-            return evaluate(self.kube, evaluation, body, seconds, now,
-                            heartbeat_of(evaluation.key), may_write, may_deliver, self.quiet)
+            return work()
         except TRANSIENT_API_ERRORS as error:
             log.warning("evaluating %s/%s failed, decided again at its next evaluation: %s",
-                        *evaluation.key, transient_error_message(error))
+                        *key, transient_error_message(error))
             return None
         except Exception:  # noqa: BLE001 - isolate one rule from the rest
-            log.exception("evaluating %s/%s failed", *evaluation.key)
+            log.exception("evaluating %s/%s failed", *key)
             return None
 
     async def run_forever(self) -> None:

@@ -153,7 +153,7 @@ def test_a_decision_pass_makes_no_request_and_says_what_is_due(sent: list[str]) 
     kube = FakeKube(body())
     first = alertrule.evaluate(kube, observe(body(), 0.01), body(), 0.01, T0,  # type: ignore[arg-type]
                                may_write=False, may_deliver=False)
-    assert first is alertrule.Deferred.WRITE  # the first status
+    assert isinstance(first, alertrule.DecidedWrite)  # the first status
     cached = run(kube, body(), 0.01, T0)
     kube.requests.clear()
     later = T0 + timedelta(seconds=15)
@@ -164,6 +164,36 @@ def test_a_decision_pass_makes_no_request_and_says_what_is_due(sent: list[str]) 
                               may_write=False, may_deliver=False)
     assert same == cached
     assert kube.requests == [] and sent == []
+
+
+def test_the_status_write_pool_makes_the_decided_write_without_deciding_again(
+        sent: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    decided = alertrule.evaluate(FakeKube(body()), observe(body(), 0.5), body(), 0.01, T0,  # type: ignore[arg-type]
+                                 may_write=False, may_deliver=True)
+    assert isinstance(decided, alertrule.DecidedWrite)  # Firing, sent: the write is left
+    elsewhere = FakeKube(body())
+    expected = run(elsewhere, body(), 0.5, T0)
+    kube = FakeKube(body())
+    monkeypatch.setattr(alertrule, "decide", None)  # deciding again would fail
+    written = alertrule.write_decided(kube, KEY, body(), T0, decided)  # type: ignore[arg-type]
+    assert kube.requests == ["patch"] and written == expected
+    assert REGISTRY.get_sample_value(
+        "runbook_alert_state", {"namespace": KEY[0], "rule": KEY[1], "state": "Firing"}) == 1
+
+
+def test_a_decided_write_onto_a_rule_that_moved_on_is_decided_again(sent: list[str]) -> None:
+    kube = FakeKube(body())
+    evaluation = observe(body(), 0.01)
+    decided = alertrule.evaluate(kube, evaluation, body(), 0.01, T0,  # type: ignore[arg-type]
+                                 may_write=False, may_deliver=False)
+    assert isinstance(decided, alertrule.DecidedWrite)
+    run(kube, body(), 0.01, T0)  # another writer got there first
+    kube.requests.clear()
+    evaluator = alertrule.Evaluator(kube, None)  # type: ignore[arg-type]
+    newest = evaluator._write_logging_errors(evaluation, body(), 0.01, T0, decided)
+    # The stale write is refused; decided again from the newest copy, nothing is left to write.
+    assert kube.requests == ["patch", "get"]
+    assert newest == kube.stored
 
 
 def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> None:
