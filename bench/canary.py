@@ -89,7 +89,7 @@ ROLLBACK_TIMEOUT = 240
 GOAL_OPERATOR_SECONDS = 1.0
 RAW_ROUTE_WRITES = 20
 #: The canary Service's label in the gateway series a failing query reads.
-SERVICE_LABEL = re.compile(r'service="[^"]*"')
+SERVICE_LABEL = re.compile(r'service=~?"[^"]*"')
 
 
 def when(text: str) -> float:

@@ -102,7 +102,8 @@ class Rollouts:
         for key, item in list(self.scheduler.items.items()):
             if key[0] == namespace and isinstance(item.prepared, Compiled) and waits_on_route(
                     item.prepared.spec,
-                    CanaryRolloutStatus.model_validate(item.body.get("status") or {}), name):
+                    CanaryRolloutStatus.model_validate(item.body.get("status") or {}), name,
+                    key in self.scheduler.in_flight):
                 self.scheduler.wake(key)
 
     async def run_forever(self) -> None:

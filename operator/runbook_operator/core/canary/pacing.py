@@ -71,8 +71,12 @@ def awaits_report(spec: CanaryRolloutSpec, status: CanaryRolloutStatus) -> bool:
         and router.verified == "Unknown" and router.weight == status.weight
 
 
-def waits_on_route(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, route: str) -> bool:
+def waits_on_route(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, route: str,
+                   in_flight: bool) -> bool:
     """Whether news of the HTTPRoute `route` (in the rollout's namespace) is what the rollout
-    waits for: the route is its router's and the router has not confirmed its weight."""
+    waits for: the route is its router's, and the router has not confirmed its weight or a
+    tick is in flight (it may be writing a weight, which the status it started from cannot
+    say; the Gateway's report comes within milliseconds of the write)."""
     router = spec.router.gateway_api
-    return router is not None and router.http_route == route and not confirmed(status)
+    return router is not None and router.http_route == route and (
+        in_flight or not confirmed(status))

@@ -1,4 +1,5 @@
-"""controllers.canary.Rollouts: which rollouts an HTTPRoute's watch event wakes."""
+"""controllers.canary.Rollouts: which rollouts an HTTPRoute's watch event wakes (one in
+flight, whose status cannot say yet that it wrote a weight, after its tick)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,6 @@ def test_a_route_reported_on_wakes_the_rollouts_waiting_to_read_their_weight_fro
     assert woken() == set()
     rollouts.route_changed(route("checkout", observed=4))
     assert woken() == {("shop", "waiting")}
+    scheduler.in_flight.add(("shop", "resting"))
+    rollouts.route_changed(route("checkout", observed=4))
+    assert scheduler.woken == {("shop", "resting")}

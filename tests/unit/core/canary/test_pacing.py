@@ -104,18 +104,19 @@ def test_a_rollout_in_flight_is_looked_at_soon_or_when_its_time_comes() -> None:
         == timedelta(0)
 
 
-def test_only_a_rollout_whose_router_has_not_confirmed_waits_on_its_own_route() -> None:
+def test_a_rollout_waits_on_its_own_route_unconfirmed_or_while_a_tick_may_write_it() -> None:
     writing = CanaryRolloutStatus(phase="Progressing", weight=30, router=RouterStatus(
         weight=30, verified="Unknown", time=START))
     confirmed = writing.model_copy(update={"router": RouterStatus(weight=30, verified="Yes",
                                                                   time=START)})
     moving = writing.model_copy(update={"weight": 55, "router": confirmed.router})
-    assert waits_on_route(spec(), writing, "checkout")
-    assert waits_on_route(spec(), moving, "checkout")
-    assert waits_on_route(spec(), CanaryRolloutStatus(), "checkout")
-    assert not waits_on_route(spec(), confirmed, "checkout")
-    assert not waits_on_route(spec(), writing, "cart")
-    assert not waits_on_route(spec(router={"replicaRatio": {}}), writing, "checkout")
+    assert waits_on_route(spec(), writing, "checkout", False)
+    assert waits_on_route(spec(), moving, "checkout", False)
+    assert waits_on_route(spec(), CanaryRolloutStatus(), "checkout", False)
+    assert not waits_on_route(spec(), confirmed, "checkout", False)
+    assert waits_on_route(spec(), confirmed, "checkout", True)
+    assert not waits_on_route(spec(), writing, "cart", True)
+    assert not waits_on_route(spec(router={"replicaRatio": {}}), writing, "checkout", True)
 
 
 def test_a_route_carrying_the_weight_waits_for_its_report_event_and_looks_at_the_latest() -> None:
