@@ -4,7 +4,8 @@ whose runtime runs pods of those images from their own root filesystems. The ope
 runs the image's entrypoint as its non-root user on a read-only root, with the in-cluster
 ServiceAccount token and API address, under the manifests' RBAC, and reconciles; of the
 manifests' two replicas one acts, and another (the standby, or the Deployment's replacement if
-it asks first) takes over when the leader's pod is deleted; a backup Job runs the runner image against a real PostgreSQL."""
+it asks first) takes over when the leader's pod is deleted; a backup Job runs the runner image
+against a real PostgreSQL."""
 
 from __future__ import annotations
 
