@@ -26,7 +26,7 @@ from runbook_operator.controllers.canary.reconcile import (
 from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
 from runbook_operator.controllers.registration import Operator, register_kind
 from runbook_operator.controllers.scheduler import Item, Key, Scheduler
-from runbook_operator.core.canary.pacing import waits_on_route
+from runbook_operator.core.canary.pacing import route_of, waits_on_route
 from runbook_operator.integrations.routers.gatewayapi import answered
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,11 @@ class Rollouts:
             return
         namespace, name = route["metadata"]["namespace"], route["metadata"]["name"]
         for key, item in list(self.scheduler.items.items()):
-            if key[0] == namespace and isinstance(item.prepared, Compiled) and waits_on_route(
-                    item.prepared.spec,
-                    CanaryRolloutStatus.model_validate(item.body.get("status") or {}), name,
-                    key in self.scheduler.in_flight):
+            if key[0] != namespace or not isinstance(item.prepared, Compiled) \
+                    or route_of(item.prepared.spec) != name:
+                continue
+            status = CanaryRolloutStatus.model_validate(item.body.get("status") or {})
+            if waits_on_route(item.prepared.spec, status, name, key in self.scheduler.in_flight):
                 self.scheduler.wake(key)
 
     async def run_forever(self) -> None:

@@ -77,6 +77,10 @@ def waits_on_route(spec: CanaryRolloutSpec, status: CanaryRolloutStatus, route: 
     waits for: the route is its router's, and the router has not confirmed its weight or a
     tick is in flight (it may be writing a weight, which the status it started from cannot
     say; the Gateway's report comes within milliseconds of the write)."""
+    return route_of(spec) == route and (in_flight or not confirmed(status))
+
+
+def route_of(spec: CanaryRolloutSpec) -> str | None:
+    """The HTTPRoute the rollout's router writes (None: its router is not the Gateway API's)."""
     router = spec.router.gateway_api
-    return router is not None and router.http_route == route and (
-        in_flight or not confirmed(status))
+    return None if router is None else router.http_route
