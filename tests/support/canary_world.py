@@ -55,16 +55,22 @@ def spec(**overrides: Any) -> CanaryRolloutSpec:
 @dataclass
 class Deployment:
     """A Deployment: its template revision and replicas; pods are ready one tick after a
-    change (`broken`: never ready)."""
+    change (`broken`: never ready); the old template's pods stop `drains` ticks after a
+    new one replaced them."""
 
     revision: str
     replicas: int
     ready: int = 0
     settled: bool = False
     broken: bool = False
+    drains: int = 0
+    stopping: int = 0
+    _drain_left: int = 0
 
     def change(self, revision: str | None = None, replicas: int | None = None) -> None:
         if revision is not None and revision != self.revision:
+            if self.drains:
+                self.stopping, self._drain_left = self.stopping + self.ready, self.drains
             self.revision, self.settled, self.ready = revision, False, 0
         if replicas is not None and replicas != self.replicas:
             self.replicas, self.settled = replicas, False
@@ -73,10 +79,14 @@ class Deployment:
     def settle(self) -> None:
         if not self.broken:
             self.ready, self.settled = self.replicas, True
+        self._drain_left = max(self._drain_left - 1, 0)
+        if not self._drain_left:
+            self.stopping = 0
 
     def observed(self) -> Workload:
         return Workload(self.revision, self.replicas, self.ready,
-                        self.settled and self.ready == self.replicas)
+                        self.settled and self.ready == self.replicas and not self.stopping,
+                        self.stopping)
 
 
 @dataclass

@@ -57,6 +57,7 @@ from runbook_operator.core.canary.objects import (
     TargetUnusable,
     autoscaler,
     primary_name,
+    stopping_pods,
     workload,
 )
 from runbook_operator.core.canary.pacing import IN_FLIGHT, next_look
@@ -173,8 +174,16 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
     return Owner(meta["name"], meta["namespace"], meta["uid"])
 
 
-def observe(kube: Kube, compiled: Compiled, namespace: str) -> Observed | str:
-    """The target, the primary and the target's autoscaler, or why they cannot be used."""
+#: The phases in which the primary takes a new template and then, once it has rolled out,
+#: all the traffic: its old pods still stopping are counted (`stopping_pods`) only then.
+PRIMARY_CHANGING_PHASES = (None, "Initializing", "Promoting")
+
+
+def observe(kube: Kube, compiled: Compiled, namespace: str,
+            phase: str | None) -> Observed | str:
+    """The target, the primary and the target's autoscaler, or why they cannot be used; in
+    `PRIMARY_CHANGING_PHASES`, the primary's pods still stopping once its Deployment says
+    it rolled out."""
     spec = compiled.spec
     target = kube.get("apps/v1", "Deployment", spec.target_ref.name, namespace)
     if target is None:
@@ -185,7 +194,13 @@ def observe(kube: Kube, compiled: Compiled, namespace: str) -> Observed | str:
         if hpa is None:
             return f"HorizontalPodAutoscaler {spec.autoscaler_ref.name!r} not found"
     primary = kube.get("apps/v1", "Deployment", primary_name(spec), namespace)
-    return Observed(target, primary, hpa)
+    stopping = 0
+    said = workload(primary, "annotation")
+    if phase in PRIMARY_CHANGING_PHASES and said is not None and said.rolled_out:
+        labels = ",".join(f"{key}={value}" for key, value in
+                          primary["spec"]["selector"]["matchLabels"].items())
+        stopping = stopping_pods(kube.list("v1", "Pod", [namespace], labels), datetime.now(UTC))
+    return Observed(target, primary, hpa, primary_stopping=stopping)
 
 
 @dataclass(frozen=True)
@@ -372,10 +387,10 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
     if isinstance(prepared, Unusable):
         return await asyncio.to_thread(stall, kube, body, prepared.reason, prepared.message)
     namespace = body["metadata"]["namespace"]
-    observed = await asyncio.to_thread(observe, kube, prepared, namespace)
+    status = CanaryRolloutStatus.model_validate(body.get("status") or {})
+    observed = await asyncio.to_thread(observe, kube, prepared, namespace, status.phase)
     if isinstance(observed, str):
         return await asyncio.to_thread(stall, kube, body, "TargetNotFound", observed)
-    status = CanaryRolloutStatus.model_validate(body.get("status") or {})
     target = workload(observed.target)
     assert target is not None
     router = router_for(prepared.spec, prepared.backends, owner_of(body), kube)
@@ -386,7 +401,8 @@ async def tick(kube: Kube, analysts: Analysts, body: Mapping[str, Any],
     except RouterError as error:
         return await asyncio.to_thread(stall, kube, body, "RouterUnavailable", str(error))
     observed = replace(observed, route=answer)
-    world = World(target=target, primary=workload(observed.primary, "annotation"),
+    world = World(target=target, primary=workload(observed.primary, "annotation",
+                                                       observed.primary_stopping),
                   router=answer, autoscaler=autoscaler(observed.target_hpa))
     now = datetime.now(UTC)
     commands = new_commands(body, status)

@@ -40,6 +40,8 @@ class Observed:
     target_hpa: dict[str, Any] | None
     route: Verification | None = None
     """The router's answer about the weight last written, when it was asked."""
+    primary_stopping: int = 0
+    """The primary's pods deleted and still within their grace period, when counted."""
 
 
 def scale(kube: Kube, name: str, namespace: str, replicas: int) -> None:

@@ -307,7 +307,7 @@ def _initialize(t: _Tick) -> None:
         t.say("creating the primary from the target's template")
         return
     if not primary.rolled_out or primary.ready < floor:
-        t.say(f"waiting for the primary: {primary.ready}/{floor} ready")
+        t.say(f"waiting for the primary: {primary.ready}/{floor} ready" + _stopping(primary))
         return
     t.effects["weight"] = 0
     if not t.confirmed(0):
@@ -515,6 +515,13 @@ def _await_promotion(t: _Tick, arrived: bool) -> None:
     _promote(t)
 
 
+def _stopping(primary: Workload | None) -> str:
+    """The old pods the primary waits for, as said in the message."""
+    if primary is None or not primary.stopping:
+        return ""
+    return f", {primary.stopping} old pod(s) still stopping"
+
+
 def _promote(t: _Tick) -> None:
     """All traffic to the canary, then its template to the primary."""
     t.effects["canary"] = "running"
@@ -529,7 +536,8 @@ def _promote(t: _Tick) -> None:
     if (primary is None or primary.revision != t.s["revision"] or not primary.rolled_out
             or primary.ready < primary.replicas):
         ready = primary.ready if primary else 0
-        t.say(f"the primary is taking revision {t.s['revision']}: {ready} ready")
+        t.say(f"the primary is taking revision {t.s['revision']}: {ready} ready"
+              + _stopping(primary))
         return
     t.phase("Finalising")
     _finalise(t)

@@ -49,12 +49,18 @@ class Workload:
     """Ready pods of the current template."""
     rolled_out: bool
     """The Deployment controller has rolled the current template out to every replica and
-    no pod of an older template is left."""
+    no pod of an older template is left, not even one still stopping."""
+    stopping: int = 0
+    """Pods deleted but still within their grace period: a draining pod of the old template
+    answers requests the gateway still sends it."""
 
 
-def workload(body: dict[str, Any] | None, revision_of: str = "template") -> Workload | None:
+def workload(body: dict[str, Any] | None, revision_of: str = "template",
+             stopping: int = 0) -> Workload | None:
     """What a Deployment says about itself; `revision_of` "template" hashes its pod template
-    (the target), "annotation" reads the revision the operator recorded (the primary)."""
+    (the target), "annotation" reads the revision the operator recorded (the primary).
+    `stopping` counts its pods still stopping (`stopping_pods`): the Deployment's own status
+    leaves them out."""
     if body is None:
         return None
     spec, status = body.get("spec") or {}, body.get("status") or {}
@@ -67,9 +73,19 @@ def workload(body: dict[str, Any] | None, revision_of: str = "template") -> Work
     available = int(status.get("availableReplicas") or 0)
     total = int(status.get("replicas") or 0)
     current = status.get("observedGeneration") == body["metadata"].get("generation")
-    rolled_out = current and updated == replicas and available >= replicas and total == replicas
+    rolled_out = (current and updated == replicas and available >= replicas
+                  and total == replicas and stopping == 0)
     ready = min(int(status.get("readyReplicas") or 0), updated) if current else 0
-    return Workload(rev, replicas, ready, rolled_out)
+    return Workload(rev, replicas, ready, rolled_out, stopping)
+
+
+def stopping_pods(pods: list[dict[str, Any]], now: datetime) -> int:
+    """How many of `pods` are deleted and still within their grace period (deletionTimestamp,
+    the moment the kubelet kills what is left, still ahead): such a pod may be draining and
+    answering. One past that moment no longer runs, even while its object lingers."""
+    return sum(1 for pod in pods
+               if (deadline := (pod.get("metadata") or {}).get("deletionTimestamp"))
+               and datetime.fromisoformat(deadline) > now)
 
 
 def replicas_by_router(spec: CanaryRolloutSpec) -> bool:

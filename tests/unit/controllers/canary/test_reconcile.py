@@ -23,12 +23,14 @@ from runbook_operator.controllers.canary.reconcile import (
     Unusable,
     backup_seen,
     new_commands,
+    observe,
     prepare,
     request_backup,
     rollout_status_patch,
     write_status,
 )
 from runbook_operator.core.canary import messages
+from runbook_operator.core.canary.objects import REVISION_ANNOTATION
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
 from tests.support.canary_world import START, spec
 from tests.support.fakes import FakeCluster
@@ -252,3 +254,38 @@ def test_records_that_cannot_be_written_after_a_few_attempts_fail_the_tick() -> 
         write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
                      notified(ROLLED_BACK), pauses.append)
     assert pauses == [0.5, 1.0, 2.0]
+
+
+def _deployment(name: str, app: str, annotations: dict | None = None) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop", "annotations": annotations or {}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": app}},
+                     "template": {"metadata": {"labels": {"app": app}}}},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                       "readyReplicas": 1, "availableReplicas": 1}}
+
+
+def _pod(name: str, app: str, deleted_until: str | None = None) -> dict:
+    meta = {"name": name, "namespace": "shop", "labels": {"app": app}}
+    if deleted_until:
+        meta["deletionTimestamp"] = deleted_until
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+
+
+def test_the_primarys_old_pods_still_stopping_are_counted_while_it_takes_a_revision() -> None:
+    """The Deployment's status leaves out its deleted pods; a draining one still answers."""
+    kube = FakeCluster(_deployment("checkout", "checkout"),
+                       _deployment("checkout-primary", "checkout-primary",
+                                   {REVISION_ANNOTATION: "r2"}),
+                       _pod("new", "checkout-primary"),
+                       _pod("old", "checkout-primary", "2999-01-01T00:00:00Z"),
+                       _pod("gone", "checkout-primary", "2000-01-01T00:00:00Z"),
+                       _pod("canary", "checkout", "2999-01-01T00:00:00Z"))
+    compiled = prepare(body())
+    assert isinstance(compiled, Compiled)
+    promoting = observe(kube, compiled, "shop", "Promoting")  # type: ignore[arg-type]
+    assert not isinstance(promoting, str) and promoting.primary_stopping == 1
+    kube.requests.clear()
+    progressing = observe(kube, compiled, "shop", "Progressing")  # type: ignore[arg-type]
+    assert not isinstance(progressing, str) and progressing.primary_stopping == 0
+    assert "list Pod" not in kube.requests  # pods are listed only while the primary changes

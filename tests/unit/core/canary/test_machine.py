@@ -38,6 +38,23 @@ def test_a_healthy_revision_walks_every_step_and_is_promoted() -> None:
     assert phases.index("Promoting") < phases.index("Finalising") < phases.index("Succeeded")
 
 
+def test_traffic_returns_to_the_promoted_primary_only_once_its_old_pods_have_stopped(
+) -> None:
+    """A draining pod of the old template answers what the gateway still sends it: all
+    traffic back to the primary while one stops served a few requests of the old version."""
+    sim = initialized()
+    assert sim.primary is not None
+    sim.primary.drains = 3
+    sim.target.change(revision="r2")
+    sim.run_until(lambda s: s.primary is not None and s.primary.stopping > 0, seconds=5)
+    sim.run_until(lambda s: s.primary is not None and s.primary.stopping == 0)
+    promoting = [d.status.message for d in sim.decisions if d.status.phase == "Promoting"]
+    assert any("2 old pod(s) still stopping" in (message or "") for message in promoting)
+    assert sim.route.writes[-1] == 100
+    sim.run_until(sim.phase_is("Succeeded"))
+    assert sim.route.writes == [0, 5, 30, 55, 80, 100, 0]
+
+
 def test_failures_up_to_the_limit_roll_back_to_the_primary_scaled_first() -> None:
     sim = initialized()
     sim.verdict = lambda step: "Fail"

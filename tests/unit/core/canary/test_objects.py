@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from runbook_operator.core.canary.objects import (
     desired_services,
     primary_floor,
     revision,
+    stopping_pods,
     workload,
 )
 from runbook_operator.integrations.routers import Backends, Owner
@@ -86,6 +89,20 @@ def test_a_deployment_is_rolled_out_only_when_its_controller_caught_up() -> None
     half = workload(rolling)
     assert half is not None and not half.rolled_out and half.ready == 1
     assert workload(None) is None
+    draining = workload(target(), stopping=1)
+    assert draining is not None and not draining.rolled_out and draining.stopping == 1
+
+
+def test_a_pod_is_stopping_until_the_end_of_its_grace_period() -> None:
+    def pod(deleted_until: str | None) -> dict:
+        return {"metadata": {"name": "p", **({"deletionTimestamp": deleted_until}
+                                             if deleted_until else {})}}
+
+    now = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
+    pods = [pod(None), pod("2026-12-02T10:00:03Z"), pod("2026-12-02T09:59:59Z")]
+    assert stopping_pods(pods, now) == 1  # running; draining 3 s more; killed, object left
+    assert stopping_pods(pods, now + timedelta(seconds=3)) == 0
+    assert stopping_pods([], now) == 0
 
 
 def test_the_primary_autoscaler_is_the_targets_aimed_at_the_primary_its_minimum_raised() -> None:
