@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import kopf
@@ -162,14 +163,6 @@ def asks_for_incidents(body: Mapping[str, Any], event: Mapping[str, Any] | None 
     return bool((body.get("spec") or {}).get("incident")) and not going
 
 
-def _resync(kube: Kube, kind: str) -> Callable[[dict[str, Any]], None]:
-    def reconcile(body: dict[str, Any]) -> None:
-        if asks_for_incidents(body):
-            reconcile_source(kube, kind, body)
-
-    return reconcile
-
-
 class CachedToken:
     """The receiver's bearer token from its Secret, read again after TOKEN_TTL_SECONDS."""
 
@@ -233,6 +226,7 @@ def register(operator: Operator) -> None:
 
         def resyncing(logger: Logger, kind: str = kind) -> Coroutine[Any, Any, None]:
             return resync_forever(kube, kind, list(config.namespaces), config.resync_seconds,
-                                  logger, _resync(kube, kind))
+                                  logger, partial(reconcile_source, kube, kind),
+                                  wanted=asks_for_incidents)
 
         operator.loops.append(resyncing)
