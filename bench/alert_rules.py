@@ -638,21 +638,19 @@ def _worker_tick(args: dict[str, Any]) -> dict[str, Any]:
     from prometheus_client import REGISTRY
     from runbook_operator.api.common import API_VERSION
     from runbook_operator.controllers.alertrule import Evaluator
-    from runbook_operator.integrations.kubernetes import Kube, load_client_config
+    from runbook_operator.integrations.kubernetes import connect
 
-    load_client_config()
-    kube = Kube()
+    kube = connect()
     requests: Counter[str] = Counter()
     counting = threading.Lock()
-    rest = kube._dynamic.client.rest_client
-    send = rest.request
+    send = kube.client.request
 
     def counted(method: str, *a: Any, **kw: Any) -> Any:
         with counting:
             requests[method] += 1
         return send(method, *a, **kw)
 
-    rest.request = counted
+    kube.client.request = counted  # type: ignore[method-assign]
 
     def query_seconds() -> float:
         return REGISTRY.get_sample_value("runbook_alert_evaluation_seconds_sum") or 0.0

@@ -281,28 +281,22 @@ def one_rollback(demo: Any, load: Any, routes: RouteWatch, prometheus_url: str, 
 def raw_route_writes(cluster: Any, namespace: str, count: int) -> list[float]:
     """Seconds of one server-side apply of an HTTPRoute's weights and a GET reading them back,
     with the operator's Kubernetes adapter (a route of its own, for a host nobody asks)."""
-    from kubernetes import config
+    from runbook_operator.integrations.kubernetes import connect
 
-    from runbook_operator.integrations.kubernetes import Kube
-
-    api = config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
-    kube, times = Kube(api), []
-    try:
-        for i in range(count):
-            weight = 100 - (i % 2) * 20
-            body = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                    "metadata": {"name": "bench-raw", "namespace": namespace},
-                    "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["raw.invalid"],
-                             "rules": [{"backendRefs": [
-                                 {"name": "checkout-primary", "port": 80, "weight": weight},
-                                 {"name": "checkout-canary", "port": 80,
-                                  "weight": 100 - weight}]}]}}
-            started = time.perf_counter()
-            kube.apply(body)
-            kube.get(body["apiVersion"], body["kind"], "bench-raw", namespace)
-            times.append(time.perf_counter() - started)
-    finally:
-        api.close()
+    kube, times = connect(kubeconfig=str(cluster.admin_kubeconfig)), []
+    for i in range(count):
+        weight = 100 - (i % 2) * 20
+        body = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "bench-raw", "namespace": namespace},
+                "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["raw.invalid"],
+                         "rules": [{"backendRefs": [
+                             {"name": "checkout-primary", "port": 80, "weight": weight},
+                             {"name": "checkout-canary", "port": 80,
+                              "weight": 100 - weight}]}]}}
+        started = time.perf_counter()
+        kube.apply(body)
+        kube.get(body["apiVersion"], body["kind"], "bench-raw", namespace)
+        times.append(time.perf_counter() - started)
     cluster.kubectl("delete", "httproute", "bench-raw", "-n", namespace)
     return times
 

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from runbook_operator.api.canaryrollout import CanaryRolloutSpec
 from runbook_operator.demoapp import traffic
 from runbook_operator.devcluster import gateway
 from runbook_operator.devcluster.cluster import LocalCluster, run_build
 from runbook_operator.devcluster.waiting import wait_for
-from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.kubernetes import Kube, connect
 from runbook_operator.integrations.routers import (
     Backends,
     Owner,
@@ -43,7 +43,7 @@ TOLERANCE = 0.05
 @pytest.fixture(scope="session")
 def operator_kube(operator_kubeconfig: Path) -> Kube:
     """The routers' API access: the operator's ServiceAccount, bound by manifests/rbac.yaml."""
-    return Kube(config.new_client_from_config(config_file=str(operator_kubeconfig)))
+    return connect(kubeconfig=str(operator_kubeconfig))
 
 
 @pytest.fixture(scope="session")

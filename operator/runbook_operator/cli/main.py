@@ -179,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.stdout.write("---\n".join(render_all().values()))
     else:
+        # The operator speaks to the API with its own client (integrations/kubeapi.py); kopf
+        # would import the official client's generated models (18 MiB) whenever it can.
+        sys.modules.setdefault("kubernetes", None)
         from runbook_operator.cli.serve import run
 
         run(args)

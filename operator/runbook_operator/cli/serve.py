@@ -21,7 +21,13 @@ from runbook_operator.controllers.registration import OperatorConfig
 from runbook_operator.core.leadership import Timing
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
-from runbook_operator.integrations.kubernetes import Kube, api_client, load_client_config
+from runbook_operator.integrations.kubeapi import (
+    ApiClient,
+    Connection,
+    TokenBucket,
+    load_connection,
+)
+from runbook_operator.integrations.kubernetes import Kube
 from runbook_operator.integrations.lease import LeaseRef, Leases
 
 log = logging.getLogger(__name__)
@@ -102,7 +108,29 @@ async def serve_health(address: str, port: int) -> None:
         await runner.cleanup()
 
 
-def term(args: argparse.Namespace, kube: Kube, config: OperatorConfig) -> Term:
+def connection_info(connection: Connection) -> kopf.ConnectionInfo:
+    """The same credentials for kopf's own watches and patches."""
+    token = connection.token
+    return kopf.ConnectionInfo(
+        server=connection.server,
+        ca_path=connection.ca_path,
+        ca_data=connection.ca_data,
+        insecure=connection.insecure,
+        certificate_path=connection.cert_path,
+        certificate_data=connection.cert_data,
+        private_key_path=connection.key_path,
+        private_key_data=connection.key_data,
+        token=token.value() if token else None,
+        username=connection.username,
+        password=connection.password,
+        default_namespace=connection.namespace,
+        expiration=token.expiration if token else None,
+    )
+
+
+def term(
+    args: argparse.Namespace, kube: Kube, config: OperatorConfig, connection: Connection
+) -> Term:
     """The operator proper for one term of leadership: a fresh registry (so fresh schedulers
     and loops) on every start."""
 
@@ -110,8 +138,11 @@ def term(args: argparse.Namespace, kube: Kube, config: OperatorConfig) -> Term:
         registry = kopf.OperatorRegistry()
 
         @kopf.on.login(registry=registry)
-        def login(**kwargs: object) -> kopf.ConnectionInfo | None:
-            return kopf.login_via_client(**kwargs)
+        def login(**_: object) -> kopf.ConnectionInfo:
+            # Asked again when the API server refuses the credentials: a rotated token.
+            if connection.token:
+                connection.token.refresh()
+            return connection_info(connection)
 
         settings = operator_settings(args)
         register_all(registry, settings, kube, config)
@@ -126,10 +157,11 @@ def term(args: argparse.Namespace, kube: Kube, config: OperatorConfig) -> Term:
     return run_until
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, connection: Connection) -> None:
     """Health, the Alertmanager receiver and metrics on every instance; the operator proper
     while this instance leads (or always with --standalone)."""
-    kube = Kube(api_client(args.api_qps, args.api_burst))
+    bucket = TokenBucket(args.api_qps, args.api_burst) if args.api_qps else None
+    kube = Kube(ApiClient(connection, bucket))
     config = OperatorConfig(
         runner_image=args.runner_image,
         default_prometheus=args.prometheus_url,
@@ -144,11 +176,13 @@ async def serve(args: argparse.Namespace) -> None:
         services.append(asyncio.create_task(receiver_loop(kube, config.alertmanager)(log)))
     try:
         if args.standalone:
-            await term(args, kube, config)(asyncio.Event())
+            await term(args, kube, config, connection)(asyncio.Event())
         else:
             timing = Timing.for_lease(args.lease_duration)
-            leases = Leases(LeaseRef(args.lease_namespace, args.lease), timing.retry_seconds * 2)
-            await lead_in_terms(Elector(leases, identity(), timing), term(args, kube, config))
+            leases = Leases(LeaseRef(args.lease_namespace, args.lease), timing.retry_seconds * 2,
+                            connection)
+            await lead_in_terms(Elector(leases, identity(), timing),
+                                term(args, kube, config, connection))
     finally:
         for task in services:
             task.cancel()
@@ -156,9 +190,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> None:
     configure(args.log_level, args.json_logs)
-    load_client_config()
+    connection = load_connection()
     if args.metrics_port:
         # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
         disable_created_metrics()
         start_http_server(args.metrics_port, addr=args.bind_address)
-    asyncio.run(serve(args))
+    asyncio.run(serve(args, connection))

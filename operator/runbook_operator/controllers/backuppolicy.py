@@ -14,11 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import (
-    BadRequestError,
-    ForbiddenError,
-    UnprocessibleEntityError,
-)
 from pydantic import ValidationError
 
 from runbook_operator.api.backuppolicy import BackupPolicy, BackupPolicySpec, BackupPolicyStatus
@@ -35,10 +30,7 @@ from runbook_operator.controllers.common import (
     update_status_from,
     warn_if_newly_stalled,
 )
-from runbook_operator.controllers.errors import (
-    api_error_message,
-    validation_message,
-)
+from runbook_operator.controllers.errors import validation_message
 from runbook_operator.controllers.metrics import measured
 from runbook_operator.controllers.notify import notify
 from runbook_operator.controllers.registration import Operator, register_kind
@@ -67,6 +59,7 @@ from runbook_operator.core.backuppolicy.notifications import (
 from runbook_operator.core.backuppolicy.rpo import RPOEvaluation
 from runbook_operator.core.conditions import Outcome, Phase
 from runbook_operator.core.secret_refs import missing_secrets
+from runbook_operator.integrations.kubeapi import BadRequest, Forbidden, Invalid
 from runbook_operator.integrations.kubernetes import Kube
 
 KIND = BackupPolicy.info.kind
@@ -137,10 +130,10 @@ def _apply(
                 "batch/v1", "CronJob", restore_test_cronjob_name(owner.name),
                 owner.namespace, owned_by=owner.uid,
             )
-    except (UnprocessibleEntityError, BadRequestError) as error:
-        return Outcome(Phase.STALLED, "CronJobRejected", api_error_message(error)), None
-    except ForbiddenError as error:
-        return Outcome(Phase.STALLED, "Forbidden", api_error_message(error)), None
+    except (Invalid, BadRequest) as error:
+        return Outcome(Phase.STALLED, "CronJobRejected", error.message), None
+    except Forbidden as error:
+        return Outcome(Phase.STALLED, "Forbidden", error.message), None
     return policy_status.scheduled_outcome(spec, applied["metadata"]["name"]), applied
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from kubernetes.dynamic.exceptions import DynamicApiError
 from pydantic import ValidationError
 
-from runbook_operator.integrations.kubernetes import APIUnreachable, StatusConflict
+from runbook_operator.integrations.kubeapi import ApiError, APIUnreachable
+from runbook_operator.integrations.kubernetes import StatusConflict
 
 #: Failures of one API call that the next event or resync retries: an error answer, a write
 #: that kept conflicting, or no answer at all (the API server down or restarting).
-TRANSIENT_API_ERRORS = (DynamicApiError, StatusConflict, APIUnreachable)
+TRANSIENT_API_ERRORS = (ApiError, StatusConflict, APIUnreachable)
 
 
 def validation_message(error: ValidationError, prefix: str) -> str:
@@ -23,18 +21,10 @@ def validation_message(error: ValidationError, prefix: str) -> str:
     return "; ".join(parts)
 
 
-def api_error_message(error: DynamicApiError) -> str:
-    """The API server's own message (it names the field), not the HTTP dump."""
-    try:
-        return json.loads(error.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return f"{error.status} {error.reason}"
-
-
 def transient_error_message(error: Exception) -> str:
     """One line for any of TRANSIENT_API_ERRORS."""
-    if isinstance(error, DynamicApiError):
-        return api_error_message(error)
+    if isinstance(error, ApiError):
+        return error.message
     if isinstance(error, APIUnreachable):
         return f"the API server is unreachable ({error})"
     return str(error)

@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from runbook_operator.core.leadership import (
@@ -44,11 +43,12 @@ from runbook_operator.core.leadership import (
     released,
     still_leading,
 )
+from runbook_operator.integrations.kubeapi import ApiError
 from runbook_operator.integrations.lease import Leases
 
 log = logging.getLogger(__name__)
 #: Failures of one Lease request: the next try repeats it.
-LEASE_ERRORS = (ApiException, HTTPError, OSError)
+LEASE_ERRORS = (ApiError, HTTPError, OSError)
 #: The operator proper, run until the event is set.
 Term = Callable[[asyncio.Event], Awaitable[None]]
 _T = TypeVar("_T")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from typing import Any
 
 from runbook_operator.core.leadership import Record
+from runbook_operator.integrations.kubeapi import ApiClient, ApiResource, Connection, NotFound
+
+LEASES = ApiResource("coordination.k8s.io/v1", "leases", namespaced=True)
 
 
 @dataclass(frozen=True)
@@ -18,13 +19,17 @@ class LeaseRef:
     name: str
 
 
-def _record(spec: client.V1LeaseSpec) -> Record:
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _record(spec: dict[str, Any]) -> Record:
     return Record(
-        holder=spec.holder_identity or None,
-        lease_seconds=spec.lease_duration_seconds or 0,
-        acquired=spec.acquire_time,
-        renewed=spec.renew_time,
-        transitions=spec.lease_transitions or 0,
+        holder=spec.get("holderIdentity") or None,
+        lease_seconds=spec.get("leaseDurationSeconds") or 0,
+        acquired=_time(spec.get("acquireTime")),
+        renewed=_time(spec.get("renewTime")),
+        transitions=spec.get("leaseTransitions") or 0,
     )
 
 
@@ -36,55 +41,50 @@ def micro_time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _spec(record: Record) -> client.V1LeaseSpec:
-    return client.V1LeaseSpec(
-        holder_identity=record.holder,
-        lease_duration_seconds=record.lease_seconds,
-        acquire_time=micro_time(record.acquired),
-        renew_time=micro_time(record.renewed),
-        lease_transitions=record.transitions,
-    )
+def _spec(record: Record) -> dict[str, Any]:
+    spec = {
+        "holderIdentity": record.holder,
+        "leaseDurationSeconds": record.lease_seconds,
+        "acquireTime": micro_time(record.acquired),
+        "renewTime": micro_time(record.renewed),
+        "leaseTransitions": record.transitions,
+    }
+    return {key: value for key, value in spec.items() if value is not None}
 
 
 class Leases:
     """Reads and conditional writes of one Lease."""
 
-    def __init__(self, ref: LeaseRef, timeout: float) -> None:
+    def __init__(self, ref: LeaseRef, timeout: float, connection: Connection) -> None:
         self.ref = ref
-        self.timeout = timeout
-        """Seconds one request may take: a leader must notice a hung renewal in time."""
         # No retries inside a request: the elector tries again every retry period anyway,
-        # and urllib3 would log a warning for each retry of each try while the server is away.
-        config = client.Configuration.get_default_copy()
-        config.retries = 0
-        self.api = client.CoordinationV1Api(client.ApiClient(config))
+        # and a leader must notice a hung renewal within `timeout` seconds.
+        self.client = ApiClient(connection, retries=0, timeout=timeout)
+
+    def _lease(self, record: Record, resource_version: str | None = None) -> dict[str, Any]:
+        metadata = {"name": self.ref.name, "namespace": self.ref.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {"apiVersion": LEASES.api_version, "kind": "Lease", "metadata": metadata,
+                "spec": _spec(record)}
 
     def read(self) -> tuple[Record, str] | None:
         """The Lease's record and resourceVersion; None when there is no Lease."""
         try:
-            lease = self.api.read_namespaced_lease(self.ref.name, self.ref.namespace,
-                                               _request_timeout=self.timeout)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return _record(lease.spec), lease.metadata.resource_version
+            lease = self.client.request("GET", LEASES.path(self.ref.namespace, self.ref.name))
+        except NotFound:
+            return None
+        return _record(lease.get("spec") or {}), lease["metadata"]["resourceVersion"]
 
     def create(self, record: Record) -> str:
         """Create the Lease; fails with 409 if another instance created it first."""
-        lease = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=self.ref.name, namespace=self.ref.namespace),
-            spec=_spec(record))
-        created = self.api.create_namespaced_lease(self.ref.namespace, lease,
-                                                 _request_timeout=self.timeout)
-        return created.metadata.resource_version
+        created = self.client.request("POST", LEASES.path(self.ref.namespace),
+                                      body=self._lease(record))
+        return created["metadata"]["resourceVersion"]
 
     def write(self, record: Record, resource_version: str) -> str:
         """Replace the Lease's record; fails with 409 if it changed since `resource_version`."""
-        lease = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=self.ref.name, namespace=self.ref.namespace,
-                                         resource_version=resource_version),
-            spec=_spec(record))
-        replaced = self.api.replace_namespaced_lease(self.ref.name, self.ref.namespace, lease,
-                                                  _request_timeout=self.timeout)
-        return replaced.metadata.resource_version
+        replaced = self.client.request(
+            "PUT", LEASES.path(self.ref.namespace, self.ref.name),
+            body=self._lease(record, resource_version))
+        return replaced["metadata"]["resourceVersion"]

@@ -7,9 +7,15 @@ from __future__ import annotations
 import pytest
 
 from runbook_operator.cli.main import _check_receiver, _parser
-from runbook_operator.cli.serve import identity, operator_settings, receiver_config
+from runbook_operator.cli.serve import (
+    connection_info,
+    identity,
+    operator_settings,
+    receiver_config,
+)
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
+from runbook_operator.integrations.kubeapi import Connection, Token
 
 
 def parsed(*flags: str):
@@ -76,3 +82,15 @@ def test_the_lease_lives_in_the_pods_namespace(monkeypatch: pytest.MonkeyPatch) 
 def test_watching_chosen_namespaces_scans_neither_namespaces_nor_crds() -> None:
     assert operator_settings(parsed("--namespace=shop")).scanning.disabled
     assert not operator_settings(parsed()).scanning.disabled
+
+
+def test_kopf_logs_in_with_the_operators_own_credentials() -> None:
+    pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    connection = Connection(server="https://k8s:6443", ca_data=pem, cert_data=pem,
+                            key_path="/keys/client.key", token=Token(fixed="t0ken"),
+                            namespace="runbook-system")
+    info = connection_info(connection)
+    assert (info.server, info.ca_data, info.certificate_data) == ("https://k8s:6443", pem, pem)
+    assert (info.private_key_path, info.token) == ("/keys/client.key", "t0ken")
+    assert info.default_namespace == "runbook-system"
+    assert info.ca_path is None and info.expiration is None

@@ -8,8 +8,6 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import DynamicApiError
 
 from runbook_operator.controllers.common import (
     RESYNC_PAGE,
@@ -17,6 +15,7 @@ from runbook_operator.controllers.common import (
     update_status_from,
 )
 from runbook_operator.devcluster.waiting import wait_for
+from runbook_operator.integrations.kubeapi import Gone
 from urllib3.exceptions import MaxRetryError
 
 from tests.support.fakes import FakeKube
@@ -72,7 +71,7 @@ def test_a_resync_pass_asks_for_the_next_page_once_the_last_one_is_reconciled() 
             log.append(f"page 1 of pass {passes[0]}")
             yield [policy("a"), policy("b")]
             if passes[0] == 1:
-                raise DynamicApiError(ApiException(status=410, reason="Gone"))
+                raise Gone(410, "Gone", "")
             log.append(f"page 2 of pass {passes[0]}")
             yield [policy("c")]
 

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from runbook_operator.controllers.leadership import Elector, lead_in_terms, stop_before_expiry
 from runbook_operator.core.leadership import Record, Timing
 from runbook_operator.devcluster.waiting import wait_for, wait_until
+from runbook_operator.integrations.kubeapi import Conflict
 from runbook_operator.integrations.lease import LeaseRef
 
 TIMING = Timing(lease_seconds=15, renew_deadline_seconds=10, retry_seconds=2)
@@ -42,14 +42,14 @@ class MemoryLeases:
     def create(self, record: Record) -> str:
         self._reachable()
         if self.record is not None:
-            raise ApiException(status=409)
+            raise Conflict(409, "Conflict", "")
         self.record, self.version = record, self.version + 1
         return str(self.version)
 
     def write(self, record: Record, resource_version: str) -> str:
         self._reachable()
         if resource_version != str(self.version):
-            raise ApiException(status=409)
+            raise Conflict(409, "Conflict", "")
         self.record, self.version = record, self.version + 1
         return str(self.version)
 

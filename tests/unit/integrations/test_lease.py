@@ -1,5 +1,5 @@
 """integrations.lease: the Lease's MicroTime as the API server parses it, and records that
-survive the trip through the client's models."""
+survive the trip through the API's JSON."""
 
 from __future__ import annotations
 
@@ -19,5 +19,11 @@ def test_micro_time_always_has_six_fractional_digits_in_utc() -> None:
 
 def test_a_free_lease_has_no_holder() -> None:
     spec = _spec(Record(None, 1, transitions=2))
-    assert spec.holder_identity is None
+    assert "holderIdentity" not in spec
     assert _record(spec) == Record(None, 1, transitions=2)
+
+
+def test_a_held_lease_survives_the_trip_through_json() -> None:
+    moment = datetime(2026, 12, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    record = Record("operator-0", 15, acquired=moment, renewed=moment, transitions=3)
+    assert _record(_spec(record)) == record

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.dynamic.exceptions import NotFoundError
 from pydantic import ValidationError
 
 from runbook_operator.api.backuppolicy import BackupPolicy
@@ -64,6 +63,7 @@ from runbook_operator.core.canary.pacing import IN_FLIGHT, next_look
 from runbook_operator.core.canary.status import stalled, with_conditions
 from runbook_operator.core.incident.sources import incident_name
 from runbook_operator.core.canary.steps import Step, compile_steps
+from runbook_operator.integrations.kubeapi import NotFound
 from runbook_operator.integrations.kubernetes import Kube, StatusConflict
 from runbook_operator.integrations.prometheus import Ok, PrometheusClient
 from runbook_operator.integrations.routers import (
@@ -338,7 +338,7 @@ def request_backup(kube: Kube, spec: CanaryRolloutSpec, namespace: str, token: s
     try:
         kube.merge_patch(API_VERSION, POLICY_KIND, spec.backup_before.backup_policy_ref.name,
                          namespace, backup.request_patch(token))
-    except NotFoundError:
+    except NotFound:
         return False
     return True
 

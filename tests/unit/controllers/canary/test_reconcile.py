@@ -3,8 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
 from prometheus_client import REGISTRY
 
 from runbook_operator.api.canaryrollout import (
@@ -32,6 +30,7 @@ from runbook_operator.controllers.canary.reconcile import (
 from runbook_operator.core.canary import messages
 from runbook_operator.core.canary.objects import REVISION_ANNOTATION
 from runbook_operator.core.backuppolicy.names import BACKUP_NOW_ANNOTATION
+from runbook_operator.integrations.kubeapi import ApiError, NotFound
 from tests.support.canary_world import START, spec
 from tests.support.fakes import FakeCluster
 
@@ -120,7 +119,7 @@ class PolicyDeleted:
     """The policy deleted between the look and the request."""
 
     def merge_patch(self, *args: object) -> None:
-        raise NotFoundError(ApiException(status=404, reason="Not Found"))
+        raise NotFound(404, "Not Found", "")
 
 
 def test_a_policy_deleted_before_the_request_leaves_the_tick_undecided() -> None:
@@ -209,8 +208,8 @@ def test_records_are_not_written_onto_another_rollout_of_the_same_name() -> None
     assert not stored["status"].get("notifications")
 
 
-def unavailable() -> DynamicApiError:
-    return DynamicApiError(ApiException(status=503, reason="Service Unavailable"))
+def unavailable() -> ApiError:
+    return ApiError(503, "Service Unavailable", "")
 
 
 class LostAnswers(FakeCluster):
@@ -250,7 +249,7 @@ def test_records_that_cannot_be_written_after_a_few_attempts_fail_the_tick() -> 
     cluster.patch_status = down  # type: ignore[method-assign]
     cluster.update_status = down  # type: ignore[method-assign]
     pauses: list[float] = []
-    with pytest.raises(DynamicApiError):
+    with pytest.raises(ApiError):
         write_status(cluster, body, PROGRESSING,  # type: ignore[arg-type]
                      notified(ROLLED_BACK), pauses.append)
     assert pauses == [0.5, 1.0, 2.0]
