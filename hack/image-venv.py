@@ -40,7 +40,8 @@ CHECKED = {
                   "runbook_operator.core", "runbook_operator.integrations",
                   "runbook_operator.cli"), ("sklearn.ensemble",)),
     "runner": (("runbook_operator.runner",), ("runbook_operator.cli.main",
-                                              "runbook_operator.cli.logs")),
+                                              "runbook_operator.cli.logs",
+                                              "cryptography.hazmat.primitives.ciphers.aead")),
 }
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
