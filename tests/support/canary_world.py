@@ -33,7 +33,7 @@ from runbook_operator.core.canary.machine import (
 from runbook_operator.core.canary.objects import Autoscaler, Workload, replicas_by_router
 from runbook_operator.core.canary.steps import compile_steps
 from runbook_operator.integrations.routers import Verification
-from runbook_operator.integrations.routers.replica_ratio import split
+from runbook_operator.integrations.routers.replica_ratio import split, total_replicas
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -236,7 +236,9 @@ class Simulation:
         if not replicas_by_router(self.spec) or self.primary is None:
             return
         configured = self.spec.router.replica_ratio.total_replicas  # type: ignore[union-attr]
-        total = configured or self.primary.replicas + self.target.replicas
+        total = total_replicas(configured, {"spec": {"replicas": self.primary.replicas}},
+                               {"spec": {"replicas": self.target.replicas}},
+                               first_write=self.status.router is None)
         primary, canary = split(total, weight)
         self.primary.change(replicas=primary)
         self.target.change(replicas=canary)

@@ -154,7 +154,8 @@ class ReplicaRatioRouter(ApiModel):
 
     total_replicas: int | None = Field(
         default=None, ge=1, le=1000,
-        description="Pods of both versions together (default: the primary's replicas).")
+        description="Pods of both versions together (default: the target's replicas when the "
+        "rollout starts, moved to the primary one for one).")
 
 
 class IstioRouter(ApiModel):

@@ -303,7 +303,8 @@ def finish(kube: Kube, body: Mapping[str, Any], compiled: Compiled, observed: Ob
             kube, compiled.spec, namespace, decision.effects.backup):
         return Outcome(body, IN_FLIGHT)
     owner = owner_of(body)
-    router = router_for(compiled.spec, compiled.backends, owner, kube)
+    router = router_for(compiled.spec, compiled.backends, owner, kube,
+                        first_write=status.router is None)
     answered = make_so(kube, compiled.spec, observed, decision.effects,
                        decision.status.canary_replicas, compiled.backends, owner, router,
                        status.router, now)

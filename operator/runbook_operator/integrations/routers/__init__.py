@@ -107,8 +107,9 @@ class Router(Protocol):
         removed; with replica ratio, the primary at zero."""
 
 
-def router_for(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, kube: Kube) -> Router:
-    """The router the spec chooses."""
+def router_for(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, kube: Kube,
+               first_write: bool = False) -> Router:
+    """The router the spec chooses; `first_write`: the rollout has recorded no weight yet."""
     kind = spec.router.kind()
     if kind == "gatewayAPI":
         from runbook_operator.integrations.routers.gatewayapi import GatewayAPIRouter
@@ -126,7 +127,7 @@ def router_for(spec: CanaryRolloutSpec, backends: Backends, owner: Owner, kube: 
         assert spec.router.replica_ratio is not None
         target = spec.target_ref.name
         return ReplicaRatioRouter(kube, backends, f"{target}{PRIMARY_SUFFIX}", target,
-                                  spec.router.replica_ratio.total_replicas)
+                                  spec.router.replica_ratio.total_replicas, first_write)
     from runbook_operator.integrations.routers.istio import IstioRouter
 
     assert spec.router.istio is not None

@@ -14,7 +14,9 @@ rounding rule, over `total` pods of both versions together:
 - the primary gets the rest, so the two always add up to `total`.
 
 The canary's real share then differs from `w` by less than 100 / total points. `total` is
-the spec's `totalReplicas`, else the two Deployments' replicas together — which a write
+the spec's `totalReplicas`; else, at a rollout's first write, the target's replicas (what the
+user ran: the primary is new, at the Deployment default of 1, and counting it too made a
+1-replica app run 2 pods); else the two Deployments' replicas together — which every write
 keeps, so it stays what the primary ran when the canary was at zero.
 
 Verification reads the Deployments back: Yes once both run exactly their counts of ready,
@@ -49,12 +51,20 @@ def split(total: int, weight: int) -> tuple[int, int]:
     return total - canary, canary
 
 
+def _replicas(deployment: dict[str, Any]) -> int:
+    return int((deployment.get("spec") or {}).get("replicas", 1))
+
+
 def total_replicas(configured: int | None, primary: dict[str, Any],
-                   canary: dict[str, Any]) -> int:
-    """The pods of both versions together: the spec's, or the Deployments' replicas."""
+                   canary: dict[str, Any], first_write: bool = False) -> int:
+    """The pods of both versions together: the spec's; at the rollout's first write the
+    target's (unless a write that was not recorded already scaled it to zero); else both
+    Deployments' replicas."""
     if configured is not None:
         return configured
-    return sum(int((d.get("spec") or {}).get("replicas", 1)) for d in (primary, canary))
+    if first_write and _replicas(canary) > 0:
+        return _replicas(canary)
+    return _replicas(primary) + _replicas(canary)
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -103,7 +113,7 @@ def observe(primary: dict[str, Any] | None, canary: dict[str, Any] | None, total
         wanted = split(total, weight)
     except ValueError as error:
         return Verification("No", None, str(error))
-    written = tuple(int((d.get("spec") or {}).get("replicas", 1)) for d in (primary, canary))
+    written = (_replicas(primary), _replicas(canary))
     ready_primary, ready_canary = _ready(primary), _ready(canary)
     pods = f"{ready_canary} canary and {ready_primary} primary pods ready"
     if written != wanted:
@@ -120,12 +130,17 @@ class ReplicaRatioRouter:
     """The `Router` that splits one Service's endpoints between the two Deployments."""
 
     def __init__(self, kube: Kube, backends: Backends, primary: str, canary: str,
-                 configured_total: int | None) -> None:
+                 configured_total: int | None, first_write: bool = False) -> None:
         self.kube = kube
         self.backends = backends
         self.primary = primary
         self.canary = canary
         self.configured_total = configured_total
+        self.first_write = first_write
+        """No weight was recorded for the rollout yet: the target still runs all its pods."""
+
+    def _total(self, primary: dict[str, Any], canary: dict[str, Any]) -> int:
+        return total_replicas(self.configured_total, primary, canary, self.first_write)
 
     def _deployment(self, name: str) -> dict[str, Any] | None:
         return self.kube.get(*DEPLOYMENT, name, self.backends.namespace)
@@ -152,11 +167,11 @@ class ReplicaRatioRouter:
         """Scale to the weight's counts, the Deployment that grows first."""
         primary, canary = self._both()
         try:
-            wanted = split(total_replicas(self.configured_total, primary, canary), weight)
+            wanted = split(self._total(primary, canary), weight)
         except ValueError as error:
             raise RouterError(str(error)) from error
         scales = sorted(zip((primary, canary), wanted, strict=True),
-                        key=lambda pair: int(pair[0]["spec"].get("replicas", 1)) - pair[1])
+                        key=lambda pair: _replicas(pair[0]) - pair[1])
         for deployment, replicas in scales:
             self.kube.merge_patch(*DEPLOYMENT, deployment["metadata"]["name"],
                                   self.backends.namespace, {"spec": {"replicas": replicas}})
@@ -165,8 +180,7 @@ class ReplicaRatioRouter:
         primary, canary = self._deployment(self.primary), self._deployment(self.canary)
         if primary is None or canary is None:
             return observe(primary, canary, 0, weight)
-        return observe(primary, canary,
-                       total_replicas(self.configured_total, primary, canary), weight)
+        return observe(primary, canary, self._total(primary, canary), weight)
 
     def finalize(self) -> None:
         """The primary scaled to zero, so that the target's pods — which the controller

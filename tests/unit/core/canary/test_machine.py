@@ -381,19 +381,32 @@ def _scales(sim: Simulation) -> list[object]:
             if d.effects.primary_floor is not None or d.effects.canary is not None]
 
 
-def test_with_the_replica_ratio_router_only_the_router_scales_and_keeps_the_total() -> None:
-    sim = initialized(router=REPLICA_RATIO)
-    assert _replicas(sim) == (4, 0)
+def _totals_through_a_rollout(sim: Simulation) -> set[int]:
+    """Both Deployments' replicas together at every tick of a new revision's rollout."""
     sim.target.change(revision="r2")
     totals = set()
     while sim.status.phase != "Succeeded":
         sim.tick(5)
         totals.add(sum(_replicas(sim)))
+    return totals
+
+
+def test_with_the_replica_ratio_router_only_the_router_scales_and_keeps_the_total() -> None:
+    sim = initialized(router=REPLICA_RATIO)
+    assert _replicas(sim) == (4, 0)
+    totals = _totals_through_a_rollout(sim)
     assert sim.route.writes == [0, 5, 30, 55, 80, 100, 50, 0]
     assert _scales(sim) == []
     assert totals == {4}
     assert sim.primary is not None and sim.primary.revision == "r2"
     assert _replicas(sim) == (4, 0)
+
+
+def test_with_the_replica_ratio_router_and_no_total_the_primary_takes_the_targets_pods() -> None:
+    """The target ran 2 pods; the new primary (1 pod by default) is not counted on top."""
+    sim = initialized(router={"replicaRatio": {}})
+    assert _replicas(sim) == (2, 0)
+    assert _totals_through_a_rollout(sim) == {2} and _replicas(sim) == (2, 0)
 
 
 def test_with_the_replica_ratio_router_a_failing_revision_rolls_back_by_replicas() -> None:

@@ -79,6 +79,17 @@ def test_the_total_is_the_configured_one_or_both_deployments_together() -> None:
     assert total_replicas(None, primary, canary) == 4
 
 
+def test_at_the_first_write_the_total_is_what_the_target_ran() -> None:
+    """The primary is new (the Deployment default, 1) and the target runs the user's 3: the
+    total is 3, not 4; once the target is at zero (a first write that was not recorded),
+    both together again."""
+    new_primary, target = _deployment("checkout-primary", 1), _deployment("checkout", 3)
+    assert total_replicas(None, new_primary, target, first_write=True) == 3
+    assert total_replicas(4, new_primary, target, first_write=True) == 4
+    scaled = _deployment("checkout-primary", 3)
+    assert total_replicas(None, scaled, _deployment("checkout", 0), first_write=True) == 3
+
+
 def test_the_service_must_select_both_templates() -> None:
     primary = _deployment("checkout-primary", 1, labels={"app": "checkout-primary",
                                                          "service": "checkout"})
@@ -141,10 +152,11 @@ def _cluster(primary: int, canary: int, selector: dict[str, str] | None = None
     return FakeCluster(*bodies, service)
 
 
-def _shell(cluster: FakeCluster, total: int | None = None) -> ReplicaRatioRouter:
+def _shell(cluster: FakeCluster, total: int | None = None,
+           first_write: bool = False) -> ReplicaRatioRouter:
     kube: Any = cluster
     return ReplicaRatioRouter(kube, Backends("shop", "checkout", 80, "http"),
-                              "checkout-primary", "checkout", total)
+                              "checkout-primary", "checkout", total, first_write)
 
 
 def _replicas(cluster: FakeCluster) -> tuple[int, int]:
@@ -164,6 +176,24 @@ def test_a_weight_scales_the_growing_deployment_first_and_keeps_the_total() -> N
     assert _replicas(cluster) == (4, 0)
     assert [r for r in cluster.requests if r.startswith("merge")] == [
         "merge Deployment/checkout-primary", "merge Deployment/checkout"]
+
+
+def test_a_rollouts_first_write_moves_the_targets_pods_to_the_primary_one_for_one() -> None:
+    """A 1-replica app stays at 1 pod (it ran 2 when the new primary's default was counted),
+    and the total holds at every later weight."""
+    cluster = _cluster(1, 1)
+    first = _shell(cluster, first_write=True)
+    first.set_weight(0)
+    assert _replicas(cluster) == (1, 0)
+    assert first.verify(0).verified != "No"  # pods still starting: Unknown
+    cluster = _cluster(1, 3)
+    _shell(cluster, first_write=True).set_weight(0)
+    assert _replicas(cluster) == (3, 0)
+    later = _shell(cluster)
+    later.set_weight(30)
+    assert _replicas(cluster) == (2, 1)
+    later.set_weight(0)
+    assert _replicas(cluster) == (3, 0)
 
 
 def test_finalize_leaves_the_targets_pods_alone_behind_the_service() -> None:
