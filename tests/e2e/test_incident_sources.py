@@ -7,17 +7,22 @@ problem after resolution, and outlive the rule that opened them."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from runbook_operator.api.common import API_VERSION
+from runbook_operator.api.incident import ASKS_FOR_INCIDENTS
+from runbook_operator.controllers.common import RESYNC_PAGE
 from runbook_operator.core.incident.records import SOURCE_LABEL
 from runbook_operator.devcluster.cluster import LocalCluster
 from runbook_operator.devcluster.local_operator import LocalOperator
 from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
 from runbook_operator.devcluster.services import PostgresServer
 from runbook_operator.devcluster.waiting import wait_for
+from runbook_operator.integrations.kubernetes import connect
 from tests.support.builders import alert_rule, errors_of, postgres_pvc_policy
 from tests.support.databases import POSTGRES_SCHEMA
 from tests.support.incidents import source_events
@@ -54,6 +59,25 @@ def wait_count(api: client.ApiClient, namespace: str, kind: str, name: str | Non
         return found if len(found) == count else None
 
     return wait_for(counted, what, timeout=DEADLINE)
+
+
+def test_the_api_server_sends_the_resync_only_the_sources_that_ask_for_incidents(
+    api: client.ApiClient, namespace: str, cluster: LocalCluster, operator_kubeconfig: Path,
+) -> None:
+    """The CRDs' selectable field, as the operator's resync and kubectl use it: rules without
+    spec.incident are filtered out by the API server, not decoded by the operator."""
+    rules = {"quiet": None, "pages-p1": {"severity": "P1"}, "pages-p3": {"severity": "P3"}}
+    for name, trigger in rules.items():
+        ALERT_RULES.create(api, namespace, alert_rule(
+            name, "http://127.0.0.1:9", channels=[],
+            **({"incident": trigger} if trigger else {})))
+    kube = connect(kubeconfig=str(operator_kubeconfig))
+    listed = [body["metadata"]["name"] for page in kube.pages(
+        API_VERSION, "AlertRule", [namespace], RESYNC_PAGE, ASKS_FOR_INCIDENTS) for body in page]
+    assert sorted(listed) == ["pages-p1", "pages-p3"]
+    p1 = cluster.kubectl("get", "alertrules", "-n", namespace, "-o", "name",
+                         "--field-selector", "spec.incident.severity=P1")
+    assert p1.stdout.split() == ["alertrule.runbook.dev/pages-p1"]
 
 
 def test_a_firing_rule_opens_one_incident_per_episode_and_outlives_the_rule(

@@ -33,7 +33,7 @@ from runbook_operator.api.common import (
     validations,
     with_rules,
 )
-from runbook_operator.api.incident import IncidentTrigger, PolicyRef
+from runbook_operator.api.incident import INCIDENT_SEVERITY_FIELD, IncidentTrigger, PolicyRef
 from runbook_operator.api.notificationchannel import HTTP_URL_PATTERN, Severity
 
 Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
@@ -436,6 +436,7 @@ class AlertRule(Resource):
     info = KindInfo(
         kind="AlertRule",
         plural="alertrules",
+        selectable_fields=[INCIDENT_SEVERITY_FIELD],
         short_names=["ar"],
         printer_columns=[
             PrinterColumn(name="State", type="string", json_path=".status.state",

@@ -29,7 +29,7 @@ from runbook_operator.api.common import (
     validations,
     with_rules,
 )
-from runbook_operator.api.incident import IncidentTrigger
+from runbook_operator.api.incident import INCIDENT_SEVERITY_FIELD, IncidentTrigger
 from runbook_operator.api.schedule import CronSchedule, TimeZone
 
 CRONJOB_SUFFIX = "-backup"
@@ -555,6 +555,7 @@ class BackupPolicy(Resource):
     info = KindInfo(
         kind="BackupPolicy",
         plural="backuppolicies",
+        selectable_fields=[INCIDENT_SEVERITY_FIELD],
         short_names=["bp"],
         printer_columns=[
             PrinterColumn(

@@ -38,7 +38,7 @@ from runbook_operator.api.common import (
     validations,
 )
 from runbook_operator.api.escalationpolicy import IncidentSeverity
-from runbook_operator.api.incident import IncidentTrigger
+from runbook_operator.api.incident import INCIDENT_SEVERITY_FIELD, IncidentTrigger
 from runbook_operator.api.notificationchannel import HTTP_URL_PATTERN
 
 PRIMARY_SUFFIX = "-primary"
@@ -694,6 +694,7 @@ class CanaryRollout(Resource):
     info = KindInfo(
         kind="CanaryRollout",
         plural="canaryrollouts",
+        selectable_fields=[INCIDENT_SEVERITY_FIELD],
         short_names=["cr", "canary"],
         printer_columns=[
             PrinterColumn(name="Phase", type="string", json_path=".status.phase",

@@ -357,6 +357,10 @@ class KindInfo(BaseModel):
     short_names: list[str]
     printer_columns: list[PrinterColumn]
     name_limit: NameLimit | None = None
+    selectable_fields: list[str] = []
+    """Field paths (`spec.a.b`, scalar) that field selectors may name: the API server filters
+    a LIST or watch by them, so neither kubectl nor the operator receives what it does not ask
+    for (CRD selectableFields, Kubernetes >= 1.31)."""
 
 
 class Resource(ApiModel):

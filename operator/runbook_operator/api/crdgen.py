@@ -173,6 +173,9 @@ def crd(model: type[Resource]) -> dict[str, Any]:
                         }
                         for c in info.printer_columns
                     ],
+                    **({"selectableFields": [{"jsonPath": f".{path}"}
+                                             for path in info.selectable_fields]}
+                       if info.selectable_fields else {}),
                     "schema": {"openAPIV3Schema": _schema(model)},
                 }
             ],

@@ -270,6 +270,14 @@ class Incident(Resource):
     status: IncidentStatus = status_field(IncidentStatus)
 
 
+#: The selectable field of every kind that takes an IncidentTrigger as `spec.incident`: its
+#: severity is required, so it is empty exactly when the object asks for no incidents
+#: (`kubectl get alertrules --field-selector spec.incident.severity=P1`).
+INCIDENT_SEVERITY_FIELD = "spec.incident.severity"
+#: The field selector of the objects that ask for incidents.
+ASKS_FOR_INCIDENTS = f"{INCIDENT_SEVERITY_FIELD}!="
+
+
 class IncidentTrigger(ApiModel):
     """On a source (AlertRule, BackupPolicy, CanaryRollout): open an Incident when it fails."""
 

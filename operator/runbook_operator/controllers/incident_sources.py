@@ -1,8 +1,9 @@
 """Incidents opened by their sources: the I/O around `core.incident.sources`.
 
 AlertRules and BackupPolicies that ask for incidents (`spec.incident`) are watched by a
-handler of their own, beside their controllers', and resynced: their status says what fires,
-and each report opens or updates one Incident. The Alertmanager receiver applies its reports
+handler of their own, beside their controllers', and resynced (a LIST of only those: the
+field selector ASKS_FOR_INCIDENTS): their status says what fires, and each report opens or
+updates one Incident. The Alertmanager receiver applies its reports
 the same way. Reads are one label-selector LIST per source; a write happens only when an
 incident is created or its status changes.
 """
@@ -24,7 +25,12 @@ from pydantic import ValidationError
 from runbook_operator.api.alertrule import AlertRule
 from runbook_operator.api.backuppolicy import BackupPolicy
 from runbook_operator.api.common import API_VERSION, GROUP, VERSION, Resource, SecretKeyRef
-from runbook_operator.api.incident import Incident, IncidentSpec, IncidentStatus
+from runbook_operator.api.incident import (
+    ASKS_FOR_INCIDENTS,
+    Incident,
+    IncidentSpec,
+    IncidentStatus,
+)
 from runbook_operator.controllers.common import resync_forever, status_patch
 from runbook_operator.controllers.errors import TRANSIENT_API_ERRORS, transient_error_message
 from runbook_operator.controllers.registration import Logger, Loop, Operator
@@ -227,6 +233,6 @@ def register(operator: Operator) -> None:
         def resyncing(logger: Logger, kind: str = kind) -> Coroutine[Any, Any, None]:
             return resync_forever(kube, kind, list(config.namespaces), config.resync_seconds,
                                   logger, partial(reconcile_source, kube, kind),
-                                  wanted=asks_for_incidents)
+                                  field_selector=ASKS_FOR_INCIDENTS)
 
         operator.loops.append(resyncing)

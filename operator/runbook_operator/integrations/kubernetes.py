@@ -83,17 +83,20 @@ class Kube:
         return items
 
     def pages(
-        self, api_version: str, kind: str, namespaces: list[str | None], size: int
+        self, api_version: str, kind: str, namespaces: list[str | None], size: int,
+        field_selector: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """All objects of a kind in the given namespaces (None: all), `size` at a time (the
-        API server's limit and continue): a caller that works through one page before asking
-        for the next holds one page, not every object of the kind at once."""
+        """The objects of a kind in the given namespaces (None: all) that `field_selector`
+        selects, `size` at a time (the API server's limit and continue): a caller that works
+        through one page before asking for the next holds one page, not every object of the
+        kind at once."""
         resource = self._resource(api_version, kind)
         for namespace in namespaces:
             token = None
             while True:
                 found = self.client.request("GET", resource.path(namespace),
-                                            query={"limit": size, "continue": token})
+                                            query={"limit": size, "continue": token,
+                                                   "fieldSelector": field_selector})
                 yield found["items"]
                 token = (found.get("metadata") or {}).get("continue")
                 if not token:

@@ -68,3 +68,33 @@ def test_property_without_description_is_refused() -> None:
     node = {"type": "object", "properties": {"a": {"type": "string"}}}
     with pytest.raises(crdgen.SchemaError, match="description"):
         crdgen.structural(node, {}, "spec")
+
+
+@pytest.mark.parametrize("model", [m for m in KINDS if m.info.selectable_fields],
+                         ids=lambda m: m.info.kind)
+def test_selectable_fields_name_scalars_required_where_their_parent_is_set(model) -> None:
+    """The API server refuses a selectable field that is not a string, integer or boolean.
+    An absent field selects as "": the severity being required in spec.incident is what makes
+    `spec.incident.severity!=` mean "asks for incidents"."""
+    version = crdgen.crd(model)["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert version["selectableFields"] == [{"jsonPath": f".{p}"}
+                                           for p in model.info.selectable_fields]
+    for path in model.info.selectable_fields:
+        *parents, leaf = path.split(".")
+        node = schema
+        for name in parents:
+            node = node["properties"][name]
+        assert node["properties"][leaf]["type"] in {"string", "integer", "boolean"}
+        assert leaf in node.get("required", []), f"{path} is optional"
+
+
+def test_every_kind_with_an_incident_trigger_selects_by_its_severity() -> None:
+    from runbook_operator.api.incident import INCIDENT_SEVERITY_FIELD
+
+    triggering = {m.info.kind for m in KINDS
+                  if "incident" in crdgen.crd(m)["spec"]["versions"][0]["schema"]
+                  ["openAPIV3Schema"]["properties"]["spec"]["properties"]}
+    assert triggering == {"AlertRule", "BackupPolicy", "CanaryRollout"}
+    assert {m.info.kind for m in KINDS
+            if INCIDENT_SEVERITY_FIELD in m.info.selectable_fields} == triggering

@@ -34,7 +34,7 @@ def test_resync_outlives_an_unreachable_api_server_and_a_failing_object() -> Non
 
     class Listing:
         def pages(self, api_version: str, kind: str, namespaces: list[str | None],
-                  size: int) -> Any:
+                  size: int, field_selector: str | None = None) -> Any:
             answer = answers.pop(0) if answers else []
             if isinstance(answer, Exception):
                 raise answer
@@ -65,7 +65,7 @@ def test_a_resync_pass_asks_for_the_next_page_once_the_last_one_is_reconciled() 
 
     class Paging:
         def pages(self, api_version: str, kind: str, namespaces: list[str | None],
-                  size: int) -> Any:
+                  size: int, field_selector: str | None = None) -> Any:
             passes[0] += 1
             assert size == RESYNC_PAGE
             log.append(f"page 1 of pass {passes[0]}")
@@ -87,28 +87,30 @@ def test_a_resync_pass_asks_for_the_next_page_once_the_last_one_is_reconciled() 
                        "page 1 of pass 2", "a", "b", "page 2 of pass 2", "c"]
 
 
-def test_a_resync_pass_hands_only_the_wanted_objects_to_a_thread() -> None:
-    """The sources of incidents: thousands of AlertRules, few asking for incidents; the rest
-    cost no thread hop each."""
+def test_a_resync_pass_lists_what_its_field_selector_selects_and_skips_objects_going() -> None:
+    """The sources of incidents: thousands of AlertRules, few asking for incidents; the API
+    server sends those few, and one being deleted is not reconciled."""
     seen: list[str] = []
+    selectors: list[str | None] = []
 
     class Listing:
         def pages(self, api_version: str, kind: str, namespaces: list[str | None],
-                  size: int) -> Any:
-            yield [policy("quiet"), {**policy("asks"), "spec": {"incident": {"severity": "P2"}}},
-                   {"metadata": {**policy("going")["metadata"], "deletionTimestamp": "x"},
-                    "spec": {"incident": {"severity": "P2"}}}, policy("last")]
+                  size: int, field_selector: str | None = None) -> Any:
+            selectors.append(field_selector)
+            yield [policy("asks"), {"metadata": {**policy("going")["metadata"],
+                                                 "deletionTimestamp": "x"}}, policy("last")]
 
     async def scenario() -> None:
         task = asyncio.create_task(resync_forever(
             Listing(), "AlertRule", [], 0.01, logging.getLogger("test"),  # type: ignore[arg-type]
             lambda body: seen.append(body["metadata"]["name"]),
-            wanted=lambda body: bool((body.get("spec") or {}).get("incident"))))
-        await asyncio.to_thread(wait_for, lambda: len(seen) >= 2, "two passes", 10)
+            field_selector="spec.incident.severity!="))
+        await asyncio.to_thread(wait_for, lambda: len(seen) >= 4, "two passes", 10)
         task.cancel()
 
     asyncio.run(asyncio.wait_for(scenario(), 10))
-    assert set(seen) == {"asks"}  # not the quiet ones, nor one being deleted
+    assert seen[:4] == ["asks", "last", "asks", "last"]
+    assert set(selectors) == {"spec.incident.severity!="}
 
 
 def counted(body: dict[str, Any]) -> dict[str, Any]:
