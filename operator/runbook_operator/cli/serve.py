@@ -21,13 +21,8 @@ from runbook_operator.controllers.registration import OperatorConfig
 from runbook_operator.core.leadership import Timing
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
-from runbook_operator.integrations.kubeapi import (
-    ApiClient,
-    Connection,
-    TokenBucket,
-    load_connection,
-)
-from runbook_operator.integrations.kubernetes import Kube
+from runbook_operator.integrations.kubeapi import Connection, load_connection
+from runbook_operator.integrations.kubernetes import Kube, connect
 from runbook_operator.integrations.lease import LeaseRef, Leases
 
 log = logging.getLogger(__name__)
@@ -160,8 +155,7 @@ def term(
 async def serve(args: argparse.Namespace, connection: Connection) -> None:
     """Health, the Alertmanager receiver and metrics on every instance; the operator proper
     while this instance leads (or always with --standalone)."""
-    bucket = TokenBucket(args.api_qps, args.api_burst) if args.api_qps else None
-    kube = Kube(ApiClient(connection, bucket))
+    kube = connect(args.api_qps, args.api_burst, connection=connection)
     config = OperatorConfig(
         runner_image=args.runner_image,
         default_prometheus=args.prometheus_url,

@@ -385,6 +385,11 @@ class ApiClient:
         return json.loads(text) if text else {}
 
 
+def group_version_path(api_version: str) -> str:
+    """The URL path of a group/version: the core group's is /api/v1."""
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
 @dataclass(frozen=True)
 class ApiResource:
     """Where objects of one kind live: the plural in the URL and whether it is namespaced."""
@@ -395,8 +400,7 @@ class ApiResource:
 
     def path(self, namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        parts = [base]
+        parts = [group_version_path(self.api_version)]
         if self.namespaced and namespace:
             parts += ["namespaces", quote(namespace, safe="")]
         parts.append(self.plural)
@@ -425,9 +429,8 @@ class Discovery:
         return found
 
     def _discover(self, api_version: str) -> None:
-        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         try:
-            listing = self._client.request("GET", path)
+            listing = self._client.request("GET", group_version_path(api_version))
         except NotFound:
             return
         for entry in listing.get("resources") or []:

@@ -17,6 +17,7 @@ from runbook_operator.integrations.kubeapi import (
     ApiClient,
     ApiResource,
     Conflict,
+    Connection,
     Discovery,
     NotFound,
     TokenBucket,
@@ -32,11 +33,12 @@ class StatusConflict(RuntimeError):
     """Status could not be written after several conflicting concurrent updates."""
 
 
-def connect(qps: float = 0, burst: int = 1, kubeconfig: str | None = None) -> Kube:
-    """A Kube on the environment's credentials (see kubeapi.load_connection), limited to `qps`
-    requests a second (burst `burst`), or not limited when qps is 0."""
+def connect(qps: float = 0, burst: int = 1, kubeconfig: str | None = None,
+            connection: Connection | None = None) -> Kube:
+    """A Kube on `connection`, else the environment's credentials (kubeapi.load_connection),
+    limited to `qps` requests a second (burst `burst`), or not limited when qps is 0."""
     bucket = TokenBucket(qps, burst) if qps else None
-    return Kube(ApiClient(load_connection(kubeconfig), bucket))
+    return Kube(ApiClient(connection or load_connection(kubeconfig), bucket))
 
 
 class Kube:
