@@ -442,8 +442,9 @@ class Evaluator:
         it is done, and holds up no other rule."""
         by_server: dict[Server, list[DueRule]] = {}
         for item in items:
+            body = item.body
             try:
-                found = await self._server_or_stall(item)
+                found = await self._server_or_stall(item, body)
             except TRANSIENT_API_ERRORS as error:
                 log.warning("evaluating %s/%s failed, retried at its next evaluation: %s",
                             *item.key, transient_error_message(error))
@@ -451,7 +452,7 @@ class Evaluator:
             if found is not None:
                 server, rule = found
                 by_server.setdefault(server, []).append(
-                    DueRule(item.key, item.body, rule, item.generation))
+                    DueRule(item.key, body, rule, item.generation))
         for server, due in by_server.items():
             client = self._client(server)
             threshold = [d for d in due if d.rule.anomaly is None]
@@ -462,10 +463,11 @@ class Evaluator:
                 if d.rule.anomaly is not None:
                     self.scheduler.start(self._evaluate_anomaly(client, d), [d.key])
 
-    async def _server_or_stall(self, item: Item[Prepared]) -> tuple[Server, Rule] | None:
+    async def _server_or_stall(self, item: Item[Prepared],
+                               body: Mapping[str, Any]) -> tuple[Server, Rule] | None:
         """The Prometheus server and credential to query for a due rule, or None when the
         rule cannot be evaluated (it is marked Stalled with the reason)."""
-        rule, body = item.prepared, item.body
+        rule = item.prepared
         if isinstance(rule, InvalidSpec):
             await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", rule.message)
             return None

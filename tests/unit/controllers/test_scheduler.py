@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler, kept, newer, next_due
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer, next_due, pack
 
 SHOP = "shop"
 
@@ -77,10 +77,10 @@ def test_newer_compares_resource_versions_as_numbers() -> None:
     def at(version: str) -> dict[str, Any]:
         return {"metadata": {"resourceVersion": version}}
 
-    assert newer(at("100"), at("99"))
-    assert newer(at("100"), at("100"))
-    assert not newer(at("99"), at("100"))
-    assert newer(at("opaque-b"), at("opaque-a"))
+    assert newer(at("100"), "99")
+    assert newer(at("100"), "100")
+    assert not newer(at("99"), "100")
+    assert newer(at("opaque-b"), "opaque-a")
 
 
 def test_a_spec_is_prepared_once_per_generation(kind: FakeKind) -> None:
@@ -108,7 +108,22 @@ def test_the_copy_kept_has_no_managed_fields_and_leaves_the_original_alone(
                          "resourceVersion": str(version)},
             "spec": {"every": 10}}
     assert "managedFields" in watched["metadata"]
-    assert kept({"spec": {}}) == {"spec": {}}
+    assert pack({"spec": {}}) == b'{"spec":{}}'
+
+
+def test_each_access_decodes_a_copy_of_its_own(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a"))
+    item = kind.scheduler.items[(SHOP, "a")]
+    item.body["spec"]["every"] = 1
+    assert item.body["spec"] == {"every": 10}
+
+
+def test_the_same_version_again_is_not_packed_again(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a", version=4))
+    item = kind.scheduler.items[(SHOP, "a")]
+    packed = item.packed
+    kind.scheduler.done((SHOP, "a"), body("a", version=4))
+    assert item.packed is packed and item.resource_version == "4"
 
 
 def test_an_older_copy_never_replaces_a_newer_one(kind: FakeKind) -> None:

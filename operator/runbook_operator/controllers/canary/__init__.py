@@ -64,11 +64,12 @@ class Rollouts:
         newest: Mapping[str, Any] | None = None
         next_in = RETRY_SECONDS
         kube = TickReads(self.kube)
+        body = item.body
         try:
-            if item.body["metadata"].get("deletionTimestamp"):
-                outcome = await deletion.tick(kube, item.body, item.prepared)
+            if body["metadata"].get("deletionTimestamp"):
+                outcome = await deletion.tick(kube, body, item.prepared)
             else:
-                body = await asyncio.to_thread(deletion.hold, kube, item.body)
+                body = await asyncio.to_thread(deletion.hold, kube, body)
                 outcome = await tick(kube, self.analysts, body, item.prepared)
             newest, next_in = outcome.body, outcome.next_in.total_seconds()
         except TRANSIENT_API_ERRORS as error:
