@@ -42,7 +42,7 @@ from runbook_operator.controllers.errors import (
 )
 from runbook_operator.controllers.notify import notify_channel
 from runbook_operator.controllers.registration import Operator, register_kind
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler
+from runbook_operator.controllers.scheduler import Item, Key, Scheduler, resource_version
 from runbook_operator.core.alertrule import state
 from runbook_operator.core.alertrule.actions import record_actions
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, decide
@@ -213,7 +213,7 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
     rule that stays quiet is not decided again."""
     namespace, name = evaluation.key
     if quiet is not None:
-        unchanged = recall(quiet.get(evaluation.key), body["metadata"]["resourceVersion"],
+        unchanged = recall(quiet.get(evaluation.key), resource_version(body),
                            evaluation, now)
         if unchanged is not None:
             metrics.publish_alert(namespace, name, "Normal", now, unchanged.last_value)
@@ -237,8 +237,8 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
         if not status_write_due(old, new, now, heartbeat):
             metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
             if quiet is not None:
-                _remember(quiet, remember(body["metadata"]["resourceVersion"], old, evaluation,
-                                          decision, heartbeat), evaluation.key)
+                _remember(quiet, remember(resource_version(body), old, evaluation, decision,
+                                          heartbeat), evaluation.key)
             return body
         patch = status_patch(old, new)
         assert patch is not None

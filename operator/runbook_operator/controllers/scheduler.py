@@ -19,8 +19,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,34 @@ T = TypeVar("T")
 TICK_SECONDS = 1.0
 
 
+class Snapshot(Mapping[str, Any]):
+    """A kept copy of an object, decoded on first use (then held by this snapshot only), so
+    that work which needs no more than its resourceVersion — a quiet AlertRule evaluation —
+    decodes nothing, and each piece of work decodes a copy of its own."""
+
+    def __init__(self, packed: bytes, version: str) -> None:
+        self.packed = packed
+        self.resource_version = version
+
+    @cached_property
+    def _decoded(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.packed)
+        return decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded)
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+
 def resource_version(body: Mapping[str, Any]) -> str:
+    """An object's resourceVersion; a Snapshot's without decoding it."""
+    if isinstance(body, Snapshot):
+        return body.resource_version
     return str(body["metadata"].get("resourceVersion", ""))
 
 
@@ -83,10 +111,9 @@ class Item(Generic[T]):
     """Monotonic time at which it is due."""
 
     @property
-    def body(self) -> dict[str, Any]:
-        """The newest copy, decoded anew on every access: work may change it freely."""
-        body: dict[str, Any] = json.loads(self.packed)
-        return body
+    def body(self) -> Snapshot:
+        """The newest copy, a snapshot of its own on every access."""
+        return Snapshot(self.packed, self.resource_version)
 
     def keep(self, body: Mapping[str, Any]) -> None:
         self.packed = pack(body)
@@ -137,7 +164,7 @@ class Scheduler(Generic[T]):
         previous = self.items.get(key)
         if previous is not None and (not newer(body, previous.resource_version)
                                      or resource_version(body) == previous.resource_version):
-            return
+            return  # the same version is the same object: nothing to pack again
         generation = meta.get("generation")
         if previous is not None and previous.generation == generation:
             previous.keep(body)
@@ -197,7 +224,7 @@ class Scheduler(Generic[T]):
             self.woken.discard(key)
             self.kind.forgotten(key)
             return
-        if newest is not None:
+        if newest is not None and resource_version(newest) != self.items[key].resource_version:
             self.upsert(newest)
         self._rerun_if_woken(key)
 

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler, newer, next_due, pack
+from runbook_operator.controllers.scheduler import (Item, Key, Scheduler, newer, next_due,
+                                                    pack, resource_version)
 
 SHOP = "shop"
 
@@ -111,11 +112,14 @@ def test_the_copy_kept_has_no_managed_fields_and_leaves_the_original_alone(
     assert pack({"spec": {}}) == b'{"spec":{}}'
 
 
-def test_each_access_decodes_a_copy_of_its_own(kind: FakeKind) -> None:
-    kind.scheduler.upsert(body("a"))
+def test_each_access_decodes_a_copy_of_its_own_when_first_read(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a", version=3))
     item = kind.scheduler.items[(SHOP, "a")]
-    item.body["spec"]["every"] = 1
-    assert item.body["spec"] == {"every": 10}
+    snapshot = item.body
+    assert resource_version(snapshot) == "3" and "_decoded" not in vars(snapshot)
+    snapshot["spec"]["every"] = 1
+    assert snapshot["spec"] == {"every": 1} and item.body["spec"] == {"every": 10}
+    assert dict(item.body) == body("a", version=3)
 
 
 def test_the_same_version_again_is_not_packed_again(kind: FakeKind) -> None:
