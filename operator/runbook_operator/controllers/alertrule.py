@@ -42,7 +42,13 @@ from runbook_operator.controllers.errors import (
 )
 from runbook_operator.controllers.notify import notify_channel
 from runbook_operator.controllers.registration import Operator, register_kind
-from runbook_operator.controllers.scheduler import Item, Key, Scheduler, resource_version
+from runbook_operator.controllers.scheduler import (
+    Item,
+    Key,
+    Scheduler,
+    Snapshot,
+    resource_version,
+)
 from runbook_operator.core.alertrule import state
 from runbook_operator.core.alertrule.actions import record_actions
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, decide
@@ -364,7 +370,7 @@ class Detectors:
                           lambda s: anomaly_core.anomalous(model, s), anomaly=status)
 
 
-Batch = list[tuple[Evaluation, Mapping[str, Any]]]
+Batch = list[tuple[Evaluation, Snapshot]]
 
 
 @dataclass(frozen=True)
@@ -372,7 +378,7 @@ class DueRule:
     """A rule to evaluate now, as the scheduler held it when it was dispatched."""
 
     key: Key
-    body: Mapping[str, Any]
+    body: Snapshot
     rule: Rule
     generation: int | None
 
@@ -535,8 +541,15 @@ class Evaluator:
 
     def _decide_all(self, batch: Batch, seconds: float,
                     now: datetime) -> list[Mapping[str, Any] | DecidedWrite | Deferred | None]:
-        return [self._evaluate_logging_errors(evaluation, body, seconds, now, False, False)
-                for evaluation, body in batch]
+        """Each rule's copy is decoded for its decision and released after it: the first
+        round's batch is every rule, and holding all 5,000 decoded at once set the
+        operator's peak memory (bench/README.md)."""
+        decided = []
+        for evaluation, body in batch:
+            decided.append(
+                self._evaluate_logging_errors(evaluation, body, seconds, now, False, False))
+            body.release()
+        return decided
 
     async def _finish_one(self, evaluation: Evaluation, body: Mapping[str, Any],
                           seconds: float, now: datetime,

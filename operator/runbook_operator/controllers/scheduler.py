@@ -15,6 +15,7 @@ AlertRule evaluations, canary steps, escalation timers and policy checks run on 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import math
@@ -53,6 +54,12 @@ class Snapshot(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._decoded)
+
+    def release(self) -> None:
+        """Drop the decoded copy (the next use decodes again): work over a whole batch
+        releases each object when it is done with it, so that the batch holds one decoded
+        object at a time, not all of them."""
+        self.__dict__.pop("_decoded", None)
 
 
 def resource_version(body: Mapping[str, Any]) -> str:
@@ -150,6 +157,10 @@ class Scheduler(Generic[T]):
         self.tick_seconds = tick_seconds
         self.clock = clock
         self.items: dict[Key, Item[T]] = {}
+        #: (due, key) of every item with a finite due time, a heap, so that a tick looks at
+        #: the due items only (scanning 5,000 AlertRules every second cost 4 ms a tick). An
+        #: entry whose time is no longer its item's (moved, or forgotten) is skipped.
+        self._queue: list[tuple[float, Key]] = []
         #: Objects whose work has started and not finished; a tick skips them.
         self.in_flight: set[Key] = set()
         #: Objects woken while in flight: due again as soon as their work is done.
@@ -170,8 +181,10 @@ class Scheduler(Generic[T]):
             previous.keep(body)
             return
         prepared = self.kind.prepare(body)
-        self.items[key] = Item(key, pack(body), resource_version(body), prepared, generation,
-                               self.kind.first_due(body, prepared, self.clock()))
+        item = Item(key, pack(body), resource_version(body), prepared, generation,
+                    self.kind.first_due(body, prepared, self.clock()))
+        self.items[key] = item
+        self._enqueue(item)
 
     def forget(self, key: Key) -> None:
         self.items.pop(key, None)
@@ -183,6 +196,16 @@ class Scheduler(Generic[T]):
         item = self.items.get(key)
         if item is not None:
             item.due = at
+            self._enqueue(item)
+
+    def _enqueue(self, item: Item[T]) -> None:
+        if not math.isfinite(item.due):
+            return  # due only when scheduled explicitly
+        if len(self._queue) > 2 * len(self.items) + 64:
+            self._queue = [(i.due, k) for k, i in self.items.items() if math.isfinite(i.due)]
+            heapq.heapify(self._queue)  # mostly stale entries: rebuilt, which adds this one
+            return
+        heapq.heappush(self._queue, (item.due, item.key))
 
     def wake(self, key: Key) -> None:
         """Make an object due now (something it waits for happened): the loop dispatches it
@@ -236,10 +259,24 @@ class Scheduler(Generic[T]):
     async def tick(self) -> None:
         """Dispatch what is due and not in flight, rescheduled by the kind's period first."""
         now = self.clock()
-        due = [item for key, item in list(self.items.items())
-               if item.due <= now and key not in self.in_flight]
+        due: list[Item[T]] = []
+        busy: list[tuple[float, Key]] = []
+        seen: set[Key] = set()
+        while self._queue and self._queue[0][0] <= now:
+            at, key = entry = heapq.heappop(self._queue)
+            item = self.items.get(key)
+            if item is None or item.due != at or key in seen:
+                continue
+            seen.add(key)
+            if key in self.in_flight:
+                busy.append(entry)  # due still: dispatched by the first tick after its work
+            else:
+                due.append(item)
+        for entry in busy:
+            heapq.heappush(self._queue, entry)
         for item in due:
             item.due = next_due(item.due, self.kind.period(item.prepared), now)
+            self._enqueue(item)
         if due:
             await self.kind.dispatch(due)
 

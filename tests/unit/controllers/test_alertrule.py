@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from runbook_operator.api.common import NotificationRecord
 from runbook_operator.controllers import alertrule
+from runbook_operator.controllers.scheduler import Snapshot, pack
 from runbook_operator.core.alertrule.decide import Evaluation
 from runbook_operator.core.alertrule.rule import Rule
 from runbook_operator.core.alertrule.status import STATUS_HEARTBEAT
@@ -194,6 +195,16 @@ def test_a_decided_write_onto_a_rule_that_moved_on_is_decided_again(sent: list[s
     # The stale write is refused; decided again from the newest copy, nothing is left to write.
     assert kube.requests == ["patch", "get"]
     assert newest == kube.stored
+
+
+def test_a_batch_is_decided_one_decoded_rule_at_a_time(sent: list[str]) -> None:
+    kube = FakeKube(body())
+    rule = body()
+    snapshots = [Snapshot(pack(rule), rule["metadata"]["resourceVersion"]) for _ in range(3)]
+    evaluator = alertrule.Evaluator(kube, None)  # type: ignore[arg-type]
+    decided = evaluator._decide_all([(observe(rule, 0.5), s) for s in snapshots], 0.01, T0)
+    assert decided == [alertrule.Deferred.DELIVERY] * 3  # it fires; sent in the delivery pool
+    assert not any("_decoded" in vars(s) for s in snapshots)
 
 
 def test_observed_generation_is_that_of_the_spec_evaluated(sent: list[str]) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runbook_operator.controllers.scheduler import (Item, Key, Scheduler, newer, next_due,
                                                     pack, resource_version)
 
@@ -120,6 +122,15 @@ def test_each_access_decodes_a_copy_of_its_own_when_first_read(kind: FakeKind) -
     snapshot["spec"]["every"] = 1
     assert snapshot["spec"] == {"every": 1} and item.body["spec"] == {"every": 10}
     assert dict(item.body) == body("a", version=3)
+
+
+def test_a_released_snapshot_holds_no_decoded_copy_and_decodes_again(kind: FakeKind) -> None:
+    kind.scheduler.upsert(body("a", version=3))
+    snapshot = kind.scheduler.items[(SHOP, "a")].body
+    snapshot["spec"]["every"] = 1
+    snapshot.release()
+    assert "_decoded" not in vars(snapshot)
+    assert snapshot["spec"] == {"every": 10} and resource_version(snapshot) == "3"
 
 
 def test_the_same_version_again_is_not_packed_again(kind: FakeKind) -> None:
@@ -334,3 +345,77 @@ def test_a_forgotten_item_is_no_longer_woken(kind: FakeKind) -> None:
     scheduler.schedule((SHOP, "a"), 300)
     scheduler.done((SHOP, "a"))
     assert scheduler.items[(SHOP, "a")].due == 300
+
+
+class RecordingKind:
+    """Dispatch only marks the items in flight; the test ends their work with `done`."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.dispatched: list[list[Key]] = []
+        self.scheduler: Scheduler[float] = Scheduler(self, "recorded work", clock=clock,
+                                                     tick_seconds=0)
+
+    def prepare(self, body: Mapping[str, Any]) -> float:
+        return float(body["spec"]["every"])
+
+    def first_due(self, body: Mapping[str, Any], prepared: float, now: float) -> float:
+        return now + body["spec"]["delay"]
+
+    def period(self, prepared: float) -> float:
+        return prepared
+
+    async def dispatch(self, items: list[Item[float]]) -> None:
+        self.dispatched.append(sorted(item.key for item in items))
+        self.scheduler.in_flight.update(item.key for item in items)
+
+    def forgotten(self, key: Key) -> None:
+        pass
+
+
+NAMES = st.sampled_from(["a", "b"])
+TICK = st.tuples(st.just("tick"), st.sampled_from([0.0, 1.0, 5.0, 15.0]))
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("upsert"), NAMES, st.integers(1, 3), st.sampled_from([5.0, 10.0, math.inf]),
+              st.sampled_from([0, 3, 20])),
+    st.tuples(st.just("schedule"), NAMES, st.sampled_from([-5.0, 0.0, 2.0, math.inf])),
+    st.tuples(st.just("wake"), NAMES),
+    st.tuples(st.just("forget"), NAMES),
+    st.tuples(st.just("done"), NAMES),
+    TICK, TICK, TICK,
+), min_size=10, max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS)
+def test_a_tick_dispatches_exactly_the_due_items_not_in_flight(steps: list[tuple]) -> None:
+    """Whatever moved, woke, finished or was forgotten before, a tick dispatches exactly
+    what a scan of every item would, and its queue stays bounded by the items it holds."""
+    clock = Clock()
+    kind = RecordingKind(clock)
+    scheduler = kind.scheduler
+    versions = 0
+    for step in steps:
+        action, *args = step
+        key = (SHOP, args[0]) if action != "tick" else None
+        if action == "upsert":
+            name, generation, every, delay = args
+            versions += 1
+            scheduler.upsert(body(name, version=versions, generation=generation, every=every,
+                                  delay=delay))
+        elif action == "schedule":
+            scheduler.schedule(key, clock.now + args[1])
+        elif action == "wake":
+            scheduler.wake(key)
+        elif action == "forget":
+            scheduler.forget(key)
+        elif action == "done":
+            if key in scheduler.in_flight:
+                scheduler.done(key)
+        else:
+            clock.now += args[0]
+            expected = sorted(k for k, item in scheduler.items.items()
+                              if item.due <= clock.now and k not in scheduler.in_flight)
+            before = len(kind.dispatched)
+            asyncio.run(scheduler.tick())
+            assert (kind.dispatched[before:] or [[]]) == [expected]
+        assert len(scheduler._queue) <= 2 * len(scheduler.items) + 65
