@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from runbook_operator.api.common import NotificationRecord
-from runbook_operator.controllers import alertrule
+from runbook_operator.controllers import alertrule, metrics
 from runbook_operator.controllers.scheduler import Snapshot, pack
 from runbook_operator.core.alertrule.decide import Evaluation
 from runbook_operator.core.alertrule.rule import Rule
@@ -61,6 +61,15 @@ def observe(rule: dict[str, Any], value: float) -> Evaluation:
     return alertrule.threshold_evaluation(KEY, compiled, Ok([Sample({"service": "web"}, value)]))
 
 
+def rule_sample(name: str, labels: dict[str, str]) -> float | None:
+    """A per-rule series' value as /metrics renders it (None: no such series)."""
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
 def run(kube: FakeKube, rule: dict[str, Any], value: float, now: datetime) -> dict[str, Any]:
     newest = alertrule.evaluate(kube, observe(rule, value), rule, 0.01, now)  # type: ignore[arg-type]
     assert newest is not None
@@ -101,8 +110,7 @@ def test_a_quiet_rule_that_stays_quiet_is_not_decided_again(
     monkeypatch.setattr(alertrule, "decide", None)  # deciding again would fail
     assert evaluate(0.03, 30) is cached
     assert kube.requests == ["patch"]
-    assert REGISTRY.get_sample_value(
-        "runbook_alert_value", {"namespace": KEY[0], "rule": KEY[1]}) == 0.03
+    assert rule_sample("runbook_alert_value", {"namespace": KEY[0], "rule": KEY[1]}) == 0.03
 
 
 def test_the_heartbeat_writes_time_and_value(sent: list[str]) -> None:
@@ -178,7 +186,7 @@ def test_the_status_write_pool_makes_the_decided_write_without_deciding_again(
     monkeypatch.setattr(alertrule, "decide", None)  # deciding again would fail
     written = alertrule.write_decided(kube, KEY, body(), T0, decided)  # type: ignore[arg-type]
     assert kube.requests == ["patch"] and written == expected
-    assert REGISTRY.get_sample_value(
+    assert rule_sample(
         "runbook_alert_state", {"namespace": KEY[0], "rule": KEY[1], "state": "Firing"}) == 1
 
 
@@ -312,8 +320,8 @@ async def evaluated(evaluator: alertrule.Evaluator, name: str) -> None:
 
 
 def evaluations_of(name: str) -> float:
-    return REGISTRY.get_sample_value(
-        "runbook_alert_evaluations_total", {"namespace": KEY[0], "rule": name}) or 0.0
+    return rule_sample("runbook_alert_evaluations_total",
+                       {"namespace": KEY[0], "rule": name}) or 0.0
 
 
 def test_a_slow_receiver_holds_up_only_its_own_rule(monkeypatch: pytest.MonkeyPatch) -> None:
