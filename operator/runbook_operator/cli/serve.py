@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import logging
 import os
@@ -29,6 +30,8 @@ from runbook_operator.integrations.kubernetes import Kube, connect
 from runbook_operator.integrations.lease import LeaseRef, Leases
 
 log = logging.getLogger(__name__)
+LIST_PAGE_SIZE = 500
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
@@ -45,6 +48,9 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     # kopf keeps a finished object's worker alive this long for more events (default 5 s).
     settings.queueing.idle_timeout = 0.5
     settings.execution.max_workers = args.workers
+    # The initial LIST in pages, as client-go's reflector does: one response of 5,000
+    # AlertRules was decoded whole and set the operator's peak memory (bench/README.md).
+    settings.watching.chunk_size = LIST_PAGE_SIZE
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "runbook-operator"
     settings.posting.reporting_instance = socket.gethostname()
@@ -214,8 +220,17 @@ async def serve(args: argparse.Namespace, connection: Connection) -> None:
             task.cancel()
 
 
+def tune_garbage_collection() -> None:
+    """Young collections every 50,000 net allocations rather than 700: at 5,000 AlertRules a
+    batch's short-lived objects were still alive at the young collections that ran mid-batch,
+    so they were promoted, and the full collections that followed cost 1.4 % of a core; with
+    this, 0.1 % (bench/README.md). Almost everything is freed by reference counting anyway."""
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
+
+
 def run(args: argparse.Namespace) -> None:
     configure(args.log_level, args.json_logs)
+    tune_garbage_collection()
     connection = load_connection()
     # A `_created` sample per series adds nothing to alert on and ~10 % to every scrape.
     disable_created_metrics()

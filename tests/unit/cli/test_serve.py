@@ -4,6 +4,8 @@ namespaces or CRDs."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from runbook_operator.cli.main import _check_receiver, _parser
@@ -12,6 +14,7 @@ from runbook_operator.cli.serve import (
     identity,
     operator_settings,
     receiver_config,
+    tune_garbage_collection,
 )
 from runbook_operator.core.incident.alertmanager import DEFAULT_MAX_BODY_BYTES, ReceiverSettings
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
@@ -94,3 +97,16 @@ def test_kopf_logs_in_with_the_operators_own_credentials() -> None:
     assert (info.private_key_path, info.token) == ("/keys/client.key", "t0ken")
     assert info.default_namespace == "runbook-system"
     assert info.ca_path is None and info.expiration is None
+
+
+def test_the_initial_list_comes_in_pages() -> None:
+    assert operator_settings(parsed()).watching.chunk_size == 500
+
+
+def test_young_collections_wait_for_fifty_thousand_allocations() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collection()
+        assert gc.get_threshold()[0] == 50_000
+    finally:
+        gc.set_threshold(*before)
