@@ -40,6 +40,9 @@ def set_condition(
     """Return `conditions` with one condition replaced, keeping its transition time when the
     status did not change (so `lastTransitionTime` means what it says)."""
     previous = next((c for c in conditions if c.type == type_), None)
+    if (previous is not None and previous.status == status and previous.reason == reason
+            and previous.message == message and previous.observed_generation == generation):
+        return list(conditions)  # unchanged; building the model again cost most of the call
     transition = (
         previous.last_transition_time
         if previous is not None and previous.status == status

@@ -51,3 +51,30 @@ def test_stalled_carries_reason_and_message_on_ready_and_stalled() -> None:
     assert by_type["Reconciling"].status == "False"
     assert condition_status(conditions, "Ready") == "False"
     assert condition_status(conditions, "Missing") is None
+
+
+CONDITION_FIELDS = st.tuples(st.sampled_from(["Ready", "Reconciling", "Stalled"]),
+                             st.sampled_from(["True", "False"]), st.sampled_from(["A", "B"]),
+                             st.sampled_from(["", "m"]), st.sampled_from([None, 1, 2]))
+
+
+@given(st.lists(CONDITION_FIELDS, max_size=4), CONDITION_FIELDS)
+def test_setting_a_condition_changes_that_condition_only(
+        existing: list[tuple], wanted: tuple) -> None:
+    """Whether the condition changes or is set exactly as it was (then nothing is rebuilt),
+    the result has it as asked, the others untouched and in place, and a new list."""
+    conditions: list = []
+    for type_, status, reason, message, generation in existing:
+        conditions = set_condition(conditions, type_, status, reason, message, T0, generation)
+    type_, status, reason, message, generation = wanted
+    before = list(conditions)
+    result = set_condition(conditions, type_, status, reason, message, T1, generation)
+    previous = next((c for c in before if c.type == type_), None)
+    (updated,) = [c for c in result if c.type == type_]
+    assert (updated.status, updated.reason, updated.message, updated.observed_generation) == (
+        status, reason, message, generation)
+    assert updated.last_transition_time == (
+        previous.last_transition_time if previous and previous.status == status else T1)
+    assert [c for c in result if c.type != type_] == [c for c in before if c.type != type_]
+    assert [c.type for c in result][:len(before)] == [c.type for c in before]
+    assert result is not conditions and conditions == before
