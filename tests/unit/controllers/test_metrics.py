@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from datetime import UTC, datetime
 
 import httpx
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runbook_operator.cli.serve import serve_metrics
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.metrics import AlertRuleSeries
-from runbook_operator.devcluster.waiting import free_port
+from runbook_operator.devcluster.waiting import free_port, wait_until
 
 AWKWARD = 'a"b\\c\nd'
 
@@ -49,6 +50,11 @@ def test_a_forgotten_rule_has_no_series() -> None:
     assert parsed(series.exposition()) == {}
 
 
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_metrics_serves_the_registry_and_the_rules_gzipped_when_asked() -> None:
     metrics.publish_alert("served", "rule", "Firing", datetime.now(UTC), "2")
     port = free_port()
@@ -56,14 +62,10 @@ def test_metrics_serves_the_registry_and_the_rules_gzipped_when_asked() -> None:
     async def scrape() -> tuple[httpx.Response, httpx.Response]:
         server = asyncio.create_task(serve_metrics("127.0.0.1", port))
         try:
+            await wait_until(lambda: listening(port), "the metrics server listening", 10)
             async with httpx.AsyncClient() as client:
-                for _ in range(100):
-                    try:
-                        plain = await client.get(f"http://127.0.0.1:{port}/metrics",
-                                                 headers={"Accept-Encoding": "identity"})
-                        break
-                    except httpx.ConnectError:
-                        await asyncio.sleep(0.05)
+                plain = await client.get(f"http://127.0.0.1:{port}/metrics",
+                                         headers={"Accept-Encoding": "identity"})
                 zipped = await client.get(f"http://127.0.0.1:{port}/metrics",
                                           headers={"Accept-Encoding": "gzip"})
             return plain, zipped
