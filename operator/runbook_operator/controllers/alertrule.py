@@ -4,14 +4,14 @@ Rules are kept on the shared scheduler (`controllers.scheduler`) with their spec
 per generation (`core.alertrule.rule`). Each tick, the rules that are due are grouped by
 Prometheus server and their queries are sent deduplicated and with bounded concurrency
 (`PrometheusClient.instant_many`), so a slow or broken query times out on its own without
-stalling the others. Deciding (`core.alertrule`; not again for a quiet rule that stays quiet,
-`core.alertrule.quiet`) and writing status happen in worker threads, from the operator's cached
-copy of each rule; status writes, notifications and actions in pools of their own. The loop
-does not wait for the evaluations it started, and skips a rule until its previous evaluation
-is done. Status is written only when something lasting changes, plus a heartbeat; per-tick
-values go to metrics. Everything that must survive a restart — pending/firing times, what was
-notified — is in status; the in-memory cache holds each rule's newest copy, its compiled spec
-and when it is due next.
+stalling the others. Deciding (`core.alertrule`; not again for a rule that stays Normal or
+keeps firing with nothing due, `core.alertrule.quiet`) and writing status happen in worker
+threads, from the operator's cached copy of each rule; status writes, notifications and
+actions in pools of their own. The loop does not wait for the evaluations it started, and
+skips a rule until its previous evaluation is done. Status is written only when something
+lasting changes, plus a heartbeat; per-tick values go to metrics. Everything that must survive
+a restart — pending/firing times, what was notified — is in status; the in-memory cache holds
+each rule's newest copy, its compiled spec and when it is due next.
 """
 
 from __future__ import annotations
@@ -215,14 +215,14 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
     newest copy of the rule it saw or wrote (None: the rule is gone), the write when one is
     due and not `may_write`, or why it stopped when notifications or actions are due and not
     `may_deliver`.
-    With `quiet` (the rules' last quiet evaluations, see `core.alertrule.quiet`), a quiet
-    rule that stays quiet is not decided again."""
+    With `quiet` (the rules' last quiet evaluations, see `core.alertrule.quiet`), a rule that
+    stays Normal or keeps firing with nothing due is not decided again."""
     namespace, name = evaluation.key
     if quiet is not None:
         unchanged = recall(quiet.get(evaluation.key), resource_version(body),
                            evaluation, now)
         if unchanged is not None:
-            metrics.publish_alert(namespace, name, "Normal", now, unchanged.last_value)
+            metrics.publish_alert(namespace, name, unchanged.state, now, unchanged.last_value)
             return body
     generation = body["metadata"]["generation"]
     fresh = False
@@ -244,7 +244,7 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
             metrics.publish_alert(namespace, name, new.state or "Normal", now, new.last_value)
             if quiet is not None:
                 _remember(quiet, remember(resource_version(body), old, evaluation, decision,
-                                          heartbeat), evaluation.key)
+                                          heartbeat, now), evaluation.key)
             return body
         patch = status_patch(old, new)
         assert patch is not None

@@ -155,6 +155,18 @@ def plan(
     return due
 
 
+def next_repeat(subjects: Sequence[Subject], channels: Mapping[str, ChannelRule],
+                log: Sequence[NotificationRecord]) -> datetime | None:
+    """When the first current problem already told on a channel is due there again by the
+    channel's repeatInterval, time passing and nothing else changing (None: no problem has
+    been told)."""
+    newest = newest_records(log)
+    return min((newest[key].time + channels[key[1]].repeat_interval
+                for subject in subjects if subject.problem is not None
+                for key in ((subject.fingerprint, name) for name in subject.problem.channels)
+                if key in newest), default=None)
+
+
 def sent_record(due: Due, result: DeliveryResultValue, now: datetime) -> NotificationRecord:
     """The record of delivering `due`. Stamp it with the evaluation's `now`, so that it is
     never later than the start of a following episode."""

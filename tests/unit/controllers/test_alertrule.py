@@ -92,11 +92,16 @@ def test_an_evaluation_that_changes_nothing_lasting_makes_no_request(sent: list[
     assert again == cached
 
 
-def test_a_quiet_rule_that_stays_quiet_is_not_decided_again(
-        sent: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("values", "state"), [((0.01, 0.02, 0.03), "Normal"),
+                                               ((0.5, 0.6, 0.7), "Firing")])
+def test_a_rule_that_stays_normal_or_firing_is_not_decided_again(
+        sent: list[str], monkeypatch: pytest.MonkeyPatch, values: tuple[float, ...],
+        state: str) -> None:
     kube = FakeKube(body())
     quiet: dict[alertrule.Key, Any] = {}
-    cached = run(kube, body(), 0.01, T0)
+    cached = run(kube, body(), values[0], T0)
+    assert cached["status"]["state"] == state
+    kube.requests.clear()
     rule = alertrule.prepare(cached)
     assert isinstance(rule, Rule)
 
@@ -106,11 +111,13 @@ def test_a_quiet_rule_that_stays_quiet_is_not_decided_again(
         return alertrule.evaluate(kube, observed, cached, 0.01, T0 + timedelta(seconds=seconds),
                                   quiet=quiet)
 
-    assert evaluate(0.02, 15) is cached and KEY in quiet
+    assert evaluate(values[1], 15) is cached and KEY in quiet
     monkeypatch.setattr(alertrule, "decide", None)  # deciding again would fail
-    assert evaluate(0.03, 30) is cached
-    assert kube.requests == ["patch"]
-    assert rule_sample("runbook_alert_value", {"namespace": KEY[0], "rule": KEY[1]}) == 0.03
+    assert evaluate(values[2], 30) is cached
+    assert kube.requests == []
+    labels = {"namespace": KEY[0], "rule": KEY[1]}
+    assert rule_sample("runbook_alert_value", labels) == values[2]
+    assert rule_sample("runbook_alert_state", {**labels, "state": state}) == 1
 
 
 def test_the_heartbeat_writes_time_and_value(sent: list[str]) -> None:

@@ -14,6 +14,7 @@ from runbook_operator.core.notify_plan import (
     Problem,
     Subject,
     batches,
+    next_repeat,
     plan,
     record,
     sent_record,
@@ -67,6 +68,17 @@ def test_repeat_interval_per_channel() -> None:
     due, _ = deliver([problem()], log, T0 + timedelta(hours=4))
     assert sorted((d.channel, d.reason) for d in due) == [("pager", "repeat"), ("slack", "repeat")]
 
+
+
+def test_the_next_repeat_is_the_first_channel_due_again() -> None:
+    assert next_repeat([problem()], CHANNELS, []) is None  # nothing told yet
+    _, log = deliver([problem()], [], T0)
+    assert next_repeat([problem()], CHANNELS, log) == T0 + timedelta(hours=1)  # pager first
+    assert next_repeat([problem(channels=("slack",))], CHANNELS, log) == T0 + timedelta(hours=4)
+    assert next_repeat([quiet()], CHANNELS, log) is None  # no longer a problem
+    _, log = deliver([problem()], log, T0 + timedelta(hours=1))
+    assert next_repeat([problem()], CHANNELS, log) == T0 + timedelta(hours=2)
+    assert plan([problem()], CHANNELS, log, T0 + timedelta(hours=2) - MIN) == []
 
 def test_resolved_follows_a_sent_problem_unless_send_resolved_is_false() -> None:
     _, log = deliver([problem()], [], T0)

@@ -1,14 +1,18 @@
-"""The shortcut for a quiet rule: most rules stay Normal, and deciding one from scratch (status
-parsed, state machine, conditions, the lasting-change comparison) cost 90 µs a rule, most of the
-operator's CPU at 5,000 rules (bench/README.md).
+"""The shortcut for a quiet rule: most rules stay Normal or keep firing, and deciding one from
+scratch (status parsed, state machine, escalation, notification plan, conditions, the
+lasting-change comparison) cost 90-140 µs a rule, most of the operator's CPU at 5,000 rules
+(bench/README.md).
 
-An evaluation that changed nothing lasting, left every instance Normal and had one instance per
-series is remembered (`remember`). A later evaluation of the same status (resourceVersion) and
-compiled rule whose query returns the same series, none of them satisfying the condition, before
-the heartbeat is due, would decide the same again: Normal instances step to Normal whatever the
-time, the conditions' messages only count the series, no notification is planned for a subject
-without a problem, and no series is gone, so none is dropped after its retention. `recall`
-answers it with the value status would show, without deciding.
+An evaluation that changed nothing lasting, sent and ran nothing, left every instance Normal
+or Firing and had one instance per series is remembered (`remember`), with the first time
+deciding it again could differ as time alone passes: the heartbeat, the next escalation step
+of a firing instance, the next repeat of a notification already sent, the end of the actions'
+cooldown. A later evaluation of the same status (resourceVersion) and compiled rule whose
+query returns the same series, the condition holding for exactly the firing ones, before that
+time, would decide the same again: Normal instances stay Normal and Firing ones stay Firing
+whatever the time, the conditions' messages only count series, nothing is due, and no series
+is gone, so none is dropped after its retention. `recall` answers it with what status would
+show, without deciding.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from runbook_operator.api.alertrule import AlertRuleStatus
-from runbook_operator.core.alertrule.decide import Decision, Evaluation
+from runbook_operator.core.alertrule.actions import last_action_at
+from runbook_operator.core.alertrule.decide import Decision, Evaluation, subject_of
 from runbook_operator.core.alertrule.rule import Rule
-from runbook_operator.core.alertrule.state import format_value
+from runbook_operator.core.alertrule.state import RANK, Instance, format_value
+from runbook_operator.core.escalation import escalation
+from runbook_operator.core.notify_plan import next_repeat
 
 LabelsKey = tuple[tuple[str, str], ...]
 
@@ -37,35 +44,71 @@ class Quiet:
     resource_version: str
     rule: Rule
     series: frozenset[LabelsKey]
+    firing: frozenset[LabelsKey]
+    """The series whose instances fire: the condition holds for them and no others."""
     shown: LabelsKey
-    """The series of the instance status shows (the worst: all are Normal, so the first by
-    fingerprint)."""
-    heartbeat_at: datetime
-    """When a status write is due anyway."""
+    """The series of the instance status shows (the worst: the first by fingerprint of the
+    firing ones, or of all when none fires)."""
+    until: datetime
+    """When deciding could differ as time alone passes (see the module docstring)."""
 
 
 def remember(resource_version: str, old: AlertRuleStatus, evaluation: Evaluation,
-             decision: Decision, heartbeat: timedelta) -> Quiet | None:
-    """What a later evaluation may reuse of one that wrote nothing, sent nothing and did
-    nothing from the status `old` (None when it is not quiet)."""
+             decision: Decision, heartbeat: timedelta, now: datetime) -> Quiet | None:
+    """What a later evaluation may reuse of one at `now` that wrote nothing, sent nothing and
+    did nothing from the status `old` (None when it is not quiet)."""
     samples = evaluation.samples
     instances = decision.instances
     if (evaluation.anomaly is not None or not isinstance(samples, list) or not samples
             or old.last_evaluation is None or decision.has_effects
-            or any(i.state != "Normal" for i in instances)):
+            or any(i.state not in ("Normal", "Firing") for i in instances)):
         return None
     series = frozenset(labels_key(labels) for labels, _ in samples)
     if len(series) != len(samples) or len(instances) != len(series):
         return None
-    shown = min(instances, key=lambda i: i.fingerprint)
-    return Quiet(resource_version, evaluation.rule, series, labels_key(shown.labels),
-                 old.last_evaluation + heartbeat)
+    firing = [i for i in instances if i.state == "Firing"]
+    until = _until(old, evaluation.rule, firing, now, old.last_evaluation + heartbeat)
+    if until is None:
+        return None
+    shown = min(instances, key=lambda i: (-RANK[i.state], i.fingerprint))
+    return Quiet(resource_version, evaluation.rule, series,
+                 frozenset(labels_key(i.labels) for i in firing), labels_key(shown.labels),
+                 until)
+
+
+def _until(old: AlertRuleStatus, rule: Rule, firing: list[Instance], now: datetime,
+           heartbeat_at: datetime) -> datetime | None:
+    """The first time after `now` a decision about these firing instances could differ with
+    nothing else changing: their next escalation step, the next repeat of a notification sent
+    about them, the end of the actions' cooldown, the heartbeat (None: it could at once)."""
+    if not firing:
+        return heartbeat_at
+    times = [heartbeat_at]
+    for instance in firing:
+        if instance.firing_since is None:
+            return None
+        step = escalation(rule.escalation, instance.firing_since, now, rule.severity)
+        if step.next_deadline is not None:
+            times.append(step.next_deadline)
+    repeat = next_repeat([subject_of(i, rule, now) for i in firing], rule.channel_rules,
+                         old.notifications)
+    if repeat is not None:
+        times.append(repeat)
+    if rule.action_cooldown is not None:
+        last = last_action_at(old.actions)
+        if last is None:
+            return None
+        times.append(last + rule.action_cooldown)
+    until = min(times)
+    return until if until > now else None
 
 
 @dataclass(frozen=True)
 class Unchanged:
-    """The evaluation decides what the remembered one did; status would show `last_value`."""
+    """The evaluation decides what the remembered one did; status would show `state` and
+    `last_value`."""
 
+    state: str
     last_value: str | None
 
 
@@ -75,23 +118,26 @@ def recall(quiet: Quiet | None, resource_version: str, evaluation: Evaluation,
     must be decided)."""
     samples = evaluation.samples
     if (quiet is None or quiet.resource_version != resource_version
-            or quiet.rule is not evaluation.rule or now >= quiet.heartbeat_at
+            or quiet.rule is not evaluation.rule or now >= quiet.until
             or evaluation.anomaly is not None or not isinstance(samples, list)
             or len(samples) != len(quiet.series)):
         return None
-    values = _values(samples, evaluation)
+    values = _values(samples, evaluation, quiet.firing)
     if values is None or values.keys() != quiet.series:
         return None
-    return Unchanged(format_value(values[quiet.shown]))
+    return Unchanged("Firing" if quiet.firing else "Normal",
+                     format_value(values[quiet.shown]))
 
 
-def _values(samples: Sequence[tuple[Mapping[str, str], float]],
-            evaluation: Evaluation) -> dict[LabelsKey, float] | None:
-    """Each series' value, or None when the condition holds for one."""
+def _values(samples: Sequence[tuple[Mapping[str, str], float]], evaluation: Evaluation,
+            firing: frozenset[LabelsKey]) -> dict[LabelsKey, float] | None:
+    """Each series' value, or None when the condition holds for a series that does not fire
+    or not for one that does."""
     values = {}
     for labels, value in samples:
         number = float(value)
-        if evaluation.holds(number):
+        key = labels_key(labels)
+        if evaluation.holds(number) != (key in firing):
             return None
-        values[labels_key(labels)] = number
+        values[key] = number
     return values
