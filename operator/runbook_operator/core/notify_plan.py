@@ -161,10 +161,10 @@ def next_repeat(subjects: Sequence[Subject], channels: Mapping[str, ChannelRule]
     channel's repeatInterval, time passing and nothing else changing (None: no problem has
     been told)."""
     newest = newest_records(log)
+    told = [(s.fingerprint, name) for s in subjects if s.problem is not None
+            for name in s.problem.channels]
     return min((newest[key].time + channels[key[1]].repeat_interval
-                for subject in subjects if subject.problem is not None
-                for key in ((subject.fingerprint, name) for name in subject.problem.channels)
-                if key in newest), default=None)
+                for key in told if key in newest), default=None)
 
 
 def sent_record(due: Due, result: DeliveryResultValue, now: datetime) -> NotificationRecord:

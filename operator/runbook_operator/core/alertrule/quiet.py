@@ -25,7 +25,7 @@ from runbook_operator.api.alertrule import AlertRuleStatus
 from runbook_operator.core.alertrule.actions import last_action_at
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, subject_of
 from runbook_operator.core.alertrule.rule import Rule
-from runbook_operator.core.alertrule.state import RANK, Instance, format_value
+from runbook_operator.core.alertrule.state import Instance, format_value
 from runbook_operator.core.escalation import escalation
 from runbook_operator.core.notify_plan import next_repeat
 
@@ -47,8 +47,8 @@ class Quiet:
     firing: frozenset[LabelsKey]
     """The series whose instances fire: the condition holds for them and no others."""
     shown: LabelsKey
-    """The series of the instance status shows (the worst: the first by fingerprint of the
-    firing ones, or of all when none fires)."""
+    """The series of the instance status shows: the worst, first in the decision's
+    instances."""
     until: datetime
     """When deciding could differ as time alone passes (see the module docstring)."""
 
@@ -70,9 +70,8 @@ def remember(resource_version: str, old: AlertRuleStatus, evaluation: Evaluation
     until = _until(old, evaluation.rule, firing, now, old.last_evaluation + heartbeat)
     if until is None:
         return None
-    shown = min(instances, key=lambda i: (-RANK[i.state], i.fingerprint))
     return Quiet(resource_version, evaluation.rule, series,
-                 frozenset(labels_key(i.labels) for i in firing), labels_key(shown.labels),
+                 frozenset(labels_key(i.labels) for i in firing), labels_key(instances[0].labels),
                  until)
 
 
