@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from aiohttp import web
@@ -38,6 +39,8 @@ from runbook_operator.integrations.prometheus import (
     parse_instant,
     range_chunks,
     to_ms,
+    union_form,
+    union_query,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -535,6 +538,35 @@ def test_unions_hold_at_most_union_size_queries_and_every_query_once() -> None:
         assert results == {
             q: Ok([Sample({"i": str(i)}, float(i))]) for i, q in enumerate(queries)
         }
+
+    run(scenario)
+
+
+@given(st.lists(st.text(), min_size=1, max_size=5))
+def test_a_union_form_is_the_union_query_form_encoded(queries: list[str]) -> None:
+    assert union_form(queries) == urlencode({"query": union_query(queries)})
+    assert parse_qs(union_form(queries), keep_blank_values=True) == {
+        "query": [union_query(queries)]}
+
+
+def test_a_query_is_encoded_once_whichever_union_it_joins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[str] = []
+    original = prometheus.quote_plus
+    monkeypatch.setattr(prometheus, "quote_plus", lambda q: encoded.append(q) or original(q))
+    prometheus._encoded.cache_clear()
+    queries = [f'x{{i="{i}"}} + 1' for i in range(4)]
+    engine = Engine(vectors={q: [({"i": str(i)}, str(i))] for i, q in enumerate(queries)})
+
+    async def scenario() -> None:
+        async with fake_prometheus(engine.reply) as fake, PrometheusClient(fake.url) as client:
+            first = await client.instant_many(queries[:3], T0)
+            again = await client.instant_many(queries[1:], T0 + timedelta(seconds=15))
+        assert sorted(encoded) == sorted(queries)
+        assert [operands(q) for q in fake.queries()] == [queries[:3], queries[1:]]
+        assert first | again == {
+            q: Ok([Sample({"i": str(i)}, float(i))]) for i, q in enumerate(queries)}
 
     run(scenario)
 
