@@ -9,6 +9,8 @@ from typing import Any
 import kopf
 from runbook_operator.api.alertrule import AlertRule
 from runbook_operator.api.notificationchannel import NotificationChannel
+from runbook_operator.cli.main import _parser
+from runbook_operator.cli.serve import NoDiffBase, operator_settings
 from runbook_operator.controllers import register_all
 from runbook_operator.controllers.registration import (
     Operator,
@@ -44,6 +46,21 @@ def test_every_kind_is_registered_once_with_one_pair_of_loop_handlers() -> None:
     assert set(activities(registry)) == {"start-background-loops", "stop-background-loops"}
     assert settings.watching.label_selectors["batch", "jobs"].startswith(
         "app.kubernetes.io/managed-by=runbook-operator,")
+
+
+def test_kopf_keeps_no_copy_of_specs_as_no_handler_detects_changes() -> None:
+    """The operator's kopf settings keep no last handled spec, which only change-detecting
+    handlers (on.create, on.update, on.resume) and daemons would read: there are none."""
+    registry = kopf.OperatorRegistry()
+    register_all(registry, kopf.OperatorSettings(), object(), CONFIG)  # type: ignore[arg-type]
+    assert handlers(registry)
+    assert not registry._changing.get_all_handlers()
+    assert not registry._spawning.get_all_handlers()
+    storage = operator_settings(_parser().parse_args(["run"])).persistence.diffbase_storage
+    assert isinstance(storage, NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "web", "annotations": {"a": "b"}},
+                      "spec": {"query": "up"}})
+    assert storage.build(body=body) == {} and storage.fetch(body=body) is None
 
 
 def test_events_go_to_changed_unless_the_object_is_going_away() -> None:
