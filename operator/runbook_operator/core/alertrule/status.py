@@ -12,6 +12,7 @@ Alertmanager resolves with the annotations of the last update Prometheus sent it
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -37,9 +38,10 @@ _VOLATILE_INSTANCE = {"last_evaluation", "last_value", "active_value"}
 _VOLATILE_ANOMALY = {"last_score"}
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def heartbeat_of(key: Key) -> timedelta:
     """The rule's heartbeat, 80–100 % of STATUS_HEARTBEAT by a hash of its name, so that rules
-    created together do not keep writing together."""
+    created together do not keep writing together (kept: asked at every evaluation)."""
     spread = zlib.crc32("/".join(key).encode()) / 2**32
     return STATUS_HEARTBEAT * (0.8 + 0.2 * spread)
 
