@@ -4,6 +4,7 @@ the newer-copy cache, deletes, and a loop that survives failures — with a fake
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from runbook_operator.controllers.scheduler import (Item, Key, Scheduler, newer, next_due,
-                                                    pack, resource_version)
+                                                    pack, resource_version, unpack)
 
 SHOP = "shop"
 
@@ -111,7 +112,16 @@ def test_the_copy_kept_has_no_managed_fields_and_leaves_the_original_alone(
                          "resourceVersion": str(version)},
             "spec": {"every": 10}}
     assert "managedFields" in watched["metadata"]
-    assert pack({"spec": {}}) == b'{"spec":{}}'
+    assert unpack(pack({"spec": {}})) == {"spec": {}}
+
+
+def test_a_kept_copy_is_compressed_and_unpacks_to_the_object() -> None:
+    rule = body("a", version=3)
+    rule["status"] = {"conditions": [{"type": t, "status": "False", "reason": "Idle",
+                                      "message": "", "lastTransitionTime": "2026-12-03T14:00:00Z"}
+                                     for t in ("Ready", "Reconciling", "Stalled", "Firing")]}
+    assert unpack(pack(rule)) == rule
+    assert len(pack(rule)) < len(json.dumps(rule, separators=(",", ":"))) / 2
 
 
 def test_each_access_decodes_a_copy_of_its_own_when_first_read(kind: FakeKind) -> None:
