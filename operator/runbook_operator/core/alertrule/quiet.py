@@ -63,15 +63,23 @@ def remember(resource_version: str, old: AlertRuleStatus, evaluation: Evaluation
             or old.last_evaluation is None or decision.has_effects
             or any(i.state not in ("Normal", "Firing") for i in instances)):
         return None
-    series = frozenset(labels_key(labels) for labels, _ in samples)
-    if len(series) != len(samples) or len(instances) != len(series):
+    keys = {key: key for key in (labels_key(labels) for labels, _ in samples)}
+    if len(keys) != len(samples) or len(instances) != len(keys):
         return None
     firing = [i for i in instances if i.state == "Firing"]
     until = _until(old, evaluation.rule, firing, now, old.last_evaluation + heartbeat)
     if until is None:
         return None
+
+    def kept(labels: Mapping[str, str]) -> LabelsKey:
+        """The series' key, one copy per memo (there is a memo per rule, 5,000 at once)."""
+        key = labels_key(labels)
+        return keys.get(key, key)
+
+    series = frozenset(keys)
+    firing_keys = frozenset(kept(i.labels) for i in firing)
     return Quiet(resource_version, evaluation.rule, series,
-                 frozenset(labels_key(i.labels) for i in firing), labels_key(instances[0].labels),
+                 series if firing_keys == series else firing_keys, kept(instances[0].labels),
                  until)
 
 

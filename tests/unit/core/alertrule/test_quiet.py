@@ -127,6 +127,19 @@ def test_a_firing_rule_is_recalled_until_something_is_due() -> None:
         T0 + 120 * SECONDS)
 
 
+def test_a_memo_holds_one_copy_of_each_series_key() -> None:
+    for values in ((0.5,), (0.5, 0.01)):
+        rule = Simulated(RULE)
+        samples = [({"__name__": "errors", "pod": pod}, v) for pod, v in zip("ab", values)]
+        rule.evaluate(samples, T0)
+        rule.evaluate(samples, T0 + 15 * SECONDS)
+        assert rule.quiet is not None and rule.quiet.firing == {(("pod", "a"),)}
+        kept = {id(key) for key in rule.quiet.series}
+        assert {id(key) for key in rule.quiet.firing} <= kept and id(rule.quiet.shown) in kept
+        if len(values) == 1:
+            assert rule.quiet.firing is rule.quiet.series
+
+
 def test_a_firing_rule_is_not_recalled_when_another_series_holds_or_one_clears() -> None:
     rule = Simulated(RULE)
     samples = [({"pod": "a"}, 0.5), ({"pod": "b"}, 0.01)]
