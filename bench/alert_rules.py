@@ -63,9 +63,10 @@ one tick). Measured, in the same run:
    status write). `--profile` adds where Evaluator.tick() spends its CPU.
 
 It prints medians over the `--ticks` interval windows and ratios; it asserts nothing and exits 0.
-The windows start once every rule has been evaluated, plus the rules' `for` and 1.5 intervals:
-the start (every rule's first status write, then the wave of rules leaving Pending together) is
-reported on its own ("operator start -> every rule has lastEvaluation"), not as steady state.
+The windows start once every rule has been evaluated and every rule Pending since then has left
+Pending, plus 1.5 intervals: the start (every rule's first status write, then the wave of rules
+leaving Pending together after their `for`) is reported on its own ("operator start -> every
+rule has lastEvaluation"), not as steady state.
 Everything it started is stopped, and every temp dir removed, also on Ctrl-C. About 4-5 minutes
 with the defaults on 2 cores (longer when kopf is slow to see new rules or spec changes; the
 waits are bounded at 15 and 10 minutes).
@@ -511,6 +512,12 @@ class RuleWatch:
             if self.states.get(name) != state:
                 self.states[name] = state
                 self.state_since[name] = arrived
+
+    def pending_since(self, moment: float) -> int:
+        """How many rules have been Pending since `moment` or before."""
+        with self.lock:
+            return sum(1 for name, state in self.states.items()
+                       if state == "Pending" and self.state_since[name] <= moment)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -1036,13 +1043,21 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     except AssertionError:
         pass
     results.evaluated_at_deadline = watch.evaluated()
-    # The rules' `for` and 1.5 intervals: the rules whose condition held at their first
-    # evaluation have left Pending (a wave of status writes that happens once, at start), and
-    # the windows do not start in step with the rules evaluated first.
-    warm_up = parse_seconds(FOR) + 1.5 * interval
+    first_round = time.time()
     progress(f"{results.evaluated_at_deadline}/{len(rules)} rules evaluated "
-             f"{results.first_full:.1f} s after operator start; {warm_up:g} s of warm-up")
-    time.sleep(warm_up)
+             f"{results.first_full:.1f} s after operator start; waiting until the rules Pending "
+             f"since then have left Pending")
+    # The rules whose condition held at their first evaluation leave Pending together after
+    # their `for`, a wave of status writes that happens once, at start: not steady state.
+    try:
+        wait_for(lambda: watch.pending_since(first_round) == 0,
+                 "every rule Pending since the first round has left Pending",
+                 timeout=parse_seconds(FOR) + 4 * interval, interval=1.0)
+    except AssertionError:
+        progress(f"{watch.pending_since(first_round)} rules still Pending since the first "
+                 f"round; measuring anyway")
+    # 1.5 intervals: the windows then do not start in step with the rules evaluated first.
+    time.sleep(1.5 * interval)
     processes = {"operator": pid, "bench": os.getpid(),
                  "prometheus": prometheus.process.popen.pid,  # type: ignore[union-attr]
                  **{name.removeprefix("kube-"): p for name, p in cluster.pids.items()}}
