@@ -29,7 +29,13 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from runbook_operator.api.alertrule import AlertRule, AlertRuleSpec, AlertRuleStatus, AnomalyStatus
+from runbook_operator.api.alertrule import (
+    AlertRule,
+    AlertRuleSpec,
+    AlertRuleStatus,
+    AnomalyStatus,
+    PrometheusSource,
+)
 from runbook_operator.api.common import API_VERSION, NotificationRecord
 from runbook_operator.controllers import metrics
 from runbook_operator.controllers.alert_actions import run_actions
@@ -159,8 +165,8 @@ def carry_out(kube: Kube, body: Mapping[str, Any], old: AlertRuleStatus, evaluat
             sent += [sent_record(d, outcome.result, now) for d in (*batch.due, *batch.along)
                      if d.fingerprint in carried]
     actions = old.actions
-    if decision.act_for is not None and rule.spec.actions is not None:
-        actions = record_actions(old.actions, run_actions(kube, dict(body), rule.spec.actions,
+    if decision.act_for is not None and rule.actions is not None:
+        actions = record_actions(old.actions, run_actions(kube, dict(body), rule.actions,
                                                           decision.act_for, now))
     return sent, actions
 
@@ -373,7 +379,7 @@ class Detectors:
 Batch = list[tuple[Evaluation, Snapshot]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DueRule:
     """A rule to evaluate now, as the scheduler held it when it was dispatched."""
 
@@ -437,10 +443,10 @@ class Evaluator:
             self.clients[server] = PrometheusClient(url, headers=headers)
         return self.clients[server]
 
-    def _token(self, namespace: str, spec: AlertRuleSpec) -> str:
+    def _token(self, namespace: str, source: PrometheusSource) -> str:
         """The bearer token from spec.prometheus.authSecretRef (blocking: a worker thread)."""
-        assert spec.prometheus is not None and spec.prometheus.auth_secret_ref is not None
-        return read_secret(self.kube, namespace, spec.prometheus.auth_secret_ref)
+        assert source.auth_secret_ref is not None
+        return read_secret(self.kube, namespace, source.auth_secret_ref)
 
     async def dispatch(self, items: list[Item[Prepared]]) -> None:
         """Start the due rules' evaluations and return without waiting for them: a rule still
@@ -477,13 +483,13 @@ class Evaluator:
         if isinstance(rule, InvalidSpec):
             await asyncio.to_thread(stall, self.kube, body, "InvalidSpec", rule.message)
             return None
-        if rule.spec.escalation_policy_ref is not None:
+        if rule.escalation_policy is not None:
             followed = await asyncio.to_thread(self.policies.follow, item.key[0], rule)
             if isinstance(followed, Unfollowable):
                 await asyncio.to_thread(stall, self.kube, body, followed.reason, followed.message)
                 return None
             rule = followed
-        source = rule.spec.prometheus
+        source = rule.prometheus
         url = source.url if source and source.url else self.default_prometheus
         if url is None:
             message = "no Prometheus: set spec.prometheus.url or the operator's --prometheus-url"
@@ -492,7 +498,7 @@ class Evaluator:
         if source is None or source.auth_secret_ref is None:
             return (url, None), rule
         try:
-            return (url, await asyncio.to_thread(self._token, item.key[0], rule.spec)), rule
+            return (url, await asyncio.to_thread(self._token, item.key[0], source)), rule
         except LookupError as missing:
             await asyncio.to_thread(stall, self.kube, body, "SecretNotFound", str(missing))
             return None
@@ -501,8 +507,8 @@ class Evaluator:
         """One server's threshold rules of a tick: their queries in one batch."""
 
         async def observe(now: datetime) -> Batch:
-            results = await client.instant_many([d.rule.spec.query for d in due], now)
-            return [(threshold_evaluation(d.key, d.rule, results[d.rule.spec.query]), d.body)
+            results = await client.instant_many([d.rule.query for d in due], now)
+            return [(threshold_evaluation(d.key, d.rule, results[d.rule.query]), d.body)
                     for d in due]
 
         await self._evaluate_batch(observe)

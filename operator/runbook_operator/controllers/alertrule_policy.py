@@ -54,16 +54,16 @@ class FollowedPolicies:
 
     def follow(self, namespace: str, rule: Rule) -> Rule | Unfollowable:
         """`rule` escalating along its policy (blocking: a worker thread)."""
-        ref = rule.spec.escalation_policy_ref
-        assert ref is not None
-        body = self.read(namespace, ref.name)
+        name = rule.escalation_policy
+        assert name is not None
+        body = self.read(namespace, name)
         if body is None:
             return Unfollowable("EscalationPolicyNotFound",
-                                f"EscalationPolicy {ref.name!r} not found in {namespace}")
+                                f"EscalationPolicy {name!r} not found in {namespace}")
         try:
             spec = EscalationPolicySpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
-            return Unfollowable("EscalationPolicyInvalid", f"EscalationPolicy {ref.name!r}: "
+            return Unfollowable("EscalationPolicyInvalid", f"EscalationPolicy {name!r}: "
                                 f"{validation_message(error, 'spec')}")
         status = EscalationPolicyStatus.model_validate(body.get("status") or {})
         return following(rule, spec, on_call(status, datetime.now(UTC)))

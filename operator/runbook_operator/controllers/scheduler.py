@@ -110,7 +110,7 @@ def next_due(due: float, period: float, now: float) -> float:
     return due + period * (math.floor((now - due) / period) + 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class Item(Generic[T]):
     """One scheduled object."""
 

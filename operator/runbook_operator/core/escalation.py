@@ -32,7 +32,7 @@ def raised(severity: str, to: str | None) -> str:
     return max(severity, to, key=SEVERITY_ORDER.index)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Level:
     """One rung: reached `after` the start; names the channels it adds (the caller resolves
     them) and the severity it raises to."""
@@ -42,7 +42,7 @@ class Level:
     severity: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A ladder of levels in strictly increasing `after`, run `1 + repeats` times; pass `k`
     starts `k * period` after the start and reaches each level at its delay from there. The

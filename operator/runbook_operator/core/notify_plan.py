@@ -30,7 +30,7 @@ RESOLVED = "resolved"
 Reason = Literal["new", "repeat", "escalated", "resolved", "grouped"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChannelRule:
     """A channel by name with its timing (an AlertRule's spec.channels[])."""
 

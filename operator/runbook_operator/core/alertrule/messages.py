@@ -36,7 +36,7 @@ GENERATOR_LINK_TEXT = "Prometheus"
 def alert_labels(key: Key, rule: Rule, instance: Instance, severity: str) -> dict[str, str]:
     """The alert's labels at `severity` (see the module docstring)."""
     namespace, name = key
-    return overlay_labels(instance.labels, {**rule.spec.labels, "alertname": name,
+    return overlay_labels(instance.labels, {**rule.labels, "alertname": name,
                                             "namespace": namespace, "kind": KIND,
                                             "severity": severity})
 
@@ -51,7 +51,7 @@ def annotations(rule: Rule, instance: Instance) -> dict[str, str]:
     """The rule's annotations rendered for the instance."""
     value = shown_value(instance)
     return {k: render_template(v, instance.labels, None if value is None else float(value))
-            for k, v in rule.spec.annotations.items()}
+            for k, v in rule.annotations.items()}
 
 
 def started(instance: Instance, now: datetime) -> datetime:

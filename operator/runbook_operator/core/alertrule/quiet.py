@@ -37,7 +37,7 @@ def labels_key(labels: Mapping[str, str]) -> LabelsKey:
     return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quiet:
     """A quiet evaluation of one status and compiled rule (see the module docstring)."""
 

@@ -96,7 +96,7 @@ class Observation:
             raise ValueError("only a value can satisfy the condition")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleTiming:
     """The parts of a rule the state machine needs."""
 
