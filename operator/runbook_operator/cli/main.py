@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=20,
                      help="max threads running synchronous handlers at once")
     run.add_argument(
+        "--object-workers",
+        type=int,
+        default=int(os.environ.get("RUNBOOK_OBJECT_WORKERS", "64")),
+        help="objects whose watch events are handled at once; the others' events wait in "
+        "order (0: no limit; default %(default)s)",
+    )
+    run.add_argument(
         "--api-qps",
         type=float,
         default=float(os.environ.get("RUNBOOK_API_QPS", "200")),

@@ -33,6 +33,7 @@ from runbook_operator.integrations.lease import LeaseRef, Leases
 log = logging.getLogger(__name__)
 LIST_PAGE_SIZE = 500
 GC_YOUNG_THRESHOLD = 50_000
+IDLE_WORKER_SECONDS = 0.05
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -60,12 +61,15 @@ def operator_settings(args: argparse.Namespace) -> kopf.OperatorSettings:
     settings.watching.client_timeout = args.watch_timeout + 30
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    # Per-object workers are coroutines, left unbounded: a cap below the number of objects
-    # made 1,000 new AlertRules wait minutes to be seen (bench/). `execution.max_workers`
-    # bounds the threads that synchronous handlers run in.
-    settings.queueing.worker_limit = None
-    # kopf keeps a finished object's worker alive this long for more events (default 5 s).
-    settings.queueing.idle_timeout = 0.5
+    # Objects handled at once (kopf's per-object workers): the events of the others wait in
+    # their queues, read but not yet handled. Unbounded, a start with 1,800 new objects was
+    # handled all at once and left the operator at 132 MiB; with 64, 112 MiB and as fast
+    # (bench/README.md). A worker whose object has no more events ends after `idle_timeout`
+    # and frees its place for the next object; at 0.5 s, 5,000 AlertRules' events queued
+    # behind 64 idle workers and held 212 MiB. `execution.max_workers` bounds the threads
+    # that synchronous handlers run in.
+    settings.queueing.worker_limit = args.object_workers or None
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     settings.execution.max_workers = args.workers
     # The initial LIST in pages, as client-go's reflector does: one response of 5,000
     # AlertRules was decoded whole and set the operator's peak memory (bench/README.md).

@@ -99,6 +99,16 @@ def test_kopf_logs_in_with_the_operators_own_credentials() -> None:
     assert info.ca_path is None and info.expiration is None
 
 
+def test_objects_are_handled_64_at_a_time_unless_told_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = operator_settings(parsed())
+    assert (settings.queueing.worker_limit, settings.queueing.idle_timeout) == (64, 0.05)
+    assert operator_settings(parsed("--object-workers=200")).queueing.worker_limit == 200
+    assert operator_settings(parsed("--object-workers=0")).queueing.worker_limit is None
+    monkeypatch.setenv("RUNBOOK_OBJECT_WORKERS", "16")
+    assert operator_settings(parsed()).queueing.worker_limit == 16
+
+
 def test_the_initial_list_comes_in_pages() -> None:
     assert operator_settings(parsed()).watching.chunk_size == 500
 
