@@ -63,10 +63,11 @@ one tick). Measured, in the same run:
    status write). `--profile` adds where Evaluator.tick() spends its CPU.
 
 It prints medians over the `--ticks` interval windows and ratios; it asserts nothing and exits 0.
-The windows start once every rule has been evaluated and every rule Pending since then has left
-Pending, plus 1.5 intervals: the start (every rule's first status write, then the wave of rules
-leaving Pending together after their `for`) is reported on its own ("operator start -> every
-rule has lastEvaluation"), not as steady state.
+The windows start once every rule has been evaluated, every rule Pending since then has left
+Pending, and every rule has been evaluated once more after that (the operator's counters): the
+start (every rule's first status write, then the wave of rules leaving Pending together after
+their `for`) is reported on its own ("operator start -> every rule has lastEvaluation"), not as
+steady state.
 Everything it started is stopped, and every temp dir removed, also on Ctrl-C. About 4-5 minutes
 with the defaults on 2 cores (longer when kopf is slow to see new rules or spec changes; the
 waits are bounded at 15 and 10 minutes).
@@ -349,6 +350,11 @@ class OperatorSample:
     lines: int = 0
     seconds: float = 0.0  # how long the scrape took
     operator_cpu: float = math.nan  # the operator's CPU seconds meanwhile (rendering it)
+
+
+def evaluated_again(before: dict[str, float], now: dict[str, float]) -> bool:
+    """Whether every rule's evaluation counter has moved on from `before`."""
+    return bool(before) and all(now.get(rule, 0.0) > count for rule, count in before.items())
 
 
 def operator_sample(operator: Any) -> OperatorSample:
@@ -1056,8 +1062,15 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     except AssertionError:
         progress(f"{watch.pending_since(first_round)} rules still Pending since the first "
                  f"round; measuring anyway")
-    # 1.5 intervals: the windows then do not start in step with the rules evaluated first.
-    time.sleep(1.5 * interval)
+    # Then one whole round of every rule after the wave, read from the operator's counters,
+    # so the first window is already steady.
+    settled = operator_sample(operator).evaluations
+    try:
+        wait_for(lambda: evaluated_again(settled, operator_sample(operator).evaluations),
+                 "every rule evaluated again after the wave",
+                 timeout=2 * interval + 30, interval=1.0)
+    except AssertionError:
+        progress("not every rule was evaluated again after the wave; measuring anyway")
     processes = {"operator": pid, "bench": os.getpid(),
                  "prometheus": prometheus.process.popen.pid,  # type: ignore[union-attr]
                  **{name.removeprefix("kube-"): p for name, p in cluster.pids.items()}}
