@@ -41,9 +41,10 @@ from runbook_operator.core.leadership import (
     next_move,
     observe,
     released,
+    renews_unread,
     still_leading,
 )
-from runbook_operator.integrations.kubeapi import ApiError
+from runbook_operator.integrations.kubeapi import ApiError, Conflict
 from runbook_operator.integrations.lease import Leases
 
 log = logging.getLogger(__name__)
@@ -86,24 +87,40 @@ class Elector:
         return await self._call(self._attempt, renewing)
 
     def _attempt(self, renewing: bool) -> bool:
-        """`attempt`, blocking (on the Lease's thread)."""
+        """`attempt`, blocking (on the Lease's thread). A holder renews by writing over what it
+        last saw, as client-go does, and reads the Lease only when that write conflicts: one
+        request per renewal instead of a read and a write."""
         started = self.clock()
+        try:
+            if renewing and renews_unread(self.observed, self.identity, started):
+                return self._claim(started)
+        except Conflict:
+            log.debug("Lease %s/%s changed since it was renewed: reading it",
+                      self.leases.ref.namespace, self.leases.ref.name)
+        except LEASE_ERRORS as error:
+            log.debug("Lease %s/%s not renewed: %s", self.leases.ref.namespace,
+                      self.leases.ref.name, error)
+            return False
         try:
             found = self.leases.read()
             self.observed = None if found is None else observe(self.observed, *found, started)
             move = next_move(self.observed, self.identity, started)
             if move is Move.WAIT or (renewing and move is not Move.RENEW):
                 return False
-            record = claimed(None if self.observed is None else self.observed.record,
-                             self.identity, round(self.timing.lease_seconds), self.wall())
-            if self.observed is None:
-                version = self.leases.create(record)
-            else:
-                version = self.leases.write(record, self.observed.resource_version)
+            return self._claim(started)
         except LEASE_ERRORS as error:
             log.debug("Lease %s/%s not written: %s", self.leases.ref.namespace,
                       self.leases.ref.name, error)
             return False
+
+    def _claim(self, started: float) -> bool:
+        """Write this instance into the Lease as last observed (create it if there was none)."""
+        record = claimed(None if self.observed is None else self.observed.record,
+                         self.identity, round(self.timing.lease_seconds), self.wall())
+        if self.observed is None:
+            version = self.leases.create(record)
+        else:
+            version = self.leases.write(record, self.observed.resource_version)
         self.observed = Observed(record, version, started)
         self.last_renewed = started
         return True

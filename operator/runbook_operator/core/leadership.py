@@ -97,6 +97,14 @@ def released(record: Record) -> Record:
     return replace(record, holder=None, lease_seconds=1)
 
 
+def renews_unread(observed: Observed | None, identity: str, now: float) -> bool:
+    """Whether a holder may renew by writing over the Lease as it last saw it, without reading
+    it first (client-go's fast path): it held the Lease then and that term has not expired.
+    Were the Lease written since, the write names an old resourceVersion and is refused."""
+    return (observed is not None and observed.record.holder == identity
+            and now < observed.since + observed.record.lease_seconds)
+
+
 def still_leading(last_renewed: float, now: float, timing: Timing) -> bool:
     """Whether a leader whose last successful renewal was at `last_renewed` may still act."""
     return now - last_renewed < timing.renew_deadline_seconds

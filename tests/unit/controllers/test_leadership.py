@@ -30,13 +30,17 @@ class MemoryLeases:
         self.record: Record | None = None
         self.version = 0
         self.down = False
+        self.reads = 0
+        self.requests = 0
 
     def _reachable(self) -> None:
+        self.requests += 1
         if self.down:
             raise OSError("connection refused")
 
     def read(self) -> tuple[Record, str] | None:
         self._reachable()
+        self.reads += 1
         return None if self.record is None else (self.record, str(self.version))
 
     def create(self, record: Record) -> str:
@@ -103,6 +107,35 @@ def test_one_instance_holds_and_the_other_takes_over_only_after_expiry() -> None
     assert leases.record is not None and leases.record.holder == "b"
     assert leases.record.transitions == 1
     assert not attempt(first, renewing=True)
+
+
+def test_a_leader_renews_with_one_write_and_reads_only_when_the_lease_changed() -> None:
+    """As client-go: a renewal writes over the Lease as last seen; a conflict means someone
+    wrote it since, and only then is it read, which shows the new holder."""
+    leases, clock = MemoryLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    assert attempt(leader)
+    for clock.now in (2.0, 4.0, 6.0):
+        assert attempt(leader, renewing=True)
+    assert leases.reads == 1 and leases.version == 4
+    leases.record = Record("b", 15)
+    leases.version += 1
+    clock.now = 8.0
+    assert not attempt(leader, renewing=True)
+    assert leases.reads == 2 and leases.record.holder == "b"
+
+
+def test_a_renewal_that_cannot_reach_the_server_fails_without_a_second_request() -> None:
+    leases, clock = MemoryLeases(), Clock()
+    leader = elector(leases, "a", clock)
+    assert attempt(leader)
+    leases.down, clock.now = True, 2.0
+    before = leases.requests
+    assert not attempt(leader, renewing=True)
+    assert leases.requests == before + 1
+    leases.down, clock.now = False, 4.0
+    assert attempt(leader, renewing=True)
+    assert leases.reads == 1
 
 
 def test_a_standby_that_starts_late_waits_a_whole_lease_from_its_first_look() -> None:

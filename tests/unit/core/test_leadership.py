@@ -16,6 +16,7 @@ from runbook_operator.core.leadership import (
     next_move,
     observe,
     released,
+    renews_unread,
     still_leading,
 )
 
@@ -74,3 +75,12 @@ def test_a_leader_stops_before_the_lease_can_expire_elsewhere(since: int,
     assert leading == (elapsed < timing.renew_deadline_seconds)
     if leading:
         assert elapsed < timing.lease_seconds
+
+
+@given(st.floats(min_value=0, max_value=100, allow_nan=False))
+def test_a_holder_renews_without_reading_only_while_its_last_look_says_it_holds(
+        after: float) -> None:
+    ours = Observed(Record("me", 15, acquired=T0, renewed=T0), "7", since=100.0)
+    assert renews_unread(ours, "me", 100.0 + after) == (after < 15)
+    assert not renews_unread(Observed(OTHER, "7", since=100.0), "me", 100.0 + after)
+    assert not renews_unread(None, "me", 100.0 + after)
