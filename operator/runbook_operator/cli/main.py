@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
         help="API requests at once after a quiet spell, above --api-qps (default %(default)s)",
     )
     run.add_argument(
+        "--alert-heartbeat-writes",
+        type=float,
+        default=os.environ.get("RUNBOOK_ALERT_HEARTBEAT_WRITES"),
+        help="AlertRule status writes a second, all rules together, that only refresh "
+        "lastEvaluation and lastValue: each rule's refresh comes every 5 minutes, or less "
+        "often when there are more rules than this allows (0: every 5 minutes; default 2)",
+    )
+    run.add_argument(
         "--watch-timeout",
         type=int,
         default=300,

@@ -223,6 +223,8 @@ async def serve(args: argparse.Namespace, connection: Connection) -> None:
         resync_seconds=args.resync_interval,
         namespaces=tuple(args.namespace),
         alertmanager=receiver_config(args),
+        **({} if args.alert_heartbeat_writes is None
+           else {"alert_heartbeat_writes": args.alert_heartbeat_writes}),
     )
     services = [asyncio.create_task(serve_health(args.bind_address, args.health_port))]
     if args.metrics_port:

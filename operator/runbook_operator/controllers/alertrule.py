@@ -63,8 +63,10 @@ from runbook_operator.core.alertrule.messages import alert_group, notification_f
 from runbook_operator.core.alertrule.quiet import Quiet, recall, remember
 from runbook_operator.core.alertrule.rule import Links, Rule, compile_rule
 from runbook_operator.core.alertrule.status import (
+    HEARTBEAT_WRITES_PER_SECOND,
     STATUS_HEARTBEAT,
     heartbeat_of,
+    heartbeat_period,
     next_status,
     stalled_status,
     status_write_due,
@@ -394,10 +396,12 @@ class Evaluator:
     spec compiles to, when it is due, and how a tick's due rules are queried and finished."""
 
     def __init__(self, kube: Kube, default_prometheus: str | None,
-                 links: Links = Links()) -> None:
+                 links: Links = Links(),
+                 heartbeat_writes: float = HEARTBEAT_WRITES_PER_SECOND) -> None:
         self.kube = kube
         self.default_prometheus = default_prometheus
         self.links = links
+        self.heartbeat_writes = heartbeat_writes
         self.scheduler: Scheduler[Prepared] = Scheduler(self, "AlertRule evaluation")
         self.clients: dict[Server, PrometheusClient] = {}
         self.detectors = Detectors()
@@ -595,7 +599,7 @@ class Evaluator:
                 if found is None:
                     return None
                 return evaluate(self.kube, evaluation, found, seconds, now,
-                                heartbeat_of(evaluation.key), True, False, self.quiet)
+                                self._heartbeat(evaluation.key), True, False, self.quiet)
 
         return self._logging_errors(evaluation.key, work)
 
@@ -604,8 +608,13 @@ class Evaluator:
         may_write: bool, may_deliver: bool,
     ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
         return self._logging_errors(evaluation.key, lambda: evaluate(
-            self.kube, evaluation, body, seconds, now, heartbeat_of(evaluation.key), may_write,
-            may_deliver, self.quiet))
+            self.kube, evaluation, body, seconds, now, self._heartbeat(evaluation.key),
+            may_write, may_deliver, self.quiet))
+
+    def _heartbeat(self, key: Key) -> timedelta:
+        """The rule's heartbeat at the number of rules there are now."""
+        period = heartbeat_period(len(self.scheduler.items), self.heartbeat_writes)
+        return heartbeat_of(key, period)
 
     @staticmethod
     def _logging_errors(
@@ -637,7 +646,8 @@ def register(operator: Operator) -> None:
     change the scheduler's state, which only the event loop touches."""
     config = operator.config
     evaluator = Evaluator(operator.kube, config.default_prometheus,
-                          Links(config.external_url, config.prometheus_external_url))
+                          Links(config.external_url, config.prometheus_external_url),
+                          config.alert_heartbeat_writes)
 
     async def rule_changed(body: kopf.Body, **_: Any) -> None:
         evaluator.scheduler.upsert(body)

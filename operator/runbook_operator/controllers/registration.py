@@ -14,6 +14,7 @@ import kopf
 
 from runbook_operator.api.common import GROUP, VERSION, Resource
 from runbook_operator.controllers.common import resync_forever
+from runbook_operator.core.alertrule.status import HEARTBEAT_WRITES_PER_SECOND
 from runbook_operator.integrations.alertmanager_receiver import ReceiverConfig
 from runbook_operator.integrations.kubernetes import Kube
 
@@ -40,6 +41,8 @@ class OperatorConfig:
     """Namespaces watched (empty: all)."""
     alertmanager: ReceiverConfig | None = None
     """The Alertmanager receiver (None: not served)."""
+    alert_heartbeat_writes: float = HEARTBEAT_WRITES_PER_SECOND
+    """AlertRule status heartbeats a second at most, all rules together (0: no bound)."""
 
 
 @dataclass

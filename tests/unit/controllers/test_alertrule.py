@@ -131,6 +131,23 @@ def test_the_heartbeat_writes_time_and_value(sent: list[str]) -> None:
     assert written["status"]["lastEvaluation"] == later.isoformat().replace("+00:00", "Z")
 
 
+@pytest.mark.parametrize(("budget", "writes"), [(2.0, []), (0.0, ["patch"])])
+def test_with_thousands_of_rules_the_heartbeat_comes_less_often(
+        sent: list[str], budget: float, writes: list[str]) -> None:
+    """5,000 rules within 2 heartbeat writes a second: a rule's heartbeat comes after 42-53
+    minutes, not 5 (0: no budget)."""
+    kube = FakeKube(body())
+    cached = run(kube, body(), 0.01, T0)
+    kube.requests.clear()
+    evaluator = alertrule.Evaluator(kube, None, heartbeat_writes=budget)  # type: ignore[arg-type]
+    evaluator.scheduler.items.update({("shop", f"rule-{i}"): None for i in range(5_000)})  # type: ignore[misc]
+    evaluation = observe(cached, 0.02)
+    written = evaluator._evaluate_logging_errors(evaluation, cached, 0.01,
+                                                 T0 + timedelta(minutes=6), True, True)
+    assert kube.requests == writes
+    assert (written is cached) == (not writes)
+
+
 def test_a_state_change_rereads_before_notifying_then_writes_once(sent: list[str]) -> None:
     kube = FakeKube(body())
     cached = run(kube, body(), 0.01, T0)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from runbook_operator.api.alertrule import AlertRuleSpec, AlertRuleStatus
 from runbook_operator.api.common import NotificationRecord
 from runbook_operator.core.alertrule.decide import Evaluation, decide
@@ -14,6 +16,7 @@ from runbook_operator.core.alertrule.state import QueryError
 from runbook_operator.core.alertrule.status import (
     STATUS_HEARTBEAT,
     heartbeat_of,
+    heartbeat_period,
     next_status,
     stalled_status,
     status_write_due,
@@ -73,6 +76,29 @@ def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
     assert all(0.8 * STATUS_HEARTBEAT <= b <= STATUS_HEARTBEAT for b in beats)
     assert max(beats) - min(beats) > 0.15 * STATUS_HEARTBEAT
     assert heartbeat_of(("shop", "rule-1")) == heartbeat_of(("shop", "rule-1"))
+
+
+@given(st.integers(min_value=0, max_value=100_000),
+       st.floats(min_value=0.1, max_value=100, allow_nan=False))
+def test_heartbeats_keep_within_their_write_budget_and_never_come_more_often_than_5_minutes(
+        rules: int, writes_per_second: float) -> None:
+    period = heartbeat_period(rules, writes_per_second)
+    assert period >= STATUS_HEARTBEAT and period.total_seconds() % 60 == 0
+    # every rule's heartbeat is at least 80 % of the period: the writes a second, at most
+    assert rules / (0.8 * period.total_seconds()) <= writes_per_second
+    if rules / writes_per_second <= 0.8 * (STATUS_HEARTBEAT.total_seconds() - 60):
+        assert period == STATUS_HEARTBEAT
+
+
+def test_heartbeats_of_many_rules_come_less_often_and_an_unbounded_budget_keeps_5_minutes(
+        ) -> None:
+    assert heartbeat_period(400, 2.0) == STATUS_HEARTBEAT
+    assert heartbeat_period(5_000, 2.0) == timedelta(minutes=53)
+    assert heartbeat_period(5_000, 0) == STATUS_HEARTBEAT
+    long = heartbeat_of(("shop", "rule-1"), timedelta(minutes=53))
+    assert timedelta(minutes=42) <= long <= timedelta(minutes=53)
+    assert long / timedelta(minutes=53) == pytest.approx(
+        heartbeat_of(("shop", "rule-1")) / STATUS_HEARTBEAT)
 
 
 INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5", "activeValue": "0.5",
