@@ -938,6 +938,8 @@ class Results:
     operator_log_bytes: int = 0
     events: int = 0
     event_changes: dict[str, int] = field(default_factory=dict)
+    # The operator's heartbeat budget (writes a second; 0: none), as in files saved before it.
+    heartbeat_writes: float = 0.0
     problems: dict[str, int] = field(default_factory=dict)
     operator_started: float = math.nan
     # The benchmark's scrapes of the operator's /metrics: lines, median seconds and median
@@ -993,6 +995,7 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     from runbook_operator.devcluster.local_operator import LocalOperator
     from runbook_operator.devcluster.waiting import wait_for
     from runbook_operator.devcluster.prometheus import MetricsExporter, PrometheusServer
+    from runbook_operator.core.alertrule.status import HEARTBEAT_WRITES_PER_SECOND
 
     interval = parse_seconds(args.interval)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-alerts-")))
@@ -1044,6 +1047,10 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     stack.callback(watch.stop)
 
     extra = (f"--workers={args.operator_workers}",) if args.operator_workers else ()
+    results.heartbeat_writes = HEARTBEAT_WRITES_PER_SECOND
+    if args.operator_heartbeat_writes is not None:
+        extra += (f"--alert-heartbeat-writes={args.operator_heartbeat_writes:g}",)
+        results.heartbeat_writes = args.operator_heartbeat_writes
     operator = LocalOperator(kubeconfig, tmp / "operator.log", resync_seconds=60,
                              extra_args=extra)
     stack.callback(operator.stop)
@@ -1198,7 +1205,10 @@ def requests_text(requests: dict[str, int]) -> str:
 
 
 def report(r: Results) -> None:
-    from runbook_operator.controllers.alertrule import STATUS_HEARTBEAT
+    from runbook_operator.core.alertrule.status import (
+        HEARTBEAT_WRITES_PER_SECOND,
+        heartbeat_period,
+    )
 
     n, interval, windows = r.rules, r.interval, r.windows
     prom = median(r.prom_eval)
@@ -1220,9 +1230,10 @@ def report(r: Results) -> None:
     projected = 100 * op_cpu_per_eval * n / interval
     writes = median([float(w.status_writes) for w in windows])
     kinds = {k: sum(w.writes.get(k, 0) for w in windows) for k in WRITE_KINDS}
-    # The heartbeat is drawn anew at each evaluation from 0.8-1.0 x STATUS_HEARTBEAT.
-    beat = STATUS_HEARTBEAT.total_seconds()
+    # Each rule's heartbeat is 0.8-1.0 x the period its number and the budget give.
+    beat = heartbeat_period(n, r.heartbeat_writes).total_seconds()
     steady_beats = (n * interval / beat, n * interval / (0.8 * beat))
+    default_beat = heartbeat_period(n, HEARTBEAT_WRITES_PER_SECOND).total_seconds()
     events = median([float(w.events) for w in windows])
     # Steady state: the state changes of the windows without heartbeats plus every rule's
     # heartbeat, each at the CPU a write costs by the fit.
@@ -1231,6 +1242,8 @@ def report(r: Results) -> None:
                       for w in windows])
     steady_writes = changes + n * interval / (0.9 * beat)
     steady_cpu = 100 * (base + per_write * steady_writes) / interval
+    budget_writes = changes + n * interval / (0.9 * default_beat)
+    budget_cpu = 100 * (base + per_write * budget_writes) / interval
     prom_requests = median([w.prometheus_queries for w in windows])
     took_effect = [c.took_effect for c in r.spec_changes]
     claimed = [c.observed_generation for c in r.spec_changes]
@@ -1273,8 +1286,11 @@ def report(r: Results) -> None:
          f"{fmt(ms * per_write, 'ms', 2)} / {fmt(100 * base / interval, '%', 1)}",
          "windows with a heartbeat wave needed", ""),
         (f"  at the steady write rate ({steady_writes:.0f} per interval, heartbeats "
-         f"included)", fmt(steady_cpu, "%", 1), f"goal {GOAL_CPU_PERCENT:g}%",
-         ratio(steady_cpu, GOAL_CPU_PERCENT)),
+         f"every {beat / 60:.0f} min at most)", fmt(steady_cpu, "%", 1),
+         f"goal {GOAL_CPU_PERCENT:g}%", ratio(steady_cpu, GOAL_CPU_PERCENT)),
+        (f"  same with the operator's default budget ({budget_writes:.0f} per interval, "
+         f"heartbeats every {default_beat / 60:.0f} min at most)", fmt(budget_cpu, "%", 1),
+         f"goal {GOAL_CPU_PERCENT:g}%", ratio(budget_cpu, GOAL_CPU_PERCENT)),
         ("  of which rendering this benchmark's /metrics scrapes", fmt(scrape_pct, "%", 1),
          f"{fmt(ms * r.metrics_scrape[2], 'ms', 0)} x 1 per interval", ""),
         ("  same if all rules were evaluated every interval", fmt(projected, "%", 1),
@@ -1384,7 +1400,8 @@ def report(r: Results) -> None:
     print(f"goals: query phase / Prometheus {ratio(query_all, prom)}, whole batches / "
           f"Prometheus {ratio(batch_all, prom)} (<= {GOAL_TICK_RATIO:g}x); operator CPU "
           f"{fmt(op_cpu_pct, '%', 1)} of a core in the median window, "
-          f"{fmt(steady_cpu, '%', 1)} at the steady write rate (<= {GOAL_CPU_PERCENT:g}%); RSS "
+          f"{fmt(steady_cpu, '%', 1)} at this run's steady write rate, "
+          f"{fmt(budget_cpu, '%', 1)} at the default budget's (<= {GOAL_CPU_PERCENT:g}%); RSS "
           f"{fmt(r.operator_rss, 'MiB', 0)} (<= {GOAL_RSS_MIB:g} MiB). Nothing is asserted.")
     if r.tick_worker.get("profile"):
         print()
@@ -1420,6 +1437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ticks", type=int, default=4, help="interval windows measured")
     parser.add_argument("--shared-queries", action="store_true",
                         help="rules share 3 x services queries (only thresholds differ)")
+    parser.add_argument("--operator-heartbeat-writes", type=float,
+                        help="pass --alert-heartbeat-writes X to the operator; 0 gives every "
+                             "rule a 5-minute heartbeat, so 30 windows at 5,000 rules reach "
+                             "the heartbeat wave that the CPU per write is fitted on "
+                             "(default: the operator's own budget)")
     parser.add_argument("--operator-workers", type=int,
                         help="experiment: pass --workers N (kopf's handler threads) to the "
                              "operator (default: its own)")
