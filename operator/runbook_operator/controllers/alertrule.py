@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -64,7 +64,7 @@ from runbook_operator.core.alertrule.quiet import Quiet, recall, remember
 from runbook_operator.core.alertrule.rule import Links, Rule, compile_rule
 from runbook_operator.core.alertrule.status import (
     HEARTBEAT_WRITES_PER_SECOND,
-    STATUS_HEARTBEAT,
+    Heartbeat,
     heartbeat_of,
     heartbeat_period,
     next_status,
@@ -210,7 +210,7 @@ def write_decided(kube: Kube, key: Key, body: Mapping[str, Any], now: datetime,
 
 
 def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], seconds: float,
-             now: datetime, heartbeat: timedelta = STATUS_HEARTBEAT, may_write: bool = True,
+             now: datetime, heartbeat: Heartbeat | None = None, may_write: bool = True,
              may_deliver: bool = True,
              quiet: dict[Key, Quiet] | None = None,
              ) -> Mapping[str, Any] | DecidedWrite | Deferred | None:
@@ -224,8 +224,10 @@ def evaluate(kube: Kube, evaluation: Evaluation, body: Mapping[str, Any], second
     due and not `may_write`, or why it stopped when notifications or actions are due and not
     `may_deliver`.
     With `quiet` (the rules' last quiet evaluations, see `core.alertrule.quiet`), a rule that
-    stays Normal or keeps firing with nothing due is not decided again."""
+    stays Normal or keeps firing with nothing due is not decided again. `heartbeat` is the
+    rule's (None: `heartbeat_of` the rule at the 5-minute period)."""
     namespace, name = evaluation.key
+    heartbeat = heartbeat or heartbeat_of(evaluation.key)
     if quiet is not None:
         unchanged = recall(quiet.get(evaluation.key), resource_version(body),
                            evaluation, now)
@@ -611,7 +613,7 @@ class Evaluator:
             self.kube, evaluation, body, seconds, now, self._heartbeat(evaluation.key),
             may_write, may_deliver, self.quiet))
 
-    def _heartbeat(self, key: Key) -> timedelta:
+    def _heartbeat(self, key: Key) -> Heartbeat:
         """The rule's heartbeat at the number of rules there are now."""
         period = heartbeat_period(len(self.scheduler.items), self.heartbeat_writes)
         return heartbeat_of(key, period)

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from runbook_operator.api.alertrule import AlertRuleStatus
 from runbook_operator.core.alertrule.actions import last_action_at
 from runbook_operator.core.alertrule.decide import Decision, Evaluation, subject_of
 from runbook_operator.core.alertrule.rule import Rule
 from runbook_operator.core.alertrule.state import Instance, format_value
+from runbook_operator.core.alertrule.status import Heartbeat
 from runbook_operator.core.escalation import escalation
 from runbook_operator.core.notify_plan import next_repeat
 
@@ -54,7 +55,7 @@ class Quiet:
 
 
 def remember(resource_version: str, old: AlertRuleStatus, evaluation: Evaluation,
-             decision: Decision, heartbeat: timedelta, now: datetime) -> Quiet | None:
+             decision: Decision, heartbeat: Heartbeat, now: datetime) -> Quiet | None:
     """What a later evaluation may reuse of one at `now` that wrote nothing, sent nothing and
     did nothing from the status `old` (None when it is not quiet)."""
     samples = evaluation.samples
@@ -67,7 +68,7 @@ def remember(resource_version: str, old: AlertRuleStatus, evaluation: Evaluation
     if len(keys) != len(samples) or len(instances) != len(keys):
         return None
     firing = [i for i in instances if i.state == "Firing"]
-    until = _until(old, evaluation.rule, firing, now, old.last_evaluation + heartbeat)
+    until = _until(old, evaluation.rule, firing, now, heartbeat.after(old.last_evaluation))
     if until is None:
         return None
 

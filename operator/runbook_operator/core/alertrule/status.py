@@ -16,7 +16,8 @@ import functools
 import math
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from runbook_operator.api.alertrule import (
     NOTIFICATION_LOG_LIMIT,
@@ -44,23 +45,42 @@ _VOLATILE_ANOMALY = {"last_score"}
 
 
 def heartbeat_period(rules: int, writes_per_second: float) -> timedelta:
-    """The longest heartbeat of `rules` rules: STATUS_HEARTBEAT, or longer so that their
-    heartbeats (each 80–100 % of it) make at most `writes_per_second` writes a second on
-    average (0: no bound), in whole minutes so that it changes seldom as rules come and go.
-    As kubelet reports a node's status every 5 minutes when nothing changed, and not more
-    often whatever the cluster's size."""
+    """How often each of `rules` rules beats: STATUS_HEARTBEAT, or longer so that their
+    heartbeats make at most `writes_per_second` writes a second (0: no bound), in whole
+    minutes so that it changes seldom as rules come and go. As kubelet reports a node's status
+    every 5 minutes when nothing changed, and not more often whatever the cluster's size."""
     if writes_per_second <= 0:
         return STATUS_HEARTBEAT
-    minutes = math.ceil(rules / (0.8 * writes_per_second) / 60)
+    minutes = math.ceil(rules / writes_per_second / 60)
     return max(STATUS_HEARTBEAT, timedelta(minutes=minutes))
 
 
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """When a rule's status is written again with nothing lasting changed: once every
+    `period`, at the rule's own moment of it (a hash of its name). Rules created or restarted
+    together so beat evenly spread from their first period on, and no rule beats twice in a
+    period, so all of them write at most rules / period a second. A heartbeat counted from each
+    rule's last write instead brought rules written together back together, a wave of writes
+    every period (bench/README.md, "Heartbeats counted")."""
+
+    period: timedelta
+    phase: int
+    """Whole seconds into each period (counted from the epoch) at which the rule beats: with
+    a period of whole seconds too, a beat's time is exact, so the next one is never itself."""
+
+    def after(self, written: datetime) -> datetime:
+        """The rule's first heartbeat after a status write at `written`."""
+        period = self.period.total_seconds()
+        beats = math.floor((written.timestamp() - self.phase) / period) + 1
+        return datetime.fromtimestamp(self.phase + beats * period, tz=UTC)
+
+
 @functools.lru_cache(maxsize=1 << 16)
-def heartbeat_of(key: Key, period: timedelta = STATUS_HEARTBEAT) -> timedelta:
-    """The rule's heartbeat, 80–100 % of `period` by a hash of its name, so that rules
-    created together do not keep writing together (kept: asked at every evaluation)."""
+def heartbeat_of(key: Key, period: timedelta = STATUS_HEARTBEAT) -> Heartbeat:
+    """The rule's heartbeat (kept: asked at every evaluation)."""
     spread = zlib.crc32("/".join(key).encode()) / 2**32
-    return period * (0.8 + 0.2 * spread)
+    return Heartbeat(period, int(spread * period.total_seconds()))
 
 
 def next_status(old: AlertRuleStatus, evaluation: Evaluation, decision: Decision,
@@ -122,11 +142,11 @@ def _lasting(status: AlertRuleStatus) -> dict[str, object]:
 
 
 def status_write_due(
-    old: AlertRuleStatus, new: AlertRuleStatus, now: datetime, heartbeat: timedelta
+    old: AlertRuleStatus, new: AlertRuleStatus, now: datetime, heartbeat: Heartbeat
 ) -> bool:
     """Whether an evaluation's status must be written: something lasting changed, or the
     heartbeat is due so that `lastEvaluation` and `lastValue` stay roughly current for
     `kubectl`."""
-    if old.last_evaluation is None or now - old.last_evaluation >= heartbeat:
+    if old.last_evaluation is None or now >= heartbeat.after(old.last_evaluation):
         return True
     return _lasting(old) != _lasting(new)

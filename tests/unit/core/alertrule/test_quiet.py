@@ -14,12 +14,13 @@ from runbook_operator.core.alertrule.decide import Evaluation, decide
 from runbook_operator.core.alertrule.quiet import Quiet, Unchanged, labels_key, recall, remember
 from runbook_operator.core.alertrule.rule import Rule, compile_rule
 from runbook_operator.core.alertrule.state import QueryError
-from runbook_operator.core.alertrule.status import next_status, status_write_due
+from runbook_operator.core.alertrule.status import Heartbeat, next_status, status_write_due
 from runbook_operator.core.notify_plan import sent_record
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 KEY = ("shop", "web-5xx")
-HEARTBEAT = timedelta(minutes=4)
+#: A heartbeat 4 minutes after T0, on the 15-s grid the tests evaluate on.
+HEARTBEAT = Heartbeat(timedelta(minutes=4), int(T0.timestamp()) % 240)
 
 
 def compiled(**spec: Any) -> Rule:
@@ -74,7 +75,7 @@ def test_a_normal_rule_is_recalled_with_its_new_value_until_its_heartbeat() -> N
     recalled, changed, _ = rule.evaluate([({"__name__": "errors", "pod": "a"}, 0.03)],
                                          T0 + timedelta(seconds=30))
     assert recalled == Unchanged("Normal", "0.03") and not changed
-    recalled, changed, _ = rule.evaluate([({"pod": "a"}, 0.04)], T0 + HEARTBEAT)
+    recalled, changed, _ = rule.evaluate([({"pod": "a"}, 0.04)], HEARTBEAT.after(T0))
     assert recalled is None and changed
 
 
@@ -116,7 +117,7 @@ def firing_until_due(rule: Rule) -> datetime:
 
 
 def test_a_firing_rule_is_recalled_until_something_is_due() -> None:
-    assert firing_until_due(compiled(channels=[{"name": "oncall"}])) == T0 + HEARTBEAT
+    assert firing_until_due(compiled(channels=[{"name": "oncall"}])) == HEARTBEAT.after(T0)
     repeating = [{"name": "oncall", "repeatInterval": "1m"}]
     assert firing_until_due(compiled(channels=repeating)) == T0 + 60 * SECONDS
     escalating = {"escalateAfter": [{"after": "45s", "severity": "critical"}]}

@@ -15,6 +15,7 @@ from runbook_operator.core.alertrule.rule import compile_rule
 from runbook_operator.core.alertrule.state import QueryError
 from runbook_operator.core.alertrule.status import (
     STATUS_HEARTBEAT,
+    Heartbeat,
     heartbeat_of,
     heartbeat_period,
     next_status,
@@ -71,11 +72,31 @@ def test_a_stalled_status_keeps_the_rest() -> None:
     assert (new.state, new.last_value, new.observed_generation) == ("Firing", "0.5", 4)
 
 
-def test_heartbeats_spread_over_a_fifth_of_the_period() -> None:
-    beats = {heartbeat_of(("shop", f"rule-{i}")) for i in range(200)}
-    assert all(0.8 * STATUS_HEARTBEAT <= b <= STATUS_HEARTBEAT for b in beats)
-    assert max(beats) - min(beats) > 0.15 * STATUS_HEARTBEAT
-    assert heartbeat_of(("shop", "rule-1")) == heartbeat_of(("shop", "rule-1"))
+def test_rules_written_together_beat_evenly_over_the_period_from_the_first_one() -> None:
+    """5,000 rules created at once, at the period 2 writes a second gives them: their first
+    heartbeats are spread over the period, not a wave every period."""
+    period = heartbeat_period(5_000, 2.0)
+    beats = [heartbeat_of(("shop", f"rule-{i}"), period).after(T0) for i in range(5_000)]
+    assert all(T0 < beat <= T0 + period for beat in beats)
+    per_tenth = [0] * 10
+    for beat in beats:
+        per_tenth[min(9, int(10 * ((beat - T0) / period)))] += 1
+    assert max(per_tenth) < 600  # 500 each if perfectly even
+    assert heartbeat_of(("shop", "rule-1"), period) == heartbeat_of(("shop", "rule-1"), period)
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                    timezones=st.just(UTC)),
+       st.integers(min_value=5, max_value=600), st.floats(min_value=0, max_value=1,
+                                                           exclude_max=True))
+def test_a_rule_beats_once_a_period_at_its_own_moment_of_it(
+        written: datetime, minutes: int, spread: float) -> None:
+    period = timedelta(minutes=minutes)
+    heartbeat = Heartbeat(period, int(spread * period.total_seconds()))
+    beat = heartbeat.after(written)
+    assert written < beat <= written + period
+    assert heartbeat.after(beat) - beat == period
+    assert (beat.timestamp() - heartbeat.phase) % period.total_seconds() == 0
 
 
 @given(st.integers(min_value=0, max_value=100_000),
@@ -84,21 +105,18 @@ def test_heartbeats_keep_within_their_write_budget_and_never_come_more_often_tha
         rules: int, writes_per_second: float) -> None:
     period = heartbeat_period(rules, writes_per_second)
     assert period >= STATUS_HEARTBEAT and period.total_seconds() % 60 == 0
-    # every rule's heartbeat is at least 80 % of the period: the writes a second, at most
-    assert rules / (0.8 * period.total_seconds()) <= writes_per_second
-    if rules / writes_per_second <= 0.8 * (STATUS_HEARTBEAT.total_seconds() - 60):
+    # every rule beats once a period: the writes a second, at most
+    assert rules / period.total_seconds() <= writes_per_second
+    if rules / writes_per_second <= STATUS_HEARTBEAT.total_seconds() - 60:
         assert period == STATUS_HEARTBEAT
 
 
 def test_heartbeats_of_many_rules_come_less_often_and_an_unbounded_budget_keeps_5_minutes(
         ) -> None:
-    assert heartbeat_period(400, 2.0) == STATUS_HEARTBEAT
-    assert heartbeat_period(5_000, 2.0) == timedelta(minutes=53)
+    assert heartbeat_period(600, 2.0) == STATUS_HEARTBEAT
+    assert heartbeat_period(601, 2.0) == timedelta(minutes=6)
+    assert heartbeat_period(5_000, 2.0) == timedelta(minutes=42)
     assert heartbeat_period(5_000, 0) == STATUS_HEARTBEAT
-    long = heartbeat_of(("shop", "rule-1"), timedelta(minutes=53))
-    assert timedelta(minutes=42) <= long <= timedelta(minutes=53)
-    assert long / timedelta(minutes=53) == pytest.approx(
-        heartbeat_of(("shop", "rule-1")) / STATUS_HEARTBEAT)
 
 
 INSTANCE = {"fingerprint": "f1", "state": "Firing", "lastValue": "0.5", "activeValue": "0.5",
@@ -116,9 +134,11 @@ def test_status_write_due_ignores_per_tick_values_until_the_heartbeat() -> None:
             "last_value": "0.7", "last_evaluation": later, "active_value": "0.7"})],
         "anomaly": old.anomaly.model_copy(update={"last_score": 0.6}),  # type: ignore[union-attr]
     })
-    heartbeat = timedelta(minutes=5)
+    heartbeat = heartbeat_of(KEY)
+    beat = heartbeat.after(T0)
     assert not status_write_due(old, new, later, heartbeat)
-    assert status_write_due(old, new, T0 + heartbeat, heartbeat)
+    assert not status_write_due(old, new, beat - timedelta(microseconds=1), heartbeat)
+    assert status_write_due(old, new, beat, heartbeat)
     assert status_write_due(status(), new, later, heartbeat)  # never evaluated
 
 
@@ -128,11 +148,11 @@ def test_a_write_for_a_lasting_change_carries_the_value_it_fires_with_now() -> N
     old = status(state="Firing", lastEvaluation="2026-11-22T08:00:00Z", instances=[INSTANCE])
     moved = old.instances[0].model_copy(update={"last_value": "0.9", "active_value": "0.9"})
     new = old.model_copy(update={"instances": [moved]})
-    assert not status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
+    assert not status_write_due(old, new, T0 + timedelta(seconds=15), heartbeat_of(KEY))
     record = NotificationRecord(time=T0, channel="oncall", fingerprint="f1", event="firing",
                                 severity="high", result="delivered")
     repeated = new.model_copy(update={"notifications": [record]})
-    assert status_write_due(old, repeated, T0 + timedelta(seconds=15), timedelta(minutes=5))
+    assert status_write_due(old, repeated, T0 + timedelta(seconds=15), heartbeat_of(KEY))
     assert repeated.instances[0].active_value == "0.9"
 
 
@@ -147,4 +167,4 @@ def test_status_write_due_on_every_lasting_change(change: dict[str, Any]) -> Non
     old = status(state="Firing", lastEvaluation="2026-11-22T08:00:00Z", instances=[INSTANCE],
                  observedGeneration=1, anomaly={"samples": 30})
     new = old.model_copy(update=change)
-    assert status_write_due(old, new, T0 + timedelta(seconds=15), timedelta(minutes=5))
+    assert status_write_due(old, new, T0 + timedelta(seconds=15), heartbeat_of(KEY))
