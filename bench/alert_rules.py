@@ -126,6 +126,8 @@ GOAL_RSS_MIB = 150.0
 SCRAPE_TIMEOUT = 60.0
 FIRST_EVALUATION_TIMEOUT = 900.0
 SPEC_CHANGE_TIMEOUT = 600.0
+# How long `--restart` counts the new operator's status writes.
+RESTART_WATCH_SECONDS = 120.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # What asyncio.to_thread (the operator's status writes) gets: the loop's default executor.
 DEFAULT_EXECUTOR_THREADS = min(32, (os.cpu_count() or 1) + 4)
@@ -937,6 +939,10 @@ class Results:
     spec_changes: list[SpecChange] = field(default_factory=list)
     tick_worker: dict[str, Any] = field(default_factory=dict)
     patch_worker: dict[str, Any] = field(default_factory=dict)
+    # `--restart`: a new operator over the same rules: seconds until every rule was evaluated
+    # by it, and the status writes by kind from its start until RESTART_WATCH_SECONDS later.
+    restart_evaluated: float = math.nan
+    restart_writes: dict[str, int] = field(default_factory=dict)
 
 
 def save(results: Results, path: Path) -> None:
@@ -975,6 +981,34 @@ class Sample:
     @property
     def at(self) -> float:
         return self.operator.at
+
+
+def restart(results: Results, kubeconfig: Path, tmp: Path, extra: tuple[str, ...],
+            watch: RuleWatch) -> None:
+    """A new operator over the rules the last one left (a restart, or a new leader): how long
+    until it evaluated every rule, and which status writes it made in its first minutes."""
+    from runbook_operator.devcluster.local_operator import LocalOperator
+    from runbook_operator.devcluster.waiting import wait_for
+
+    operator = LocalOperator(kubeconfig, tmp / "restarted.log", resync_seconds=60,
+                             extra_args=extra)
+    started = time.time()
+    progress(f"restart: a new operator over the {results.rules} rules; counting its status "
+             f"writes for {RESTART_WATCH_SECONDS} s")
+    operator.start()
+    try:
+        try:
+            wait_for(lambda: sum(1 for c in operator_sample(operator).evaluations.values()
+                                 if c > 0) >= results.rules,
+                     "every rule evaluated by the new operator",
+                     timeout=RESTART_WATCH_SECONDS, interval=1.0)
+            results.restart_evaluated = time.time() - started
+        except AssertionError:
+            progress("restart: not every rule was evaluated in time")
+        time.sleep(max(0.0, started + RESTART_WATCH_SECONDS - time.time()))
+        results.restart_writes = watch.writes_between(started, started + RESTART_WATCH_SECONDS)
+    finally:
+        operator.stop()
 
 
 def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
@@ -1136,6 +1170,8 @@ def measure(args: argparse.Namespace, stack: contextlib.ExitStack) -> Results:
     results.problems = log_problems(log_text)
     if args.operator_log:
         Path(args.operator_log).write_text(operator.log_text())
+    if args.restart:
+        restart(results, kubeconfig, tmp, extra, watch)
 
     rounds = max(1, min(args.ticks, 3))
     progress(f"baseline: Evaluator.tick() + settle() without kopf over every rule, "
@@ -1289,6 +1325,16 @@ def report(r: Results) -> None:
             f"{fmt(py_cpu)}; {py_requests:.0f}; {r.py_queries.get('series', '?')} "
             f"({r.py_queries.get('errors', '?')})"), "", ""),
     ]
+    if r.restart_writes:
+        beats = r.restart_writes.get("heartbeat", 0)
+        expected = n * RESTART_WATCH_SECONDS / beat
+        rows += [
+            ("restart: new operator -> every rule evaluated", fmt(r.restart_evaluated), every,
+             ratio(r.restart_evaluated, interval)),
+            (f"  its status writes in {RESTART_WATCH_SECONDS:.0f} s: state / other lasting / "
+             "heartbeat / first", " / ".join(str(r.restart_writes.get(k, 0)) for k in WRITE_KINDS),
+             f"heartbeats: {expected:.0f} expected", ratio(beats, expected)),
+        ]
     for experiment in r.py_queries.get("one_by_one", []):
         wall = med(experiment["rounds"], "wall")
         rows.append((f"  experiment: one by one, concurrency {experiment['concurrency']}: wall",
@@ -1408,6 +1454,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pass --alert-heartbeat-writes X to the operator; 0 gives every "
                              "rule a 5-minute heartbeat, to compare the CPU of its writes "
                              "(default: the operator's own budget)")
+    parser.add_argument("--restart", action="store_true",
+                        help="after the windows, start a new operator over the same rules and "
+                             f"count its status writes for {RESTART_WATCH_SECONDS:.0f} s")
     parser.add_argument("--operator-workers", type=int,
                         help="experiment: pass --workers N (kopf's handler threads) to the "
                              "operator (default: its own)")
