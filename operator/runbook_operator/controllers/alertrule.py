@@ -413,6 +413,8 @@ class Evaluator:
         #: Each rule's last quiet evaluation, so that a rule that stays quiet is not decided
         #: again (written by the worker threads, one rule by one thread at a time).
         self.quiet: dict[Key, Quiet] = {}
+        #: The AlertRules counted when evaluating started, until as many are known (0 then).
+        self.counted_rules = 0
 
     def prepare(self, body: Mapping[str, Any]) -> Prepared:
         return prepare(body, self.links)
@@ -437,6 +439,7 @@ class Evaluator:
         return prepared.interval.total_seconds()
 
     def forgotten(self, key: Key) -> None:
+        self.counted_rules = max(0, self.counted_rules - 1)
         self.detectors.forget(key)
         self.quiet.pop(key, None)
         metrics.forget_alert(*key)
@@ -614,8 +617,14 @@ class Evaluator:
             may_write, may_deliver, self.quiet))
 
     def _heartbeat(self, key: Key) -> Heartbeat:
-        """The rule's heartbeat at the number of rules there are now."""
-        period = heartbeat_period(len(self.scheduler.items), self.heartbeat_writes)
+        """The rule's heartbeat at the number of rules there are now. While kopf is still
+        delivering the rules after a start, fewer are known than there are, and a period from
+        that number would be short enough to make most of them due at once: until as many are
+        known, the number counted at the start stands."""
+        known = len(self.scheduler.items)
+        if known >= self.counted_rules:
+            self.counted_rules = 0
+        period = heartbeat_period(max(known, self.counted_rules), self.heartbeat_writes)
         return heartbeat_of(key, period)
 
     @staticmethod
@@ -633,7 +642,15 @@ class Evaluator:
             log.exception("evaluating %s/%s failed", *key)
             return None
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, namespaces: list[str | None]) -> None:
+        """Evaluate the rules of `namespaces` (None: all) until cancelled, once they are
+        counted (see `_heartbeat`)."""
+        try:
+            self.counted_rules = await asyncio.to_thread(
+                self.kube.count, API_VERSION, KIND, namespaces)
+        except TRANSIENT_API_ERRORS as error:
+            log.warning("counting the AlertRules failed; heartbeats follow the rules known: %s",
+                        transient_error_message(error))
         try:
             await self.scheduler.run_forever()
         finally:
@@ -658,4 +675,4 @@ def register(operator: Operator) -> None:
         evaluator.scheduler.forget((body["metadata"]["namespace"], body["metadata"]["name"]))
 
     register_kind(operator, AlertRule, changed=rule_changed, gone=rule_gone,
-                  loop=lambda _: evaluator.run_forever())
+                  loop=lambda _: evaluator.run_forever(list(config.namespaces) or [None]))

@@ -104,6 +104,18 @@ class Kube:
                 if not token:
                     break
 
+    def count(self, api_version: str, kind: str, namespaces: list[str | None]) -> int:
+        """How many objects of a kind there are in the given namespaces (None: all), from a
+        LIST of one object per namespace and the API server's `remainingItemCount`, without
+        reading the others."""
+        resource = self._resource(api_version, kind)
+        total = 0
+        for namespace in namespaces:
+            found = self.client.request("GET", resource.path(namespace), query={"limit": 1})
+            remaining = (found.get("metadata") or {}).get("remainingItemCount") or 0
+            total += len(found["items"]) + int(remaining)
+        return total
+
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on `involved` (any object dict with apiVersion/kind/metadata).
 

@@ -19,6 +19,7 @@ from runbook_operator.core.alertrule.decide import Evaluation
 from runbook_operator.core.alertrule.rule import Rule
 from runbook_operator.core.alertrule.status import heartbeat_of
 from runbook_operator.devcluster.waiting import wait_for
+from runbook_operator.integrations.kubeapi import ApiError
 from runbook_operator.integrations.prometheus import Ok, Sample
 from tests.support.fakes import FakeKube
 
@@ -150,6 +151,52 @@ def test_with_thousands_of_rules_the_heartbeat_comes_less_often(
     assert kube.requests == []
     evaluator._evaluate_logging_errors(evaluation, cached, 0.01, beat, True, True)
     assert kube.requests == ["patch"]
+
+
+def counting_evaluator(monkeypatch: pytest.MonkeyPatch, counted: int | Exception,
+                       ) -> tuple[alertrule.Evaluator, list[Any]]:
+    """An Evaluator whose Kube counts `counted` AlertRules (or fails so); its scheduler's loop
+    only notes the rule's heartbeat period when it starts."""
+    kube = FakeKube(body())
+    noted: list[Any] = []
+
+    def count(api_version: str, kind: str, namespaces: list[str | None]) -> int:
+        noted.append((kind, namespaces))
+        if isinstance(counted, Exception):
+            raise counted
+        return counted
+
+    kube.count = count  # type: ignore[attr-defined]
+    evaluator = alertrule.Evaluator(kube, None)  # type: ignore[arg-type]
+
+    async def loop() -> None:
+        noted.append(evaluator._heartbeat(KEY).period)
+
+    monkeypatch.setattr(evaluator.scheduler, "run_forever", loop)
+    asyncio.run(evaluator.run_forever(["shop"]))
+    return evaluator, noted
+
+
+def test_heartbeats_follow_the_rules_counted_at_the_start_until_as_many_are_known(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a restart kopf delivers the rules over seconds; a period from the few known at
+    first would make most of 5,000 rules' heartbeats due at once."""
+    evaluator, noted = counting_evaluator(monkeypatch, 5_000)
+    assert noted == [("AlertRule", ["shop"]), timedelta(minutes=42)]  # 0 known, 5,000 counted
+    rules = [("shop", f"rule-{i}") for i in range(5_000)]
+    for key in rules[4_000:]:  # deleted before the start delivered them
+        evaluator.scheduler.forget(key)
+    assert evaluator._heartbeat(KEY).period == timedelta(minutes=34)  # 4,000
+    evaluator.scheduler.items.update({key: None for key in rules[:4_000]})  # type: ignore[misc]
+    for key in rules[:3_000]:
+        evaluator.scheduler.forget(key)
+    assert evaluator._heartbeat(KEY).period == timedelta(minutes=9)  # the 1,000 known
+
+
+def test_a_start_whose_count_fails_follows_the_rules_known(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, noted = counting_evaluator(monkeypatch, ApiError(503, "Service Unavailable", ""))
+    assert noted == [("AlertRule", ["shop"]), timedelta(minutes=5)]
 
 
 def test_a_state_change_rereads_before_notifying_then_writes_once(sent: list[str]) -> None:
