@@ -529,3 +529,91 @@ def test_a_hanging_prometheus_holds_up_only_the_rules_that_query_it(sent: list[s
         evaluator.deliveries.shutdown()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+class HeldWrites(Rules):
+    """Status writes that wait until released (an API server slower than the evaluations)."""
+
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        super().__init__(*bodies)
+        self.release = threading.Event()
+
+    def patch_status(self, api_version, kind, name, namespace, patch, resource_version):
+        assert self.release.wait(10), "the writes were never released"
+        return super().patch_status(api_version, kind, name, namespace, patch,
+                                    resource_version)
+
+
+class AskedPrometheus(Prometheus):
+    """Records which queries were asked."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        super().__init__(values)
+        self.asked: list[str] = []
+
+    async def instant_many(self, queries: list[str], now: datetime) -> dict[str, Any]:
+        self.asked.extend(queries)
+        return await super().instant_many(queries, now)
+
+
+async def until(condition: Any, what: str, timeout: float = 10) -> None:
+    """Let the loop run until `condition()` holds, with a deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_new_rules_wait_for_room_in_the_status_write_backlog(
+        monkeypatch: pytest.MonkeyPatch, sent: list[str]) -> None:
+    """While as many status writes wait as the backlog allows, rules whose first evaluation
+    would add one are not evaluated; a rule evaluated before is. Every new rule is evaluated
+    and written once the writes go out."""
+    monkeypatch.setattr(alertrule, "STATUS_WRITE_BACKLOG", 3)
+    new = [named(f"new-{i}", f"errors_{i}") for i in range(7)]
+    known = named("known", "errors_known")
+    known["status"] = {"observedGeneration": 1, "state": "Normal",
+                       "lastEvaluation": "2026-11-22T08:00:00Z"}
+    kube = HeldWrites(*new, known)
+    prometheus = AskedPrometheus({**{f"errors_{i}": 0.01 for i in range(7)},
+                                  "errors_known": 0.01})
+
+    async def scenario() -> None:
+        evaluator = alertrule.Evaluator(kube, "http://prometheus")  # type: ignore[arg-type]
+        evaluator.clients[("http://prometheus", None)] = prometheus  # type: ignore[assignment]
+        for rule in new:
+            evaluator.scheduler.upsert(rule)
+        await evaluator.scheduler.tick()
+        await until(lambda: evaluator.writes_waiting == 3, "3 writes waiting")
+        assert sorted(prometheus.asked) == ["errors_0", "errors_1", "errors_2"]
+        postponed = {key: evaluator.scheduler.items[key].due
+                     for key in evaluator.unwritten}
+        assert len(postponed) == 4
+        assert all(due > evaluator.scheduler.clock() for due in postponed.values())
+
+        evaluator.scheduler.upsert(known)
+        due_now(evaluator)
+        await evaluator.scheduler.tick()
+        await until(lambda: "errors_known" in prometheus.asked, "the known rule evaluated")
+        assert len(prometheus.asked) == 4 and len(evaluator.unwritten) == 4
+
+        kube.release.set()
+        for _ in range(3):
+            await until(lambda: evaluator.writes_waiting == 0, "the writes made")
+            await evaluator.scheduler.settle()
+            due_now(evaluator)
+            await evaluator.scheduler.tick()
+        await evaluator.scheduler.settle()
+        assert not evaluator.unwritten
+        first = [q for q in prometheus.asked if q != "errors_known"]
+        assert sorted(set(first)) == [f"errors_{i}" for i in range(7)]
+        evaluator.writes.shutdown()
+        evaluator.deliveries.shutdown()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        kube.release.set()
+    for rule in new:
+        status = kube.by_name[rule["metadata"]["name"]].stored["status"]
+        assert status["observedGeneration"] == 1 and status["lastEvaluation"]
