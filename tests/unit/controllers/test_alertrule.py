@@ -556,14 +556,6 @@ class AskedPrometheus(Prometheus):
         return await super().instant_many(queries, now)
 
 
-async def until(condition: Any, what: str, timeout: float = 10) -> None:
-    """Let the loop run until `condition()` holds, with a deadline."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 def test_new_rules_wait_for_room_in_the_status_write_backlog(
         monkeypatch: pytest.MonkeyPatch, sent: list[str]) -> None:
     """While as many status writes wait as the backlog allows, rules whose first evaluation
@@ -584,7 +576,8 @@ def test_new_rules_wait_for_room_in_the_status_write_backlog(
         for rule in new:
             evaluator.scheduler.upsert(rule)
         await evaluator.scheduler.tick()
-        await until(lambda: evaluator.writes_waiting == 3, "3 writes waiting")
+        await asyncio.to_thread(wait_for, lambda: evaluator.writes_waiting == 3,
+                                "3 writes waiting", 10)
         assert sorted(prometheus.asked) == ["errors_0", "errors_1", "errors_2"]
         postponed = {key: evaluator.scheduler.items[key].due
                      for key in evaluator.unwritten}
@@ -594,12 +587,14 @@ def test_new_rules_wait_for_room_in_the_status_write_backlog(
         evaluator.scheduler.upsert(known)
         due_now(evaluator)
         await evaluator.scheduler.tick()
-        await until(lambda: "errors_known" in prometheus.asked, "the known rule evaluated")
+        await asyncio.to_thread(wait_for, lambda: "errors_known" in prometheus.asked,
+                                "the known rule evaluated", 10)
         assert len(prometheus.asked) == 4 and len(evaluator.unwritten) == 4
 
         kube.release.set()
         for _ in range(3):
-            await until(lambda: evaluator.writes_waiting == 0, "the writes made")
+            await asyncio.to_thread(wait_for, lambda: evaluator.writes_waiting == 0,
+                                    "the writes made", 10)
             await evaluator.scheduler.settle()
             due_now(evaluator)
             await evaluator.scheduler.tick()
